@@ -1,0 +1,146 @@
+"""netrun: run flow-based development graphs, with every step durable in SQLite.
+
+Layers (imports flow downwards only):
+
+    net          public facade: validates input, delegates
+      runtime    the loop: run until blocked, queue epochs, run them, apply results
+        actions / context   what a node function sees and does
+        queue    epoch job queue table (claim with a lease, complete)
+        journal  sim steps -> history/epochs/packets rows, committed atomically
+        values   packet values and value functions (pickle / cloudpickle)
+        sim      the only importer of netrun_sim.NetSim; netrun <-> sim ID maps
+        history / capture   JSONL export and print capture
+      migrate    schema migrations and file checks
+        db       apsw connections, pragmas, IMMEDIATE transactions
+    config, errors, clock, graphio   leaves used by all of the above
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from netrun_sim import (  # noqa: E402 - graph types and sim errors, re-exported
+    CannotFinishNonEmptyEpochError,
+    CannotMovePacketFromRunningEpochError,
+    CannotMovePacketIntoRunningEpochError,
+    Edge,
+    EdgeNotFoundError,
+    EpochNotFoundError,
+    EpochNotRunningError,
+    EpochNotStartableError,
+    Graph,
+    GraphValidationError,
+    GraphValidationErrorInfo,
+    InputPortFullError,
+    InputPortNotFoundError,
+    MaxSalvos,
+    MaxSalvosExceededError,
+    Node,
+    NodeNotFoundError,
+    OutputPortFullError,
+    OutputPortNotFoundError,
+    PacketCount,
+    PacketNotAtInputPortError,
+    PacketNotFoundError,
+    PacketNotInAnyNodeError,
+    Port,
+    PortRef,
+    PortSlotSpec,
+    PortState,
+    PortType,
+    SalvoCondition,
+    SalvoConditionNotFoundError,
+    SalvoConditionNotMetError,
+    SalvoConditionTerm,
+    UnsentOutputSalvoError,
+)
+from netrun_sim import NetrunError as NetActionError  # noqa: E402 - the sim errors' base
+
+from .context import NodeExecutionContext, NodeFailureContext, Packet  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError,
+    ContextUsageError,
+    CorruptDatabase,
+    DatabaseVersionError,
+    EpochCancelled,
+    EpochTimeout,
+    NetClosedError,
+    NetrunError,
+    NodeExecutionFailed,
+    NotANetrunDatabase,
+    NotFoundError,
+    PacketNotInEpoch,
+    PacketTypeMismatch,
+    PortFull,
+    PortNotFound,
+    ReadOnlyQueryError,
+    SalvoConditionError,
+    StorageError,
+    UnfinishedEpochError,
+    UnpicklableValue,
+    ValueFunctionFailed,
+)
+from .net import Net  # noqa: E402
+
+__all__ = [
+    "CannotFinishNonEmptyEpochError",
+    "CannotMovePacketFromRunningEpochError",
+    "CannotMovePacketIntoRunningEpochError",
+    "ConfigError",
+    "ContextUsageError",
+    "CorruptDatabase",
+    "DatabaseVersionError",
+    "Edge",
+    "EdgeNotFoundError",
+    "EpochCancelled",
+    "EpochNotFoundError",
+    "EpochNotRunningError",
+    "EpochNotStartableError",
+    "EpochTimeout",
+    "Graph",
+    "GraphValidationError",
+    "GraphValidationErrorInfo",
+    "InputPortFullError",
+    "InputPortNotFoundError",
+    "MaxSalvos",
+    "MaxSalvosExceededError",
+    "Net",
+    "NetActionError",
+    "NetClosedError",
+    "NetrunError",
+    "Node",
+    "NodeExecutionContext",
+    "NodeExecutionFailed",
+    "NodeFailureContext",
+    "NodeNotFoundError",
+    "NotANetrunDatabase",
+    "NotFoundError",
+    "OutputPortFullError",
+    "OutputPortNotFoundError",
+    "Packet",
+    "PacketCount",
+    "PacketNotAtInputPortError",
+    "PacketNotFoundError",
+    "PacketNotInAnyNodeError",
+    "PacketNotInEpoch",
+    "PacketTypeMismatch",
+    "Port",
+    "PortFull",
+    "PortNotFound",
+    "PortRef",
+    "PortSlotSpec",
+    "PortState",
+    "PortType",
+    "ReadOnlyQueryError",
+    "SalvoCondition",
+    "SalvoConditionError",
+    "SalvoConditionNotFoundError",
+    "SalvoConditionNotMetError",
+    "SalvoConditionTerm",
+    "StorageError",
+    "UnfinishedEpochError",
+    "UnpicklableValue",
+    "UnsentOutputSalvoError",
+    "ValueFunctionFailed",
+    "__version__",
+]

@@ -1,0 +1,109 @@
+"""Packet operations of a running epoch, applied to the sim as they happen.
+
+Misuse is reported with netrun errors that name the node, port and packet; the sim's
+own errors are translated here, at the one boundary where that context is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import netrun_sim as ns
+
+from .context import Packet
+from .errors import PacketNotInEpoch, PortFull, PortNotFound, SalvoConditionError
+from .sim import Location
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+
+class ImmediateActions:
+    """Each operation is one sim action, journaled at once (`defer_net_actions=False`)."""
+
+    def __init__(self, rt: Runtime, epoch_id: str, node_name: str, inside: set[str]) -> None:
+        self.rt = rt
+        self.epoch_id = epoch_id
+        self.node_name = node_name
+        self.inside = inside  # IDs of packets inside the epoch (not yet consumed or loaded)
+        self.received: dict[str, Any] = {}  # packet ID -> value, for the failure context
+
+    def _where(self, port: str | None = None) -> str:
+        where = f"node {self.node_name!r} epoch {self.epoch_id}"
+        return f"{where} port {port!r}" if port else where
+
+    def _check_inside(self, packet: Any, port: str | None = None) -> str:
+        packet_id = getattr(packet, "id", None)
+        if not isinstance(packet_id, str):
+            raise TypeError(f"{self._where(port)}: expected a Packet, got {packet!r}")
+        if packet_id not in self.inside:
+            raise PacketNotInEpoch(
+                f"{self._where(port)}: packet {packet_id} is not inside this epoch "
+                "(already consumed or loaded, or it belongs to another epoch)",
+                node_name=self.node_name, epoch_id=self.epoch_id, packet_id=packet_id, port_name=port)
+        return packet_id
+
+    def consume(self, packet: Packet) -> Any:
+        packet_id = self._check_inside(packet)
+        rt = self.rt
+        value = rt.values.consume(packet_id)
+        events = rt.sim.consume_packet(packet_id)
+        rt.journal.record("ConsumePacket", events, epoch_id=self.epoch_id, packet_id=packet_id,
+                          node_name=self.node_name)
+        self.inside.discard(packet_id)
+        self.received[packet_id] = value
+        return value
+
+    def _new_packet(self) -> str:
+        rt = self.rt
+        packet_id, events = rt.sim.create_packet(self.epoch_id)
+        rt.journal.record("CreatePacket", events, epoch_id=self.epoch_id, packet_id=packet_id,
+                          node_name=self.node_name,
+                          created_at=Location("node", self.node_name, None, self.epoch_id))
+        self.inside.add(packet_id)
+        return packet_id
+
+    def create(self, value: Any) -> Packet:
+        serialized = self.rt.values.serialize(value, where=self._where())
+        packet_id = self._new_packet()
+        self.rt.values.store(packet_id, serialized)
+        return Packet(packet_id)
+
+    def create_from_value_func(self, func: Callable[[], Any]) -> Packet:
+        serialized = self.rt.values.serialize_func(func, where=self._where())
+        packet_id = self._new_packet()
+        self.rt.values.store(packet_id, serialized)
+        return Packet(packet_id)
+
+    def load(self, port_name: str, packet: Packet) -> None:
+        node = self.rt.graph_nodes[self.node_name]
+        if port_name not in node.out_ports:
+            raise PortNotFound(f"{self._where()}: no output port {port_name!r} (output ports: "
+                               f"{', '.join(sorted(node.out_ports)) or 'none'})",
+                               node_name=self.node_name, port_name=port_name)
+        packet_id = self._check_inside(packet, port_name)
+        try:
+            events = self.rt.sim.load_output_port(packet_id, port_name)
+        except ns.OutputPortFullError as exc:
+            raise PortFull(f"{self._where(port_name)}: output port is full, cannot load packet {packet_id}; "
+                           "send a salvo first or give the port more slots",
+                           node_name=self.node_name, port_name=port_name, packet_id=packet_id) from exc
+        self.rt.journal.record("LoadPacketIntoOutputPort", events, epoch_id=self.epoch_id, packet_id=packet_id,
+                               node_name=self.node_name, data={"port": port_name})
+        self.inside.discard(packet_id)
+
+    def send(self, salvo_condition_name: str) -> None:
+        node = self.rt.graph_nodes[self.node_name]
+        if salvo_condition_name not in node.out_salvo_conditions:
+            raise SalvoConditionError(
+                f"{self._where()}: no output salvo condition {salvo_condition_name!r} "
+                f"(conditions: {', '.join(sorted(node.out_salvo_conditions)) or 'none'})",
+                node_name=self.node_name, salvo_condition=salvo_condition_name)
+        try:
+            events = self.rt.sim.send_output_salvo(self.epoch_id, salvo_condition_name)
+        except (ns.SalvoConditionNotMetError, ns.MaxSalvosExceededError) as exc:
+            raise SalvoConditionError(f"{self._where()}: cannot send output salvo {salvo_condition_name!r}: {exc}",
+                                      node_name=self.node_name, salvo_condition=salvo_condition_name) from exc
+        self.rt.journal.record("SendOutputSalvo", events, epoch_id=self.epoch_id, node_name=self.node_name,
+                               data={"salvo_condition": salvo_condition_name})

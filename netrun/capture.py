@@ -1,0 +1,78 @@
+"""Per-node print capture.
+
+A node function's `print` is replaced by injecting a dispatcher into the function's
+`__globals__` (SPEC "Node-Level Logging"). The dispatcher looks up the capture active
+in the current context (a ContextVar set only while a capturing node runs), so two
+nodes defined in one module never see each other's output, and a node with
+`capture_stdout=False` (or code outside any epoch) prints normally.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextvars
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Capture:
+    """Lines printed by one epoch's user code."""
+
+    echo: bool
+    lines: list[str] = field(default_factory=list)
+
+
+_active: contextvars.ContextVar[Capture | None] = contextvars.ContextVar("netrun_capture", default=None)
+
+
+def _dispatching_print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None,
+                       flush: bool = False) -> None:
+    capture = _active.get()
+    if capture is None or file is not None:
+        builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
+        return
+    buffer = io.StringIO()
+    builtins.print(*args, sep=sep, end=end, file=buffer)
+    text = buffer.getvalue()
+    capture.lines.append(text[:-1] if text.endswith("\n") else text)
+    if capture.echo:
+        builtins.print(*args, sep=sep, end=end, flush=flush)
+
+
+_dispatching_print.netrun_capture = True  # type: ignore[attr-defined]
+
+
+def install(func: Callable[..., Any]) -> None:
+    """Make `print` inside `func`'s module go through the dispatcher.
+
+    A module that defines its own `print` is left alone.
+    """
+    target = getattr(func, "__func__", func)
+    namespace = getattr(target, "__globals__", None)
+    if namespace is None:
+        return
+    existing = namespace.get("print")
+    if existing is None or getattr(existing, "netrun_capture", False):
+        namespace["print"] = _dispatching_print
+
+
+@contextmanager
+def capturing(enabled: bool, echo: bool) -> Iterator[Capture | None]:
+    """Capture prints of the code run inside the block (when `enabled`)."""
+    if not enabled:
+        token = _active.set(None)
+        try:
+            yield None
+        finally:
+            _active.reset(token)
+        return
+    capture = Capture(echo=echo)
+    token = _active.set(capture)
+    try:
+        yield capture
+    finally:
+        _active.reset(token)

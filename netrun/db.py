@@ -1,0 +1,56 @@
+"""SQLite connections and transactions (apsw).
+
+One `open_connection()` sets every pragma: WAL, busy timeout, foreign keys, no
+double-quoted string literals, and the synchronous level that `durability` asks for.
+Write transactions are IMMEDIATE: in WAL mode a DEFERRED transaction that reads, loses
+a race and then writes fails at once with BusyError, ignoring the busy timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import apsw
+
+Durability = Literal["normal", "full"]
+
+BUSY_TIMEOUT_MS = 30_000
+_SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+
+
+def open_connection(path: str, *, durability: Durability = "normal", readonly: bool = False) -> apsw.Connection:
+    """Open `path` with netrun's pragmas. The caller has already checked the file."""
+    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    conn = apsw.Connection(path, flags=flags)
+    conn.setbusytimeout(BUSY_TIMEOUT_MS)
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA wal_autocheckpoint = 10000")
+    return conn
+
+
+@contextmanager
+def transaction(conn: apsw.Connection) -> Iterator[apsw.Connection]:
+    """One IMMEDIATE write transaction: committed on success, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def rows_as_dicts(cursor: apsw.Cursor) -> list[dict]:
+    """Materialize a cursor as a list of dicts keyed by column name."""
+    try:
+        names = [d[0] for d in cursor.getdescription()]
+    except apsw.ExecutionCompleteError:  # a statement that returns no rows at all
+        return []
+    return [dict(zip(names, row)) for row in cursor]

@@ -1,0 +1,118 @@
+"""netrun's own errors.
+
+`NetrunError` is the root of every error netrun raises itself. netrun-sim's errors
+are re-exported from `netrun` under their own names, with their base available as
+`netrun.NetActionError`, so `except netrun.NetrunError` never catches a sim error
+by accident.
+
+Branches, by whose fault the failure is:
+- `ConfigError`: bad options, graph or definition given by the user.
+- `StorageError`: the database file (foreign, too new, corrupt, unwritable).
+- `ContextUsageError`: a node function misused its context (wrong packet, port...).
+- `NodeExecutionFailed`, `ValueFunctionFailed`, `EpochTimeout`: user code failed;
+  the original exception is chained as `__cause__`.
+- `NotFoundError`: a node, epoch or packet the caller named does not exist.
+
+Every error is built as `Cls(message, **fields)`: the message goes to
+`Exception.args` and the fields to `__dict__`, so errors survive a pickle round trip
+(process pools carry them between processes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NetrunError(Exception):
+    """Base class for netrun-specific errors."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.__dict__.update(fields)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(NetrunError, ValueError):
+    """An option, graph or definition given by the user is invalid."""
+
+
+class StorageError(NetrunError):
+    """The database file cannot be used."""
+
+
+class NotANetrunDatabase(StorageError):
+    """The file is not a netrun database (not SQLite, or another program's SQLite file)."""
+
+
+class DatabaseVersionError(StorageError):
+    """The database was written by a newer netrun than this one."""
+
+
+class CorruptDatabase(StorageError):
+    """The database file is damaged or truncated."""
+
+
+class ReadOnlyQueryError(NetrunError):
+    """`Net.query()` was given a statement that would write."""
+
+
+class NotFoundError(NetrunError, LookupError):
+    """A node, epoch or packet named by the caller does not exist."""
+
+
+class NetClosedError(NetrunError):
+    """The net was closed; open it again with `Net.resume(db)`."""
+
+
+class ContextUsageError(NetrunError):
+    """A node function misused its execution context."""
+
+
+class PacketNotInEpoch(ContextUsageError):
+    """The packet is not inside the epoch that tried to use it."""
+
+
+class PortNotFound(ContextUsageError):
+    """The node has no such port."""
+
+
+class PortFull(ContextUsageError):
+    """The output port is at capacity."""
+
+
+class SalvoConditionError(ContextUsageError):
+    """The output salvo condition is unknown, not met, or exhausted."""
+
+
+class UnfinishedEpochError(ContextUsageError):
+    """The exec function returned with packets still inside the epoch or unsent output."""
+
+
+class PacketTypeMismatch(NetrunError, TypeError):
+    """A packet value does not match its port type."""
+
+
+class ValueFunctionFailed(NetrunError):
+    """A packet's value function raised; the original is the `__cause__`."""
+
+
+class NodeExecutionFailed(NetrunError):
+    """A node's exec function raised; the original is the `__cause__`."""
+
+
+class EpochTimeout(NetrunError):
+    """An epoch ran longer than its node's `timeout`."""
+
+
+class EpochCancelled(NetrunError):
+    """Raised by `ctx.cancel_epoch()`: the epoch is cancelled, not failed (no retry)."""
+
+
+class UnpicklableValue(NetrunError, TypeError):
+    """A packet value or value function cannot be serialized into the database."""

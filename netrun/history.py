@@ -1,0 +1,70 @@
+"""History beyond the table: the in-memory window and the JSONL export.
+
+The `history` table holds everything, always. This module keeps the last
+`history_max_size` records in memory and, when `history_file` is set, appends the
+committed records to it as JSONL in chunks of `history_chunk_size` (SPEC "Event
+History" format: `type`, `action`/`event`, `timestamp`, `id`/`action_id`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+
+from .journal import HistoryRecord
+
+
+def to_json_record(rec: HistoryRecord) -> dict:
+    kind, name, action_id, epoch_id, packet_id, node_name, timestamp, data = rec[:8]
+    if kind == "action":
+        out = {"type": "action", "action": name, "timestamp": timestamp, "id": action_id}
+    else:
+        out = {"type": "event", "event": name, "action_id": action_id, "timestamp": timestamp}
+    if epoch_id:
+        out["epoch_id"] = epoch_id
+    if packet_id:
+        out["packet_id"] = packet_id
+    if node_name:
+        out["node_name"] = node_name
+    if data:
+        out.update(json.loads(data))
+    return out
+
+
+class HistoryLog:
+    """Receives committed history records (a journal commit hook)."""
+
+    def __init__(self, *, max_size: int | None, path: str | None, chunk_size: int) -> None:
+        self.recent: deque[dict] = deque(maxlen=max_size)
+        self.path = path
+        self.chunk_size = chunk_size
+        self._pending: list[dict] = []
+        self.keep_memory = max_size is None or max_size > 0
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def __call__(self, records: list[HistoryRecord]) -> None:
+        if not self.keep_memory and not self.path:
+            return
+        converted = [to_json_record(r) for r in records]
+        if self.keep_memory:
+            self.recent.extend(converted)
+        if self.path:
+            self._pending.extend(converted)
+            if len(self._pending) >= self.chunk_size:
+                self.flush(whole_chunks_only=True)
+
+    def flush(self, *, whole_chunks_only: bool = False) -> None:
+        """Append pending records to the file (all of them, or only whole chunks)."""
+        if not self.path or not self._pending:
+            return
+        count = len(self._pending)
+        if whole_chunks_only:
+            count -= count % self.chunk_size
+        if count == 0:
+            return
+        chunk, self._pending = self._pending[:count], self._pending[count:]
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(r) + "\n" for r in chunk))
+            handle.flush()

@@ -1,0 +1,275 @@
+"""The journal: every sim step becomes rows, committed together.
+
+Each `record()` call turns one NetAction and the NetEvents it caused into `history`
+rows and the `epochs`/`packets` state rows they imply. Rows are buffered and written by
+`commit()` in one IMMEDIATE transaction, together with the packet values, queue updates
+and log lines recorded since the last commit. The sim is memory; the file is the truth:
+a crash between commits loses only steps that were never committed, and the rows on disk
+always describe a state the sim really passed through.
+
+State rows are coalesced in memory until the commit: a packet created, moved three
+times and consumed between two commits is written once, in its final form.
+
+Commits happen at the runtime's durable points (when an epoch is claimed and started,
+at the end of a step, when work is injected) and whenever the buffer grows past
+`max_pending` entries, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import apsw
+from ulid import ULID
+
+from .clock import Clock, iso
+from .db import transaction
+from .sim import OUTSIDE, Event, Location
+
+_INSERT_HISTORY = (
+    "INSERT INTO history (type, name, action_id, epoch_id, packet_id, node_name, timestamp, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_PACKET = (
+    "INSERT INTO packets (id, state, location, node_name, port_name, epoch_id, from_node, from_port, "
+    "created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_PACKET = (
+    "UPDATE packets SET location = iif(?1, ?2, location), node_name = iif(?1, ?3, node_name), "
+    "port_name = iif(?1, ?4, port_name), epoch_id = coalesce(?5, epoch_id), from_node = iif(?1, ?6, from_node), "
+    "from_port = iif(?1, ?7, from_port), state = coalesce(?8, state), finished_at = coalesce(?9, finished_at) "
+    "WHERE id = ?10"
+)
+_INSERT_EPOCH = (
+    "INSERT INTO epochs (id, node_name, state, salvo_condition, created_at, started_at, finished_at, attempt, "
+    "error, error_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_EPOCH = (
+    "UPDATE epochs SET state = coalesce(?, state), salvo_condition = coalesce(?, salvo_condition), "
+    "started_at = coalesce(?, started_at), finished_at = coalesce(?, finished_at), attempt = attempt + ?, "
+    "error = coalesce(?, error), error_type = coalesce(?, error_type) WHERE id = ?"
+)
+
+HistoryRecord = tuple  # (type, name, action_id, epoch_id, packet_id, node_name, timestamp, data)
+
+# Pending packet row: [new, state, location, node, port, epoch, from_node, from_port, created_at, finished_at, moved]
+_P_NEW, _P_STATE, _P_LOC, _P_NODE, _P_PORT, _P_EPOCH, _P_FNODE, _P_FPORT, _P_CREATED, _P_FINISHED, _P_MOVED = range(11)
+# Pending epoch row: [new, node, state, salvo, created_at, started_at, finished_at, attempts, error, error_type]
+_E_NEW, _E_NODE, _E_STATE, _E_SALVO, _E_CREATED, _E_STARTED, _E_FINISHED, _E_ATTEMPTS, _E_ERROR, _E_ERRTYPE = range(10)
+
+
+class Journal:
+    """Buffers the rows of sim steps and commits them atomically."""
+
+    def __init__(self, conn: apsw.Connection, clock: Clock, *, max_pending: int = 20_000) -> None:
+        self.conn = conn
+        self.clock = clock
+        self.max_pending = max_pending
+        self._ops: list[tuple[str, Sequence[Any]]] = []
+        self._history: list[HistoryRecord] = []
+        self._packets: dict[str, list] = {}
+        self._epochs: dict[str, list] = {}
+        self._after_commit: list[Callable[[], None]] = []
+        # Called with the committed history records after every commit.
+        self.commit_hooks: list[Callable[[list[HistoryRecord]], None]] = []
+        # Action IDs: this journal's ULID plus a counter (unique, ordered, cheap).
+        self._action_prefix = str(ULID())
+        self._action_count = 0
+        self._moved_json: dict[Location, str] = {}
+
+    # -- buffering ---------------------------------------------------------------------
+    def now(self) -> str:
+        return iso(self.clock.now())
+
+    def add(self, sql: str, params: Sequence[Any]) -> None:
+        """Queue one statement for the next commit (run after the state rows)."""
+        self._ops.append((sql, params))
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the next commit is durable (never if it rolls back)."""
+        self._after_commit.append(callback)
+
+    @property
+    def pending(self) -> int:
+        return len(self._ops) + len(self._history)
+
+    def _packet(self, packet_id: str) -> list:
+        row = self._packets.get(packet_id)
+        if row is None:
+            row = self._packets[packet_id] = [False, None, None, None, None, None, None, None, None, None, False]
+        return row
+
+    def _epoch(self, epoch_id: str) -> list:
+        row = self._epochs.get(epoch_id)
+        if row is None:
+            row = self._epochs[epoch_id] = [False, None, None, None, None, None, None, 0, None, None]
+        return row
+
+    def set_epoch_error(self, epoch_id: str, state: str, error: str, error_type: str) -> None:
+        """Mark an epoch failed (or another final state) with its error text and type."""
+        row = self._epoch(epoch_id)
+        row[_E_STATE], row[_E_ERROR], row[_E_ERRTYPE] = state, error, error_type
+
+    def set_epoch_salvo(self, epoch_id: str, salvo_condition: str) -> None:
+        self._epoch(epoch_id)[_E_SALVO] = salvo_condition
+
+    def _moved(self, loc: Location) -> str:
+        text = self._moved_json.get(loc)
+        if text is None:
+            text = json.dumps({"to": loc.kind, "node": loc.node_name, "port": loc.port_name})
+            if len(self._moved_json) < 10_000:
+                self._moved_json[loc] = text
+        return text
+
+    def record(self, action: str, events: list[Event], *, epoch_id: str | None = None,
+               packet_id: str | None = None, node_name: str | None = None,
+               data: dict | None = None, created_at: Location | None = None) -> str:
+        """Journal one NetAction and its events; returns the action's ID.
+
+        `created_at` is where a packet created by this action starts (the sim's
+        PacketCreated event does not say).
+        """
+        now = self.now()
+        self._action_count += 1
+        action_id = f"{self._action_prefix}-{self._action_count}"
+        history = self._history
+        history.append(("action", action, action_id, epoch_id, packet_id, node_name, now,
+                        json.dumps(data) if data else None))
+        for ev in events:
+            kind = ev.kind
+            extra = None
+            if kind == "PacketMoved" or kind == "PacketOrphaned":
+                loc = ev.location if kind == "PacketMoved" else OUTSIDE
+                row = self._packet(ev.packet_id)
+                row[_P_LOC], row[_P_NODE], row[_P_PORT] = loc.kind, loc.node_name, loc.port_name
+                row[_P_FNODE], row[_P_FPORT], row[_P_MOVED] = loc.from_node, loc.from_port, True
+                if loc.epoch_id is not None:
+                    row[_P_EPOCH] = loc.epoch_id
+                extra = self._moved(loc) if kind == "PacketMoved" else \
+                    json.dumps({"salvo_condition": ev.salvo_condition})
+            elif kind == "PacketCreated":
+                loc = created_at or OUTSIDE
+                row = self._packet(ev.packet_id)
+                row[_P_NEW], row[_P_STATE], row[_P_CREATED], row[_P_MOVED] = True, "live", now, True
+                row[_P_LOC], row[_P_NODE], row[_P_PORT], row[_P_EPOCH] = \
+                    loc.kind, loc.node_name, loc.port_name, loc.epoch_id
+            elif kind == "PacketConsumed" or kind == "PacketDestroyed":
+                row = self._packet(ev.packet_id)
+                row[_P_STATE] = "consumed" if kind == "PacketConsumed" else "destroyed"
+                row[_P_FINISHED] = now
+            elif kind == "EpochCreated":
+                row = self._epoch(ev.epoch_id)
+                row[_E_NEW], row[_E_NODE], row[_E_STATE], row[_E_CREATED] = True, ev.node_name, "startable", now
+            elif kind == "InputSalvoTriggered" or kind == "OutputSalvoTriggered":
+                if kind == "InputSalvoTriggered":
+                    self._epoch(ev.epoch_id)[_E_SALVO] = ev.salvo_condition
+                extra = json.dumps({"salvo_condition": ev.salvo_condition})
+            elif kind == "EpochStarted":
+                row = self._epoch(ev.epoch_id)
+                row[_E_STATE], row[_E_STARTED] = "running", now
+                row[_E_ATTEMPTS] += 1
+            elif kind == "EpochFinished" or kind == "EpochCancelled":
+                row = self._epoch(ev.epoch_id)
+                row[_E_STATE] = "finished" if kind == "EpochFinished" else "cancelled"
+                row[_E_FINISHED] = now
+            history.append(("event", kind, action_id, ev.epoch_id, ev.packet_id, ev.node_name or node_name, now, extra))
+        return action_id
+
+    # -- committing -----------------------------------------------------------------------
+    def _take(self) -> tuple:
+        taken = (self._ops, self._history, self._packets, self._epochs, self._after_commit)
+        self._ops, self._history, self._packets, self._epochs, self._after_commit = [], [], {}, {}, []
+        return taken
+
+    def _restore(self, taken: tuple) -> None:
+        ops, history, packets, epochs, callbacks = taken
+        # Rows recorded after `taken` was taken are newer: they win where both touch a row.
+        self._ops, self._history = ops + self._ops, history + self._history
+        packets.update(self._packets)
+        epochs.update(self._epochs)
+        self._packets, self._epochs = packets, epochs
+        self._after_commit = callbacks + self._after_commit
+
+    def commit(self, then: Callable[[apsw.Connection], Any] | None = None) -> Any:
+        """Write everything buffered in one IMMEDIATE transaction.
+
+        `then(conn)` runs inside the same transaction after the buffered rows (the
+        runtime claims the next queue job this way); whatever it records is written in
+        that transaction too. Its result is returned.
+        """
+        if then is None and not (self._ops or self._history or self._packets or self._epochs):
+            return None
+        taken = [self._take()]
+        result = None
+        try:
+            with transaction(self.conn):
+                self._write(taken[0])
+                if then is not None:
+                    result = then(self.conn)
+                    taken.append(self._take())
+                    self._write(taken[1])
+        except BaseException:
+            for part in reversed(taken):
+                self._restore(part)
+            raise
+        for part in taken:
+            for callback in part[4]:
+                callback()
+        history = taken[0][1] + taken[1][1] if len(taken) > 1 else taken[0][1]
+        for hook in self.commit_hooks:
+            hook(history)
+        return result
+
+    def _write(self, taken: tuple) -> None:
+        ops, history, packets, epochs, _ = taken
+        conn = self.conn
+        if history:
+            conn.executemany(_INSERT_HISTORY, history)
+        if packets:
+            new, old = [], []
+            for pid, r in packets.items():
+                if r[_P_NEW]:
+                    new.append((pid, r[_P_STATE], r[_P_LOC], r[_P_NODE], r[_P_PORT], r[_P_EPOCH], r[_P_FNODE],
+                                r[_P_FPORT], r[_P_CREATED], r[_P_FINISHED]))
+                else:
+                    old.append((r[_P_MOVED], r[_P_LOC], r[_P_NODE], r[_P_PORT], r[_P_EPOCH], r[_P_FNODE],
+                                r[_P_FPORT], r[_P_STATE], r[_P_FINISHED], pid))
+            if new:
+                conn.executemany(_INSERT_PACKET, new)
+            if old:
+                conn.executemany(_UPDATE_PACKET, old)
+        if epochs:
+            new, old = [], []
+            for eid, r in epochs.items():
+                if r[_E_NEW]:
+                    new.append((eid, r[_E_NODE], r[_E_STATE], r[_E_SALVO], r[_E_CREATED], r[_E_STARTED],
+                                r[_E_FINISHED], r[_E_ATTEMPTS], r[_E_ERROR], r[_E_ERRTYPE]))
+                else:
+                    old.append((r[_E_STATE], r[_E_SALVO], r[_E_STARTED], r[_E_FINISHED], r[_E_ATTEMPTS],
+                                r[_E_ERROR], r[_E_ERRTYPE], eid))
+            if new:
+                conn.executemany(_INSERT_EPOCH, new)
+            if old:
+                conn.executemany(_UPDATE_EPOCH, old)
+        _run_grouped(conn, ops)
+
+    def commit_if_large(self) -> None:
+        if self.pending >= self.max_pending:
+            self.commit()
+
+
+def _run_grouped(conn: apsw.Connection, ops: list[tuple[str, Sequence[Any]]]) -> None:
+    """Execute statements in order, batching runs of the same SQL with executemany."""
+    i, n = 0, len(ops)
+    while i < n:
+        sql = ops[i][0]
+        j = i + 1
+        while j < n and ops[j][0] is sql:
+            j += 1
+        if j - i == 1:
+            conn.execute(sql, ops[i][1])
+        else:
+            conn.executemany(sql, [params for _, params in ops[i:j]])
+        i = j

@@ -1,0 +1,125 @@
+"""Schema migrations and the checks that run before netrun touches a file.
+
+Migrations are `NNNN_name.sql` files, applied in order, each with its
+`PRAGMA user_version = NNNN` bump in one IMMEDIATE transaction (apsw runs a whole
+script in one `execute`, and the pragma rolls back with its transaction).
+
+`inspect_file()` looks at an existing file through a read-only connection first, so a
+foreign, newer or corrupt file is refused without a single byte of it being changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import apsw
+
+from .db import transaction
+from .errors import CorruptDatabase, DatabaseVersionError, NotANetrunDatabase, StorageError
+
+APPLICATION_ID = 1852142706  # b"netr"
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations_dir() -> Path:
+    """The shipped migrations: inside the wheel, or the checkout's folder (editable install)."""
+    packaged = resources.files("netrun") / "migrations"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parent.parent / "migrations"
+    if checkout.is_dir():
+        return checkout
+    raise StorageError("netrun's migrations folder is missing from the installation; reinstall netrun")
+
+
+def list_migrations() -> list[Migration]:
+    """Every migration, in version order; versions must be 1, 2, 3... without gaps."""
+    found = []
+    for path in sorted(migrations_dir().iterdir()):
+        match = _NAME.match(path.name)
+        if match:
+            found.append(Migration(int(match.group(1)), path.name, path.read_text()))
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise StorageError(f"migration {migration.name} is out of sequence (expected version {expected})")
+    return found
+
+
+def latest_version() -> int:
+    return len(list_migrations())
+
+
+@dataclass(frozen=True)
+class FileState:
+    exists: bool
+    version: int  # 0 for a new or empty file
+
+
+def inspect_file(path: str) -> FileState:
+    """Decide, read-only, whether netrun may open `path`.
+
+    Raises:
+        NotANetrunDatabase: not SQLite, or another program's SQLite database.
+        DatabaseVersionError: written by a newer netrun.
+        CorruptDatabase: the file is damaged or truncated.
+    """
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return FileState(exists=False, version=0)
+    with open(path, "rb") as handle:
+        header = handle.read(len(_SQLITE_HEADER))
+    if header != _SQLITE_HEADER:
+        raise NotANetrunDatabase(f"{path} is not a netrun database (not an SQLite file)", path=path)
+    try:
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            objects = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0] if objects else "ok"
+        finally:
+            conn.close()
+    except apsw.Error as exc:
+        raise CorruptDatabase(f"{path} is damaged and cannot be read: {exc}", path=path) from exc
+    if check != "ok":
+        raise CorruptDatabase(f"{path} is damaged: integrity check says {check!r}", path=path)
+    if app_id != APPLICATION_ID:
+        if app_id == 0 and objects == 0:
+            return FileState(exists=False, version=0)
+        raise NotANetrunDatabase(f"{path} is an SQLite database of another program, not of netrun", path=path)
+    latest = latest_version()
+    if version > latest:
+        raise DatabaseVersionError(
+            f"{path} was written by a newer netrun (schema version {version}, this netrun knows up to {latest}); "
+            "upgrade netrun to open it",
+            path=path,
+            version=version,
+        )
+    return FileState(exists=True, version=version)
+
+
+def migrate(conn: apsw.Connection, path: str) -> int:
+    """Apply every migration newer than the file's `user_version`; returns the new version."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    for migration in list_migrations():
+        if migration.version <= current:
+            continue
+        try:
+            with transaction(conn):
+                conn.execute(migration.sql)
+                conn.execute(f"PRAGMA user_version = {migration.version}")
+        except apsw.Error as exc:
+            raise StorageError(f"{path}: migration {migration.name} failed: {exc}", path=path) from exc
+        current = migration.version
+    return current

@@ -1,0 +1,290 @@
+"""`Net`: the public facade. It validates input, then delegates to the runtime."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import apsw
+import netrun_sim as ns
+
+from . import __version__
+from .clock import iso
+from .config import NetConfig, parse_net_config, update_node_config
+from .db import open_connection, rows_as_dicts, transaction
+from .errors import ConfigError, NetClosedError, ReadOnlyQueryError, StorageError
+from .graphio import graph_to_data
+from .migrate import inspect_file, migrate
+from .runtime import NodeFunctions, Runtime
+
+
+def _import_path(func: Callable[..., Any] | None) -> str | None:
+    """`module:qualname` for a module-level function, else None (lambdas, closures)."""
+    if func is None:
+        return None
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
+    if not module or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+class Net:
+    """A flow-based net whose every step is written to an SQLite database.
+
+    Args:
+        graph: a `netrun.Graph` (netrun-sim's graph type).
+        db: path of the database file; `None` gives a temporary database that is
+            deleted by `close()`.
+        **config: net options (see the README); unknown options raise ConfigError.
+
+    Raises:
+        ConfigError: a bad option, or a graph that fails validation.
+        StorageError: the file cannot be used (foreign, newer, corrupt, or already a net).
+    """
+
+    def __init__(self, graph: ns.Graph, *, db: str | os.PathLike | None = None, **config: Any) -> None:
+        self._config: NetConfig = parse_net_config(config)
+        if not isinstance(graph, ns.Graph):
+            raise ConfigError(f"Net needs a netrun.Graph, got {type(graph).__name__}")
+        problems = graph.validate()
+        if problems:
+            raise ConfigError("the graph is invalid: " + "; ".join(p.message for p in problems))
+        self._tmpdir: str | None = None
+        if db is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="netrun-")
+            db = os.path.join(self._tmpdir, "net.db")
+        self.db_path = os.fspath(db)
+        self._closed = True
+        state = inspect_file(self.db_path)
+        self._conn = open_connection(self.db_path, durability=self._config.durability)
+        try:
+            migrate(self._conn, self.db_path)
+            if self._conn.execute("SELECT 1 FROM net_meta WHERE key = 'graph'").fetchone():
+                raise StorageError(f"{self.db_path} already holds a net; reopen it with Net.resume() "
+                                   "or choose another file", path=self.db_path)
+            self._write_meta(graph, existed=state.exists)
+        except BaseException:
+            self._conn.close()
+            self._cleanup_tmp()
+            raise
+        self._reader: apsw.Connection | None = None
+        self._rt = Runtime(self, graph, self._conn, self._config)
+        self._closed = False
+
+    def _write_meta(self, graph: ns.Graph, *, existed: bool) -> None:
+        meta = {
+            "graph": json.dumps(graph_to_data(graph)),
+            "config": json.dumps(self._config.to_json()),
+            "netrun_version": __version__,
+            "created_at": iso(self._config.clock.now()),
+        }
+        with transaction(self._conn):
+            self._conn.executemany("INSERT INTO net_meta (key, value) VALUES (?, ?)", list(meta.items()))
+            self._conn.executemany("INSERT INTO node_settings (node_name, config) VALUES (?, '{}')",
+                                   [(name,) for name in graph.nodes()])
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def _live(self) -> Runtime:
+        if self._closed:
+            raise NetClosedError(f"the net on {self.db_path} is closed")
+        return self._rt
+
+    def close(self) -> None:
+        """Stop the net: call stop functions, commit, flush history, close the database.
+
+        Idempotent. A temporary database (`db=None`) is deleted.
+        """
+        if self._closed:
+            return
+        rt = self._rt
+        try:
+            rt.stop_nodes()
+            rt.journal.commit()
+            rt.history.flush()
+        finally:
+            self._closed = True
+            if self._reader is not None:
+                self._reader.close()
+            self._conn.close()
+            self._cleanup_tmp()
+
+    def _cleanup_tmp(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self) -> Net:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- configuration ------------------------------------------------------------------------
+    def set_node_exec(self, node_name: str, exec_node_func: Callable[..., Any] | None = None,
+                      start_node_func: Callable[..., Any] | None = None,
+                      stop_node_func: Callable[..., Any] | None = None,
+                      exec_failed_node_func: Callable[..., Any] | None = None, *,
+                      start_func: Callable[..., Any] | None = None, stop_func: Callable[..., Any] | None = None,
+                      failed_func: Callable[..., Any] | None = None) -> None:
+        """Register a node's functions (the short `*_func` names are accepted too).
+
+        Raises:
+            NotFoundError: no such node. ConfigError: a function is not callable or is async
+            (async node functions are not supported by this version).
+        """
+        rt = self._live()
+        rt.node(node_name)
+        funcs = NodeFunctions(exec=exec_node_func, start=start_node_func or start_func,
+                              stop=stop_node_func or stop_func, failed=exec_failed_node_func or failed_func)
+        for role, func in (("exec_node_func", funcs.exec), ("start_node_func", funcs.start),
+                           ("stop_node_func", funcs.stop), ("exec_failed_node_func", funcs.failed)):
+            if func is None:
+                continue
+            if not callable(func):
+                raise ConfigError(f"node {node_name!r}: {role} must be callable, got {func!r}", node=node_name)
+            if role == "exec_node_func" and inspect.iscoroutinefunction(func):
+                raise ConfigError(f"node {node_name!r}: async exec functions are not supported by this version of "
+                                  "netrun; use a sync function", node=node_name)
+        rt.set_functions(node_name, funcs)
+        paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
+                                                        ("stop", funcs.stop), ("failed", funcs.failed)) if f}
+        rt.journal.add("UPDATE node_settings SET functions = ? WHERE node_name = ?", (json.dumps(paths), node_name))
+        rt.journal.commit()
+
+    def set_node_config(self, node_name: str, **options: Any) -> None:
+        """Set node options (see the README's table).
+
+        Raises:
+            NotFoundError: no such node. ConfigError: an unknown option, a wrong type, an unknown
+            pool, or `retries > 0` without `defer_net_actions=True`.
+        """
+        rt = self._live()
+        rt.node(node_name)
+        pools = set(self._config.thread_pools) | set(self._config.process_pools)
+        updated = update_node_config(node_name, rt.configs[node_name], options, pools=pools)
+        if updated.pool is not None:
+            raise ConfigError(f"node {node_name!r}: thread and process pools are not supported by this version of "
+                              "netrun; nodes run in the main thread (leave 'pool' unset)", option="pool",
+                              node=node_name)
+        if updated.defer_net_actions:
+            raise ConfigError(f"node {node_name!r}: defer_net_actions (and so retries) is not supported by this "
+                              "version of netrun", option="defer_net_actions", node=node_name)
+        rt.configs[node_name] = updated
+        rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
+                       (json.dumps(updated.to_json()), node_name))
+        rt.journal.commit()
+
+    def get_node_config(self, node_name: str) -> dict[str, Any]:
+        rt = self._live()
+        rt.node(node_name)
+        return rt.configs[node_name].to_json()
+
+    # -- work in ------------------------------------------------------------------------------
+    def inject_source_epoch(self, node_name: str) -> str:
+        """Create a startable epoch with an empty salvo on `node_name`; it starts on the next step.
+
+        Durable when this returns. Returns the epoch ID.
+        """
+        return self._live().inject_source_epoch(node_name)
+
+    def inject_packet(self, node_name: str, port_name: str, value: Any) -> str:
+        """Put a packet holding `value` at an input port. Durable when this returns; returns the packet ID.
+
+        Raises:
+            NotFoundError / PortNotFound: no such node or input port. PortFull: the port is at capacity.
+            UnpicklableValue: the value cannot be stored.
+        """
+        return self._live().inject_packet(node_name, port_name, value)
+
+    # -- running ----------------------------------------------------------------------------
+    def run_step(self, start_epochs: bool = True) -> None:
+        """Run until blocked, start the ready epochs, and run them to completion (main thread).
+
+        Raises:
+            NodeExecutionFailed: with `on_error="raise"`, after pausing; the original is `__cause__`.
+        """
+        self._live().run_step(start_epochs=start_epochs)
+
+    def start(self) -> None:
+        """Run steps until nothing more can run (or the net pauses on an error)."""
+        self._live().run_until_done()
+
+    def pause(self) -> None:
+        """Finish the running epoch, start no new ones; `start()` continues."""
+        self._live().pause()
+
+    def get_startable_epochs(self) -> list[str]:
+        """IDs of every startable epoch (including those of nodes without an exec function)."""
+        return self._live().startable_epochs()
+
+    def get_startable_epochs_by_node(self, node_name: str) -> list[str]:
+        rt = self._live()
+        rt.node(node_name)
+        return rt.startable_epochs(node_name)
+
+    # -- reading back ---------------------------------------------------------------------------
+    def query(self, sql: str, params: tuple | list | dict = ()) -> list[dict]:
+        """Run a read-only SQL statement over the net's tables; rows as dicts.
+
+        Everything done so far is committed first. Raises ReadOnlyQueryError for a
+        statement that would write.
+        """
+        rt = self._live()
+        rt.journal.commit()
+        if self._reader is None:
+            self._reader = open_connection(self.db_path, readonly=True)
+        try:
+            cursor = self._reader.cursor()
+            cursor.exectrace = _refuse_writes
+            return rows_as_dicts(cursor.execute(sql, params))
+        except (apsw.ReadOnlyError, apsw.AuthError) as exc:
+            raise ReadOnlyQueryError(f"Net.query is read-only; this statement would write: {sql.strip()[:200]}",
+                                     sql=sql) from exc
+
+    def get_node_log(self, node_name: str) -> list[str]:
+        """Lines printed by the node's functions, oldest first."""
+        rt = self._live()
+        rt.node(node_name)
+        return [r["text"] for r in self.query("SELECT text FROM node_logs WHERE node_name = ? ORDER BY seq",
+                                              (node_name,))]
+
+    def get_epoch_log(self, epoch_id: str) -> list[str]:
+        """Lines printed during one epoch, oldest first."""
+        return [r["text"] for r in self.query("SELECT text FROM node_logs WHERE epoch_id = ? ORDER BY seq",
+                                              (epoch_id,))]
+
+    def get_packet_value(self, packet_id: str) -> Any:
+        """A live packet's value (a value function is called), or a consumed one that is kept.
+
+        Raises NotFoundError when no value is stored.
+        """
+        rt = self._live()
+        rt.journal.commit()
+        return rt.values.get(packet_id)
+
+    @property
+    def history(self) -> list[dict]:
+        """The most recent `history_max_size` history records (all are in the `history` table)."""
+        rt = self._live()
+        rt.journal.commit()
+        return list(rt.history.recent)
+
+    def flush_history(self) -> None:
+        """Append every pending history record to `history_file` now."""
+        rt = self._live()
+        rt.journal.commit()
+        rt.history.flush()
+
+
+def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+    """Exec tracer: let only read-only statements run."""
+    statement = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+    if statement not in ("SELECT", "WITH", "EXPLAIN", "VALUES", "PRAGMA"):
+        raise ReadOnlyQueryError(f"Net.query is read-only; refused statement: {sql.strip()[:200]}", sql=sql)
+    return True
+

@@ -1,0 +1,68 @@
+"""The epoch job queue table.
+
+Every started epoch becomes a job. A worker claims the next queued job with a lease
+(highest priority first, then oldest), runs it, and marks it done with its outcome.
+Jobs are never deleted on read: a job whose worker died stays `claimed` with an expired
+lease, visible and recoverable. In the main thread the claim of the next job shares a
+transaction with the results of the previous epoch, so an epoch costs one commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import apsw
+
+from .clock import Clock, iso
+from .journal import Journal
+
+DEFAULT_LEASE = timedelta(minutes=5)
+
+_CLAIM = """
+UPDATE epoch_jobs SET state = 'claimed', worker = ?, claimed_at = ?, lease_until = ?
+WHERE seq = (SELECT seq FROM epoch_jobs WHERE state = 'queued' {node_filter} ORDER BY priority DESC, seq LIMIT 1)
+RETURNING epoch_id, node_name
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    epoch_id: str
+    node_name: str
+
+
+class EpochQueue:
+    def __init__(self, journal: Journal, clock: Clock, *, lease: timedelta = DEFAULT_LEASE) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.lease = lease
+
+    def enqueue(self, epoch_id: str, node_name: str, priority: int = 0) -> None:
+        """Queue a started epoch (buffered: durable with the journal's next commit)."""
+        self.journal.add(
+            "INSERT INTO epoch_jobs (epoch_id, node_name, priority, state, enqueued_at) VALUES (?, ?, ?, 'queued', ?)",
+            (epoch_id, node_name, priority, self.journal.now()))
+
+    def claim_in(self, conn: apsw.Connection, worker: str, nodes: list[str] | None = None) -> Job | None:
+        """Claim the next job inside the caller's transaction; None when the queue is empty."""
+        now = self.clock.now()
+        params: list = [worker, iso(now), iso(now + self.lease)]
+        node_filter = ""
+        if nodes is not None:
+            node_filter = f"AND node_name IN ({', '.join('?' * len(nodes))})"
+            params.extend(nodes)
+        row = conn.execute(_CLAIM.format(node_filter=node_filter), params).fetchone()
+        return Job(row[0], row[1]) if row else None
+
+    def claim(self, worker: str) -> Job | None:
+        """Commit everything buffered and claim the next job in the same transaction."""
+        return self.journal.commit(then=lambda conn: self.claim_in(conn, worker))
+
+    def complete(self, epoch_id: str, outcome: str) -> None:
+        """Mark a job done (buffered; idempotent per epoch)."""
+        self.journal.add("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ? WHERE epoch_id = ?",
+                         (self.journal.now(), outcome, epoch_id))
+
+    def count_queued(self) -> int:
+        return self.journal.conn.execute("SELECT count(*) FROM epoch_jobs WHERE state = 'queued'").fetchone()[0]

@@ -1,0 +1,365 @@
+"""The runner: run-until-blocked, queue ready epochs, run them, apply their results.
+
+Main-thread execution. Every epoch goes through the epoch job queue table: `run_step`
+enqueues the startable epochs (downstream nodes first, so backlogs drain), then the
+main worker claims them one by one. Claiming a job, starting its epoch in the sim and
+committing the previous epoch's results share one transaction, so an epoch costs one
+commit and the `running` state is durable before user code runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import apsw
+import netrun_sim as ns
+
+from .actions import ImmediateActions
+from .capture import Capture, capturing, install
+from .clock import iso
+from .config import NetConfig, NodeConfig
+from .context import NodeExecutionContext, Packet
+from .errors import (
+    EpochCancelled,
+    EpochTimeout,
+    NodeExecutionFailed,
+    NotFoundError,
+    PortFull,
+    PortNotFound,
+    UnfinishedEpochError,
+)
+from .graphio import node_depths
+from .history import HistoryLog
+from .journal import Journal
+from .queue import EpochQueue, Job
+from .sim import Event, Location, Sim
+from .values import ValueStore
+
+if TYPE_CHECKING:
+    from .net import Net
+
+MAIN_WORKER = "main"
+START_BATCH = 1_000  # start() runs at most this many epochs per step (bounded backlogs)
+DRAIN_EVERY = 1_000  # move packets off edges after this many epochs within a step
+
+
+@dataclass
+class NodeFunctions:
+    exec: Callable[..., Any] | None = None
+    start: Callable[..., Any] | None = None
+    stop: Callable[..., Any] | None = None
+    failed: Callable[..., Any] | None = None
+
+
+class Runtime:
+    """Owns the sim, the journal and the queue of one open net."""
+
+    def __init__(self, net: Net, graph: ns.Graph, conn: apsw.Connection, config: NetConfig) -> None:
+        self.net = net
+        self.config = config
+        self.clock = config.clock
+        self.graph_nodes = graph.nodes()
+        self.sim = Sim(graph)
+        self.journal = Journal(conn, config.clock)
+        self.values = ValueStore(self.journal, keep_consumed=config.consumed_packet_storage,
+                                 keep_limit=config.consumed_packet_storage_limit,
+                                 keep_path=config.consumed_packet_storage_path)
+        self.queue = EpochQueue(self.journal, config.clock)
+        self.history = HistoryLog(max_size=config.history_max_size, path=config.history_file,
+                                  chunk_size=config.history_chunk_size)
+        self.journal.commit_hooks.append(self.history)
+        self.functions = {name: NodeFunctions() for name in self.graph_nodes}
+        self.configs = {name: NodeConfig() for name in self.graph_nodes}
+        self.depth = node_depths(graph)
+        # Startable epochs: not yet queued (per node, in creation order) and queued.
+        self.waiting: dict[str, dict[str, None]] = {name: {} for name in self.graph_nodes}
+        self.queued: dict[str, str] = {}
+        self.paused = False
+        self.started = False
+        self._to_raise: BaseException | None = None
+        self._last_start: dict[str, float] = {}
+
+    # -- lookups ----------------------------------------------------------------------
+    def node(self, name: str) -> ns.Node:
+        try:
+            return self.graph_nodes[name]
+        except KeyError:
+            raise NotFoundError(f"the graph has no node {name!r} (nodes: {', '.join(sorted(self.graph_nodes))})",
+                                node_name=name) from None
+
+    def startable_epochs(self, node: str | None = None) -> list[str]:
+        nodes = [node] if node is not None else list(self.graph_nodes)
+        out: list[str] = []
+        for name in nodes:
+            out.extend(self.waiting[name])
+        out.extend(e for e, n in self.queued.items() if node is None or n == node)
+        return out
+
+    # -- tracking epochs from events ------------------------------------------------------
+    def _track(self, events: list[Event]) -> None:
+        for ev in events:
+            kind = ev.kind
+            if kind == "EpochCreated":
+                self.waiting[ev.node_name][ev.epoch_id] = None
+            elif kind in ("EpochStarted", "EpochCancelled", "EpochFinished"):
+                if self.queued.pop(ev.epoch_id, None) is None and ev.node_name is not None:
+                    self.waiting[ev.node_name].pop(ev.epoch_id, None)
+
+    def _do(self, action: str, events: list[Event], **fields: Any) -> None:
+        self.journal.record(action, events, **fields)
+        self._track(events)
+
+    # -- injecting work ------------------------------------------------------------------
+    def inject_source_epoch(self, node_name: str) -> str:
+        self.node(node_name)
+        epoch_id, events = self.sim.create_epoch(node_name, "inject", [])
+        self._do("CreateEpoch", events, epoch_id=epoch_id, node_name=node_name)
+        self.journal.set_epoch_salvo(epoch_id, "inject")
+        self.journal.commit()
+        return epoch_id
+
+    def inject_packet(self, node_name: str, port_name: str, value: Any) -> str:
+        node = self.node(node_name)
+        if port_name not in node.in_ports:
+            raise PortNotFound(f"node {node_name!r} has no input port {port_name!r} "
+                               f"(input ports: {', '.join(sorted(node.in_ports)) or 'none'})",
+                               node_name=node_name, port_name=port_name)
+        serialized = self.values.serialize(value, where=f"inject_packet({node_name!r}, {port_name!r})")
+        packet_id, events = self.sim.create_packet(None)
+        self._do("CreatePacket", events, packet_id=packet_id, created_at=Location("outside"))
+        try:
+            events = self.sim.move_to_input_port(packet_id, node_name, port_name)
+        except ns.InputPortFullError as exc:
+            self._do("DestroyPacket", self.sim.destroy_packet(packet_id), packet_id=packet_id)
+            self.journal.commit()
+            raise PortFull(f"node {node_name!r} input port {port_name!r} is full; packet not injected",
+                           node_name=node_name, port_name=port_name) from exc
+        self.values.store(packet_id, serialized)
+        self._do("TransportPacketToLocation", events, packet_id=packet_id, node_name=node_name,
+                 data={"to": "input_port", "port": port_name})
+        self.journal.commit()
+        return packet_id
+
+    # -- running ----------------------------------------------------------------------------
+    def ensure_started(self) -> None:
+        """Call every node's start function once, the first time the net runs."""
+        if self.started:
+            return
+        self.started = True
+        for name, funcs in self.functions.items():
+            if funcs.start is not None:
+                self._call_lifecycle(name, "start_node_func", funcs.start)
+
+    def stop_nodes(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        for name, funcs in self.functions.items():
+            if funcs.stop is not None:
+                self._call_lifecycle(name, "stop_node_func", funcs.stop)
+
+    def _call_lifecycle(self, node: str, role: str, func: Callable[..., Any]) -> None:
+        cfg = self.configs[node]
+        with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
+            try:
+                result = func(self.net)
+                if asyncio.iscoroutine(result):
+                    asyncio.run(result)
+            except Exception as exc:
+                raise NodeExecutionFailed(f"{role} of node {node!r} raised {type(exc).__name__}: {exc}",
+                                          node_name=node) from exc
+            finally:
+                self._write_logs(None, node, capture)
+        self.journal.commit()
+
+    def run_until_blocked(self) -> None:
+        events = self.sim.run_until_blocked()
+        self._do("RunNetUntilBlocked", events)
+
+    def run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
+        """One step: run until blocked, queue the ready epochs, run them. Returns epochs run."""
+        self.ensure_started()
+        self.paused = False
+        self.run_until_blocked()
+        if start_epochs:
+            self._enqueue_ready(limit)
+        ran = self._drain_queue() if start_epochs else 0
+        self.journal.commit()
+        self._raise_pending()
+        return ran
+
+    def run_until_done(self) -> int:
+        """Steps until nothing can run (or the net pauses). Returns epochs run."""
+        total = 0
+        while True:
+            ran = self.run_step(limit=START_BATCH)
+            total += ran
+            if ran == 0 or self.paused:
+                break
+        if self.config.history_flush_on_pause:
+            self.history.flush()
+        return total
+
+    def _enqueue_ready(self, limit: int | None) -> None:
+        budget = limit if limit is not None else float("inf")
+        for name in sorted(self.graph_nodes, key=lambda n: -self.depth[n]):
+            if budget <= 0:
+                break
+            if self.functions[name].exec is None:
+                continue  # no exec function: its epochs stay startable
+            waiting = self.waiting[name]
+            priority = self.depth[name]
+            while waiting and budget > 0:
+                epoch_id = next(iter(waiting))
+                del waiting[epoch_id]
+                self.queued[epoch_id] = name
+                self.queue.enqueue(epoch_id, name, priority)
+                budget -= 1
+
+    def _drain_queue(self) -> int:
+        ran = 0
+        while not self.paused:
+            self._wait_for_rate_limit()
+            job = self.journal.commit(then=self._claim_and_start)
+            if job is None:
+                break
+            self._execute(job)
+            ran += 1
+            if ran % DRAIN_EVERY == 0:
+                self.run_until_blocked()
+        return ran
+
+    def _claim_and_start(self, conn: apsw.Connection) -> Job | None:
+        job = self.queue.claim_in(conn, MAIN_WORKER)
+        if job is not None:
+            self._do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id,
+                     node_name=job.node_name)
+            self._last_start[job.node_name] = self.clock.monotonic()
+        return job
+
+    def _wait_for_rate_limit(self) -> None:
+        limited = {n: c.rate_limit_per_second for n, c in self.configs.items() if c.rate_limit_per_second}
+        if not limited:
+            return
+        self.journal.commit()
+        row = self.journal.conn.execute(
+            "SELECT node_name FROM epoch_jobs WHERE state = 'queued' ORDER BY priority DESC, seq LIMIT 1").fetchone()
+        if row is None or row[0] not in limited or row[0] not in self._last_start:
+            return
+        wait = self._last_start[row[0]] + 1.0 / limited[row[0]] - self.clock.monotonic()
+        if wait > 0:
+            self.clock.sleep(wait)
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def _execute(self, job: Job) -> None:
+        node, epoch_id = job.node_name, job.epoch_id
+        cfg, funcs = self.configs[node], self.functions[node]
+        _condition, salvo = self.sim.epoch_salvo(epoch_id)
+        packets: dict[str, list[Packet]] = {port: [] for port in self.graph_nodes[node].in_ports}
+        inside: set[str] = set()
+        ports: dict[str, str] = {}
+        for port, packet_id in salvo:
+            packets.setdefault(port, []).append(Packet(packet_id))
+            inside.add(packet_id)
+            ports[packet_id] = port
+        actions = ImmediateActions(self, epoch_id, node, inside)
+        ctx = NodeExecutionContext(epoch_id=epoch_id, node_name=node, net=self.net, actions=actions)
+        began = self.clock.monotonic()
+        error: BaseException | None = None
+        cancelled = False
+        with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
+            try:
+                funcs.exec(ctx, packets)
+            except EpochCancelled:
+                cancelled = True
+            except Exception as exc:  # noqa: BLE001 - user code: every failure is recorded below
+                error = exc
+        self._write_logs(epoch_id, node, capture)
+        elapsed = self.clock.monotonic() - began
+        if error is None and not cancelled and cfg.timeout is not None and elapsed > cfg.timeout:
+            error = EpochTimeout(f"node {node!r} epoch {epoch_id} ran {elapsed:.3f}s, over its timeout of "
+                                 f"{cfg.timeout}s; its results are discarded", node_name=node, epoch_id=epoch_id)
+        if error is None and not cancelled:
+            try:
+                events = self.sim.finish_epoch(epoch_id)
+            except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
+                error = UnfinishedEpochError(
+                    f"node {node!r} epoch {epoch_id}: the exec function returned with packets still inside the "
+                    f"epoch ({', '.join(sorted(actions.inside)) or 'none'}) or loaded into output ports but "
+                    "not sent; consume or send every packet, or cancel the epoch",
+                    node_name=node, epoch_id=epoch_id)
+                error.__cause__ = exc
+            else:
+                self._do("FinishEpoch", events, epoch_id=epoch_id, node_name=node)
+                self.queue.complete(epoch_id, "finished")
+                return
+        if cancelled:
+            self._cancel(epoch_id, node, ports, reason="cancelled", error=None)
+            self.queue.complete(epoch_id, "cancelled")
+            return
+        self._fail(epoch_id, node, ports, error)
+
+    def _cancel(self, epoch_id: str, node: str, ports: dict[str, str], *, reason: str, error: str | None) -> None:
+        events = self.sim.cancel_epoch(epoch_id)
+        self._do("CancelEpoch", events, epoch_id=epoch_id, node_name=node)
+        keep = self.configs[node].dead_letter_queue
+        now = self.journal.now()
+        for ev in events:
+            if ev.kind != "PacketDestroyed":
+                continue
+            stored = self.values.discard(ev.packet_id)
+            if keep:
+                kind, data = stored if stored else (None, None)
+                self.journal.add(
+                    "INSERT INTO dead_letters (packet_id, node_name, port_name, epoch_id, reason, error, value, "
+                    "value_kind, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ev.packet_id, node, ports.get(ev.packet_id), epoch_id, reason, error, data, kind, now))
+
+    def _fail(self, epoch_id: str, node: str, ports: dict[str, str], error: BaseException) -> None:
+        text = f"{type(error).__name__}: {error}"
+        self._cancel(epoch_id, node, ports, reason="failed", error=text)
+        self.journal.set_epoch_error(epoch_id, "failed", text, type(error).__name__)
+        self.queue.complete(epoch_id, "failed")
+        failure = NodeExecutionFailed(f"node {node!r} epoch {epoch_id} failed: {text}",
+                                      node_name=node, epoch_id=epoch_id)
+        failure.__cause__ = error
+        if self.config.error_callback is not None:
+            self.config.error_callback(failure)
+        policy = self.config.on_error
+        if policy in ("pause", "raise"):
+            self.pause()
+        if policy == "raise" and self._to_raise is None:
+            self._to_raise = failure
+
+    def _raise_pending(self) -> None:
+        if self._to_raise is not None:
+            failure, self._to_raise = self._to_raise, None
+            raise failure
+
+    def pause(self) -> None:
+        self.paused = True
+        if self.config.history_flush_on_pause:
+            self.journal.commit()
+            self.history.flush()
+
+    def _write_logs(self, epoch_id: str | None, node: str, capture: Capture | None) -> None:
+        if capture is None or not capture.lines:
+            return
+        now = self.journal.now()
+        for line in capture.lines:
+            self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                             (epoch_id, node, now, line))
+
+    # -- registration ---------------------------------------------------------------------------
+    def set_functions(self, node: str, funcs: NodeFunctions) -> None:
+        self.node(node)
+        for func in (funcs.exec, funcs.start, funcs.stop, funcs.failed):
+            if func is not None:
+                install(func)
+        self.functions[node] = funcs
+
+    def now_iso(self) -> str:
+        return iso(self.clock.now())

@@ -1,0 +1,169 @@
+"""The only module that touches `netrun_sim.NetSim`.
+
+It applies actions, turns the sim's events into plain `Event` records, and maps the
+netrun-owned packet and epoch IDs to the sim's IDs. On a fresh net the two are the
+same ULIDs; once a sim is rebuilt from the database it issues new IDs, and the maps
+(`_to_sim`, `_from_sim`) keep netrun's IDs stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import netrun_sim as ns
+
+
+@dataclass(slots=True, frozen=True)
+class Location:
+    """Where a packet is: kind in outside, edge, input_port, node, output_port."""
+
+    kind: str
+    node_name: str | None = None
+    port_name: str | None = None
+    epoch_id: str | None = None
+    from_node: str | None = None
+    from_port: str | None = None
+
+
+OUTSIDE = Location("outside")
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    kind: str
+    epoch_id: str | None = None
+    packet_id: str | None = None
+    node_name: str | None = None
+    salvo_condition: str | None = None
+    location: Location | None = None  # the destination, for PacketMoved / PacketCreated / PacketOrphaned
+
+
+class Sim:
+    """A NetSim plus the bookkeeping netrun needs around it (epoch -> node, ID maps)."""
+
+    def __init__(self, graph: ns.Graph) -> None:
+        self.graph = graph
+        self._net = ns.NetSim(graph)
+        self._epoch_node: dict[str, str] = {}
+        self._to_sim: dict[str, str] = {}
+        self._from_sim: dict[str, str] = {}
+
+    # -- ID mapping -------------------------------------------------------------
+    def _sim_id(self, netrun_id: str) -> str:
+        return self._to_sim.get(netrun_id, netrun_id)
+
+    def _netrun_id(self, sim_id: str | None) -> str | None:
+        if sim_id is None:
+            return None
+        sim_id = str(sim_id)
+        return self._from_sim.get(sim_id, sim_id)
+
+    def node_of_epoch(self, epoch_id: str) -> str:
+        return self._epoch_node[epoch_id]
+
+    # -- events -------------------------------------------------------------------
+    def _location(self, loc: ns.PacketLocation | None) -> Location | None:
+        if loc is None:
+            return None
+        kind = loc.kind
+        if kind == "InputPort":
+            return Location("input_port", loc.node_name, loc.port_name)
+        if kind == "Node":
+            epoch = self._netrun_id(loc.epoch_id)
+            return Location("node", self._epoch_node.get(epoch), None, epoch)
+        if kind == "OutputPort":
+            epoch = self._netrun_id(loc.epoch_id)
+            return Location("output_port", self._epoch_node.get(epoch), loc.port_name, epoch)
+        if kind == "Edge":
+            edge = loc.get_edge()
+            return Location("edge", edge.target.node_name, edge.target.port_name, None,
+                            edge.source.node_name, edge.source.port_name)
+        return OUTSIDE
+
+    def _events(self, raw: list) -> list[Event]:
+        out = []
+        for ev in raw:
+            kind = ev.kind
+            epoch = self._netrun_id(ev.epoch_id)
+            if kind == "EpochCreated":
+                self._epoch_node[epoch] = ev.epoch.node_name if getattr(ev, "epoch", None) is not None \
+                    else self._net.get_epoch(ev.epoch_id).node_name
+            node = self._epoch_node.get(epoch) if epoch else ev.node_name
+            location = None
+            if kind == "PacketMoved":
+                location = self._location(ev.to_location)
+            elif kind == "PacketOrphaned":
+                location = OUTSIDE
+            out.append(Event(kind, epoch, self._netrun_id(ev.packet_id), node, ev.salvo_condition, location))
+        return out
+
+    def _do(self, action: ns.NetAction) -> tuple[object, list[Event]]:
+        response, raw = self._net.do_action(action)
+        return response, self._events(raw)
+
+    # -- actions (each returns the events it caused) ---------------------------------
+    def run_until_blocked(self) -> list[Event]:
+        return self._events(self._net.run_until_blocked())
+
+    def create_epoch(self, node_name: str, salvo_condition: str, packets: list[tuple[str, str]]) -> tuple[str, list[Event]]:
+        salvo = ns.Salvo(salvo_condition, [(port, self._sim_id(p)) for port, p in packets])
+        response, events = self._do(ns.NetAction.create_epoch(node_name, salvo))
+        return self._netrun_id(response.epoch.id), events
+
+    def start_epoch(self, epoch_id: str) -> list[Event]:
+        return self._do(ns.NetAction.start_epoch(self._sim_id(epoch_id)))[1]
+
+    def finish_epoch(self, epoch_id: str) -> list[Event]:
+        events = self._do(ns.NetAction.finish_epoch(self._sim_id(epoch_id)))[1]
+        self._forget_epoch(epoch_id)
+        return events
+
+    def cancel_epoch(self, epoch_id: str) -> list[Event]:
+        events = self._do(ns.NetAction.cancel_epoch(self._sim_id(epoch_id)))[1]
+        self._forget_epoch(epoch_id)
+        return events
+
+    def _forget_epoch(self, epoch_id: str) -> None:
+        self._epoch_node.pop(epoch_id, None)
+        sim_id = self._to_sim.pop(epoch_id, None)
+        if sim_id is not None:
+            self._from_sim.pop(sim_id, None)
+
+    def create_packet(self, epoch_id: str | None) -> tuple[str, list[Event]]:
+        action = ns.NetAction.create_packet(self._sim_id(epoch_id) if epoch_id else None)
+        response, events = self._do(action)
+        return self._netrun_id(response.packet_id), events
+
+    def consume_packet(self, packet_id: str) -> list[Event]:
+        return self._do(ns.NetAction.consume_packet(self._sim_id(packet_id)))[1]
+
+    def destroy_packet(self, packet_id: str) -> list[Event]:
+        return self._do(ns.NetAction.destroy_packet(self._sim_id(packet_id)))[1]
+
+    def load_output_port(self, packet_id: str, port_name: str) -> list[Event]:
+        return self._do(ns.NetAction.load_packet_into_output_port(self._sim_id(packet_id), port_name))[1]
+
+    def send_output_salvo(self, epoch_id: str, salvo_condition: str) -> list[Event]:
+        return self._do(ns.NetAction.send_output_salvo(self._sim_id(epoch_id), salvo_condition))[1]
+
+    def move_to_input_port(self, packet_id: str, node_name: str, port_name: str) -> list[Event]:
+        loc = ns.PacketLocation.input_port(node_name, port_name)
+        return self._do(ns.NetAction.transport_packet_to_location(self._sim_id(packet_id), loc))[1]
+
+    # -- queries ------------------------------------------------------------------------
+    def epoch_salvo(self, epoch_id: str) -> tuple[str, list[tuple[str, str]]]:
+        """The input salvo of an epoch: (condition name, [(port, packet_id)])."""
+        epoch = self._net.get_epoch(self._sim_id(epoch_id))
+        salvo = epoch.in_salvo
+        return salvo.salvo_condition, [(port, self._netrun_id(p)) for port, p in salvo.packets]
+
+    def packets_in_epoch(self, epoch_id: str) -> list[str]:
+        loc = ns.PacketLocation.node(self._sim_id(epoch_id))
+        return [self._netrun_id(p) for p in self._net.get_packets_at_location(loc)]
+
+    def packets_at_output_port(self, epoch_id: str, port_name: str) -> list[str]:
+        loc = ns.PacketLocation.output_port(self._sim_id(epoch_id), port_name)
+        return [self._netrun_id(p) for p in self._net.get_packets_at_location(loc)]
+
+    def is_blocked(self) -> bool:
+        return self._net.is_blocked()

@@ -1,0 +1,137 @@
+"""Packet values: serialized into `packet_values`, read back at consumption.
+
+A value is pickled; a value function is cloudpickled (so lambdas and closures survive
+a restart) and called lazily when the packet is consumed. Values written since the
+last commit are served from memory until the journal commits them.
+
+Consumed values are deleted unless `consumed_packet_storage` keeps them (the newest
+`consumed_packet_storage_limit` of them); `consumed_packet_storage_path` also writes
+each consumed value to `<path>/<PacketID>.pkl`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from .errors import NotFoundError, UnpicklableValue, ValueFunctionFailed
+from .journal import Journal
+
+_UPSERT = "INSERT OR REPLACE INTO packet_values (packet_id, kind, data, consumed_seq) VALUES (?, ?, ?, NULL)"
+
+
+class ValueStore:
+    def __init__(self, journal: Journal, *, keep_consumed: bool = False, keep_limit: int | None = None,
+                 keep_path: str | None = None) -> None:
+        self.journal = journal
+        self.keep_consumed = keep_consumed
+        self.keep_limit = keep_limit
+        self.keep_path = keep_path
+        self._unflushed: dict[str, tuple[str, bytes]] = {}
+        self._consumed_seq = 0
+        row = journal.conn.execute("SELECT max(consumed_seq) FROM packet_values").fetchone()
+        self._consumed_seq = row[0] or 0
+        if keep_path:
+            os.makedirs(keep_path, exist_ok=True)
+        journal.commit_hooks.append(lambda _history: self._unflushed.clear())
+
+    @staticmethod
+    def serialize(value: Any, *, where: str) -> tuple[str, bytes]:
+        """Pickle a value before its packet exists. Raises UnpicklableValue naming `where`."""
+        try:
+            return "value", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise UnpicklableValue(f"{where}: a value of type {type(value).__name__} cannot be pickled into "
+                                   f"the database: {exc}") from exc
+
+    @staticmethod
+    def serialize_func(func: Callable[[], Any], *, where: str) -> tuple[str, bytes]:
+        """Cloudpickle a value function (lambdas and closures persist across restarts)."""
+        if not callable(func):
+            raise TypeError(f"{where}: create_packet_from_value_func needs a callable, got {func!r}")
+        try:
+            return "func", cloudpickle.dumps(func)
+        except Exception as exc:
+            raise UnpicklableValue(f"{where}: the value function {func!r} cannot be serialized, so it would "
+                                   f"not survive a restart: {exc}") from exc
+
+    def store(self, packet_id: str, serialized: tuple[str, bytes]) -> None:
+        """Store a serialized value (from `serialize`/`serialize_func`) for `packet_id`."""
+        kind, data = serialized
+        self._unflushed[packet_id] = (kind, data)
+        self.journal.add(_UPSERT, (packet_id, kind, data))
+
+    def _load(self, packet_id: str) -> tuple[str, bytes] | None:
+        found = self._unflushed.get(packet_id)
+        if found is not None:
+            return found
+        row = self.journal.conn.execute(
+            "SELECT kind, data FROM packet_values WHERE packet_id = ?", (packet_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def get(self, packet_id: str) -> Any:
+        """The stored value (a value function is called). Raises NotFoundError."""
+        found = self._load(packet_id)
+        if found is None:
+            raise NotFoundError(f"packet {packet_id} has no stored value (unknown, or consumed and not kept)",
+                                packet_id=packet_id)
+        return self._materialize(packet_id, *found)
+
+    def has(self, packet_id: str) -> bool:
+        return self._load(packet_id) is not None
+
+    def _materialize(self, packet_id: str, kind: str, data: bytes) -> Any:
+        if kind == "value":
+            return pickle.loads(data)
+        func = cloudpickle.loads(data)
+        try:
+            return func()
+        except Exception as exc:
+            raise ValueFunctionFailed(f"the value function of packet {packet_id} raised "
+                                      f"{type(exc).__name__}: {exc}", packet_id=packet_id) from exc
+
+    def consume(self, packet_id: str) -> Any:
+        """Read the value for consumption and schedule its removal (or keep it, per config)."""
+        found = self._load(packet_id)
+        if found is None:
+            raise NotFoundError(f"packet {packet_id} has no stored value", packet_id=packet_id)
+        value = self._materialize(packet_id, *found)
+        self.forget(packet_id, consumed_value=value)
+        return value
+
+    def forget(self, packet_id: str, *, consumed_value: Any = None) -> None:
+        """Remove a packet's value after consumption, keeping it if configured."""
+        self._unflushed.pop(packet_id, None)
+        if self.keep_consumed:
+            self._consumed_seq += 1
+            self.journal.add("UPDATE packet_values SET kind = 'value', data = ?, consumed_seq = ? WHERE packet_id = ?",
+                             (pickle.dumps(consumed_value, protocol=pickle.HIGHEST_PROTOCOL), self._consumed_seq,
+                              packet_id))
+            if self.keep_limit is not None:
+                self.journal.add("DELETE FROM packet_values WHERE consumed_seq IS NOT NULL AND consumed_seq <= ?",
+                                 (self._consumed_seq - self.keep_limit,))
+        else:
+            self.journal.add("DELETE FROM packet_values WHERE packet_id = ?", (packet_id,))
+        if self.keep_path:
+            data = pickle.dumps(consumed_value, protocol=pickle.HIGHEST_PROTOCOL)
+            self.journal.after_commit(lambda: _write_atomic(os.path.join(self.keep_path, f"{packet_id}.pkl"), data))
+
+    def discard(self, packet_id: str) -> tuple[str, bytes] | None:
+        """Remove a destroyed packet's value; returns (kind, data) for a dead letter."""
+        found = self._load(packet_id)
+        self._unflushed.pop(packet_id, None)
+        self.journal.add("DELETE FROM packet_values WHERE packet_id = ?", (packet_id,))
+        return found
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
