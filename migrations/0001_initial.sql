@@ -23,15 +23,15 @@ CREATE TABLE history (
     seq        INTEGER PRIMARY KEY,
     type       TEXT NOT NULL CHECK (type IN ('action', 'event')),
     name       TEXT NOT NULL,
-    action_id  TEXT NOT NULL,
+    action_id  TEXT NOT NULL,          -- the action's `id`; its events carry the same
     epoch_id   TEXT,
     packet_id  TEXT,
     node_name  TEXT,
     timestamp  TEXT NOT NULL,
     data       TEXT                    -- JSON with the remaining fields, or NULL
 ) STRICT;
-CREATE INDEX history_epoch ON history (epoch_id) WHERE epoch_id IS NOT NULL;
-CREATE INDEX history_packet ON history (packet_id) WHERE packet_id IS NOT NULL;
+-- No secondary indexes: each one costs page writes on every commit (see README
+-- "How it runs"); the epochs and packets tables answer per-epoch questions.
 
 CREATE TABLE epochs (
     id              TEXT PRIMARY KEY,
@@ -45,7 +45,8 @@ CREATE TABLE epochs (
     error           TEXT,
     error_type      TEXT
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX epochs_node_state ON epochs (node_name, state);
+-- Open epochs only: small, and all that resuming a net needs.
+CREATE INDEX epochs_open ON epochs (node_name) WHERE state IN ('startable', 'running');
 
 -- location: where a live packet is ('outside', 'edge', 'input_port', 'node', 'output_port').
 -- For 'edge' node_name/port_name name the edge's target input port.
@@ -62,8 +63,7 @@ CREATE TABLE packets (
     from_node   TEXT,
     from_port   TEXT
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX packets_live ON packets (location, node_name) WHERE state = 'live';
-CREATE INDEX packets_epoch ON packets (epoch_id) WHERE epoch_id IS NOT NULL;
+CREATE INDEX packets_live ON packets (location, epoch_id) WHERE state = 'live';
 
 -- Pickled packet values (kind 'value') or cloudpickled value functions (kind 'func').
 -- A consumed value is kept only while consumed_packet_storage says so (consumed_seq set).
@@ -77,9 +77,10 @@ CREATE INDEX packet_values_consumed ON packet_values (consumed_seq) WHERE consum
 
 -- The epoch job queue: every epoch that is started goes through it, in the main
 -- thread too. A job is claimed with a lease and never deleted on read.
+-- Queue order: priority (downstream nodes first), then seq (enqueue order).
 CREATE TABLE epoch_jobs (
-    seq          INTEGER PRIMARY KEY,
-    epoch_id     TEXT NOT NULL UNIQUE,
+    epoch_id     TEXT PRIMARY KEY,
+    seq          INTEGER NOT NULL UNIQUE,
     node_name    TEXT NOT NULL,
     priority     INTEGER NOT NULL DEFAULT 0,
     state        TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'done')),
@@ -89,7 +90,7 @@ CREATE TABLE epoch_jobs (
     claimed_at   TEXT,
     done_at      TEXT,
     outcome      TEXT CHECK (outcome IN ('finished', 'cancelled', 'failed'))
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX epoch_jobs_queued ON epoch_jobs (priority DESC, seq) WHERE state = 'queued';
 
 CREATE TABLE node_logs (

@@ -15,7 +15,6 @@ Layers (imports flow downwards only):
     config, errors, clock, graphio   leaves used by all of the above
 """
 
-from __future__ import annotations
 
 __version__ = "0.1.0"
 

@@ -14,8 +14,8 @@ import netrun_sim as ns
 from .errors import ConfigError
 
 _STATES = {"Empty": "empty", "Full": "full", "NonEmpty": "nonempty", "NonFull": "nonfull"}
-_NUMERIC = {"Equals": "eq", "LessThan": "lt", "GreaterThan": "gt", "EqualsOrLessThan": "le",
-            "EqualsOrGreaterThan": "ge"}
+_NUMERIC = {"equals": "eq", "less_than": "lt", "greater_than": "gt", "equals_or_less_than": "le",
+            "equals_or_greater_than": "ge"}
 _STATE_BUILD = {"empty": ns.PortState.empty, "full": ns.PortState.full, "nonempty": ns.PortState.non_empty,
                 "nonfull": ns.PortState.non_full}
 _NUMERIC_BUILD = {"eq": ns.PortState.equals, "lt": ns.PortState.less_than, "gt": ns.PortState.greater_than,
@@ -100,7 +100,8 @@ def graph_to_data(graph: ns.Graph) -> dict:
             "in_salvo_conditions": {n: _condition_to_data(c) for n, c in node.in_salvo_conditions.items()},
             "out_salvo_conditions": {n: _condition_to_data(c) for n, c in node.out_salvo_conditions.items()},
         })
-    edges = [[e.source.node_name, e.source.port_name, e.target.node_name, e.target.port_name] for e in graph.edges()]
+    edges = sorted([e.source.node_name, e.source.port_name, e.target.node_name, e.target.port_name]
+                   for e in graph.edges())  # netrun-sim lists edges in no fixed order
     return {"nodes": nodes, "edges": edges}
 
 
@@ -121,31 +122,79 @@ def graph_from_data(data: dict) -> ns.Graph:
 
 
 def node_depths(graph: ns.Graph) -> dict[str, int]:
-    """Longest distance from a source for each node (cycles counted once).
+    """Longest distance from a source for each node, a cycle counting as one step.
 
     The runtime runs deeper (downstream) epochs first, so backlogs drain instead of
-    piling up on edges.
+    piling up on edges. Nodes on one cycle share a depth.
     """
-    names = list(graph.nodes())
+    names = sorted(graph.nodes())
     succ: dict[str, set[str]] = {n: set() for n in names}
-    indeg = {n: 0 for n in names}
     for edge in graph.edges():
-        a, b = edge.source.node_name, edge.target.node_name
-        if b not in succ[a]:
-            succ[a].add(b)
-            indeg[b] += 1
-    depth = {n: 0 for n in names}
-    ready = deque(n for n in names if indeg[n] == 0)
-    seen = set()
+        succ[edge.source.node_name].add(edge.target.node_name)
+    component = _strongly_connected(names, succ)
+    # Longest path over the condensation (a DAG), in topological order.
+    comp_succ: dict[int, set[int]] = {}
+    indeg: dict[int, int] = {c: 0 for c in set(component.values())}
+    for a in names:
+        for b in succ[a]:
+            ca, cb = component[a], component[b]
+            if ca != cb and cb not in comp_succ.setdefault(ca, set()):
+                comp_succ[ca].add(cb)
+                indeg[cb] += 1
+    depth = {c: 0 for c in indeg}
+    ready = deque(sorted(c for c, d in indeg.items() if d == 0))
     while ready:
-        n = ready.popleft()
-        seen.add(n)
-        for m in succ[n]:
-            depth[m] = max(depth[m], depth[n] + 1)
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    for n in names:  # nodes on cycles: below their deepest seen predecessor
-        if n not in seen:
-            depth[n] = max([depth[p] + 1 for p in names if n in succ[p] and p in seen] or [0])
-    return depth
+        c = ready.popleft()
+        for d in sorted(comp_succ.get(c, ())):
+            depth[d] = max(depth[d], depth[c] + 1)
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                ready.append(d)
+    return {n: depth[component[n]] for n in names}
+
+
+def _strongly_connected(names: list[str], succ: dict[str, set[str]]) -> dict[str, int]:
+    """Tarjan's algorithm, iterative: node -> component number."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    component: dict[str, int] = {}
+    counter = 0
+    for root in names:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(succ[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(succ[child]))))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                number = len(set(component.values()))
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component[member] = number
+                    if member == node:
+                        break
+    return component

@@ -18,11 +18,11 @@ at the end of a step, when work is injected) and whenever the buffer grows past
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import apsw
-from ulid import ULID
 
 from .clock import Clock, iso
 from .db import transaction
@@ -74,8 +74,8 @@ class Journal:
         self._after_commit: list[Callable[[], None]] = []
         # Called with the committed history records after every commit.
         self.commit_hooks: list[Callable[[list[HistoryRecord]], None]] = []
-        # Action IDs: this journal's ULID plus a counter (unique, ordered, cheap).
-        self._action_prefix = str(ULID())
+        # Action IDs: a random prefix per journal plus a counter (unique, short, cheap).
+        self._action_prefix = secrets.token_hex(4)
         self._action_count = 0
         self._moved_json: dict[Location, str] = {}
 
@@ -133,7 +133,7 @@ class Journal:
         """
         now = self.now()
         self._action_count += 1
-        action_id = f"{self._action_prefix}-{self._action_count}"
+        action_id = f"{self._action_prefix}-{self._action_count:x}"
         history = self._history
         history.append(("action", action, action_id, epoch_id, packet_id, node_name, now,
                         json.dumps(data) if data else None))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -82,7 +83,13 @@ def inspect_file(path: str) -> FileState:
     if header != _SQLITE_HEADER:
         raise NotANetrunDatabase(f"{path} is not a netrun database (not an SQLite file)", path=path)
     try:
-        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        # Without a WAL file the check opens the file immutable: no -wal/-shm is created
+        # next to a file we may refuse. With one (a crashed run), its content counts.
+        if os.path.exists(path + "-wal"):
+            conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        else:
+            uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
+            conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -171,9 +171,6 @@ class Net:
             raise ConfigError(f"node {node_name!r}: thread and process pools are not supported by this version of "
                               "netrun; nodes run in the main thread (leave 'pool' unset)", option="pool",
                               node=node_name)
-        if updated.defer_net_actions:
-            raise ConfigError(f"node {node_name!r}: defer_net_actions (and so retries) is not supported by this "
-                              "version of netrun", option="defer_net_actions", node=node_name)
         rt.configs[node_name] = updated
         rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
                        (json.dumps(updated.to_json()), node_name))

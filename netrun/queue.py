@@ -21,8 +21,9 @@ DEFAULT_LEASE = timedelta(minutes=5)
 
 _CLAIM = """
 UPDATE epoch_jobs SET state = 'claimed', worker = ?, claimed_at = ?, lease_until = ?
-WHERE seq = (SELECT seq FROM epoch_jobs WHERE state = 'queued' {node_filter} ORDER BY priority DESC, seq LIMIT 1)
-RETURNING epoch_id, node_name
+WHERE epoch_id IN (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' {node_filter}
+                   ORDER BY priority DESC, seq LIMIT ?)
+RETURNING epoch_id, node_name, priority, seq
 """
 
 
@@ -30,6 +31,8 @@ RETURNING epoch_id, node_name
 class Job:
     epoch_id: str
     node_name: str
+    priority: int = 0
+    seq: int = 0
 
 
 class EpochQueue:
@@ -37,27 +40,35 @@ class EpochQueue:
         self.journal = journal
         self.clock = clock
         self.lease = lease
+        self._seq = journal.conn.execute("SELECT coalesce(max(seq), 0) FROM epoch_jobs").fetchone()[0]
 
     def enqueue(self, epoch_id: str, node_name: str, priority: int = 0) -> None:
         """Queue a started epoch (buffered: durable with the journal's next commit)."""
+        self._seq += 1
         self.journal.add(
-            "INSERT INTO epoch_jobs (epoch_id, node_name, priority, state, enqueued_at) VALUES (?, ?, ?, 'queued', ?)",
-            (epoch_id, node_name, priority, self.journal.now()))
+            "INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, state, enqueued_at) "
+            "VALUES (?, ?, ?, ?, 'queued', ?)", (epoch_id, self._seq, node_name, priority, self.journal.now()))
 
-    def claim_in(self, conn: apsw.Connection, worker: str, nodes: list[str] | None = None) -> Job | None:
-        """Claim the next job inside the caller's transaction; None when the queue is empty."""
+    def claim_in(self, conn: apsw.Connection, worker: str, *, limit: int = 1,
+                 nodes: list[str] | None = None) -> list[Job]:
+        """Claim up to `limit` jobs, in queue order, inside the caller's transaction."""
         now = self.clock.now()
         params: list = [worker, iso(now), iso(now + self.lease)]
         node_filter = ""
         if nodes is not None:
             node_filter = f"AND node_name IN ({', '.join('?' * len(nodes))})"
             params.extend(nodes)
-        row = conn.execute(_CLAIM.format(node_filter=node_filter), params).fetchone()
-        return Job(row[0], row[1]) if row else None
+        params.append(limit)
+        rows = conn.execute(_CLAIM.format(node_filter=node_filter), params).fetchall()
+        jobs = [Job(row[0], row[1], row[2], row[3]) for row in rows]
+        jobs.sort(key=lambda j: (-j.priority, j.seq))  # RETURNING order is unspecified
+        return jobs
 
-    def claim(self, worker: str) -> Job | None:
-        """Commit everything buffered and claim the next job in the same transaction."""
-        return self.journal.commit(then=lambda conn: self.claim_in(conn, worker))
+    def release(self, epoch_ids: list[str]) -> None:
+        """Put claimed jobs that were never started back in the queue (buffered)."""
+        for epoch_id in epoch_ids:
+            self.journal.add("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, "
+                             "lease_until = NULL WHERE epoch_id = ? AND state = 'claimed'", (epoch_id,))
 
     def complete(self, epoch_id: str, outcome: str) -> None:
         """Mark a job done (buffered; idempotent per epoch)."""

@@ -17,24 +17,15 @@ from typing import TYPE_CHECKING, Any
 import apsw
 import netrun_sim as ns
 
-from .actions import ImmediateActions
 from .capture import Capture, capturing, install
 from .clock import iso
 from .config import NetConfig, NodeConfig
-from .context import NodeExecutionContext, Packet
-from .errors import (
-    EpochCancelled,
-    EpochTimeout,
-    NodeExecutionFailed,
-    NotFoundError,
-    PortFull,
-    PortNotFound,
-    UnfinishedEpochError,
-)
+from .epoch import EpochRun
+from .errors import NodeExecutionFailed, NotFoundError, PortFull, PortNotFound
 from .graphio import node_depths
 from .history import HistoryLog
 from .journal import Journal
-from .queue import EpochQueue, Job
+from .queue import EpochQueue
 from .sim import Event, Location, Sim
 from .values import ValueStore
 
@@ -44,6 +35,7 @@ if TYPE_CHECKING:
 MAIN_WORKER = "main"
 START_BATCH = 1_000  # start() runs at most this many epochs per step (bounded backlogs)
 DRAIN_EVERY = 1_000  # move packets off edges after this many epochs within a step
+CLAIM_BATCH = 64  # jobs claimed per transaction
 
 
 @dataclass
@@ -108,7 +100,7 @@ class Runtime:
                 if self.queued.pop(ev.epoch_id, None) is None and ev.node_name is not None:
                     self.waiting[ev.node_name].pop(ev.epoch_id, None)
 
-    def _do(self, action: str, events: list[Event], **fields: Any) -> None:
+    def do(self, action: str, events: list[Event], **fields: Any) -> None:
         self.journal.record(action, events, **fields)
         self._track(events)
 
@@ -116,7 +108,7 @@ class Runtime:
     def inject_source_epoch(self, node_name: str) -> str:
         self.node(node_name)
         epoch_id, events = self.sim.create_epoch(node_name, "inject", [])
-        self._do("CreateEpoch", events, epoch_id=epoch_id, node_name=node_name)
+        self.do("CreateEpoch", events, epoch_id=epoch_id, node_name=node_name)
         self.journal.set_epoch_salvo(epoch_id, "inject")
         self.journal.commit()
         return epoch_id
@@ -129,16 +121,16 @@ class Runtime:
                                node_name=node_name, port_name=port_name)
         serialized = self.values.serialize(value, where=f"inject_packet({node_name!r}, {port_name!r})")
         packet_id, events = self.sim.create_packet(None)
-        self._do("CreatePacket", events, packet_id=packet_id, created_at=Location("outside"))
+        self.do("CreatePacket", events, packet_id=packet_id, created_at=Location("outside"))
         try:
             events = self.sim.move_to_input_port(packet_id, node_name, port_name)
         except ns.InputPortFullError as exc:
-            self._do("DestroyPacket", self.sim.destroy_packet(packet_id), packet_id=packet_id)
+            self.do("DestroyPacket", self.sim.destroy_packet(packet_id), packet_id=packet_id)
             self.journal.commit()
             raise PortFull(f"node {node_name!r} input port {port_name!r} is full; packet not injected",
                            node_name=node_name, port_name=port_name) from exc
         self.values.store(packet_id, serialized)
-        self._do("TransportPacketToLocation", events, packet_id=packet_id, node_name=node_name,
+        self.do("TransportPacketToLocation", events, packet_id=packet_id, node_name=node_name,
                  data={"to": "input_port", "port": port_name})
         self.journal.commit()
         return packet_id
@@ -172,12 +164,12 @@ class Runtime:
                 raise NodeExecutionFailed(f"{role} of node {node!r} raised {type(exc).__name__}: {exc}",
                                           node_name=node) from exc
             finally:
-                self._write_logs(None, node, capture)
+                self.write_logs(None, node, capture)
         self.journal.commit()
 
     def run_until_blocked(self) -> None:
         events = self.sim.run_until_blocked()
-        self._do("RunNetUntilBlocked", events)
+        self.do("RunNetUntilBlocked", events)
 
     def run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
         """One step: run until blocked, queue the ready epochs, run them. Returns epochs run."""
@@ -220,112 +212,47 @@ class Runtime:
                 budget -= 1
 
     def _drain_queue(self) -> int:
+        """Claim jobs in batches and run them.
+
+        A non-deferred epoch's start is committed before its function runs (killed
+        mid-epoch, it is found `running`). A deferred epoch needs no such commit: killed,
+        nothing of it was committed and it runs again. So runs of deferred epochs share
+        one commit per batch.
+        """
         ran = 0
         while not self.paused:
-            self._wait_for_rate_limit()
-            job = self.journal.commit(then=self._claim_and_start)
-            if job is None:
+            jobs = self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
+            if not jobs:
                 break
-            self._execute(job)
-            ran += 1
-            if ran % DRAIN_EVERY == 0:
-                self.run_until_blocked()
+            for index, job in enumerate(jobs):
+                if self.paused:
+                    self.queue.release([j.epoch_id for j in jobs[index:]])
+                    break
+                self._wait_for_rate_limit(job.node_name)
+                self.do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id,
+                        node_name=job.node_name)
+                if not self.configs[job.node_name].defer_net_actions:
+                    self.journal.commit()
+                outcome = EpochRun(self, job).run()
+                self.queue.complete(job.epoch_id, outcome)
+                ran += 1
+                if ran % DRAIN_EVERY == 0:
+                    self.run_until_blocked()
+                self.journal.commit_if_large()
         return ran
 
-    def _claim_and_start(self, conn: apsw.Connection) -> Job | None:
-        job = self.queue.claim_in(conn, MAIN_WORKER)
-        if job is not None:
-            self._do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id,
-                     node_name=job.node_name)
-            self._last_start[job.node_name] = self.clock.monotonic()
-        return job
+    def _wait_for_rate_limit(self, node: str) -> None:
+        rate = self.configs[node].rate_limit_per_second
+        if rate:
+            last = self._last_start.get(node)
+            if last is not None:
+                wait = last + 1.0 / rate - self.clock.monotonic()
+                if wait > 0:
+                    self.clock.sleep(wait)
+            self._last_start[node] = self.clock.monotonic()
 
-    def _wait_for_rate_limit(self) -> None:
-        limited = {n: c.rate_limit_per_second for n, c in self.configs.items() if c.rate_limit_per_second}
-        if not limited:
-            return
-        self.journal.commit()
-        row = self.journal.conn.execute(
-            "SELECT node_name FROM epoch_jobs WHERE state = 'queued' ORDER BY priority DESC, seq LIMIT 1").fetchone()
-        if row is None or row[0] not in limited or row[0] not in self._last_start:
-            return
-        wait = self._last_start[row[0]] + 1.0 / limited[row[0]] - self.clock.monotonic()
-        if wait > 0:
-            self.clock.sleep(wait)
-
-    # -- one epoch ----------------------------------------------------------------------------
-    def _execute(self, job: Job) -> None:
-        node, epoch_id = job.node_name, job.epoch_id
-        cfg, funcs = self.configs[node], self.functions[node]
-        _condition, salvo = self.sim.epoch_salvo(epoch_id)
-        packets: dict[str, list[Packet]] = {port: [] for port in self.graph_nodes[node].in_ports}
-        inside: set[str] = set()
-        ports: dict[str, str] = {}
-        for port, packet_id in salvo:
-            packets.setdefault(port, []).append(Packet(packet_id))
-            inside.add(packet_id)
-            ports[packet_id] = port
-        actions = ImmediateActions(self, epoch_id, node, inside)
-        ctx = NodeExecutionContext(epoch_id=epoch_id, node_name=node, net=self.net, actions=actions)
-        began = self.clock.monotonic()
-        error: BaseException | None = None
-        cancelled = False
-        with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
-            try:
-                funcs.exec(ctx, packets)
-            except EpochCancelled:
-                cancelled = True
-            except Exception as exc:  # noqa: BLE001 - user code: every failure is recorded below
-                error = exc
-        self._write_logs(epoch_id, node, capture)
-        elapsed = self.clock.monotonic() - began
-        if error is None and not cancelled and cfg.timeout is not None and elapsed > cfg.timeout:
-            error = EpochTimeout(f"node {node!r} epoch {epoch_id} ran {elapsed:.3f}s, over its timeout of "
-                                 f"{cfg.timeout}s; its results are discarded", node_name=node, epoch_id=epoch_id)
-        if error is None and not cancelled:
-            try:
-                events = self.sim.finish_epoch(epoch_id)
-            except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
-                error = UnfinishedEpochError(
-                    f"node {node!r} epoch {epoch_id}: the exec function returned with packets still inside the "
-                    f"epoch ({', '.join(sorted(actions.inside)) or 'none'}) or loaded into output ports but "
-                    "not sent; consume or send every packet, or cancel the epoch",
-                    node_name=node, epoch_id=epoch_id)
-                error.__cause__ = exc
-            else:
-                self._do("FinishEpoch", events, epoch_id=epoch_id, node_name=node)
-                self.queue.complete(epoch_id, "finished")
-                return
-        if cancelled:
-            self._cancel(epoch_id, node, ports, reason="cancelled", error=None)
-            self.queue.complete(epoch_id, "cancelled")
-            return
-        self._fail(epoch_id, node, ports, error)
-
-    def _cancel(self, epoch_id: str, node: str, ports: dict[str, str], *, reason: str, error: str | None) -> None:
-        events = self.sim.cancel_epoch(epoch_id)
-        self._do("CancelEpoch", events, epoch_id=epoch_id, node_name=node)
-        keep = self.configs[node].dead_letter_queue
-        now = self.journal.now()
-        for ev in events:
-            if ev.kind != "PacketDestroyed":
-                continue
-            stored = self.values.discard(ev.packet_id)
-            if keep:
-                kind, data = stored if stored else (None, None)
-                self.journal.add(
-                    "INSERT INTO dead_letters (packet_id, node_name, port_name, epoch_id, reason, error, value, "
-                    "value_kind, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ev.packet_id, node, ports.get(ev.packet_id), epoch_id, reason, error, data, kind, now))
-
-    def _fail(self, epoch_id: str, node: str, ports: dict[str, str], error: BaseException) -> None:
-        text = f"{type(error).__name__}: {error}"
-        self._cancel(epoch_id, node, ports, reason="failed", error=text)
-        self.journal.set_epoch_error(epoch_id, "failed", text, type(error).__name__)
-        self.queue.complete(epoch_id, "failed")
-        failure = NodeExecutionFailed(f"node {node!r} epoch {epoch_id} failed: {text}",
-                                      node_name=node, epoch_id=epoch_id)
-        failure.__cause__ = error
+    def node_failed(self, failure: NodeExecutionFailed) -> None:
+        """Apply the net's error policy to a failed epoch."""
         if self.config.error_callback is not None:
             self.config.error_callback(failure)
         policy = self.config.on_error
@@ -345,7 +272,7 @@ class Runtime:
             self.journal.commit()
             self.history.flush()
 
-    def _write_logs(self, epoch_id: str | None, node: str, capture: Capture | None) -> None:
+    def write_logs(self, epoch_id: str | None, node: str, capture: Capture | None) -> None:
         if capture is None or not capture.lines:
             return
         now = self.journal.now()

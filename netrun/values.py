@@ -80,12 +80,13 @@ class ValueStore:
         if found is None:
             raise NotFoundError(f"packet {packet_id} has no stored value (unknown, or consumed and not kept)",
                                 packet_id=packet_id)
-        return self._materialize(packet_id, *found)
+        return self.materialize(packet_id, *found)
 
     def has(self, packet_id: str) -> bool:
         return self._load(packet_id) is not None
 
-    def _materialize(self, packet_id: str, kind: str, data: bytes) -> Any:
+    def materialize(self, packet_id: str, kind: str, data: bytes) -> Any:
+        """Turn a stored (kind, data) pair into the value (calling a value function)."""
         if kind == "value":
             return pickle.loads(data)
         func = cloudpickle.loads(data)
@@ -100,7 +101,7 @@ class ValueStore:
         found = self._load(packet_id)
         if found is None:
             raise NotFoundError(f"packet {packet_id} has no stored value", packet_id=packet_id)
-        value = self._materialize(packet_id, *found)
+        value = self.materialize(packet_id, *found)
         self.forget(packet_id, consumed_value=value)
         return value
 

@@ -5,7 +5,9 @@ process, and database bytes per epoch. Each case runs in its own subprocess so R
 not shared between cases.
 
     python tools/bench_chain.py                 # N = 1,000 / 10,000 / 100,000
-    python tools/bench_chain.py --sizes 1000 5000 --durability normal
+    python tools/bench_chain.py --sizes 1000 5000 --durability normal --defer yes
+
+N is the number of values injected; the chain runs 4 epochs per value, the fan-out 11.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from netrun.graphs import chain, edge, simple_node
 
 
 def _source(ctx, packets):
-    ctx.send_output_salvo  # noqa: B018 - the source emits one value per epoch
     p = ctx.create_packet(ctx.epoch_id)
     ctx.load_output_port("out", p)
     ctx.send_output_salvo("send_out")
@@ -77,7 +78,7 @@ def _join(ctx, packets):
             ctx.consume_packet(p)
 
 
-def run_case(shape: str, n: int, durability: str) -> dict:
+def run_case(shape: str, n: int, durability: str, defer: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "bench.db")
         if shape == "chain":
@@ -90,7 +91,7 @@ def run_case(shape: str, n: int, durability: str) -> dict:
         for name, func in funcs.items():
             net.set_node_exec(name, func, )
         for name in funcs:
-            net.set_node_config(name, capture_stdout=False)
+            net.set_node_config(name, capture_stdout=False, defer_net_actions=defer)
         t0 = time.perf_counter()
         for _ in range(n):
             net.inject_source_epoch("Source")
@@ -102,7 +103,7 @@ def run_case(shape: str, n: int, durability: str) -> dict:
         net.close()
         size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"shape": shape, "n": n, "durability": durability, "epochs": epochs,
+    return {"shape": shape, "n": n, "durability": durability, "defer": defer, "epochs": epochs,
             "epochs_per_s": round(epochs / run_s), "inject_per_s": round(n / inject_s),
             "peak_rss_mb": round(rss_mb, 1), "db_bytes_per_epoch": round(size / max(epochs, 1))}
 
@@ -112,22 +113,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--durability", nargs="+", default=["normal", "full"], choices=["normal", "full"])
     parser.add_argument("--shapes", nargs="+", default=["chain", "fan"], choices=["chain", "fan"])
+    parser.add_argument("--defer", nargs="+", default=["no", "yes"], choices=["no", "yes"],
+                        help="run the nodes with defer_net_actions off and/or on")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
-        shape, n, durability = args.case.split(":")
-        print(json.dumps(run_case(shape, int(n), durability)))
+        shape, n, durability, defer = args.case.split(":")
+        print(json.dumps(run_case(shape, int(n), durability, defer == "yes")))
         return 0
-    print(f"{'shape':6} {'N':>7} {'durability':10} {'epochs':>8} {'epochs/s':>9} {'RSS MB':>7} {'DB B/epoch':>10}")
+    print(f"{'shape':6} {'N':>7} {'durability':10} {'defer':5} {'epochs':>8} {'epochs/s':>9} {'RSS MB':>7} "
+          f"{'DB B/epoch':>10}")
     for shape in args.shapes:
         for durability in args.durability:
-            for n in args.sizes:
-                sizes_n = n if shape == "chain" else max(n // 10, 1)  # fan-out: 10 epochs per value
-                out = subprocess.run([sys.executable, __file__, "--case", f"{shape}:{sizes_n}:{durability}"],
-                                     capture_output=True, text=True, check=True)
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"{r['shape']:6} {r['n']:>7} {r['durability']:10} {r['epochs']:>8} {r['epochs_per_s']:>9} "
-                      f"{r['peak_rss_mb']:>7} {r['db_bytes_per_epoch']:>10}", flush=True)
+            for defer in args.defer:
+                for n in args.sizes:
+                    case = f"{shape}:{n}:{durability}:{defer}"
+                    out = subprocess.run([sys.executable, __file__, "--case", case],
+                                         capture_output=True, text=True, check=True)
+                    r = json.loads(out.stdout.strip().splitlines()[-1])
+                    print(f"{r['shape']:6} {r['n']:>7} {r['durability']:10} {defer:5} {r['epochs']:>8} "
+                          f"{r['epochs_per_s']:>9} {r['peak_rss_mb']:>7} {r['db_bytes_per_epoch']:>10}", flush=True)
     return 0
 
 

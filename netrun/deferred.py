@@ -1,0 +1,214 @@
+"""Deferred packet operations (`defer_net_actions=True`).
+
+Every operation of the epoch is checked at once against a local view of the epoch
+(which packets are inside, how many are loaded in each output port, how often each
+output salvo condition was sent), so misuse raises at the call, as in immediate mode;
+but nothing reaches the sim until the exec function returns successfully. Then the
+queue is applied in order and journaled with the epoch's other rows, in one
+transaction. On failure the queue is simply dropped: the sim never saw it, and the
+epoch's input packets are still whole (their values too, so a retry can consume them
+again).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import netrun_sim as ns
+
+from .context import Packet
+from .errors import ContextUsageError, PacketNotInEpoch, PortFull, PortNotFound, SalvoConditionError
+from .graphio import term_to_data
+from .sim import Location
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+_keys = itertools.count(1)
+
+
+class DeferredPacket:
+    """A packet created by a deferred epoch. Usable in every context operation;
+    its `id` exists only once the epoch's actions are committed."""
+
+    __slots__ = ("_key", "_resolved", "_node")
+
+    def __init__(self, node_name: str) -> None:
+        self._key = f"deferred:{next(_keys)}"
+        self._resolved: str | None = None
+        self._node = node_name
+
+    @property
+    def id(self) -> str:
+        if self._resolved is None:
+            raise ContextUsageError(
+                f"node {self._node!r}: a DeferredPacket has no ID until its epoch's deferred actions are committed "
+                "(after the exec function returns successfully)", node_name=self._node)
+        return self._resolved
+
+    @property
+    def resolved(self) -> bool:
+        return self._resolved is not None
+
+    def __repr__(self) -> str:
+        return f"DeferredPacket({self._resolved or 'uncommitted'})"
+
+
+def _count_ok(state: Any, count: int, capacity: int | None) -> bool:
+    if isinstance(state, str):
+        if state == "empty":
+            return count == 0
+        if state == "nonempty":
+            return count > 0
+        if state == "full":
+            return capacity is not None and count >= capacity
+        return capacity is None or count < capacity  # nonfull
+    op, n = state
+    return {"eq": count == n, "lt": count < n, "gt": count > n, "le": count <= n, "ge": count >= n}[op]
+
+
+def _term_ok(term: Any, counts: dict[str, int], capacities: dict[str, int | None]) -> bool:
+    if term is True or term is False:
+        return term
+    head = term[0]
+    if head == "port":
+        return _count_ok(term[2], counts.get(term[1], 0), capacities.get(term[1]))
+    if head == "and":
+        return all(_term_ok(t, counts, capacities) for t in term[1])
+    if head == "or":
+        return any(_term_ok(t, counts, capacities) for t in term[1])
+    return not _term_ok(term[1], counts, capacities)
+
+
+class DeferredActions:
+    """Queues an epoch's operations; `apply()` hands them to the sim at success."""
+
+    def __init__(self, rt: Runtime, epoch_id: str, node_name: str, inside: set[str]) -> None:
+        self.rt = rt
+        self.epoch_id = epoch_id
+        self.node_name = node_name
+        self.inside: set[str] = set(inside)
+        self.received: dict[str, Any] = {}
+        self.queue: list[tuple] = []
+        node = rt.graph_nodes[node_name]
+        self._capacity = {p: (port.slots_spec.capacity if isinstance(port.slots_spec, ns.PortSlotSpecFinite) else None)
+                          for p, port in node.out_ports.items()}
+        self._loaded: dict[str, int] = {p: 0 for p in node.out_ports}
+        self._sent: dict[str, int] = {}
+        self._created: dict[str, DeferredPacket] = {}
+        self._serialized: dict[str, tuple[str, bytes]] = {}
+
+    def _where(self, port: str | None = None) -> str:
+        where = f"node {self.node_name!r} epoch {self.epoch_id}"
+        return f"{where} port {port!r}" if port else where
+
+    def _key(self, packet: Any, port: str | None = None) -> str:
+        if isinstance(packet, DeferredPacket):
+            key = packet._key
+        elif isinstance(packet, Packet):
+            key = packet.id
+        else:
+            raise TypeError(f"{self._where(port)}: expected a Packet, got {packet!r}")
+        if key not in self.inside:
+            raise PacketNotInEpoch(
+                f"{self._where(port)}: packet {key} is not inside this epoch "
+                "(already consumed or loaded, or it belongs to another epoch)",
+                node_name=self.node_name, epoch_id=self.epoch_id, packet_id=key, port_name=port)
+        return key
+
+    # -- the context operations ------------------------------------------------------------
+    def consume(self, packet: Packet | DeferredPacket) -> Any:
+        key = self._key(packet)
+        if key in self._created:
+            value = self.rt.values.materialize(key, *self._serialized[key])
+        else:
+            value = self.rt.values.get(key)
+        self.inside.discard(key)
+        self.received[key] = value
+        self.queue.append(("consume", key))
+        return value
+
+    def _create(self, serialized: tuple[str, bytes]) -> DeferredPacket:
+        packet = DeferredPacket(self.node_name)
+        self._created[packet._key] = packet
+        self._serialized[packet._key] = serialized
+        self.inside.add(packet._key)
+        self.queue.append(("create", packet, serialized))
+        return packet
+
+    def create(self, value: Any) -> DeferredPacket:
+        return self._create(self.rt.values.serialize(value, where=self._where()))
+
+    def create_from_value_func(self, func: Callable[[], Any]) -> DeferredPacket:
+        return self._create(self.rt.values.serialize_func(func, where=self._where()))
+
+    def load(self, port_name: str, packet: Packet | DeferredPacket) -> None:
+        if port_name not in self._loaded:
+            raise PortNotFound(f"{self._where()}: no output port {port_name!r} (output ports: "
+                               f"{', '.join(sorted(self._loaded)) or 'none'})",
+                               node_name=self.node_name, port_name=port_name)
+        key = self._key(packet, port_name)
+        capacity = self._capacity[port_name]
+        if capacity is not None and self._loaded[port_name] >= capacity:
+            raise PortFull(f"{self._where(port_name)}: output port is full ({capacity} slots), cannot load "
+                           f"packet {key}; send a salvo first or give the port more slots",
+                           node_name=self.node_name, port_name=port_name, packet_id=key)
+        self._loaded[port_name] += 1
+        self.inside.discard(key)
+        self.queue.append(("load", port_name, key))
+
+    def send(self, salvo_condition_name: str) -> None:
+        node = self.rt.graph_nodes[self.node_name]
+        condition = node.out_salvo_conditions.get(salvo_condition_name)
+        if condition is None:
+            raise SalvoConditionError(
+                f"{self._where()}: no output salvo condition {salvo_condition_name!r} "
+                f"(conditions: {', '.join(sorted(node.out_salvo_conditions)) or 'none'})",
+                node_name=self.node_name, salvo_condition=salvo_condition_name)
+        sent = self._sent.get(salvo_condition_name, 0)
+        max_salvos = condition.max_salvos
+        if isinstance(max_salvos, ns.MaxSalvosFinite) and sent >= max_salvos.max:
+            raise SalvoConditionError(f"{self._where()}: output salvo {salvo_condition_name!r} was already sent "
+                                      f"{sent} time(s), its maximum", node_name=self.node_name,
+                                      salvo_condition=salvo_condition_name)
+        if not _term_ok(term_to_data(condition.term), self._loaded, self._capacity):
+            raise SalvoConditionError(f"{self._where()}: output salvo condition {salvo_condition_name!r} is not met "
+                                      f"(loaded: {self._loaded})", node_name=self.node_name,
+                                      salvo_condition=salvo_condition_name)
+        for port, count in condition.ports.items():
+            taken = self._loaded.get(port, 0) if not isinstance(count, ns.PacketCountN) else \
+                min(count.count, self._loaded.get(port, 0))
+            self._loaded[port] = self._loaded.get(port, 0) - taken
+        self._sent[salvo_condition_name] = sent + 1
+        self.queue.append(("send", salvo_condition_name))
+
+    # -- commit ----------------------------------------------------------------------------------
+    def apply(self) -> None:
+        """Hand the queue to the sim in order and journal it (the caller commits)."""
+        rt, epoch_id, node = self.rt, self.epoch_id, self.node_name
+        resolved: dict[str, str] = {}
+        for op in self.queue:
+            kind = op[0]
+            if kind == "consume":
+                key = op[1]
+                packet_id = resolved.get(key, key)
+                rt.values.forget(packet_id, consumed_value=self.received[key])
+                rt.journal.record("ConsumePacket", rt.sim.consume_packet(packet_id), epoch_id=epoch_id,
+                                  packet_id=packet_id, node_name=node)
+            elif kind == "create":
+                packet, serialized = op[1], op[2]
+                packet_id, events = rt.sim.create_packet(epoch_id)
+                rt.journal.record("CreatePacket", events, epoch_id=epoch_id, packet_id=packet_id, node_name=node,
+                                  created_at=Location("node", node, None, epoch_id))
+                rt.values.store(packet_id, serialized)
+                packet._resolved = resolved[packet._key] = packet_id
+            elif kind == "load":
+                port, key = op[1], op[2]
+                packet_id = resolved.get(key, key)
+                rt.journal.record("LoadPacketIntoOutputPort", rt.sim.load_output_port(packet_id, port),
+                                  epoch_id=epoch_id, packet_id=packet_id, node_name=node, data={"port": port})
+            else:
+                rt.journal.record("SendOutputSalvo", rt.sim.send_output_salvo(epoch_id, op[1]), epoch_id=epoch_id,
+                                  node_name=node, data={"salvo_condition": op[1]})

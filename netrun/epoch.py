@@ -1,0 +1,170 @@
+"""Running one epoch: the user's exec function, retries, and the epoch's ending.
+
+An epoch ends in exactly one of three ways, each journaled with the epoch's other rows:
+- finished: (deferred actions applied, then) `FinishEpoch`;
+- cancelled: `ctx.cancel_epoch()`; its packets are destroyed (and dead-lettered);
+- failed: after the last attempt; its packets are destroyed and dead-lettered with the
+  error, the epoch row keeps the error text and type, and the net's `on_error` applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import netrun_sim as ns
+
+from .actions import ImmediateActions
+from .capture import capturing
+from .context import NodeExecutionContext, NodeFailureContext, Packet
+from .deferred import DeferredActions
+from .errors import EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
+from .queue import Job
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+
+class EpochRun:
+    """One claimed job, run to its end."""
+
+    def __init__(self, rt: Runtime, job: Job) -> None:
+        self.rt = rt
+        self.node = job.node_name
+        self.epoch_id = job.epoch_id
+        self.config = rt.configs[self.node]
+        self.funcs = rt.functions[self.node]
+        _condition, salvo = rt.sim.epoch_salvo(self.epoch_id)
+        self.packets: dict[str, list[Packet]] = {port: [] for port in rt.graph_nodes[self.node].in_ports}
+        self.ports: dict[str, str] = {}
+        for port, packet_id in salvo:
+            self.packets.setdefault(port, []).append(Packet(packet_id))
+            self.ports[packet_id] = port
+
+    def run(self) -> str:
+        """Run attempts until success, cancellation or the last failure; returns the outcome."""
+        rt, cfg = self.rt, self.config
+        timestamps: list = []
+        exceptions: list[BaseException] = []
+        attempt = 0
+        while True:
+            actions = (DeferredActions if cfg.defer_net_actions else ImmediateActions)(
+                rt, self.epoch_id, self.node, set(self.ports))
+            ctx = NodeExecutionContext(epoch_id=self.epoch_id, node_name=self.node, net=rt.net, actions=actions,
+                                       retry_count=attempt, retry_timestamps=timestamps,
+                                       retry_exceptions=exceptions)
+            error, cancelled = self._call_exec(ctx)
+            if cancelled:
+                self._cancel(reason="cancelled", error=None)
+                return "cancelled"
+            if error is None:
+                error = self._finish(actions)
+                if error is None:
+                    return "finished"
+            self._call_failed(attempt, timestamps, exceptions, actions, error)
+            if attempt >= cfg.retries:
+                self._fail(error)
+                return "failed"
+            exceptions.append(error)
+            timestamps.append(rt.clock.now())
+            attempt += 1
+            rt.journal.add("UPDATE epochs SET attempt = attempt + 1 WHERE id = ?", (self.epoch_id,))
+            rt.clock.sleep(cfg.retry_wait)
+
+    def _call_exec(self, ctx: NodeExecutionContext) -> tuple[BaseException | None, bool]:
+        rt, cfg = self.rt, self.config
+        began = rt.clock.monotonic()
+        error: BaseException | None = None
+        with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
+            try:
+                self.funcs.exec(ctx, self.packets)
+            except EpochCancelled:
+                rt.write_logs(self.epoch_id, self.node, capture)
+                return None, True
+            except Exception as exc:  # noqa: BLE001 - user code: every failure is recorded
+                error = exc
+        rt.write_logs(self.epoch_id, self.node, capture)
+        elapsed = rt.clock.monotonic() - began
+        if error is None and cfg.timeout is not None and elapsed > cfg.timeout:
+            error = EpochTimeout(f"node {self.node!r} epoch {self.epoch_id} ran {elapsed:.3f}s, over its timeout of "
+                                 f"{cfg.timeout}s; its results are discarded", node_name=self.node,
+                                 epoch_id=self.epoch_id)
+        return error, False
+
+    def _unfinished(self, inside: set[str], unsent: bool, cause: BaseException | None = None) -> UnfinishedEpochError:
+        error = UnfinishedEpochError(
+            f"node {self.node!r} epoch {self.epoch_id}: the exec function returned with packets still inside the "
+            f"epoch ({', '.join(sorted(inside)) or 'none'})" + (" and output loaded but not sent" if unsent else "")
+            + "; consume or send every packet, or cancel the epoch", node_name=self.node, epoch_id=self.epoch_id)
+        error.__cause__ = cause
+        return error
+
+    def _finish(self, actions: ImmediateActions | DeferredActions) -> BaseException | None:
+        rt = self.rt
+        if isinstance(actions, DeferredActions):
+            unsent = any(actions._loaded.values())
+            if actions.inside or unsent:
+                return self._unfinished(actions.inside, unsent)
+            actions.apply()
+        try:
+            events = rt.sim.finish_epoch(self.epoch_id)
+        except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
+            return self._unfinished(actions.inside, isinstance(exc, ns.UnsentOutputSalvoError), exc)
+        rt.do("FinishEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
+        return None
+
+    def _call_failed(self, attempt: int, timestamps: list, exceptions: list, actions: Any,
+                     error: BaseException) -> None:
+        func = self.funcs.failed
+        if func is None:
+            return
+        rt, cfg = self.rt, self.config
+        ctx = NodeFailureContext(epoch_id=self.epoch_id, node_name=self.node, retry_count=attempt,
+                                 retry_timestamps=list(timestamps), retry_exceptions=[*exceptions, error],
+                                 input_salvo=self.packets, packet_values=dict(actions.received), _net=rt.net)
+        with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
+            try:
+                result = func(ctx)
+                if asyncio.iscoroutine(result):
+                    asyncio.run(result)
+            except Exception as exc:  # noqa: BLE001 - recorded in the node log and the epoch's error
+                text = f"exec_failed_node_func raised {type(exc).__name__}: {exc}"
+                capture_lines = capture.lines if capture is not None else None
+                if capture_lines is not None:
+                    capture_lines.append(text)
+                else:
+                    rt.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                                   (self.epoch_id, self.node, rt.journal.now(), text))
+                error.add_note(text)
+        rt.write_logs(self.epoch_id, self.node, capture)
+
+    def _cancel(self, *, reason: str, error: str | None) -> None:
+        rt = self.rt
+        events = rt.sim.cancel_epoch(self.epoch_id)
+        rt.do("CancelEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
+        keep = self.config.dead_letter_queue
+        now = rt.journal.now()
+        for ev in events:
+            if ev.kind != "PacketDestroyed":
+                continue
+            stored = rt.values.discard(ev.packet_id)
+            if keep:
+                kind, data = stored if stored else (None, None)
+                rt.journal.add(
+                    "INSERT INTO dead_letters (packet_id, node_name, port_name, epoch_id, reason, error, value, "
+                    "value_kind, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ev.packet_id, self.node, self.ports.get(ev.packet_id), self.epoch_id, reason, error, data,
+                     kind, now))
+
+    def _fail(self, error: BaseException) -> None:
+        rt = self.rt
+        text = f"{type(error).__name__}: {error}"
+        notes = getattr(error, "__notes__", None)
+        if notes:
+            text += " [" + "; ".join(notes) + "]"
+        self._cancel(reason="failed", error=text)
+        rt.journal.set_epoch_error(self.epoch_id, "failed", text, type(error).__name__)
+        failure = NodeExecutionFailed(f"node {self.node!r} epoch {self.epoch_id} failed: {text}",
+                                      node_name=self.node, epoch_id=self.epoch_id)
+        failure.__cause__ = error
+        rt.node_failed(failure)

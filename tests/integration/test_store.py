@@ -1,0 +1,296 @@
+"""Opening database files: foreign, newer, corrupt or taken files are refused untouched;
+connections get netrun's pragmas; write transactions lock up front and roll back on error."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sqlite3
+from pathlib import Path
+
+import apsw
+import pytest
+
+import netrun
+from netrun.db import BUSY_TIMEOUT_MS, open_connection, transaction
+from netrun.graphs import chain
+from netrun.migrate import latest_version
+
+PAGE = 4096
+
+
+def graph() -> netrun.Graph:
+    return chain("S", "A")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_net_db(path: Path) -> Path:
+    """A real netrun database with a little history, closed."""
+    with netrun.Net(graph(), db=path) as net:
+        net.set_node_exec("S", lambda ctx, packets: None)
+        net.inject_source_epoch("S")
+        net.start()
+    return path
+
+
+def assert_refused_untouched(path: Path, error: type[BaseException]) -> BaseException:
+    """Open `path` with Net, expect `error` naming the file, and the file byte for byte unchanged."""
+    before = sha256(path)
+    siblings = sorted(p.name for p in path.parent.iterdir())
+    with pytest.raises(error) as caught:
+        netrun.Net(graph(), db=path)
+    assert str(path) in str(caught.value)
+    assert caught.value.path == str(path)
+    assert sha256(path) == before
+    assert not path.with_name(path.name + "-journal").exists()
+    # No new file, except the -wal/-shm that SQLite leaves next to a WAL database it opened
+    # read-only (netrun's own files are WAL databases).
+    assert set(p.name for p in path.parent.iterdir()) - set(siblings) <= {path.name + "-wal", path.name + "-shm"}
+    return caught.value
+
+
+# -- (a) not SQLite -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [
+    random.Random(1).randbytes(3 * PAGE),
+    b"name,value\nalpha,1\nbeta,2\n",
+    b"SQLite format 2\x00" + bytes(200),
+], ids=["random-bytes", "csv-text", "almost-a-header"])
+def test_a_file_that_is_not_sqlite_is_refused_untouched(tmp_path, content):
+    path = tmp_path / "data.db"
+    path.write_bytes(content)
+    error = assert_refused_untouched(path, netrun.NotANetrunDatabase)
+    assert isinstance(error, netrun.StorageError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.db"]  # no -wal / -shm created
+
+
+# -- (b) another program's SQLite database -------------------------------------------------------
+
+def test_another_programs_sqlite_database_is_refused_untouched(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+        conn.execute("INSERT INTO contacts VALUES ('Ada', '555')")
+    conn.close()
+    assert_refused_untouched(path, netrun.NotANetrunDatabase)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT * FROM contacts").fetchall() == [("Ada", "555")]
+    conn.close()
+
+
+def test_an_empty_sqlite_database_becomes_a_net(tmp_path):
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    with netrun.Net(graph(), db=path) as net:
+        assert net.query("SELECT count(*) AS n FROM net_meta WHERE key = 'graph'") == [{"n": 1}]
+
+
+def test_an_empty_file_becomes_a_net(tmp_path):
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with netrun.Net(graph(), db=path) as net:
+        assert net.query("SELECT count(*) AS n FROM net_meta WHERE key = 'graph'") == [{"n": 1}]
+
+
+# -- (c) written by a newer netrun ------------------------------------------------------------------
+
+def test_a_database_from_a_newer_netrun_is_refused_untouched(tmp_path):
+    path = make_net_db(tmp_path / "newer.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {latest_version() + 1}")
+    conn.close()
+    error = assert_refused_untouched(path, netrun.DatabaseVersionError)
+    assert error.version == latest_version() + 1
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version() + 1
+    conn.close()
+
+
+# -- (d) corrupt ---------------------------------------------------------------------------------
+
+def _garbage_after_first_page(data: bytes) -> bytes:
+    return data[:PAGE] + random.Random(2).randbytes(len(data) - PAGE)
+
+
+def _one_page_of_ff(data: bytes) -> bytes:
+    return data[:2 * PAGE] + b"\xff" * PAGE + data[3 * PAGE:]
+
+
+def _truncated_to_half(data: bytes) -> bytes:
+    return data[:len(data) // 2]
+
+
+def _zeroed_schema_page(data: bytes) -> bytes:
+    return data[:100] + bytes(PAGE - 100) + data[PAGE:]
+
+
+@pytest.mark.parametrize("damage", [_garbage_after_first_page, _one_page_of_ff, _truncated_to_half,
+                                    _zeroed_schema_page])
+def test_a_corrupt_database_is_refused_untouched(tmp_path, damage):
+    path = make_net_db(tmp_path / "corrupt.db")
+    data = path.read_bytes()
+    assert len(data) >= 4 * PAGE
+    path.write_bytes(damage(data))
+    error = assert_refused_untouched(path, netrun.StorageError)
+    assert not isinstance(error, (netrun.NotANetrunDatabase, netrun.DatabaseVersionError))
+
+
+def test_a_damaged_database_is_reported_as_corrupt(tmp_path):
+    path = make_net_db(tmp_path / "corrupt.db")
+    path.write_bytes(_garbage_after_first_page(path.read_bytes()))
+    assert_refused_untouched(path, netrun.CorruptDatabase)
+
+
+# -- (e) a file that already holds a net --------------------------------------------------------
+
+def test_a_file_that_already_holds_a_net_is_refused_untouched(tmp_path):
+    path = make_net_db(tmp_path / "taken.db")
+    before = sha256(path)
+    with pytest.raises(netrun.StorageError, match="Net.resume") as caught:
+        netrun.Net(graph(), db=path)
+    assert str(path) in str(caught.value)
+    assert not isinstance(caught.value, netrun.NotANetrunDatabase)
+    assert sha256(path) == before
+
+
+def test_a_refused_net_does_not_keep_the_file_open(tmp_path):
+    path = make_net_db(tmp_path / "taken.db")
+    with pytest.raises(netrun.StorageError):
+        netrun.Net(graph(), db=path)
+    conn = apsw.Connection(str(path))
+    conn.setbusytimeout(0)
+    conn.execute("BEGIN EXCLUSIVE")  # would raise BusyError if a connection were still open in a transaction
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+# -- (f) pragmas ---------------------------------------------------------------------------------
+
+def test_the_database_is_in_wal_mode(tmp_path):
+    path = tmp_path / "run.db"
+    with netrun.Net(graph(), db=path):
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+
+
+@pytest.mark.parametrize(("durability", "level"), [("full", 2), ("normal", 1)])
+def test_durability_sets_synchronous(tmp_path, durability, level):
+    with netrun.Net(graph(), db=tmp_path / "run.db", durability=durability) as net:
+        assert net._rt.journal.conn.execute("PRAGMA synchronous").fetchone()[0] == level
+
+
+def test_default_durability_is_normal(tmp_path):
+    with netrun.Net(graph(), db=tmp_path / "run.db") as net:
+        assert net._rt.journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_the_net_connection_has_netruns_pragmas(tmp_path):
+    with netrun.Net(graph(), db=tmp_path / "run.db") as net:
+        conn = net._rt.journal.conn
+        # apsw has no getter for the busy timeout; the pragma reads it back.
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS
+        assert BUSY_TIMEOUT_MS >= 1000
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_open_connection_turns_off_double_quoted_string_literals(tmp_path):
+    conn = open_connection(str(tmp_path / "x.db"))
+    try:
+        with pytest.raises(apsw.SQLError, match="no such column"):
+            conn.execute('SELECT "not a string"').fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_read_only_connection_refuses_writes(tmp_path):
+    path = str(tmp_path / "x.db")
+    open_connection(path).close()
+    conn = open_connection(path, readonly=True)
+    try:
+        with pytest.raises(apsw.ReadOnlyError):
+            conn.execute("CREATE TABLE t (a)")
+    finally:
+        conn.close()
+
+
+# -- (g) transactions ----------------------------------------------------------------------------
+
+@pytest.fixture
+def conns(tmp_path):
+    path = str(tmp_path / "tx.db")
+    first = open_connection(path)
+    first.execute("CREATE TABLE t (a INTEGER)")
+    second = apsw.Connection(path)
+    second.setbusytimeout(0)
+    yield first, second
+    second.close()
+    first.close()
+
+
+def _rows(conn: apsw.Connection) -> list[tuple]:
+    return conn.execute("SELECT a FROM t ORDER BY a").fetchall()
+
+
+def test_transaction_takes_the_write_lock_before_the_body_runs(conns):
+    first, second = conns
+    with transaction(first):
+        with pytest.raises(apsw.BusyError):
+            second.execute("BEGIN IMMEDIATE")
+    second.execute("BEGIN IMMEDIATE")  # free again once committed
+    second.execute("ROLLBACK")
+
+
+def test_transaction_commits_on_success(conns):
+    first, second = conns
+    with transaction(first) as conn:
+        assert conn is first
+        first.execute("INSERT INTO t VALUES (1)")
+        assert first.in_transaction
+    assert not first.in_transaction
+    assert _rows(second) == [(1,)]
+
+
+def test_transaction_rolls_back_when_the_body_raises(conns):
+    first, second = conns
+    with pytest.raises(ValueError, match="boom"):
+        with transaction(first):
+            first.execute("INSERT INTO t VALUES (1)")
+            raise ValueError("boom")
+    assert not first.in_transaction
+    assert _rows(first) == [] and _rows(second) == []
+    second.execute("BEGIN IMMEDIATE")  # the lock was released
+    second.execute("ROLLBACK")
+
+
+def test_transaction_rolls_back_on_base_exception(conns):
+    first, _ = conns
+    with pytest.raises(KeyboardInterrupt):
+        with transaction(first):
+            first.execute("INSERT INTO t VALUES (1)")
+            raise KeyboardInterrupt
+    assert not first.in_transaction
+    assert _rows(first) == []
+
+
+def test_transaction_rolls_back_on_a_failing_statement(conns):
+    first, _ = conns
+    with pytest.raises(apsw.SQLError):
+        with transaction(first):
+            first.execute("INSERT INTO t VALUES (1)")
+            first.execute("INSERT INTO missing VALUES (1)")
+    assert _rows(first) == []
+
+
+def test_files_are_created_with_the_path_given(tmp_path):
+    path = tmp_path / "sub" / "run.db"
+    path.parent.mkdir()
+    with netrun.Net(graph(), db=path) as net:
+        assert net.db_path == str(path)
+    assert path.exists() and os.path.getsize(path) > 0

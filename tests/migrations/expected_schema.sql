@@ -1,0 +1,130 @@
+-- table dead_letters on dead_letters
+CREATE TABLE dead_letters (
+    seq        INTEGER PRIMARY KEY,
+    packet_id  TEXT NOT NULL,
+    node_name  TEXT,
+    port_name  TEXT,
+    epoch_id   TEXT,
+    reason     TEXT NOT NULL,
+    error      TEXT,
+    value      BLOB,
+    value_kind TEXT,
+    created_at TEXT NOT NULL
+) STRICT;
+
+-- index dead_letters_node on dead_letters
+CREATE INDEX dead_letters_node ON dead_letters (node_name);
+
+-- table epoch_jobs on epoch_jobs
+CREATE TABLE epoch_jobs (
+    epoch_id     TEXT PRIMARY KEY,
+    seq          INTEGER NOT NULL UNIQUE,
+    node_name    TEXT NOT NULL,
+    priority     INTEGER NOT NULL DEFAULT 0,
+    state        TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'done')),
+    worker       TEXT,
+    lease_until  TEXT,
+    enqueued_at  TEXT NOT NULL,
+    claimed_at   TEXT,
+    done_at      TEXT,
+    outcome      TEXT CHECK (outcome IN ('finished', 'cancelled', 'failed'))
+) STRICT, WITHOUT ROWID;
+
+-- index epoch_jobs_queued on epoch_jobs
+CREATE INDEX epoch_jobs_queued ON epoch_jobs (priority DESC, seq) WHERE state = 'queued';
+
+-- table epochs on epochs
+CREATE TABLE epochs (
+    id              TEXT PRIMARY KEY,
+    node_name       TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('startable', 'running', 'finished', 'cancelled', 'failed')),
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    salvo_condition TEXT,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    finished_at     TEXT,
+    error           TEXT,
+    error_type      TEXT
+) STRICT, WITHOUT ROWID;
+
+-- index epochs_open on epochs
+CREATE INDEX epochs_open ON epochs (node_name) WHERE state IN ('startable', 'running');
+
+-- table history on history
+CREATE TABLE history (
+    seq        INTEGER PRIMARY KEY,
+    type       TEXT NOT NULL CHECK (type IN ('action', 'event')),
+    name       TEXT NOT NULL,
+    action_id  TEXT NOT NULL,          -- the action's `id`; its events carry the same
+    epoch_id   TEXT,
+    packet_id  TEXT,
+    node_name  TEXT,
+    timestamp  TEXT NOT NULL,
+    data       TEXT                    -- JSON with the remaining fields, or NULL
+) STRICT;
+
+-- table net_meta on net_meta
+CREATE TABLE net_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+-- table node_logs on node_logs
+CREATE TABLE node_logs (
+    seq       INTEGER PRIMARY KEY,
+    epoch_id  TEXT,
+    node_name TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    text      TEXT NOT NULL
+) STRICT;
+
+-- index node_logs_epoch on node_logs
+CREATE INDEX node_logs_epoch ON node_logs (epoch_id);
+
+-- index node_logs_node on node_logs
+CREATE INDEX node_logs_node ON node_logs (node_name);
+
+-- table node_settings on node_settings
+CREATE TABLE node_settings (
+    node_name  TEXT PRIMARY KEY,
+    config     TEXT NOT NULL,          -- JSON of the node options
+    functions  TEXT NOT NULL DEFAULT '{}'  -- JSON: role -> "module.qualname"
+) STRICT;
+
+-- table packet_values on packet_values
+CREATE TABLE packet_values (
+    packet_id    TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL CHECK (kind IN ('value', 'func')),
+    data         BLOB NOT NULL,
+    consumed_seq INTEGER
+) STRICT, WITHOUT ROWID;
+
+-- index packet_values_consumed on packet_values
+CREATE INDEX packet_values_consumed ON packet_values (consumed_seq) WHERE consumed_seq IS NOT NULL;
+
+-- table packets on packets
+CREATE TABLE packets (
+    id          TEXT PRIMARY KEY,
+    state       TEXT NOT NULL CHECK (state IN ('live', 'consumed', 'destroyed')),
+    location    TEXT NOT NULL CHECK (location IN ('outside', 'edge', 'input_port', 'node', 'output_port')),
+    node_name   TEXT,
+    port_name   TEXT,
+    epoch_id    TEXT,
+    created_at  TEXT NOT NULL,
+    finished_at TEXT,
+    -- for location 'edge': the source port, so the exact edge is known
+    from_node   TEXT,
+    from_port   TEXT
+) STRICT, WITHOUT ROWID;
+
+-- index packets_live on packets
+CREATE INDEX packets_live ON packets (location, epoch_id) WHERE state = 'live';
+
+-- index sqlite_autoindex_epoch_jobs_2 on epoch_jobs
+-- (no sql);
+
+-- index sqlite_autoindex_net_meta_1 on net_meta
+-- (no sql);
+
+-- index sqlite_autoindex_node_settings_1 on node_settings
+-- (no sql);
