@@ -19,30 +19,46 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 
-class ImmediateActions:
-    """Each operation is one sim action, journaled at once (`defer_net_actions=False`)."""
+class EpochOps:
+    """What both flavours share: the epoch's identity, its packets, and misuse errors."""
 
     def __init__(self, rt: Runtime, epoch_id: str, node_name: str, inside: set[str]) -> None:
         self.rt = rt
         self.epoch_id = epoch_id
         self.node_name = node_name
-        self.inside = inside  # IDs of packets inside the epoch (not yet consumed or loaded)
-        self.received: dict[str, Any] = {}  # packet ID -> value, for the failure context
+        self.inside = set(inside)  # keys of packets inside the epoch (not yet consumed or loaded)
+        self.received: dict[str, Any] = {}  # packet key -> value consumed, for the failure context
 
     def _where(self, port: str | None = None) -> str:
         where = f"node {self.node_name!r} epoch {self.epoch_id}"
         return f"{where} port {port!r}" if port else where
 
-    def _check_inside(self, packet: Any, port: str | None = None) -> str:
-        packet_id = getattr(packet, "id", None)
-        if not isinstance(packet_id, str):
+    def _packet_key(self, packet: Any, port: str | None) -> str:
+        if not isinstance(packet, Packet):
             raise TypeError(f"{self._where(port)}: expected a Packet, got {packet!r}")
-        if packet_id not in self.inside:
+        return packet.id
+
+    def _check_inside(self, packet: Any, port: str | None = None) -> str:
+        key = self._packet_key(packet, port)
+        if key not in self.inside:
             raise PacketNotInEpoch(
-                f"{self._where(port)}: packet {packet_id} is not inside this epoch "
+                f"{self._where(port)}: packet {key} is not inside this epoch "
                 "(already consumed or loaded, or it belongs to another epoch)",
-                node_name=self.node_name, epoch_id=self.epoch_id, packet_id=packet_id, port_name=port)
-        return packet_id
+                node_name=self.node_name, epoch_id=self.epoch_id, packet_id=key, port_name=port)
+        return key
+
+    def _no_output_port(self, port_name: str, ports: Any) -> PortNotFound:
+        return PortNotFound(f"{self._where()}: no output port {port_name!r} (output ports: "
+                            f"{', '.join(sorted(ports)) or 'none'})", node_name=self.node_name, port_name=port_name)
+
+    def _no_condition(self, name: str, conditions: Any) -> SalvoConditionError:
+        return SalvoConditionError(f"{self._where()}: no output salvo condition {name!r} "
+                                   f"(conditions: {', '.join(sorted(conditions)) or 'none'})",
+                                   node_name=self.node_name, salvo_condition=name)
+
+
+class ImmediateActions(EpochOps):
+    """Each operation is one sim action, journaled at once (`defer_net_actions=False`)."""
 
     def consume(self, packet: Packet) -> Any:
         packet_id = self._check_inside(packet)
@@ -79,9 +95,7 @@ class ImmediateActions:
     def load(self, port_name: str, packet: Packet) -> None:
         node = self.rt.graph_nodes[self.node_name]
         if port_name not in node.out_ports:
-            raise PortNotFound(f"{self._where()}: no output port {port_name!r} (output ports: "
-                               f"{', '.join(sorted(node.out_ports)) or 'none'})",
-                               node_name=self.node_name, port_name=port_name)
+            raise self._no_output_port(port_name, node.out_ports)
         packet_id = self._check_inside(packet, port_name)
         try:
             events = self.rt.sim.load_output_port(packet_id, port_name)
@@ -96,10 +110,7 @@ class ImmediateActions:
     def send(self, salvo_condition_name: str) -> None:
         node = self.rt.graph_nodes[self.node_name]
         if salvo_condition_name not in node.out_salvo_conditions:
-            raise SalvoConditionError(
-                f"{self._where()}: no output salvo condition {salvo_condition_name!r} "
-                f"(conditions: {', '.join(sorted(node.out_salvo_conditions)) or 'none'})",
-                node_name=self.node_name, salvo_condition=salvo_condition_name)
+            raise self._no_condition(salvo_condition_name, node.out_salvo_conditions)
         try:
             events = self.rt.sim.send_output_salvo(self.epoch_id, salvo_condition_name)
         except (ns.SalvoConditionNotMetError, ns.MaxSalvosExceededError) as exc:

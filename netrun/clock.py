@@ -1,6 +1,6 @@
 """Time, injected: netrun never reads the wall clock directly.
 
-Timestamps written to the database are ISO-8601 UTC text (`2026-01-02T03:04:05.678901Z`),
+Timestamps written to the database are ISO-8601 UTC text (`2026-01-02T03:04:05.678901+00:00`),
 which SQLite's date functions accept. Tests pass their own `Clock` (or freeze Python's
 clock with freezegun: SQLite's own clock is never used, values are bound as parameters).
 """
@@ -38,7 +38,7 @@ class SystemClock:
 
 
 def iso(moment: datetime) -> str:
-    """ISO-8601 UTC text with microseconds and a `Z` suffix."""
-    if moment.utcoffset():
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    """ISO-8601 UTC text with microseconds, e.g. `2026-01-02T03:04:05.678901+00:00`."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment.isoformat(timespec="microseconds")

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import netrun_sim as ns
 
+from .actions import EpochOps
 from .context import Packet
-from .errors import ContextUsageError, PacketNotInEpoch, PortFull, PortNotFound, SalvoConditionError
+from .errors import ContextUsageError, PortFull, SalvoConditionError
 from .graphio import term_to_data
 from .sim import Location
 
@@ -82,15 +83,11 @@ def _term_ok(term: Any, counts: dict[str, int], capacities: dict[str, int | None
     return not _term_ok(term[1], counts, capacities)
 
 
-class DeferredActions:
+class DeferredActions(EpochOps):
     """Queues an epoch's operations; `apply()` hands them to the sim at success."""
 
     def __init__(self, rt: Runtime, epoch_id: str, node_name: str, inside: set[str]) -> None:
-        self.rt = rt
-        self.epoch_id = epoch_id
-        self.node_name = node_name
-        self.inside: set[str] = set(inside)
-        self.received: dict[str, Any] = {}
+        super().__init__(rt, epoch_id, node_name, inside)
         self.queue: list[tuple] = []
         node = rt.graph_nodes[node_name]
         self._capacity = {p: (port.slots_spec.capacity if isinstance(port.slots_spec, ns.PortSlotSpecFinite) else None)
@@ -100,27 +97,14 @@ class DeferredActions:
         self._created: dict[str, DeferredPacket] = {}
         self._serialized: dict[str, tuple[str, bytes]] = {}
 
-    def _where(self, port: str | None = None) -> str:
-        where = f"node {self.node_name!r} epoch {self.epoch_id}"
-        return f"{where} port {port!r}" if port else where
-
-    def _key(self, packet: Any, port: str | None = None) -> str:
+    def _packet_key(self, packet: Any, port: str | None) -> str:
         if isinstance(packet, DeferredPacket):
-            key = packet._key
-        elif isinstance(packet, Packet):
-            key = packet.id
-        else:
-            raise TypeError(f"{self._where(port)}: expected a Packet, got {packet!r}")
-        if key not in self.inside:
-            raise PacketNotInEpoch(
-                f"{self._where(port)}: packet {key} is not inside this epoch "
-                "(already consumed or loaded, or it belongs to another epoch)",
-                node_name=self.node_name, epoch_id=self.epoch_id, packet_id=key, port_name=port)
-        return key
+            return packet._key
+        return super()._packet_key(packet, port)
 
     # -- the context operations ------------------------------------------------------------
     def consume(self, packet: Packet | DeferredPacket) -> Any:
-        key = self._key(packet)
+        key = self._check_inside(packet)
         if key in self._created:
             value = self.rt.values.materialize(key, *self._serialized[key])
         else:
@@ -146,10 +130,8 @@ class DeferredActions:
 
     def load(self, port_name: str, packet: Packet | DeferredPacket) -> None:
         if port_name not in self._loaded:
-            raise PortNotFound(f"{self._where()}: no output port {port_name!r} (output ports: "
-                               f"{', '.join(sorted(self._loaded)) or 'none'})",
-                               node_name=self.node_name, port_name=port_name)
-        key = self._key(packet, port_name)
+            raise self._no_output_port(port_name, self._loaded)
+        key = self._check_inside(packet, port_name)
         capacity = self._capacity[port_name]
         if capacity is not None and self._loaded[port_name] >= capacity:
             raise PortFull(f"{self._where(port_name)}: output port is full ({capacity} slots), cannot load "
@@ -163,10 +145,7 @@ class DeferredActions:
         node = self.rt.graph_nodes[self.node_name]
         condition = node.out_salvo_conditions.get(salvo_condition_name)
         if condition is None:
-            raise SalvoConditionError(
-                f"{self._where()}: no output salvo condition {salvo_condition_name!r} "
-                f"(conditions: {', '.join(sorted(node.out_salvo_conditions)) or 'none'})",
-                node_name=self.node_name, salvo_condition=salvo_condition_name)
+            raise self._no_condition(salvo_condition_name, node.out_salvo_conditions)
         sent = self._sent.get(salvo_condition_name, 0)
         max_salvos = condition.max_salvos
         if isinstance(max_salvos, ns.MaxSalvosFinite) and sent >= max_salvos.max:

@@ -67,7 +67,7 @@ class NotFoundError(NetrunError, LookupError):
 
 
 class NetClosedError(NetrunError):
-    """The net was closed; open it again with `Net.resume(db)`."""
+    """The net was closed; its database file keeps everything it did."""
 
 
 class ContextUsageError(NetrunError):

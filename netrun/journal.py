@@ -77,7 +77,8 @@ class Journal:
         # Action IDs: a random prefix per journal plus a counter (unique, short, cheap).
         self._action_prefix = secrets.token_hex(4)
         self._action_count = 0
-        self._moved_json: dict[Location, str] = {}
+        self._moved_json: dict[tuple, str] = {}
+        self._json_cache: dict[tuple, str] = {}
 
     # -- buffering ---------------------------------------------------------------------
     def now(self) -> str:
@@ -115,12 +116,26 @@ class Journal:
     def set_epoch_salvo(self, epoch_id: str, salvo_condition: str) -> None:
         self._epoch(epoch_id)[_E_SALVO] = salvo_condition
 
+    def _json(self, data: dict) -> str:
+        """JSON text of a small dict of strings, cached (the same few recur constantly)."""
+        key = tuple(data.items())
+        try:
+            text = self._json_cache.get(key)
+        except TypeError:  # unhashable values
+            return json.dumps(data)
+        if text is None:
+            text = json.dumps(data)
+            if len(self._json_cache) < 10_000:
+                self._json_cache[key] = text
+        return text
+
     def _moved(self, loc: Location) -> str:
-        text = self._moved_json.get(loc)
+        key = (loc.kind, loc.node_name, loc.port_name)
+        text = self._moved_json.get(key)
         if text is None:
             text = json.dumps({"to": loc.kind, "node": loc.node_name, "port": loc.port_name})
             if len(self._moved_json) < 10_000:
-                self._moved_json[loc] = text
+                self._moved_json[key] = text
         return text
 
     def record(self, action: str, events: list[Event], *, epoch_id: str | None = None,
@@ -136,7 +151,7 @@ class Journal:
         action_id = f"{self._action_prefix}-{self._action_count:x}"
         history = self._history
         history.append(("action", action, action_id, epoch_id, packet_id, node_name, now,
-                        json.dumps(data) if data else None))
+                        self._json(data) if data else None))
         for ev in events:
             kind = ev.kind
             extra = None
@@ -148,7 +163,7 @@ class Journal:
                 if loc.epoch_id is not None:
                     row[_P_EPOCH] = loc.epoch_id
                 extra = self._moved(loc) if kind == "PacketMoved" else \
-                    json.dumps({"salvo_condition": ev.salvo_condition})
+                    self._json({"salvo_condition": ev.salvo_condition})
             elif kind == "PacketCreated":
                 loc = created_at or OUTSIDE
                 row = self._packet(ev.packet_id)
@@ -165,7 +180,7 @@ class Journal:
             elif kind == "InputSalvoTriggered" or kind == "OutputSalvoTriggered":
                 if kind == "InputSalvoTriggered":
                     self._epoch(ev.epoch_id)[_E_SALVO] = ev.salvo_condition
-                extra = json.dumps({"salvo_condition": ev.salvo_condition})
+                extra = self._json({"salvo_condition": ev.salvo_condition})
             elif kind == "EpochStarted":
                 row = self._epoch(ev.epoch_id)
                 row[_E_STATE], row[_E_STARTED] = "running", now

@@ -65,8 +65,8 @@ class Net:
         try:
             migrate(self._conn, self.db_path)
             if self._conn.execute("SELECT 1 FROM net_meta WHERE key = 'graph'").fetchone():
-                raise StorageError(f"{self.db_path} already holds a net; reopen it with Net.resume() "
-                                   "or choose another file", path=self.db_path)
+                raise StorageError(f"{self.db_path} already holds a net; choose another file (or delete this one "
+                                   "to start over)", path=self.db_path)
             self._write_meta(graph, existed=state.exists)
         except BaseException:
             self._conn.close()

@@ -10,6 +10,7 @@ commit and the `running` state is durable before user code runs.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,9 @@ class Runtime:
         self.configs = {name: NodeConfig() for name in self.graph_nodes}
         self.depth = node_depths(graph)
         # Startable epochs: not yet queued (per node, in creation order) and queued.
-        self.waiting: dict[str, dict[str, None]] = {name: {} for name in self.graph_nodes}
+        # OrderedDict: popping the oldest is O(1) (a plain dict's first key is found by
+        # scanning past deleted slots, quadratic over a large backlog).
+        self.waiting: dict[str, OrderedDict[str, None]] = {name: OrderedDict() for name in self.graph_nodes}
         self.queued: dict[str, str] = {}
         self.paused = False
         self.started = False
@@ -205,8 +208,7 @@ class Runtime:
             waiting = self.waiting[name]
             priority = self.depth[name]
             while waiting and budget > 0:
-                epoch_id = next(iter(waiting))
-                del waiting[epoch_id]
+                epoch_id, _ = waiting.popitem(last=False)
                 self.queued[epoch_id] = name
                 self.queue.enqueue(epoch_id, name, priority)
                 budget -= 1

@@ -8,13 +8,12 @@ same ULIDs; once a sim is rebuilt from the database it issues new IDs, and the m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import netrun_sim as ns
 
 
-@dataclass(slots=True, frozen=True)
-class Location:
+class Location(NamedTuple):
     """Where a packet is: kind in outside, edge, input_port, node, output_port."""
 
     kind: str
@@ -28,8 +27,7 @@ class Location:
 OUTSIDE = Location("outside")
 
 
-@dataclass(slots=True, frozen=True)
-class Event:
+class Event(NamedTuple):
     kind: str
     epoch_id: str | None = None
     packet_id: str | None = None

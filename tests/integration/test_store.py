@@ -151,7 +151,7 @@ def test_a_damaged_database_is_reported_as_corrupt(tmp_path):
 def test_a_file_that_already_holds_a_net_is_refused_untouched(tmp_path):
     path = make_net_db(tmp_path / "taken.db")
     before = sha256(path)
-    with pytest.raises(netrun.StorageError, match="Net.resume") as caught:
+    with pytest.raises(netrun.StorageError, match="already holds a net") as caught:
         netrun.Net(graph(), db=path)
     assert str(path) in str(caught.value)
     assert not isinstance(caught.value, netrun.NotANetrunDatabase)

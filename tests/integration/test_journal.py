@@ -1,0 +1,318 @@
+"""What the journal keeps: consumed values, captured prints, history (table, memory, JSONL), timestamps."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+import netrun
+from netrun.graphs import chain
+
+from .helpers import FakeClock, FrozenClock, collect, emit, forward, rows, scalar
+
+
+def source_sink_net(tmp_path, seen: list, **options) -> netrun.Net:
+    net = netrun.Net(chain("Source", "Sink"), db=tmp_path / "run.db", **options)
+    net.set_node_exec("Sink", collect(seen))
+    return net
+
+
+# -- consumed packet storage ---------------------------------------------------------------------
+
+def test_consumed_packet_storage_keeps_consumed_values(tmp_path):
+    seen: list = []
+    with source_sink_net(tmp_path, seen, consumed_packet_storage=True) as net:
+        ids = {net.inject_packet("Sink", "in", v): v for v in ("a", ["b"], {"c": 3})}
+        net.start()
+        assert len(seen) == 3
+        assert net.query("SELECT count(*) AS n FROM packets WHERE state = 'consumed'") == [{"n": 3}]
+        for packet_id, value in ids.items():
+            assert net.get_packet_value(packet_id) == value
+
+
+def test_consumed_packet_storage_limit_keeps_only_the_newest(tmp_path):
+    seen: list = []
+    with source_sink_net(tmp_path, seen, consumed_packet_storage=True, consumed_packet_storage_limit=2) as net:
+        ids = {v: net.inject_packet("Sink", "in", v) for v in range(5)}
+        net.start()
+        assert len(seen) == 5
+        newest, older = seen[-2:], seen[:-2]
+        for v in newest:
+            assert net.get_packet_value(ids[v]) == v
+        for v in older:
+            with pytest.raises(netrun.NotFoundError):
+                net.get_packet_value(ids[v])
+    db = tmp_path / "run.db"
+    kept = rows(db, "SELECT packet_id FROM packet_values WHERE consumed_seq IS NOT NULL")
+    assert sorted(r["packet_id"] for r in kept) == sorted(ids[v] for v in newest)
+    assert scalar(db, "SELECT count(*) FROM packet_values") == 2
+
+
+def test_consumed_packet_storage_path_writes_one_pickle_per_consumed_value(tmp_path):
+    folder = tmp_path / "consumed"
+    results: list = []
+    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db",
+                    consumed_packet_storage_path=str(folder)) as net:
+        net.set_node_exec("Source", emit(1, 2))
+        net.set_node_exec("A", forward(lambda v: {"doubled": v * 2}))
+        net.set_node_exec("Sink", collect(results))
+        net.inject_source_epoch("Source")
+        net.start()
+        consumed = [r["id"] for r in net.query("SELECT id FROM packets WHERE state = 'consumed'")]
+    assert len(consumed) == 4
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{pid}.pkl" for pid in consumed)
+    values = [pickle.loads((folder / f"{pid}.pkl").read_bytes()) for pid in consumed]
+    assert sorted(values, key=repr) == sorted([1, 2, {"doubled": 2}, {"doubled": 4}], key=repr)
+    # the path is an extra copy: by default the database keeps no consumed value
+    assert scalar(tmp_path / "run.db", "SELECT count(*) FROM packet_values") == 0
+
+
+# -- print capture ----------------------------------------------------------------------------
+
+def shout_a(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    print("A says", value, "in", ctx.epoch_id)
+    ctx.load_output_port("out", ctx.create_packet(value))
+    ctx.send_output_salvo("send_out")
+
+
+def shout_b(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    print(f"B got {value}")
+    print("B done")
+
+
+def test_each_node_logs_only_its_own_prints(tmp_path):
+    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+        net.set_node_exec("Source", emit(1, 2))
+        net.set_node_exec("A", shout_a)
+        net.set_node_exec("B", shout_b)
+        net.inject_source_epoch("Source")
+        net.start()
+        a_epochs = {r["id"] for r in net.query("SELECT id FROM epochs WHERE node_name = 'A'")}
+        a_log = net.get_node_log("A")
+        b_log = net.get_node_log("B")
+        assert net.get_node_log("Source") == []
+        for epoch_id in a_epochs:
+            [line] = net.get_epoch_log(epoch_id)
+            assert line.startswith("A says ") and line.endswith(f" in {epoch_id}")
+        b_epoch = net.query("SELECT id FROM epochs WHERE node_name = 'B' LIMIT 1")[0]["id"]
+        assert net.get_epoch_log(b_epoch) in (["B got 1", "B done"], ["B got 2", "B done"])
+    assert len(a_log) == 2
+    parsed = [line.split() for line in a_log]  # ["A", "says", value, "in", epoch]
+    assert sorted(p[2] for p in parsed) == ["1", "2"]
+    assert {p[4] for p in parsed} == a_epochs
+    assert sorted(b_log) == sorted(["B got 1", "B done", "B got 2", "B done"])
+
+
+def test_capture_off_prints_to_stdout_and_logs_nothing(tmp_path, capsys):
+    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+        net.set_node_exec("Source", emit(7))
+        net.set_node_exec("A", shout_a)
+        net.set_node_exec("B", shout_b)
+        net.set_node_config("B", capture_stdout=False)
+        net.inject_source_epoch("Source")
+        net.start()
+        out = capsys.readouterr().out
+        assert out.splitlines() == ["B got 7", "B done"]  # A's line is captured, not printed
+        assert net.get_node_log("B") == []
+        assert len(net.get_node_log("A")) == 1
+
+
+def test_echo_stdout_logs_and_prints(tmp_path, capsys):
+    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+        net.set_node_exec("Source", emit(7))
+        net.set_node_exec("A", shout_a)
+        net.set_node_exec("B", shout_b)
+        net.set_node_config("B", echo_stdout=True)
+        net.inject_source_epoch("Source")
+        net.start()
+        assert capsys.readouterr().out.splitlines() == ["B got 7", "B done"]
+        assert net.get_node_log("B") == ["B got 7", "B done"]
+
+
+def test_print_outside_any_epoch_goes_to_stdout(tmp_path, capsys):
+    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+        net.set_node_exec("Source", emit(7))
+        net.set_node_exec("A", shout_a)  # installs netrun's print into this module
+        net.set_node_exec("B", shout_b)
+        print("before the run")
+        net.inject_source_epoch("Source")
+        net.start()
+        print("after the run", 1, sep="|")
+        assert capsys.readouterr().out == "before the run\nafter the run|1\n"
+        assert net.query("SELECT count(*) AS n FROM node_logs WHERE text LIKE '%the run%'") == [{"n": 0}]
+        assert net.query("SELECT count(*) AS n FROM node_logs") == [{"n": 3}]
+
+
+# -- history: table, memory, JSONL ----------------------------------------------------------------
+
+def run_chain(net: netrun.Net, values=(1, 2, 3)) -> None:
+    net.set_node_exec("Source", emit(*values))
+    net.set_node_exec("A", forward())
+    net.set_node_exec("Sink", collect([]))
+    net.inject_source_epoch("Source")
+    net.start()
+
+
+def jsonl(path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_history_file_lines_have_the_spec_keys(tmp_path):
+    path = tmp_path / "history.jsonl"
+    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", history_file=str(path)) as net:
+        run_chain(net)
+    records = jsonl(path)
+    actions = [r for r in records if r["type"] == "action"]
+    events = [r for r in records if r["type"] == "event"]
+    assert actions and events and len(actions) + len(events) == len(records)
+    for r in actions:
+        assert {"type", "action", "id", "timestamp"} <= set(r) and "event" not in r
+    for r in events:
+        assert {"type", "event", "action_id", "timestamp"} <= set(r) and "action" not in r
+    action_ids = [r["id"] for r in actions]
+    assert len(set(action_ids)) == len(action_ids)
+    assert {r["action_id"] for r in events} <= set(action_ids)
+    assert {"StartEpoch", "FinishEpoch", "SendOutputSalvo"} <= {r["action"] for r in actions}
+    assert {"EpochStarted", "PacketMoved", "PacketConsumed"} <= {r["event"] for r in events}
+    # the file is the history table, in the same order
+    table = rows(tmp_path / "run.db", "SELECT type, name, action_id FROM history ORDER BY seq")
+    assert [(r["type"], r.get("action") or r.get("event"), r.get("id") or r.get("action_id")) for r in records] == [
+        (t["type"], t["name"], t["action_id"]) for t in table]
+
+
+def test_history_file_is_written_in_whole_chunks_until_close(tmp_path):
+    path = tmp_path / "history.jsonl"
+    net = netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", history_file=str(path),
+                     history_chunk_size=7, history_flush_on_pause=False)
+    net.set_node_exec("Source", emit(1, 2, 3))
+    net.set_node_exec("A", forward())
+    net.set_node_exec("Sink", collect([]))
+    counts = []
+    for _ in range(3):
+        net.inject_source_epoch("Source")
+        net.start()
+        counts.append(len(jsonl(path)))
+        assert counts[-1] % 7 == 0
+    in_table = net.query("SELECT count(*) AS n FROM history")[0]["n"]
+    assert counts[-1] > 0 and in_table - counts[-1] < 7
+    assert counts == sorted(counts)
+    net.close()
+    assert len(jsonl(path)) == scalar(tmp_path / "run.db", "SELECT count(*) FROM history") == in_table
+
+
+@pytest.mark.parametrize("flush_on_pause", [True, False])
+def test_history_flush_on_pause_flushes_at_the_end_of_start(tmp_path, flush_on_pause):
+    path = tmp_path / "history.jsonl"
+    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", history_file=str(path),
+                    history_chunk_size=100_000, history_flush_on_pause=flush_on_pause) as net:
+        run_chain(net)
+        in_table = net.query("SELECT count(*) AS n FROM history")[0]["n"]
+        written = len(jsonl(path))
+        assert written == (in_table if flush_on_pause else 0)
+        net.flush_history()
+        assert len(jsonl(path)) == in_table
+
+
+def test_history_max_size_bounds_memory_not_the_table(tmp_path):
+    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", history_max_size=5) as net:
+        run_chain(net)
+        recent = net.history
+        table = net.query("SELECT type, name, action_id FROM history ORDER BY seq")
+    assert len(recent) == 5
+    assert len(table) > 5
+    assert [(r["type"], r.get("action") or r.get("event"), r.get("id") or r.get("action_id")) for r in recent] == [
+        (t["type"], t["name"], t["action_id"]) for t in table[-5:]]
+
+
+# -- timestamps and clocks --------------------------------------------------------------------
+
+TIMESTAMP_COLUMNS = [("history", "timestamp"), ("epochs", "created_at"), ("epochs", "started_at"),
+                     ("epochs", "finished_at"), ("packets", "created_at"), ("packets", "finished_at"),
+                     ("epoch_jobs", "enqueued_at"), ("epoch_jobs", "done_at"), ("node_logs", "timestamp")]
+
+
+def test_timestamps_are_iso_text_that_sqlite_understands(tmp_path):
+    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+        net.set_node_exec("Source", emit(1, 2))
+        net.set_node_exec("A", shout_a)
+        net.set_node_exec("B", shout_b)
+        net.inject_source_epoch("Source")
+        net.start()
+    db = tmp_path / "run.db"
+    for table, column in TIMESTAMP_COLUMNS:
+        total = scalar(db, f"SELECT count(*) FROM {table}")
+        assert total > 0, table
+        assert scalar(db, f"SELECT count(*) FROM {table} WHERE {column} IS NULL") == 0, (table, column)
+        assert scalar(db, f"SELECT count(*) FROM {table} WHERE julianday({column}) IS NULL "
+                          f"OR typeof({column}) != 'text'") == 0, (table, column)
+    # started before finished, for every epoch
+    assert scalar(db, "SELECT count(*) FROM epochs WHERE julianday(finished_at) < julianday(started_at) "
+                      "OR julianday(started_at) < julianday(created_at)") == 0
+
+
+def parse_utc(text: str) -> datetime:
+    """A stored timestamp as an aware datetime; it must say it is UTC (`Z` or `+00:00`)."""
+    moment = datetime.fromisoformat(text)
+    assert moment.utcoffset() == timedelta(0), text
+    return moment
+
+
+def test_injected_clock_is_what_the_timestamps_show(tmp_path):
+    # two hours east of UTC: stored as UTC
+    moment = datetime(2031, 5, 6, 9, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
+    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db", clock=FrozenClock(moment)) as net:
+        net.set_node_exec("Source", emit(1, 2))
+        net.set_node_exec("A", shout_a)
+        net.set_node_exec("B", shout_b)
+        net.inject_source_epoch("Source")
+        net.start()
+    db = tmp_path / "run.db"
+    for table, column in TIMESTAMP_COLUMNS:
+        values = [r["v"] for r in rows(db, f"SELECT DISTINCT {column} AS v FROM {table}")]
+        assert len(values) == 1, (table, column, values)
+        assert parse_utc(values[0]) == moment, (table, column)
+        # SQLite reads the same instant, in UTC
+        assert scalar(db, f"SELECT DISTINCT strftime('%Y-%m-%d %H:%M:%f', {column}) FROM {table}") == \
+            "2031-05-06 07:08:09.123", (table, column)
+    assert parse_utc(scalar(db, "SELECT value FROM net_meta WHERE key = 'created_at'")) == moment
+
+
+def limited_net(tmp_path, clock: FakeClock, **node_options) -> netrun.Net:
+    net = netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", clock=clock)
+    net.set_node_exec("A", forward())
+    net.set_node_exec("Sink", collect([]))
+    if node_options:
+        net.set_node_config("A", **node_options)
+    for v in range(5):
+        net.inject_packet("A", "in", v)
+    return net
+
+
+def test_rate_limit_spaces_epoch_starts_on_the_injected_clock(tmp_path):
+    clock = FakeClock()
+    with limited_net(tmp_path, clock, rate_limit_per_second=2) as net:
+        net.start()
+        starts = [r["started_at"] for r in net.query(
+            "SELECT started_at FROM epochs WHERE node_name = 'A' AND state = 'finished' ORDER BY started_at")]
+    assert len(starts) == 5
+    assert sum(clock.sleeps) >= 2.0 - 1e-9
+    assert clock.elapsed >= 2.0 - 1e-9
+    moments = [parse_utc(s) for s in starts]
+    gaps = [(b - a).total_seconds() for a, b in zip(moments, moments[1:])]
+    assert min(gaps) >= 0.5 - 1e-6
+    assert moments[0] == clock.start.astimezone(UTC)
+
+
+def test_without_rate_limit_nothing_sleeps(tmp_path):
+    clock = FakeClock()
+    with limited_net(tmp_path, clock) as net:
+        net.start()
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 10}]
+    assert sum(clock.sleeps) == 0
