@@ -93,6 +93,18 @@ CREATE TABLE epoch_jobs (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX epoch_jobs_queued ON epoch_jobs (priority DESC, seq) WHERE state = 'queued';
 
+-- Work injected by the user and not yet handed to netrun-sim: netrun-sim's steps cost
+-- grows with its backlog, so injected epochs and packets enter it in bounded batches.
+-- The epochs/packets/history rows exist from injection on; a row here means "not yet
+-- admitted into the sim".
+CREATE TABLE inbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: admission tracks the last seq
+    kind       TEXT NOT NULL CHECK (kind IN ('epoch', 'packet')),
+    item_id    TEXT NOT NULL UNIQUE,
+    node_name  TEXT NOT NULL,
+    port_name  TEXT
+) STRICT;
+
 CREATE TABLE node_logs (
     seq       INTEGER PRIMARY KEY,
     epoch_id  TEXT,

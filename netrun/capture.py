@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextvars
+import functools
 import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,13 +52,28 @@ def install(func: Callable[..., Any]) -> None:
 
     A module that defines its own `print` is left alone.
     """
-    target = getattr(func, "__func__", func)
-    namespace = getattr(target, "__globals__", None)
+    namespace = _globals_of(func)
     if namespace is None:
         return
     existing = namespace.get("print")
     if existing is None or getattr(existing, "netrun_capture", False):
         namespace["print"] = _dispatching_print
+
+
+def _globals_of(func: Any) -> dict | None:
+    """The module globals `func` will run with: functions, bound methods, partials, callable objects."""
+    for _ in range(8):  # unwrap partials of partials, methods of objects...
+        if isinstance(func, functools.partial):
+            func = func.func
+        elif hasattr(func, "__func__"):
+            func = func.__func__
+        elif hasattr(func, "__globals__"):
+            return func.__globals__
+        elif callable(func) and hasattr(type(func), "__call__") and not isinstance(func, type):
+            func = type(func).__call__
+        else:
+            return None
+    return None
 
 
 @contextmanager

@@ -87,7 +87,9 @@ class EpochRun:
         elapsed = rt.clock.monotonic() - began
         if error is None and cfg.timeout is not None and elapsed > cfg.timeout:
             error = EpochTimeout(f"node {self.node!r} epoch {self.epoch_id} ran {elapsed:.3f}s, over its timeout of "
-                                 f"{cfg.timeout}s; its results are discarded", node_name=self.node,
+                                 f"{cfg.timeout}s" + ("; its deferred actions are discarded" if cfg.defer_net_actions else
+                                 "; packets still inside are destroyed (output already sent stays sent: "
+                                 "use defer_net_actions=True to discard all of it)"), node_name=self.node,
                                  epoch_id=self.epoch_id)
         return error, False
 

@@ -103,9 +103,11 @@ class Net:
             return
         rt = self._rt
         try:
-            rt.stop_nodes()
-            rt.journal.commit()
-            rt.history.flush()
+            try:
+                rt.stop_nodes()
+            finally:
+                rt.journal.commit()
+                rt.history.flush()
         finally:
             self._closed = True
             if self._reader is not None:
@@ -187,7 +189,7 @@ class Net:
 
         Durable when this returns. Returns the epoch ID.
         """
-        return self._live().inject_source_epoch(node_name)
+        return self._live().inbox.inject_epoch(node_name)
 
     def inject_packet(self, node_name: str, port_name: str, value: Any) -> str:
         """Put a packet holding `value` at an input port. Durable when this returns; returns the packet ID.
@@ -196,7 +198,7 @@ class Net:
             NotFoundError / PortNotFound: no such node or input port. PortFull: the port is at capacity.
             UnpicklableValue: the value cannot be stored.
         """
-        return self._live().inject_packet(node_name, port_name, value)
+        return self._live().inbox.inject_packet(node_name, port_name, value)
 
     # -- running ----------------------------------------------------------------------------
     def run_step(self, start_epochs: bool = True) -> None:
@@ -278,10 +280,24 @@ class Net:
         rt.history.flush()
 
 
+_READ_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+    "integrity_check", "quick_check", "user_version", "application_id", "page_count", "page_size",
+    "freelist_count", "schema_version", "compile_options", "database_list", "function_list", "pragma_list",
+    "collation_list", "module_list", "encoding", "journal_mode", "data_version",
+})
+
+
 def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
-    """Exec tracer: let only read-only statements run."""
-    statement = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
-    if statement not in ("SELECT", "WITH", "EXPLAIN", "VALUES", "PRAGMA"):
-        raise ReadOnlyQueryError(f"Net.query is read-only; refused statement: {sql.strip()[:200]}", sql=sql)
+    """Exec tracer: let only read-only statements run (the connection is read-only too)."""
+    text = sql.strip()
+    words = text.split(None, 1)
+    statement = words[0].upper() if words else ""
+    allowed = statement in ("SELECT", "WITH", "EXPLAIN", "VALUES")
+    if statement == "PRAGMA" and len(words) > 1 and "=" not in words[1]:
+        name = words[1].split("(", 1)[0].strip().rstrip(";").split(".")[-1].lower()
+        allowed = name in _READ_PRAGMAS
+    if not allowed:
+        raise ReadOnlyQueryError(f"Net.query is read-only; refused statement: {text[:200]}", sql=sql)
     return True
 

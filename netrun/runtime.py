@@ -22,12 +22,13 @@ from .capture import Capture, capturing, install
 from .clock import iso
 from .config import NetConfig, NodeConfig
 from .epoch import EpochRun
-from .errors import NodeExecutionFailed, NotFoundError, PortFull, PortNotFound
+from .errors import NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
+from .inbox import Inbox
 from .journal import Journal
 from .queue import EpochQueue
-from .sim import Event, Location, Sim
+from .sim import Event, Sim
 from .values import ValueStore
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Runtime:
         self.queued: dict[str, str] = {}
         self.paused = False
         self.started = False
+        self.inbox = Inbox(self)
         self._to_raise: BaseException | None = None
         self._last_start: dict[str, float] = {}
 
@@ -91,10 +93,14 @@ class Runtime:
         for name in nodes:
             out.extend(self.waiting[name])
         out.extend(e for e, n in self.queued.items() if node is None or n == node)
+        out.extend(self.inbox.epochs(node))
         return out
 
+    def startable_in_sim(self) -> int:
+        return len(self.queued) + sum(len(w) for w in self.waiting.values())
+
     # -- tracking epochs from events ------------------------------------------------------
-    def _track(self, events: list[Event]) -> None:
+    def track(self, events: list[Event]) -> None:
         for ev in events:
             kind = ev.kind
             if kind == "EpochCreated":
@@ -105,39 +111,9 @@ class Runtime:
 
     def do(self, action: str, events: list[Event], **fields: Any) -> None:
         self.journal.record(action, events, **fields)
-        self._track(events)
+        self.track(events)
 
     # -- injecting work ------------------------------------------------------------------
-    def inject_source_epoch(self, node_name: str) -> str:
-        self.node(node_name)
-        epoch_id, events = self.sim.create_epoch(node_name, "inject", [])
-        self.do("CreateEpoch", events, epoch_id=epoch_id, node_name=node_name)
-        self.journal.set_epoch_salvo(epoch_id, "inject")
-        self.journal.commit()
-        return epoch_id
-
-    def inject_packet(self, node_name: str, port_name: str, value: Any) -> str:
-        node = self.node(node_name)
-        if port_name not in node.in_ports:
-            raise PortNotFound(f"node {node_name!r} has no input port {port_name!r} "
-                               f"(input ports: {', '.join(sorted(node.in_ports)) or 'none'})",
-                               node_name=node_name, port_name=port_name)
-        serialized = self.values.serialize(value, where=f"inject_packet({node_name!r}, {port_name!r})")
-        packet_id, events = self.sim.create_packet(None)
-        self.do("CreatePacket", events, packet_id=packet_id, created_at=Location("outside"))
-        try:
-            events = self.sim.move_to_input_port(packet_id, node_name, port_name)
-        except ns.InputPortFullError as exc:
-            self.do("DestroyPacket", self.sim.destroy_packet(packet_id), packet_id=packet_id)
-            self.journal.commit()
-            raise PortFull(f"node {node_name!r} input port {port_name!r} is full; packet not injected",
-                           node_name=node_name, port_name=port_name) from exc
-        self.values.store(packet_id, serialized)
-        self.do("TransportPacketToLocation", events, packet_id=packet_id, node_name=node_name,
-                 data={"to": "input_port", "port": port_name})
-        self.journal.commit()
-        return packet_id
-
     # -- running ----------------------------------------------------------------------------
     def ensure_started(self) -> None:
         """Call every node's start function once, the first time the net runs."""
@@ -149,12 +125,19 @@ class Runtime:
                 self._call_lifecycle(name, "start_node_func", funcs.start)
 
     def stop_nodes(self) -> None:
+        """Call every node's stop function; all are called even if one raises (the first error is raised)."""
         if not self.started:
             return
         self.started = False
+        first: BaseException | None = None
         for name, funcs in self.functions.items():
             if funcs.stop is not None:
-                self._call_lifecycle(name, "stop_node_func", funcs.stop)
+                try:
+                    self._call_lifecycle(name, "stop_node_func", funcs.stop)
+                except NodeExecutionFailed as exc:
+                    first = first or exc
+        if first is not None:
+            raise first
 
     def _call_lifecycle(self, node: str, role: str, func: Callable[..., Any]) -> None:
         cfg = self.configs[node]
@@ -178,6 +161,7 @@ class Runtime:
         """One step: run until blocked, queue the ready epochs, run them. Returns epochs run."""
         self.ensure_started()
         self.paused = False
+        self.inbox.admit()
         self.run_until_blocked()
         if start_epochs:
             self._enqueue_ready(limit)
@@ -226,21 +210,26 @@ class Runtime:
             jobs = self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
             if not jobs:
                 break
-            for index, job in enumerate(jobs):
-                if self.paused:
-                    self.queue.release([j.epoch_id for j in jobs[index:]])
-                    break
-                self._wait_for_rate_limit(job.node_name)
-                self.do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id,
-                        node_name=job.node_name)
-                if not self.configs[job.node_name].defer_net_actions:
-                    self.journal.commit()
-                outcome = EpochRun(self, job).run()
-                self.queue.complete(job.epoch_id, outcome)
-                ran += 1
-                if ran % DRAIN_EVERY == 0:
-                    self.run_until_blocked()
-                self.journal.commit_if_large()
+            started = 0
+            try:
+                for job in jobs:
+                    if self.paused:
+                        break
+                    self._wait_for_rate_limit(job.node_name)
+                    self.do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id,
+                            node_name=job.node_name)
+                    started += 1
+                    if not self.configs[job.node_name].defer_net_actions:
+                        self.journal.commit()
+                    outcome = EpochRun(self, job).run()
+                    self.queue.complete(job.epoch_id, outcome)
+                    ran += 1
+                    if ran % DRAIN_EVERY == 0:
+                        self.run_until_blocked()
+                    self.journal.commit_if_large()
+            finally:
+                # Jobs claimed but never started go back to the queue, whatever happened.
+                self.queue.release([j.epoch_id for j in jobs[started:]])
         return ran
 
     def _wait_for_rate_limit(self, node: str) -> None:
@@ -254,9 +243,19 @@ class Runtime:
             self._last_start[node] = self.clock.monotonic()
 
     def node_failed(self, failure: NodeExecutionFailed) -> None:
-        """Apply the net's error policy to a failed epoch."""
+        """Apply the net's error policy to a failed epoch.
+
+        An error_callback that raises is recorded in the node's log and chained onto
+        the failure as a note; it never stops the failure flow.
+        """
         if self.config.error_callback is not None:
-            self.config.error_callback(failure)
+            try:
+                self.config.error_callback(failure)
+            except Exception as exc:  # noqa: BLE001 - recorded below
+                text = f"error_callback raised {type(exc).__name__}: {exc}"
+                failure.add_note(text)
+                self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                                 (getattr(failure, "epoch_id", None), failure.node_name, self.journal.now(), text))
         policy = self.config.on_error
         if policy in ("pause", "raise"):
             self.pause()

@@ -92,7 +92,10 @@ class Sim:
                 location = self._location(ev.to_location)
             elif kind == "PacketOrphaned":
                 location = OUTSIDE
-            out.append(Event(kind, epoch, self._netrun_id(ev.packet_id), node, ev.salvo_condition, location))
+            packet = self._netrun_id(ev.packet_id)
+            out.append(Event(kind, epoch, packet, node, ev.salvo_condition, location))
+            if (kind == "PacketConsumed" or kind == "PacketDestroyed") and packet in self._to_sim:
+                del self._from_sim[self._to_sim.pop(packet)]
         return out
 
     def _do(self, action: ns.NetAction) -> tuple[object, list[Event]]:
@@ -103,10 +106,18 @@ class Sim:
     def run_until_blocked(self) -> list[Event]:
         return self._events(self._net.run_until_blocked())
 
-    def create_epoch(self, node_name: str, salvo_condition: str, packets: list[tuple[str, str]]) -> tuple[str, list[Event]]:
+    def _adopt(self, netrun_id: str | None, sim_id: str) -> None:
+        """Map a sim ID to the netrun ID chosen for it earlier (injected or restored work)."""
+        if netrun_id is not None and netrun_id != sim_id:
+            self._to_sim[netrun_id] = sim_id
+            self._from_sim[sim_id] = netrun_id
+
+    def create_epoch(self, node_name: str, salvo_condition: str, packets: list[tuple[str, str]], *,
+                     netrun_id: str | None = None) -> tuple[str, list[Event]]:
         salvo = ns.Salvo(salvo_condition, [(port, self._sim_id(p)) for port, p in packets])
-        response, events = self._do(ns.NetAction.create_epoch(node_name, salvo))
-        return self._netrun_id(response.epoch.id), events
+        response, raw = self._net.do_action(ns.NetAction.create_epoch(node_name, salvo))
+        self._adopt(netrun_id, str(response.epoch.id))
+        return self._netrun_id(response.epoch.id), self._events(raw)
 
     def start_epoch(self, epoch_id: str) -> list[Event]:
         return self._do(ns.NetAction.start_epoch(self._sim_id(epoch_id)))[1]
@@ -127,10 +138,11 @@ class Sim:
         if sim_id is not None:
             self._from_sim.pop(sim_id, None)
 
-    def create_packet(self, epoch_id: str | None) -> tuple[str, list[Event]]:
+    def create_packet(self, epoch_id: str | None, *, netrun_id: str | None = None) -> tuple[str, list[Event]]:
         action = ns.NetAction.create_packet(self._sim_id(epoch_id) if epoch_id else None)
-        response, events = self._do(action)
-        return self._netrun_id(response.packet_id), events
+        response, raw = self._net.do_action(action)
+        self._adopt(netrun_id, str(response.packet_id))
+        return self._netrun_id(response.packet_id), self._events(raw)
 
     def consume_packet(self, packet_id: str) -> list[Event]:
         return self._do(ns.NetAction.consume_packet(self._sim_id(packet_id)))[1]

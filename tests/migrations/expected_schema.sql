@@ -63,6 +63,15 @@ CREATE TABLE history (
     data       TEXT                    -- JSON with the remaining fields, or NULL
 ) STRICT;
 
+-- table inbox on inbox
+CREATE TABLE inbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: admission tracks the last seq
+    kind       TEXT NOT NULL CHECK (kind IN ('epoch', 'packet')),
+    item_id    TEXT NOT NULL UNIQUE,
+    node_name  TEXT NOT NULL,
+    port_name  TEXT
+) STRICT;
+
 -- table net_meta on net_meta
 CREATE TABLE net_meta (
     key   TEXT PRIMARY KEY,
@@ -123,8 +132,14 @@ CREATE INDEX packets_live ON packets (location, epoch_id) WHERE state = 'live';
 -- index sqlite_autoindex_epoch_jobs_2 on epoch_jobs
 -- (no sql);
 
+-- index sqlite_autoindex_inbox_1 on inbox
+-- (no sql);
+
 -- index sqlite_autoindex_net_meta_1 on net_meta
 -- (no sql);
 
 -- index sqlite_autoindex_node_settings_1 on node_settings
 -- (no sql);
+
+-- table sqlite_sequence on sqlite_sequence
+CREATE TABLE sqlite_sequence(name,seq);

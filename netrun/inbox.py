@@ -1,0 +1,124 @@
+"""Injected work, admitted into netrun-sim in bounded batches.
+
+netrun-sim's `run_until_blocked` costs time in proportion to the epochs and packets it
+holds, for every step it takes. A user who injects 100,000 source epochs or packets at
+once would make every later step slow. So `inject_source_epoch`/`inject_packet` write the
+work to the database at once (the epoch or packet exists, with its netrun ID, its rows and
+its history), but hand it to the sim only when the sim's backlog has room: the `inbox`
+table holds what is not yet admitted.
+
+Ports with a finite capacity skip the inbox, so that a full port is reported at injection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import netrun_sim as ns
+from ulid import ULID
+
+from .errors import PortFull, PortNotFound
+from .sim import Event, Location
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+ADMIT_LIMIT = 1_000  # startable epochs the sim may hold before admission waits
+
+
+class Inbox:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        conn = rt.journal.conn
+        # Items with seq <= _seen are admitted (their DELETE may still be buffered).
+        self._seen = 0
+        self.pending = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
+
+    def inject_epoch(self, node_name: str) -> str:
+        rt = self.rt
+        rt.node(node_name)
+        epoch_id = str(ULID())
+        rt.journal.record("CreateEpoch", [Event("EpochCreated", epoch_id, None, node_name)], epoch_id=epoch_id,
+                          node_name=node_name, data={"salvo_condition": "inject"})
+        rt.journal.set_epoch_salvo(epoch_id, "inject")
+        rt.journal.add("INSERT INTO inbox (kind, item_id, node_name) VALUES ('epoch', ?, ?)", (epoch_id, node_name))
+        rt.journal.commit()
+        self.pending += 1
+        return epoch_id
+
+    def inject_packet(self, node_name: str, port_name: str, value: Any) -> str:
+        rt = self.rt
+        node = rt.node(node_name)
+        port = node.in_ports.get(port_name)
+        if port is None:
+            raise PortNotFound(f"node {node_name!r} has no input port {port_name!r} "
+                               f"(input ports: {', '.join(sorted(node.in_ports)) or 'none'})",
+                               node_name=node_name, port_name=port_name)
+        serialized = rt.values.serialize(value, where=f"inject_packet({node_name!r}, {port_name!r})")
+        if isinstance(port.slots_spec, ns.PortSlotSpecFinite):
+            return self._inject_now(node_name, port_name, serialized)
+        packet_id = str(ULID())
+        self._journal_packet(packet_id, node_name, port_name, serialized,
+                             [Event("PacketMoved", None, packet_id, node_name, None,
+                                    Location("input_port", node_name, port_name))])
+        rt.journal.add("INSERT INTO inbox (kind, item_id, node_name, port_name) VALUES ('packet', ?, ?, ?)",
+                       (packet_id, node_name, port_name))
+        rt.journal.commit()
+        self.pending += 1
+        return packet_id
+
+    def _journal_packet(self, packet_id: str, node_name: str, port_name: str, serialized: tuple[str, bytes],
+                        moved: list[Event]) -> None:
+        rt = self.rt
+        rt.journal.record("CreatePacket", [Event("PacketCreated", None, packet_id)], packet_id=packet_id,
+                          created_at=Location("outside"))
+        rt.values.store(packet_id, serialized)
+        rt.journal.record("TransportPacketToLocation", moved, packet_id=packet_id, node_name=node_name,
+                          data={"to": "input_port", "port": port_name})
+
+    def _inject_now(self, node_name: str, port_name: str, serialized: tuple[str, bytes]) -> str:
+        """Straight into the sim: a full finite port is reported now."""
+        rt = self.rt
+        packet_id, created = rt.sim.create_packet(None)
+        try:
+            moved = rt.sim.move_to_input_port(packet_id, node_name, port_name)
+        except ns.InputPortFullError as exc:
+            rt.sim.destroy_packet(packet_id)
+            raise PortFull(f"node {node_name!r} input port {port_name!r} is full; packet not injected",
+                           node_name=node_name, port_name=port_name) from exc
+        self._journal_packet(packet_id, node_name, port_name, serialized, moved)
+        rt.journal.commit()
+        return packet_id
+
+    def admit(self) -> None:
+        """Hand injected work to the sim while its backlog of startable epochs has room."""
+        if self.pending <= 0:
+            return
+        rt = self.rt
+        room = ADMIT_LIMIT - rt.startable_in_sim()
+        if room <= 0:
+            return
+        rt.journal.commit()  # injected rows are committed before they are read back
+        rows = rt.journal.conn.execute(
+            "SELECT seq, kind, item_id, node_name, port_name FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (self._seen, room)).fetchall()
+        for seq, kind, item_id, node_name, port_name in rows:
+            if kind == "epoch":
+                _, events = rt.sim.create_epoch(node_name, "inject", [], netrun_id=item_id)
+                rt.track(events)  # journaled at injection
+            else:
+                rt.sim.create_packet(None, netrun_id=item_id)
+                rt.sim.move_to_input_port(item_id, node_name, port_name)
+            rt.journal.add("DELETE FROM inbox WHERE seq = ?", (seq,))
+            self._seen = seq
+            self.pending -= 1
+
+    def epochs(self, node_name: str | None = None) -> list[str]:
+        """Injected epochs not yet admitted (startable, from the user's point of view)."""
+        self.rt.journal.commit()
+        sql = "SELECT item_id FROM inbox WHERE kind = 'epoch' AND seq > ?"
+        params: tuple = (self._seen,)
+        if node_name is not None:
+            sql += " AND node_name = ?"
+            params += (node_name,)
+        return [row[0] for row in self.rt.journal.conn.execute(sql + " ORDER BY seq", params)]
