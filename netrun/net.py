@@ -280,12 +280,17 @@ class Net:
         rt.history.flush()
 
 
-_READ_PRAGMAS = frozenset({
+# Pragmas that only read. Those in _LOOKUP_PRAGMAS take an argument (a table, an index);
+# for every other pragma an argument, `name(value)` or `name = value`, sets something.
+_LOOKUP_PRAGMAS = frozenset({
     "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list",
-    "integrity_check", "quick_check", "user_version", "application_id", "page_count", "page_size",
-    "freelist_count", "schema_version", "compile_options", "database_list", "function_list", "pragma_list",
-    "collation_list", "module_list", "encoding", "journal_mode", "data_version",
+    "integrity_check", "quick_check",
 })
+_READ_PRAGMAS = _LOOKUP_PRAGMAS | {
+    "user_version", "application_id", "page_count", "page_size", "freelist_count", "schema_version",
+    "compile_options", "database_list", "function_list", "pragma_list", "collation_list", "module_list",
+    "encoding", "journal_mode", "data_version",
+}
 
 
 def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
@@ -296,7 +301,8 @@ def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
     allowed = statement in ("SELECT", "WITH", "EXPLAIN", "VALUES")
     if statement == "PRAGMA" and len(words) > 1 and "=" not in words[1]:
         name = words[1].split("(", 1)[0].strip().rstrip(";").split(".")[-1].lower()
-        allowed = name in _READ_PRAGMAS
+        has_argument = "(" in words[1]
+        allowed = name in (_LOOKUP_PRAGMAS if has_argument else _READ_PRAGMAS)
     if not allowed:
         raise ReadOnlyQueryError(f"Net.query is read-only; refused statement: {text[:200]}", sql=sql)
     return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 import pytest
 
@@ -49,48 +50,53 @@ def test_error_callback_that_raises_does_not_stall_the_net(tmp_path):
 
 # -- stop functions ---------------------------------------------------------------------------------
 
-def test_stop_function_that_raises_still_lets_the_others_stop_and_history_flush(tmp_path):
+@pytest.mark.parametrize("raisers", [{"A"}, {"Source", "A", "B"}], ids=["one-raises", "three-raise"])
+def test_stop_function_that_raises_still_lets_the_others_stop_and_history_flush(tmp_path, raisers):
+    # netrun-sim's node order is arbitrary: with three of four stop functions raising, one of
+    # them is called first, so every later one depends on stop_nodes going on after an error.
     graph = chain("Source", "A", "B", "Sink")
-    order = list(graph.nodes())
-    raiser = order[0]  # the first stop function called: every other one comes after it
+    nodes = {"Source", "A", "B", "Sink"}
     stopped: list = []
 
     def make_stop(name):
         def stop(net):
             print(f"stopping {name}")
             stopped.append(name)
-            if name == raiser:
+            if name in raisers:
                 raise OSError(f"cannot stop {name}")
         return stop
+
+    def relay(ctx, packets):
+        ctx.load_output_port("out", ctx.create_packet(ctx.consume_packet(packets["in"][0])))
+        ctx.send_output_salvo("send_out")
 
     db = tmp_path / "run.db"
     history_file = tmp_path / "history.jsonl"
     net = netrun.Net(graph, db=db, history_file=str(history_file), history_flush_on_pause=False,
                      history_chunk_size=1_000_000)
     net.set_node_exec("Source", None, stop_node_func=make_stop("Source"))
-    for name in ("A", "B"):
-        net.set_node_exec(name, lambda ctx, packets: (ctx.load_output_port(
-            "out", ctx.create_packet(ctx.consume_packet(packets["in"][0]))), ctx.send_output_salvo("send_out")),
-            stop_node_func=make_stop(name))
+    net.set_node_exec("A", relay, stop_node_func=make_stop("A"))
+    net.set_node_exec("B", relay, stop_node_func=make_stop("B"))
     net.set_node_exec("Sink", collect([]), stop_node_func=make_stop("Sink"))
     for value in range(3):
         net.inject_packet("A", "in", value)
     net.start()
+    assert stopped == []
     with pytest.raises(netrun.NodeExecutionFailed) as info:
         net.close()
-    assert info.value.node_name == raiser
-    assert repr(raiser) in str(info.value)
+    assert sorted(stopped) == sorted(nodes)  # every stop function was called, once
+    first_raiser = next(name for name in stopped if name in raisers)
+    assert info.value.node_name == first_raiser
+    assert repr(first_raiser) in str(info.value)
     assert isinstance(info.value.__cause__, OSError)
-    assert sorted(stopped) == sorted(order)
     with pytest.raises(netrun.NetClosedError):
         net.start()
-    logs = rows(db, "SELECT node_name, text FROM node_logs WHERE text LIKE 'stopping %' ORDER BY seq")
-    assert sorted((r["node_name"], r["text"]) for r in logs) == sorted((n, f"stopping {n}") for n in order)
+    logs = rows(db, "SELECT node_name, text FROM node_logs WHERE text LIKE 'stopping %'")
+    assert sorted((r["node_name"], r["text"]) for r in logs) == sorted((n, f"stopping {n}") for n in nodes)
     lines = history_file.read_text().splitlines()
-    count = rows(db, "SELECT count(*) AS n FROM history")[0]["n"]
-    assert count > 0 and len(lines) == count
-    assert [json.loads(line).get("action") or json.loads(line).get("event") for line in lines] == [
-        r["name"] for r in rows(db, "SELECT name FROM history ORDER BY seq")]
+    names = [r["name"] for r in rows(db, "SELECT name FROM history ORDER BY seq")]
+    assert len(names) > 0 and len(lines) == len(names) == rows(db, "SELECT count(*) AS n FROM history")[0]["n"]
+    assert [json.loads(line).get("action") or json.loads(line).get("event") for line in lines] == names
 
 
 # -- print capture for callables that are not functions -------------------------------------------
@@ -126,7 +132,7 @@ def test_print_is_captured_for_callable_objects_and_partials(tmp_path, capsys, f
 
 # -- read-only queries --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sql", ["PRAGMA journal_mode = DELETE", "PRAGMA wal_checkpoint(TRUNCATE)",
+@pytest.mark.parametrize("sql", ["PRAGMA journal_mode = DELETE", "PRAGMA journal_mode(DELETE)", "PRAGMA wal_checkpoint(TRUNCATE)",
                                  "PRAGMA user_version = 7"])
 def test_query_refuses_writing_pragmas(tmp_path, sql):
     db = tmp_path / "run.db"
@@ -149,17 +155,19 @@ def test_query_allows_reading_pragmas(tmp_path):
     assert version[0]["user_version"] >= 1
 
 
-def netrun_root():
-    from pathlib import Path
+def netrun_root() -> Path:
     return Path(netrun.__file__).resolve().parent.parent
 
 
 # -- pause with claimed jobs -----------------------------------------------------------------------------
 
-def test_pause_inside_a_node_releases_the_claimed_jobs_it_did_not_start(tmp_path):
+@pytest.mark.parametrize("defer", [False, True], ids=["immediate", "deferred"])
+def test_pause_inside_a_node_releases_the_claimed_jobs_it_did_not_start(tmp_path, defer):
     seen: list = []
     db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "Sink"), db=db) as net:
+        net.set_node_config("Sink", defer_net_actions=defer)
+
         def sink(ctx, packets):
             seen.append(ctx.consume_packet(packets["in"][0]))
             if len(seen) == 3:
