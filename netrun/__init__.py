@@ -56,6 +56,8 @@ from netrun_sim import (  # noqa: E402 - graph types and sim errors, re-exported
 from netrun_sim import NetrunError as NetActionError  # noqa: E402 - the sim errors' base
 
 from .context import NodeExecutionContext, NodeFailureContext, Packet  # noqa: E402
+from .deadletters import DeadLetter, DeadLetterQueue  # noqa: E402
+from .deferred import DeferredPacket  # noqa: E402
 from .errors import (  # noqa: E402
     ConfigError,
     ContextUsageError,
@@ -89,6 +91,9 @@ __all__ = [
     "ContextUsageError",
     "CorruptDatabase",
     "DatabaseVersionError",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "DeferredPacket",
     "Edge",
     "EdgeNotFoundError",
     "EpochCancelled",

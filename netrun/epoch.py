@@ -48,6 +48,7 @@ class EpochRun:
         exceptions: list[BaseException] = []
         attempt = 0
         while True:
+            started_at = rt.journal.now()
             actions = (DeferredActions if cfg.defer_net_actions else ImmediateActions)(
                 rt, self.epoch_id, self.node, set(self.ports))
             ctx = NodeExecutionContext(epoch_id=self.epoch_id, node_name=self.node, net=rt.net, actions=actions,
@@ -55,13 +56,18 @@ class EpochRun:
                                        retry_exceptions=exceptions)
             error, cancelled = self._call_exec(ctx)
             if cancelled:
+                self._record_attempt(attempt, started_at, "cancelled", None)
                 self._cancel(reason="cancelled", error=None)
                 return "cancelled"
             if error is None:
                 error = self._finish(actions)
                 if error is None:
+                    self._record_attempt(attempt, started_at, "finished", None)
                     return "finished"
+            if isinstance(actions, DeferredActions):
+                self._keep_discarded(attempt, actions)
             self._call_failed(attempt, timestamps, exceptions, actions, error)
+            self._record_attempt(attempt, started_at, "failed", error)
             if attempt >= cfg.retries:
                 self._fail(error)
                 return "failed"
@@ -70,6 +76,31 @@ class EpochRun:
             attempt += 1
             rt.journal.add("UPDATE epochs SET attempt = attempt + 1 WHERE id = ?", (self.epoch_id,))
             rt.clock.sleep(cfg.retry_wait)
+
+    def _record_attempt(self, attempt: int, started_at: str, outcome: str, error: BaseException | None) -> None:
+        journal = self.rt.journal
+        journal.add("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, outcome, error, "
+                    "error_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (self.epoch_id, attempt, self.node, started_at, journal.now(), outcome,
+                     _error_text(error) if error is not None else None,
+                     type(error).__name__ if error is not None else None))
+
+    def _keep_discarded(self, attempt: int, actions: DeferredActions) -> None:
+        """A failed attempt's deferred queue never reaches the net; its rows are kept for inspection."""
+        rows = []
+        for seq, op in enumerate(actions.queue):
+            kind = op[0]
+            if kind == "consume":
+                rows.append((self.epoch_id, attempt, seq, "consume", op[1], None, None))
+            elif kind == "create":
+                rows.append((self.epoch_id, attempt, seq, "create", op[1]._key, None, None))
+            elif kind == "load":
+                rows.append((self.epoch_id, attempt, seq, "load", op[2], op[1], None))
+            else:
+                rows.append((self.epoch_id, attempt, seq, "send", None, None, op[1]))
+        for row in rows:
+            self.rt.journal.add("INSERT INTO deferred_actions (epoch_id, attempt, seq, action, packet, port_name, "
+                                "salvo_condition) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
     def _call_exec(self, ctx: NodeExecutionContext) -> tuple[BaseException | None, bool]:
         rt, cfg = self.rt, self.config
@@ -145,28 +176,30 @@ class EpochRun:
         events = rt.sim.cancel_epoch(self.epoch_id)
         rt.do("CancelEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
         keep = self.config.dead_letter_queue
-        now = rt.journal.now()
         for ev in events:
             if ev.kind != "PacketDestroyed":
                 continue
             stored = rt.values.discard(ev.packet_id)
             if keep:
-                kind, data = stored if stored else (None, None)
-                rt.journal.add(
-                    "INSERT INTO dead_letters (packet_id, node_name, port_name, epoch_id, reason, error, value, "
-                    "value_kind, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ev.packet_id, self.node, self.ports.get(ev.packet_id), self.epoch_id, reason, error, data,
-                     kind, now))
+                rt.dead_letters.record(packet_id=ev.packet_id, node_name=self.node,
+                                       port_name=self.ports.get(ev.packet_id), epoch_id=self.epoch_id,
+                                       reason=reason, error=error, stored=stored)
 
     def _fail(self, error: BaseException) -> None:
         rt = self.rt
-        text = f"{type(error).__name__}: {error}"
-        notes = getattr(error, "__notes__", None)
-        if notes:
-            text += " [" + "; ".join(notes) + "]"
+        text = _error_text(error)
         self._cancel(reason="failed", error=text)
         rt.journal.set_epoch_error(self.epoch_id, "failed", text, type(error).__name__)
         failure = NodeExecutionFailed(f"node {self.node!r} epoch {self.epoch_id} failed: {text}",
                                       node_name=self.node, epoch_id=self.epoch_id)
         failure.__cause__ = error
         rt.node_failed(failure)
+
+
+def _error_text(error: BaseException) -> str:
+    """`Type: message`, with any notes (e.g. a failure callback that raised) appended."""
+    text = f"{type(error).__name__}: {error}"
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        text += " [" + "; ".join(notes) + "]"
+    return text

@@ -55,39 +55,38 @@ class Inbox:
                                f"(input ports: {', '.join(sorted(node.in_ports)) or 'none'})",
                                node_name=node_name, port_name=port_name)
         serialized = rt.values.serialize(value, where=f"inject_packet({node_name!r}, {port_name!r})")
-        if isinstance(port.slots_spec, ns.PortSlotSpecFinite):
-            return self._inject_now(node_name, port_name, serialized)
-        packet_id = str(ULID())
-        self._journal_packet(packet_id, node_name, port_name, serialized,
-                             [Event("PacketMoved", None, packet_id, node_name, None,
-                                    Location("input_port", node_name, port_name))])
-        rt.journal.add("INSERT INTO inbox (kind, item_id, node_name, port_name) VALUES ('packet', ?, ?, ?)",
-                       (packet_id, node_name, port_name))
-        rt.journal.commit()
-        self.pending += 1
-        return packet_id
+        return self.inject_serialized(node_name, port_name, serialized)
 
-    def _journal_packet(self, packet_id: str, node_name: str, port_name: str, serialized: tuple[str, bytes],
-                        moved: list[Event]) -> None:
+    def inject_serialized(self, node_name: str, port_name: str, serialized: tuple[str, bytes], *,
+                          replay_of: str | None = None, commit: bool = True) -> str:
+        """Inject an already serialized value (also how dead letters are replayed)."""
         rt = self.rt
+        port = rt.node(node_name).in_ports[port_name]
+        data = {"to": "input_port", "port": port_name}
+        if replay_of is not None:
+            data["replay_of"] = replay_of
+        if isinstance(port.slots_spec, ns.PortSlotSpecFinite):
+            # Straight into the sim: a full finite port is reported now.
+            packet_id, _ = rt.sim.create_packet(None)
+            try:
+                moved = rt.sim.move_to_input_port(packet_id, node_name, port_name)
+            except ns.InputPortFullError as exc:
+                rt.sim.destroy_packet(packet_id)
+                raise PortFull(f"node {node_name!r} input port {port_name!r} is full; packet not injected",
+                               node_name=node_name, port_name=port_name) from exc
+        else:
+            packet_id = str(ULID())
+            moved = [Event("PacketMoved", None, packet_id, node_name, None,
+                           Location("input_port", node_name, port_name))]
+            rt.journal.add("INSERT INTO inbox (kind, item_id, node_name, port_name) VALUES ('packet', ?, ?, ?)",
+                           (packet_id, node_name, port_name))
+            self.pending += 1
         rt.journal.record("CreatePacket", [Event("PacketCreated", None, packet_id)], packet_id=packet_id,
                           created_at=Location("outside"))
         rt.values.store(packet_id, serialized)
-        rt.journal.record("TransportPacketToLocation", moved, packet_id=packet_id, node_name=node_name,
-                          data={"to": "input_port", "port": port_name})
-
-    def _inject_now(self, node_name: str, port_name: str, serialized: tuple[str, bytes]) -> str:
-        """Straight into the sim: a full finite port is reported now."""
-        rt = self.rt
-        packet_id, created = rt.sim.create_packet(None)
-        try:
-            moved = rt.sim.move_to_input_port(packet_id, node_name, port_name)
-        except ns.InputPortFullError as exc:
-            rt.sim.destroy_packet(packet_id)
-            raise PortFull(f"node {node_name!r} input port {port_name!r} is full; packet not injected",
-                           node_name=node_name, port_name=port_name) from exc
-        self._journal_packet(packet_id, node_name, port_name, serialized, moved)
-        rt.journal.commit()
+        rt.journal.record("TransportPacketToLocation", moved, packet_id=packet_id, node_name=node_name, data=data)
+        if commit:
+            rt.journal.commit()
         return packet_id
 
     def admit(self) -> None:

@@ -16,6 +16,7 @@ import netrun_sim as ns
 from . import __version__
 from .clock import iso
 from .config import NetConfig, parse_net_config, update_node_config
+from .deadletters import DeadLetterQueue
 from .db import open_connection, rows_as_dicts, transaction
 from .errors import ConfigError, NetClosedError, ReadOnlyQueryError, StorageError
 from .graphio import graph_to_data
@@ -265,6 +266,11 @@ class Net:
         rt = self._live()
         rt.journal.commit()
         return rt.values.get(packet_id)
+
+    @property
+    def dead_letter_queue(self) -> DeadLetterQueue:
+        """Dead letters: `get_all()`, `get_by_node(node)`, `replay(entry)`, `discard(entry)`."""
+        return self._live().dead_letters
 
     @property
     def history(self) -> list[dict]:

@@ -21,6 +21,7 @@ import netrun_sim as ns
 from .capture import Capture, capturing, install
 from .clock import iso
 from .config import NetConfig, NodeConfig
+from .deadletters import DeadLetterQueue
 from .epoch import EpochRun
 from .errors import NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
@@ -76,6 +77,7 @@ class Runtime:
         self.paused = False
         self.started = False
         self.inbox = Inbox(self)
+        self.dead_letters = DeadLetterQueue(self)
         self._to_raise: BaseException | None = None
         self._last_start: dict[str, float] = {}
 

@@ -10,10 +10,36 @@ CREATE TABLE dead_letters (
     value      BLOB,
     value_kind TEXT,
     created_at TEXT NOT NULL
-) STRICT;
+, status TEXT NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'replayed', 'discarded')), resolved_at TEXT, replayed_as TEXT) STRICT;
 
 -- index dead_letters_node on dead_letters
 CREATE INDEX dead_letters_node ON dead_letters (node_name);
+
+-- table deferred_actions on deferred_actions
+CREATE TABLE deferred_actions (
+    epoch_id        TEXT NOT NULL,
+    attempt         INTEGER NOT NULL,
+    seq             INTEGER NOT NULL,
+    action          TEXT NOT NULL CHECK (action IN ('create', 'consume', 'load', 'send')),
+    packet          TEXT,                  -- packet ID, or 'deferred:N' for a packet never created
+    port_name       TEXT,
+    salvo_condition TEXT,
+    PRIMARY KEY (epoch_id, attempt, seq)
+) STRICT, WITHOUT ROWID;
+
+-- table epoch_attempts on epoch_attempts
+CREATE TABLE epoch_attempts (
+    epoch_id    TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,          -- 0 for the first attempt
+    node_name   TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    outcome     TEXT CHECK (outcome IN ('finished', 'failed', 'cancelled')),
+    error       TEXT,
+    error_type  TEXT,
+    PRIMARY KEY (epoch_id, attempt)
+) STRICT, WITHOUT ROWID;
 
 -- table epoch_jobs on epoch_jobs
 CREATE TABLE epoch_jobs (

@@ -1,0 +1,140 @@
+"""The dead-letter queue: packets destroyed by failed or cancelled epochs, with their values.
+
+Every entry is a row of the `dead_letters` table, written in the transaction that
+destroyed the packet. The net's `dead_letter_queue` option adds a second home:
+`"memory"` (the table only; `get_all()` reads it), `"file"` (also one pickle file per entry
+in `dead_letter_path`), `"callback"` with `dead_letter_callback`, or a callable (called with
+each `DeadLetter` once its transaction is committed).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from .errors import ConfigError, NotFoundError
+from .values import _write_atomic
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+_COLUMNS = ("seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, value, created_at, status, "
+            "replayed_as")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered packet. `value` gives the stored value (a value function is called)."""
+
+    seq: int
+    packet_id: str
+    node_name: str | None
+    port_name: str | None
+    epoch_id: str | None
+    reason: str
+    error: str | None
+    value_kind: str | None
+    data: bytes | None
+    created_at: str
+    status: str = "pending"
+    replayed_as: str | None = None
+
+    @property
+    def value(self) -> Any:
+        if self.data is None:
+            return None
+        if self.value_kind == "func":
+            return cloudpickle.loads(self.data)()
+        return pickle.loads(self.data)
+
+
+class DeadLetterQueue:
+    """`net.dead_letter_queue`: read, replay and discard dead letters."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        config = rt.config
+        mode = config.dead_letter_queue
+        self._callback: Callable[[DeadLetter], Any] | None = None
+        if callable(mode):
+            self._callback = mode
+        elif mode == "callback":
+            self._callback = config.dead_letter_callback
+        self._path = config.dead_letter_path if mode == "file" else None
+        if self._path:
+            os.makedirs(self._path, exist_ok=True)
+        self._seq = rt.journal.conn.execute("SELECT coalesce(max(seq), 0) FROM dead_letters").fetchone()[0]
+
+    def record(self, *, packet_id: str, node_name: str, port_name: str | None, epoch_id: str, reason: str,
+               error: str | None, stored: tuple[str, bytes] | None) -> None:
+        """Add an entry (buffered: written with the transaction that destroys the packet)."""
+        journal = self.rt.journal
+        self._seq += 1
+        kind, data = stored if stored else (None, None)
+        entry = DeadLetter(self._seq, packet_id, node_name, port_name, epoch_id, reason, error, kind, data,
+                           journal.now())
+        journal.add(
+            "INSERT INTO dead_letters (seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, "
+            "value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, packet_id, node_name, port_name, epoch_id, reason, error, kind, data, entry.created_at))
+        if self._path:
+            path = os.path.join(self._path, f"{entry.seq:08d}-{packet_id}.pkl")
+            journal.after_commit(lambda: _write_atomic(path, pickle.dumps(entry)))
+        if self._callback is not None:
+            callback = self._callback
+            journal.after_commit(lambda: callback(entry))
+
+    def _select(self, where: str, params: tuple) -> list[DeadLetter]:
+        self.rt.journal.commit()
+        rows = self.rt.journal.conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY seq",
+                                            params).fetchall()
+        return [DeadLetter(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows]
+
+    def get_all(self, *, include_resolved: bool = False) -> list[DeadLetter]:
+        """Pending entries, oldest first (with `include_resolved`, replayed and discarded ones too)."""
+        return self._select("1" if include_resolved else "status = 'pending'", ())
+
+    def get_by_node(self, node_name: str, *, include_resolved: bool = False) -> list[DeadLetter]:
+        self.rt.node(node_name)
+        where = "node_name = ?" + ("" if include_resolved else " AND status = 'pending'")
+        return self._select(where, (node_name,))
+
+    def _pending(self, entry: DeadLetter | int) -> DeadLetter:
+        seq = entry if isinstance(entry, int) else entry.seq
+        found = self._select("seq = ?", (seq,))
+        if not found:
+            raise NotFoundError(f"no dead letter #{seq}", seq=seq)
+        if found[0].status != "pending":
+            raise ConfigError(f"dead letter #{seq} (packet {found[0].packet_id}) was already {found[0].status}")
+        return found[0]
+
+    def replay(self, entry: DeadLetter | int) -> str:
+        """Put the entry's value back as a new packet at the input port it came from.
+
+        Recorded in history (`CreatePacket` + `TransportPacketToLocation` with `replay_of`).
+        Returns the new packet's ID. Raises ConfigError for a packet that never was at an
+        input port (one created inside the failed epoch) or an entry already resolved.
+        """
+        found = self._pending(entry)
+        if found.port_name is None or found.data is None:
+            raise ConfigError(f"dead letter #{found.seq}: packet {found.packet_id} was created inside epoch "
+                              f"{found.epoch_id} of node {found.node_name!r}; it has no input port to return to")
+        new_id = self.rt.inbox.inject_serialized(found.node_name, found.port_name, (found.value_kind, found.data),
+                                                 replay_of=found.packet_id, commit=False)
+        self._resolve(found, "replayed", new_id)
+        return new_id
+
+    def discard(self, entry: DeadLetter | int) -> None:
+        """Mark the entry discarded: it leaves the queue (its row stays, for the record)."""
+        self._resolve(self._pending(entry), "discarded", None)
+
+    def _resolve(self, entry: DeadLetter, status: str, replayed_as: str | None) -> None:
+        journal = self.rt.journal
+        journal.add("UPDATE dead_letters SET status = ?, resolved_at = ?, replayed_as = ? WHERE seq = ?",
+                    (status, journal.now(), replayed_as, entry.seq))
+        journal.commit()
