@@ -59,6 +59,7 @@ from .context import NodeExecutionContext, NodeFailureContext, Packet  # noqa: E
 from .deadletters import DeadLetter, DeadLetterQueue  # noqa: E402
 from .deferred import DeferredPacket  # noqa: E402
 from .errors import (  # noqa: E402
+    CheckpointError,
     ConfigError,
     ContextUsageError,
     CorruptDatabase,
@@ -87,6 +88,7 @@ __all__ = [
     "CannotFinishNonEmptyEpochError",
     "CannotMovePacketFromRunningEpochError",
     "CannotMovePacketIntoRunningEpochError",
+    "CheckpointError",
     "ConfigError",
     "ContextUsageError",
     "CorruptDatabase",

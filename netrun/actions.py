@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import netrun_sim as ns
 
+from . import faults
 from .context import Packet
 from .errors import PacketNotInEpoch, PortFull, PortNotFound, SalvoConditionError
 from .sim import Location
@@ -69,6 +70,7 @@ class ImmediateActions(EpochOps):
                           node_name=self.node_name)
         self.inside.discard(packet_id)
         self.received[packet_id] = value
+        faults.hit("between_actions")
         return value
 
     def _new_packet(self) -> str:
@@ -78,6 +80,7 @@ class ImmediateActions(EpochOps):
                           node_name=self.node_name,
                           created_at=Location("node", self.node_name, None, self.epoch_id))
         self.inside.add(packet_id)
+        faults.hit("between_actions")
         return packet_id
 
     def create(self, value: Any) -> Packet:

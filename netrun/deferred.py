@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import netrun_sim as ns
 
+from . import faults
 from .actions import EpochOps
 from .context import Packet
 from .errors import ContextUsageError, PortFull, SalvoConditionError
@@ -112,6 +113,7 @@ class DeferredActions(EpochOps):
         self.inside.discard(key)
         self.received[key] = value
         self.queue.append(("consume", key))
+        faults.hit("between_actions")
         return value
 
     def _create(self, serialized: tuple[str, bytes]) -> DeferredPacket:

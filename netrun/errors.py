@@ -58,6 +58,10 @@ class CorruptDatabase(StorageError):
     """The database file is damaged or truncated."""
 
 
+class CheckpointError(StorageError):
+    """A checkpoint cannot be written now (an epoch is running) or read from that folder."""
+
+
 class ReadOnlyQueryError(NetrunError):
     """`Net.query()` was given a statement that would write."""
 

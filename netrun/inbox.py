@@ -40,7 +40,7 @@ class Inbox:
         epoch_id = str(ULID())
         rt.journal.record("CreateEpoch", [Event("EpochCreated", epoch_id, None, node_name)], epoch_id=epoch_id,
                           node_name=node_name, data={"salvo_condition": "inject"})
-        rt.journal.set_epoch_salvo(epoch_id, "inject")
+        rt.journal.set_epoch_salvo(epoch_id, "inject", [])
         rt.journal.add("INSERT INTO inbox (kind, item_id, node_name) VALUES ('epoch', ?, ?)", (epoch_id, node_name))
         rt.journal.commit()
         self.pending += 1

@@ -24,6 +24,7 @@ from typing import Any
 
 import apsw
 
+from . import faults
 from .clock import Clock, iso
 from .db import transaction
 from .sim import OUTSIDE, Event, Location
@@ -44,20 +45,22 @@ _UPDATE_PACKET = (
 )
 _INSERT_EPOCH = (
     "INSERT INTO epochs (id, node_name, state, salvo_condition, created_at, started_at, finished_at, attempt, "
-    "error, error_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "error, error_type, salvo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_EPOCH = (
     "UPDATE epochs SET state = coalesce(?, state), salvo_condition = coalesce(?, salvo_condition), "
     "started_at = coalesce(?, started_at), finished_at = coalesce(?, finished_at), attempt = attempt + ?, "
-    "error = coalesce(?, error), error_type = coalesce(?, error_type) WHERE id = ?"
+    "error = coalesce(?, error), error_type = coalesce(?, error_type), salvo = coalesce(?, salvo) WHERE id = ?"
 )
 
 HistoryRecord = tuple  # (type, name, action_id, epoch_id, packet_id, node_name, timestamp, data)
 
 # Pending packet row: [new, state, location, node, port, epoch, from_node, from_port, created_at, finished_at, moved]
 _P_NEW, _P_STATE, _P_LOC, _P_NODE, _P_PORT, _P_EPOCH, _P_FNODE, _P_FPORT, _P_CREATED, _P_FINISHED, _P_MOVED = range(11)
-# Pending epoch row: [new, node, state, salvo, created_at, started_at, finished_at, attempts, error, error_type]
-_E_NEW, _E_NODE, _E_STATE, _E_SALVO, _E_CREATED, _E_STARTED, _E_FINISHED, _E_ATTEMPTS, _E_ERROR, _E_ERRTYPE = range(10)
+# Pending epoch row: [new, node, state, salvo condition, created_at, started_at, finished_at, attempts, error,
+#                     error_type, salvo packets JSON]
+(_E_NEW, _E_NODE, _E_STATE, _E_SALVO, _E_CREATED, _E_STARTED, _E_FINISHED, _E_ATTEMPTS, _E_ERROR, _E_ERRTYPE,
+ _E_PACKETS) = range(11)
 
 
 class Journal:
@@ -105,7 +108,7 @@ class Journal:
     def _epoch(self, epoch_id: str) -> list:
         row = self._epochs.get(epoch_id)
         if row is None:
-            row = self._epochs[epoch_id] = [False, None, None, None, None, None, None, 0, None, None]
+            row = self._epochs[epoch_id] = [False, None, None, None, None, None, None, 0, None, None, None]
         return row
 
     def set_epoch_error(self, epoch_id: str, state: str, error: str, error_type: str) -> None:
@@ -113,8 +116,11 @@ class Journal:
         row = self._epoch(epoch_id)
         row[_E_STATE], row[_E_ERROR], row[_E_ERRTYPE] = state, error, error_type
 
-    def set_epoch_salvo(self, epoch_id: str, salvo_condition: str) -> None:
-        self._epoch(epoch_id)[_E_SALVO] = salvo_condition
+    def set_epoch_salvo(self, epoch_id: str, salvo_condition: str, packets: list | None = None) -> None:
+        """The epoch's salvo condition and (for resuming) its input packets [(port, packet_id)]."""
+        row = self._epoch(epoch_id)
+        row[_E_SALVO] = salvo_condition
+        row[_E_PACKETS] = json.dumps(packets if packets is not None else [])
 
     def _json(self, data: dict) -> str:
         """JSON text of a small dict of strings, cached (the same few recur constantly)."""
@@ -229,6 +235,7 @@ class Journal:
             for part in reversed(taken):
                 self._restore(part)
             raise
+        faults.hit("after_commit")
         for part in taken:
             for callback in part[4]:
                 callback()
@@ -260,10 +267,10 @@ class Journal:
             for eid, r in epochs.items():
                 if r[_E_NEW]:
                     new.append((eid, r[_E_NODE], r[_E_STATE], r[_E_SALVO], r[_E_CREATED], r[_E_STARTED],
-                                r[_E_FINISHED], r[_E_ATTEMPTS], r[_E_ERROR], r[_E_ERRTYPE]))
+                                r[_E_FINISHED], r[_E_ATTEMPTS], r[_E_ERROR], r[_E_ERRTYPE], r[_E_PACKETS]))
                 else:
                     old.append((r[_E_STATE], r[_E_SALVO], r[_E_STARTED], r[_E_FINISHED], r[_E_ATTEMPTS],
-                                r[_E_ERROR], r[_E_ERRTYPE], eid))
+                                r[_E_ERROR], r[_E_ERRTYPE], r[_E_PACKETS], eid))
             if new:
                 conn.executemany(_INSERT_EPOCH, new)
             if old:

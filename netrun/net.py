@@ -18,9 +18,19 @@ from .clock import iso
 from .config import NetConfig, parse_net_config, update_node_config
 from .deadletters import DeadLetterQueue
 from .db import open_connection, rows_as_dicts, transaction
-from .errors import ConfigError, NetClosedError, ReadOnlyQueryError, StorageError
-from .graphio import graph_to_data
+from .checkpoint import DB_NAME, copy_checkpoint, write_checkpoint
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    CorruptDatabase,
+    NetClosedError,
+    NotANetrunDatabase,
+    ReadOnlyQueryError,
+    StorageError,
+)
+from .graphio import graph_from_data, graph_to_data
 from .migrate import inspect_file, migrate
+from .restore import Restorer
 from .runtime import NodeFunctions, Runtime
 
 
@@ -73,9 +83,92 @@ class Net:
             self._conn.close()
             self._cleanup_tmp()
             raise
+        self._attach(graph)
+
+    def _attach(self, graph: ns.Graph) -> None:
         self._reader: apsw.Connection | None = None
         self._rt = Runtime(self, graph, self._conn, self._config)
+        self.unrestored_functions: dict[str, list[str]] = {}
         self._closed = False
+
+    @classmethod
+    def resume(cls, db: str | os.PathLike, **config: Any) -> Net:
+        """Reopen the net stored in `db` after a stop or a crash, without replaying history.
+
+        The graph, the options and the node settings come from the file; node functions
+        are re-imported from their import paths where possible (`net.unrestored_functions`
+        lists the node roles that need `set_node_exec` again). Options given here override
+        the stored ones (callables such as `error_callback` are never stored). Epochs that
+        were running follow the crash semantics: deferred ones run again, others are
+        cancelled with their packets dead-lettered as 'interrupted'.
+
+        Raises:
+            NotANetrunDatabase, DatabaseVersionError, CorruptDatabase: the file cannot be
+                resumed (it is left unchanged).
+            StorageError: the stored graph fails validation.
+        """
+        path = os.fspath(db)
+        if not os.path.exists(path):
+            raise NotANetrunDatabase(f"{path} does not exist; nothing to resume", path=path)
+        state = inspect_file(path)
+        if not state.exists:
+            raise NotANetrunDatabase(f"{path} holds no netrun net", path=path)
+        stored = _read_meta(path)
+        graph = _stored_graph(path, stored)
+        options = json.loads(stored["config"])
+        options.update(config)  # a stored "callback" dead-letter mode needs dead_letter_callback= here
+        net = cls.__new__(cls)
+        net._config = parse_net_config(options)
+        net._tmpdir = None
+        net.db_path = path
+        net._closed = True
+        net._conn = open_connection(path, durability=net._config.durability)
+        try:
+            migrate(net._conn, path)
+            net._attach(graph)
+            net.unrestored_functions = Restorer(net._rt, path).restore()
+        except BaseException:
+            net._conn.close()
+            net._closed = True
+            raise
+        return net
+
+    def save_checkpoint(self, directory: str | os.PathLike) -> None:
+        """Write a consistent snapshot of the net's database into `directory`.
+
+        Only while no epoch is running (from outside `run_step()`/`start()`, or after
+        `pause()`). Atomic: `directory` holds the previous checkpoint or this one.
+
+        Raises:
+            CheckpointError: an epoch is running.
+        """
+        rt = self._live()
+        if rt.running_epoch is not None:
+            raise CheckpointError(f"cannot checkpoint while epoch {rt.running_epoch} is running; call pause() "
+                                  "and checkpoint after run_step()/start() returns", path=os.fspath(directory))
+        rt.journal.commit()
+        rt.history.flush()
+        write_checkpoint(self._conn, os.fspath(directory), history_file=self._config.history_file,
+                         manifest={"netrun_version": __version__, "database": DB_NAME,
+                                   "created_at": iso(self._config.clock.now()), "source": self.db_path})
+
+    @classmethod
+    def load_checkpoint(cls, directory: str | os.PathLike, db: str | os.PathLike | None = None,
+                        **config: Any) -> Net:
+        """Continue from a checkpoint: copy its database to `db` (a new file) and resume it.
+
+        `db=None` copies to a temporary database deleted by `close()`. The checkpoint is
+        never modified.
+        """
+        tmpdir = None
+        if db is None:
+            tmpdir = tempfile.mkdtemp(prefix="netrun-")
+            db = os.path.join(tmpdir, "net.db")
+        path = os.fspath(db)
+        copy_checkpoint(os.fspath(directory), path)
+        net = cls.resume(path, **config)
+        net._tmpdir = tmpdir
+        return net
 
     def _write_meta(self, graph: ns.Graph, *, existed: bool) -> None:
         meta = {
@@ -297,6 +390,31 @@ _READ_PRAGMAS = _LOOKUP_PRAGMAS | {
     "compile_options", "database_list", "function_list", "pragma_list", "collation_list", "module_list",
     "encoding", "journal_mode", "data_version",
 }
+
+
+def _read_meta(path: str) -> dict[str, str]:
+    """The `net_meta` rows, read through a read-only connection."""
+    conn = open_connection(path, readonly=True)
+    try:
+        return dict(conn.execute("SELECT key, value FROM net_meta").fetchall())
+    except apsw.Error as exc:
+        raise CorruptDatabase(f"{path}: cannot read the stored net: {exc}", path=path) from exc
+    finally:
+        conn.close()
+
+
+def _stored_graph(path: str, meta: dict[str, str]) -> ns.Graph:
+    if "graph" not in meta or "config" not in meta:
+        raise NotANetrunDatabase(f"{path} holds no netrun net (no stored graph)", path=path)
+    try:
+        graph = graph_from_data(json.loads(meta["graph"]))
+    except (ValueError, KeyError, TypeError, IndexError, ns.NetrunError) as exc:
+        raise StorageError(f"{path}: the stored graph cannot be read: {exc}", path=path) from exc
+    problems = graph.validate()
+    if problems:
+        raise StorageError(f"{path}: the stored graph fails validation: " + "; ".join(p.message for p in problems),
+                           path=path)
+    return graph
 
 
 def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:

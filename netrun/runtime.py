@@ -76,6 +76,7 @@ class Runtime:
         self.queued: dict[str, str] = {}
         self.paused = False
         self.started = False
+        self.running_epoch: str | None = None  # set while user code of an epoch runs
         self.inbox = Inbox(self)
         self.dead_letters = DeadLetterQueue(self)
         self._to_raise: BaseException | None = None
@@ -158,6 +159,10 @@ class Runtime:
     def run_until_blocked(self) -> None:
         events = self.sim.run_until_blocked()
         self.do("RunNetUntilBlocked", events)
+        for ev in events:
+            if ev.kind == "EpochCreated":
+                condition, packets = self.sim.epoch_salvo(ev.epoch_id)
+                self.journal.set_epoch_salvo(ev.epoch_id, condition, packets)
 
     def run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
         """One step: run until blocked, queue the ready epochs, run them. Returns epochs run."""
@@ -223,7 +228,11 @@ class Runtime:
                     started += 1
                     if not self.configs[job.node_name].defer_net_actions:
                         self.journal.commit()
-                    outcome = EpochRun(self, job).run()
+                    self.running_epoch = job.epoch_id
+                    try:
+                        outcome = EpochRun(self, job).run()
+                    finally:
+                        self.running_epoch = None
                     self.queue.complete(job.epoch_id, outcome)
                     ran += 1
                     if ran % DRAIN_EVERY == 0:

@@ -156,6 +156,10 @@ class Sim:
     def send_output_salvo(self, epoch_id: str, salvo_condition: str) -> list[Event]:
         return self._do(ns.NetAction.send_output_salvo(self._sim_id(epoch_id), salvo_condition))[1]
 
+    def move_to_edge(self, packet_id: str, edge: ns.Edge) -> list[Event]:
+        loc = ns.PacketLocation.edge(edge)
+        return self._do(ns.NetAction.transport_packet_to_location(self._sim_id(packet_id), loc))[1]
+
     def move_to_input_port(self, packet_id: str, node_name: str, port_name: str) -> list[Event]:
         loc = ns.PacketLocation.input_port(node_name, port_name)
         return self._do(ns.NetAction.transport_packet_to_location(self._sim_id(packet_id), loc))[1]

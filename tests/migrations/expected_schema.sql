@@ -71,7 +71,7 @@ CREATE TABLE epochs (
     finished_at     TEXT,
     error           TEXT,
     error_type      TEXT
-) STRICT, WITHOUT ROWID;
+, salvo TEXT) STRICT, WITHOUT ROWID;
 
 -- index epochs_open on epochs
 CREATE INDEX epochs_open ON epochs (node_name) WHERE state IN ('startable', 'running');

@@ -1,0 +1,77 @@
+"""Checkpoints: consistent snapshots of the net's database file.
+
+`save_checkpoint(dir)` copies the live database with SQLite's backup API in one step
+into a temporary file inside `dir`, fsyncs it, renames it to `dir/net.db` and fsyncs the
+folder, so `dir` holds either the previous checkpoint or the new one, never half of one.
+The history JSONL file, when the net has one, is copied beside it as `history.jsonl`, and
+`checkpoint.json` says what the folder holds. Loading copies `net.db` to a new database
+file and resumes that copy: the checkpoint itself is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import apsw
+
+from . import faults
+from .errors import StorageError
+
+DB_NAME = "net.db"
+MANIFEST = "checkpoint.json"
+HISTORY = "history.jsonl"
+
+
+def _fsync_path(path: str, *, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str | None, manifest: dict) -> None:
+    """Snapshot `conn`'s database into `directory` atomically (see module docstring)."""
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".net-", suffix=".db.tmp")
+    os.close(fd)
+    try:
+        dest = apsw.Connection(tmp)
+        try:
+            with dest.backup("main", conn, "main") as backup:
+                backup.step(-1)  # one step: consistent even with a concurrent writer
+            dest.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dest.close()
+        _fsync_path(tmp)
+        faults.hit("checkpoint_before_rename")
+        if history_file and os.path.exists(history_file):
+            shutil.copyfile(history_file, os.path.join(directory, HISTORY + ".tmp"))
+            _fsync_path(os.path.join(directory, HISTORY + ".tmp"))
+            os.replace(os.path.join(directory, HISTORY + ".tmp"), os.path.join(directory, HISTORY))
+        os.replace(tmp, os.path.join(directory, DB_NAME))
+        with open(os.path.join(directory, MANIFEST + ".tmp"), "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(os.path.join(directory, MANIFEST + ".tmp"), os.path.join(directory, MANIFEST))
+        _fsync_path(directory, directory=True)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def copy_checkpoint(directory: str, db: str) -> None:
+    """Copy the checkpoint's database to `db` (which must not exist yet)."""
+    source = os.path.join(directory, DB_NAME)
+    if not os.path.isfile(source):
+        raise StorageError(f"{directory} is not a netrun checkpoint (no {DB_NAME} in it)", path=directory)
+    if os.path.exists(db) and os.path.getsize(db) > 0:
+        raise StorageError(f"{db} already exists; load_checkpoint writes a new database file", path=db)
+    tmp = db + ".loading"
+    shutil.copyfile(source, tmp)
+    _fsync_path(tmp)
+    os.replace(tmp, db)

@@ -1,0 +1,139 @@
+"""Resuming a net from its database file, without replaying history.
+
+The tables hold the net's state; this module rebuilds a fresh netrun-sim from them:
+packets on edges and at input ports, each startable epoch with exactly its salvo. The
+sim issues new IDs; `Sim` maps them to the stable netrun IDs stored in the tables.
+
+Epochs that were running when the process stopped follow DESIGN.md's crash semantics:
+- a deferred node's epoch committed nothing of its work: it is startable again;
+- any other epoch is cancelled, and every packet still inside it (inputs, created
+  packets, loaded outputs) is dead-lettered with reason 'interrupted', value included.
+Both are journaled as netrun actions (`RecoverEpoch`, `CancelInterruptedEpoch`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import apsw
+
+from .config import NodeConfig
+from .errors import CorruptDatabase
+from .runtime import NodeFunctions
+from .sim import Event
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+INTERRUPTED = "interrupted: the process stopped while the epoch was running"
+
+
+def import_path(path: str) -> Any:
+    """The object at `module:qualname` (raises ImportError/AttributeError)."""
+    module_name, _, qualname = path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+class Restorer:
+    def __init__(self, rt: Runtime, path: str) -> None:
+        self.rt = rt
+        self.path = path
+        self.conn = rt.journal.conn
+        self.unrestored: dict[str, list[str]] = {}
+
+    def restore(self) -> dict[str, list[str]]:
+        """Rebuild node settings and sim state. Returns node -> roles whose function could not be imported."""
+        try:
+            self._settings()
+            self._recover_running()
+            self._rebuild_sim()
+            self.rt.journal.commit()
+        except apsw.CorruptError as exc:
+            raise CorruptDatabase(f"{self.path} is damaged and cannot be resumed: {exc}", path=self.path) from exc
+        return self.unrestored
+
+    def _settings(self) -> None:
+        rt = self.rt
+        for node, config, functions in self.conn.execute("SELECT node_name, config, functions FROM node_settings"):
+            if node not in rt.graph_nodes:
+                continue
+            options = json.loads(config)
+            if options:
+                rt.configs[node] = NodeConfig(**options)
+            funcs = NodeFunctions()
+            for role, path in json.loads(functions).items():
+                try:
+                    setattr(funcs, role, import_path(path))
+                except (ImportError, AttributeError):
+                    self.unrestored.setdefault(node, []).append(role)
+            if any((funcs.exec, funcs.start, funcs.stop, funcs.failed)):
+                rt.set_functions(node, funcs)
+
+    def _recover_running(self) -> None:
+        rt = self.rt
+        running = self.conn.execute(
+            "SELECT id, node_name FROM epochs WHERE state = 'running' ORDER BY id").fetchall()
+        for epoch_id, node in running:
+            if node in rt.configs and rt.configs[node].defer_net_actions:
+                rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                                  data={"reason": "deferred epoch interrupted: runs again"})
+                rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
+                continue
+            self._cancel_interrupted(epoch_id, node)
+        # Jobs whose epoch is startable again (claimed or queued when the process stopped) are
+        # queued afresh by the runtime; jobs of interrupted epochs end 'cancelled'.
+        rt.journal.add("DELETE FROM epoch_jobs WHERE state != 'done' AND epoch_id IN "
+                       "(SELECT id FROM epochs WHERE state = 'startable')", ())
+
+    def _cancel_interrupted(self, epoch_id: str, node: str) -> None:
+        rt = self.rt
+        salvo_row = self.conn.execute("SELECT salvo FROM epochs WHERE id = ?", (epoch_id,)).fetchone()
+        ports = {packet: port for port, packet in json.loads(salvo_row[0] or "[]")}
+        inside = [row[0] for row in self.conn.execute(
+            "SELECT id FROM packets WHERE state = 'live' AND location IN ('node', 'output_port') AND epoch_id = ?",
+            (epoch_id,))]
+        events = [Event("PacketDestroyed", epoch_id, packet, node) for packet in inside]
+        events.append(Event("EpochCancelled", epoch_id, None, node))
+        rt.journal.record("CancelInterruptedEpoch", events, epoch_id=epoch_id, node_name=node,
+                          data={"reason": "interrupted"})
+        keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
+        for packet in inside:
+            stored = rt.values.discard(packet)
+            if keep:
+                rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports.get(packet),
+                                       epoch_id=epoch_id, reason="interrupted", error=INTERRUPTED, stored=stored)
+        rt.journal.set_epoch_error(epoch_id, "cancelled", INTERRUPTED, "Interrupted")
+        rt.journal.add("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = 'cancelled' "
+                       "WHERE epoch_id = ? AND state != 'done'", (rt.journal.now(), epoch_id))
+
+    def _rebuild_sim(self) -> None:
+        rt, sim = self.rt, self.rt.sim
+        rt.journal.commit()  # the recovery above is on disk before the sim is rebuilt from disk
+        admitted_inbox = "SELECT item_id FROM inbox"
+        epochs = self.conn.execute(
+            f"SELECT id, node_name, salvo_condition, salvo FROM epochs WHERE state = 'startable' "
+            f"AND id NOT IN ({admitted_inbox}) ORDER BY id").fetchall()
+        for epoch_id, node, condition, salvo in epochs:
+            packets = [(port, packet) for port, packet in json.loads(salvo or "[]")]
+            for port, packet in packets:
+                sim.create_packet(None, netrun_id=packet)
+                sim.move_to_input_port(packet, node, port)
+            _, events = sim.create_epoch(node, condition or "inject", packets, netrun_id=epoch_id)
+            rt.track(events)
+        edges = {(e.source.node_name, e.source.port_name, e.target.node_name, e.target.port_name): e
+                 for e in sim.graph.edges()}
+        live = self.conn.execute(
+            f"SELECT id, location, node_name, port_name, from_node, from_port FROM packets "
+            f"WHERE state = 'live' AND location IN ('input_port', 'edge') AND id NOT IN ({admitted_inbox}) "
+            f"ORDER BY id").fetchall()
+        for packet, location, node, port, from_node, from_port in live:
+            sim.create_packet(None, netrun_id=packet)
+            if location == "input_port":
+                sim.move_to_input_port(packet, node, port)
+            else:
+                sim.move_to_edge(packet, edges[(from_node, from_port, node, port)])
