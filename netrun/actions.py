@@ -13,7 +13,7 @@ import netrun_sim as ns
 
 from . import faults
 from .context import Packet
-from .errors import PacketNotInEpoch, PortFull, PortNotFound, SalvoConditionError
+from .errors import PacketNotInEpoch, PacketTypeMismatch, PortFull, PortNotFound, SalvoConditionError
 from .sim import Location
 
 if TYPE_CHECKING:
@@ -23,12 +23,39 @@ if TYPE_CHECKING:
 class EpochOps:
     """What both flavours share: the epoch's identity, its packets, and misuse errors."""
 
-    def __init__(self, rt: Runtime, epoch_id: str, node_name: str, inside: set[str]) -> None:
+    def __init__(self, rt: Runtime, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
         self.rt = rt
         self.epoch_id = epoch_id
         self.node_name = node_name
-        self.inside = set(inside)  # keys of packets inside the epoch (not yet consumed or loaded)
+        self.ports = ports  # input packet ID -> the input port it came from
+        self.inside = set(ports)  # keys of packets inside the epoch (not yet consumed or loaded)
         self.received: dict[str, Any] = {}  # packet key -> value consumed, for the failure context
+        self.created: dict[str, Any] = {}  # packet key -> value, for packets created by this epoch
+        types = rt.port_types.get(node_name)
+        self.in_types = types["in"] if types else {}
+        self.out_types = types["out"] if types else {}
+
+    def _check_type(self, side: str, port: str | None, key: str, value: Any) -> None:
+        """Raise PacketTypeMismatch if `port` has a type that `value` does not match."""
+        ptype = (self.in_types if side == "input" else self.out_types).get(port)
+        if ptype is not None and not ptype.accepts(value):
+            raise PacketTypeMismatch(
+                f"{self._where()} {side} port {port!r}: packet {key} holds a {type(value).__name__}, "
+                f"expected {ptype.describe()}", node_name=self.node_name, port_name=port, packet_id=key,
+                expected=ptype.describe(), actual=type(value).__name__)
+
+    def _value_for_out_check(self, key: str, port: str) -> tuple[bool, Any]:
+        """(known, value) of a packet about to be loaded into a typed output port.
+
+        A value function's value is not known before consumption: not checked here."""
+        if port not in self.out_types:
+            return False, None
+        if key in self.created:
+            return True, self.created[key]
+        stored = self.rt.values.peek(key)
+        if stored is None or stored[0] != "value":
+            return False, None
+        return True, self.rt.values.materialize(key, *stored)
 
     def _where(self, port: str | None = None) -> str:
         where = f"node {self.node_name!r} epoch {self.epoch_id}"
@@ -64,7 +91,9 @@ class ImmediateActions(EpochOps):
     def consume(self, packet: Packet) -> Any:
         packet_id = self._check_inside(packet)
         rt = self.rt
-        value = rt.values.consume(packet_id)
+        value = rt.values.get(packet_id)
+        self._check_type("input", self.ports.get(packet_id), packet_id, value)
+        rt.values.forget(packet_id, consumed_value=value)
         events = rt.sim.consume_packet(packet_id)
         rt.journal.record("ConsumePacket", events, epoch_id=self.epoch_id, packet_id=packet_id,
                           node_name=self.node_name)
@@ -87,6 +116,8 @@ class ImmediateActions(EpochOps):
         serialized = self.rt.values.serialize(value, where=self._where())
         packet_id = self._new_packet()
         self.rt.values.store(packet_id, serialized)
+        if self.out_types:
+            self.created[packet_id] = value
         return Packet(packet_id)
 
     def create_from_value_func(self, func: Callable[[], Any]) -> Packet:
@@ -100,6 +131,9 @@ class ImmediateActions(EpochOps):
         if port_name not in node.out_ports:
             raise self._no_output_port(port_name, node.out_ports)
         packet_id = self._check_inside(packet, port_name)
+        known, value = self._value_for_out_check(packet_id, port_name)
+        if known:
+            self._check_type("output", port_name, packet_id, value)
         try:
             events = self.rt.sim.load_output_port(packet_id, port_name)
         except ns.OutputPortFullError as exc:

@@ -86,8 +86,18 @@ class DeadLetterQueue:
             path = os.path.join(self._path, f"{entry.seq:08d}-{packet_id}.pkl")
             journal.after_commit(lambda: _write_atomic(path, pickle.dumps(entry)))
         if self._callback is not None:
-            callback = self._callback
-            journal.after_commit(lambda: callback(entry))
+            journal.after_commit(lambda: self._notify(entry))
+
+    def _notify(self, entry: DeadLetter) -> None:
+        """Call the dead-letter callback; an error is written to the node log, never lost or fatal."""
+        try:
+            self._callback(entry)
+        except Exception as exc:  # noqa: BLE001 - recorded in node_logs
+            journal = self.rt.journal
+            journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                        (entry.epoch_id, entry.node_name or "", journal.now(),
+                         f"dead_letter_callback raised {type(exc).__name__}: {exc} (dead letter #{entry.seq}, "
+                         f"packet {entry.packet_id})"))
 
     def _select(self, where: str, params: tuple) -> list[DeadLetter]:
         self.rt.journal.commit()

@@ -87,8 +87,8 @@ def _term_ok(term: Any, counts: dict[str, int], capacities: dict[str, int | None
 class DeferredActions(EpochOps):
     """Queues an epoch's operations; `apply()` hands them to the sim at success."""
 
-    def __init__(self, rt: Runtime, epoch_id: str, node_name: str, inside: set[str]) -> None:
-        super().__init__(rt, epoch_id, node_name, inside)
+    def __init__(self, rt: Runtime, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
+        super().__init__(rt, epoch_id, node_name, ports)
         self.queue: list[tuple] = []
         node = rt.graph_nodes[node_name]
         self._capacity = {p: (port.slots_spec.capacity if isinstance(port.slots_spec, ns.PortSlotSpecFinite) else None)
@@ -110,6 +110,7 @@ class DeferredActions(EpochOps):
             value = self.rt.values.materialize(key, *self._serialized[key])
         else:
             value = self.rt.values.get(key)
+            self._check_type("input", self.ports.get(key), key, value)
         self.inside.discard(key)
         self.received[key] = value
         self.queue.append(("consume", key))
@@ -125,7 +126,10 @@ class DeferredActions(EpochOps):
         return packet
 
     def create(self, value: Any) -> DeferredPacket:
-        return self._create(self.rt.values.serialize(value, where=self._where()))
+        packet = self._create(self.rt.values.serialize(value, where=self._where()))
+        if self.out_types:
+            self.created[packet._key] = value
+        return packet
 
     def create_from_value_func(self, func: Callable[[], Any]) -> DeferredPacket:
         return self._create(self.rt.values.serialize_func(func, where=self._where()))
@@ -134,6 +138,9 @@ class DeferredActions(EpochOps):
         if port_name not in self._loaded:
             raise self._no_output_port(port_name, self._loaded)
         key = self._check_inside(packet, port_name)
+        known, value = self._value_for_out_check(key, port_name)
+        if known:
+            self._check_type("output", port_name, key, value)
         capacity = self._capacity[port_name]
         if capacity is not None and self._loaded[port_name] >= capacity:
             raise PortFull(f"{self._where(port_name)}: output port is full ({capacity} slots), cannot load "

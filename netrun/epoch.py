@@ -46,11 +46,11 @@ class EpochRun:
         rt, cfg = self.rt, self.config
         timestamps: list = []
         exceptions: list[BaseException] = []
-        attempt = 0
+        attempt = rt.attempt_base.pop(self.epoch_id, 0)
         while True:
             started_at = rt.journal.now()
             actions = (DeferredActions if cfg.defer_net_actions else ImmediateActions)(
-                rt, self.epoch_id, self.node, set(self.ports))
+                rt, self.epoch_id, self.node, self.ports)
             ctx = NodeExecutionContext(epoch_id=self.epoch_id, node_name=self.node, net=rt.net, actions=actions,
                                        retry_count=attempt, retry_timestamps=timestamps,
                                        retry_exceptions=exceptions)

@@ -236,12 +236,20 @@ class Journal:
                 self._restore(part)
             raise
         faults.hit("after_commit")
+        # Everything below runs once the data is durable; one failing callback must not
+        # skip the others or the history hooks. The first error is raised at the end.
+        first: BaseException | None = None
         for part in taken:
             for callback in part[4]:
-                callback()
+                try:
+                    callback()
+                except Exception as exc:  # noqa: BLE001 - re-raised below
+                    first = first or exc
         history = taken[0][1] + taken[1][1] if len(taken) > 1 else taken[0][1]
         for hook in self.commit_hooks:
             hook(history)
+        if first is not None:
+            raise first
         return result
 
     def _write(self, taken: tuple) -> None:

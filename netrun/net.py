@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 import netrun_sim as ns
 
-from . import __version__
+from . import __version__, port_types
 from .clock import iso
 from .config import NetConfig, parse_net_config, update_node_config
 from .deadletters import DeadLetterQueue
@@ -25,6 +25,7 @@ from .errors import (
     CorruptDatabase,
     NetClosedError,
     NotANetrunDatabase,
+    PortNotFound,
     ReadOnlyQueryError,
     StorageError,
 )
@@ -271,6 +272,43 @@ class Net:
         rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
                        (json.dumps(updated.to_json()), node_name))
         rt.journal.commit()
+
+    def set_input_port_type(self, node_name: str, port_name: str, port_type: Any) -> None:
+        """Type an input port; checked when one of its packets is consumed (see README "Port types").
+
+        `port_type=None` removes the type. Raises NotFoundError / PortNotFound / ConfigError.
+        """
+        self._set_port_type(node_name, "in", port_name, port_type)
+
+    def set_output_port_type(self, node_name: str, port_name: str, port_type: Any) -> None:
+        """Type an output port; checked when a packet is loaded into it."""
+        self._set_port_type(node_name, "out", port_name, port_type)
+
+    def _set_port_type(self, node_name: str, side: str, port_name: str, port_type: Any) -> None:
+        rt = self._live()
+        node = rt.node(node_name)
+        ports = node.in_ports if side == "in" else node.out_ports
+        label = "input" if side == "in" else "output"
+        if port_name not in ports:
+            raise PortNotFound(f"node {node_name!r} has no {label} port {port_name!r} "
+                               f"({label} ports: {', '.join(sorted(ports)) or 'none'})",
+                               node_name=node_name, port_name=port_name)
+        types = rt.port_types.setdefault(node_name, {"in": {}, "out": {}})
+        if port_type is None:
+            types[side].pop(port_name, None)
+        else:
+            types[side][port_name] = port_types.parse(port_type, where=f"node {node_name!r} {label} port "
+                                                                       f"{port_name!r}")
+        data = {s: {p: t.to_data() for p, t in types[s].items()} for s in ("in", "out")}
+        rt.journal.add("UPDATE node_settings SET port_types = ? WHERE node_name = ?", (json.dumps(data), node_name))
+        rt.journal.commit()
+
+    def get_port_types(self, node_name: str) -> dict[str, dict[str, Any]]:
+        """The node's port types as data: {"in": {port: type}, "out": {port: type}}."""
+        rt = self._live()
+        rt.node(node_name)
+        types = rt.port_types.get(node_name, {"in": {}, "out": {}})
+        return {s: {p: t.to_data() for p, t in types[s].items()} for s in ("in", "out")}
 
     def get_node_config(self, node_name: str) -> dict[str, Any]:
         rt = self._live()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
+from . import port_types
 from .config import NodeConfig
 from .errors import CorruptDatabase
 from .runtime import NodeFunctions
@@ -59,12 +60,19 @@ class Restorer:
 
     def _settings(self) -> None:
         rt = self.rt
-        for node, config, functions in self.conn.execute("SELECT node_name, config, functions FROM node_settings"):
+        rows = self.conn.execute("SELECT node_name, config, functions, port_types FROM node_settings").fetchall()
+        for node, config, functions, types in rows:
             if node not in rt.graph_nodes:
                 continue
             options = json.loads(config)
             if options:
                 rt.configs[node] = NodeConfig(**options)
+            stored_types = json.loads(types)
+            if any(stored_types.values()):
+                rt.port_types[node] = {
+                    side: {port: port_types.from_data(data, where=f"{self.path}: node {node!r} port {port!r}")
+                           for port, data in stored_types.get(side, {}).items()}
+                    for side in ("in", "out")}
             funcs = NodeFunctions()
             for role, path in json.loads(functions).items():
                 try:
@@ -82,6 +90,11 @@ class Restorer:
             if node in rt.configs and rt.configs[node].defer_net_actions:
                 rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
                                   data={"reason": "deferred epoch interrupted: runs again"})
+                # Attempts already recorded keep their numbers; the retry budget goes on from there.
+                done = self.conn.execute("SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts "
+                                         "WHERE epoch_id = ?", (epoch_id,)).fetchone()[0]
+                if done:
+                    rt.attempt_base[epoch_id] = done
                 rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
                 continue
             self._cancel_interrupted(epoch_id, node)

@@ -68,6 +68,8 @@ class Runtime:
         self.journal.commit_hooks.append(self.history)
         self.functions = {name: NodeFunctions() for name in self.graph_nodes}
         self.configs = {name: NodeConfig() for name in self.graph_nodes}
+        # node -> {"in": {port: PortType}, "out": {...}}, only for nodes with typed ports
+        self.port_types: dict[str, dict[str, dict]] = {}
         self.depth = node_depths(graph)
         # Startable epochs: not yet queued (per node, in creation order) and queued.
         # OrderedDict: popping the oldest is O(1) (a plain dict's first key is found by
@@ -77,6 +79,7 @@ class Runtime:
         self.paused = False
         self.started = False
         self.running_epoch: str | None = None  # set while user code of an epoch runs
+        self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.inbox = Inbox(self)
         self.dead_letters = DeadLetterQueue(self)
         self._to_raise: BaseException | None = None

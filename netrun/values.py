@@ -74,6 +74,10 @@ class ValueStore:
             "SELECT kind, data FROM packet_values WHERE packet_id = ?", (packet_id,)).fetchone()
         return (row[0], row[1]) if row else None
 
+    def peek(self, packet_id: str) -> tuple[str, bytes] | None:
+        """The stored (kind, data) of a packet, or None."""
+        return self._load(packet_id)
+
     def get(self, packet_id: str) -> Any:
         """The stored value (a value function is called). Raises NotFoundError."""
         found = self._load(packet_id)

@@ -255,3 +255,27 @@ def test_node_without_dead_letter_queue_reaches_neither_table_nor_callback(tmp_p
         assert net.query("SELECT node_name, reason FROM dead_letters") == [{"node_name": "B", "reason": "failed"}]
         assert [e.node_name for e in net.dead_letter_queue.get_all()] == ["B"]
     assert [(c.node_name, c.value) for c in calls] == [("B", "at-b")]
+
+
+def test_a_raising_dead_letter_callback_loses_no_entry_and_no_history(tmp_path):
+    calls = []
+
+    def callback(entry):
+        calls.append(entry.packet_id)
+        raise RuntimeError("dlq sink down")
+
+    history_file = tmp_path / "history.jsonl"
+    db = tmp_path / "run.db"
+    net = netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue", dead_letter_queue=callback,
+                     history_file=str(history_file))
+    net.set_node_exec("A", refusing(["x", "y"]))
+    net.set_node_config("A", defer_net_actions=True)
+    net.set_node_exec("Sink", collect([]))
+    ids = [net.inject_packet("A", "in", v) for v in ("x", "y")]
+    net.start()
+    net.close()
+    assert sorted(calls) == sorted(ids)
+    logged = [r["text"] for r in rows(db, "SELECT text FROM node_logs WHERE node_name = 'A'")]
+    assert sum("dead_letter_callback raised RuntimeError: dlq sink down" in t for t in logged) == 2
+    lines = history_file.read_text().splitlines()
+    assert len(lines) == rows(db, "SELECT count(*) AS n FROM history")[0]["n"]

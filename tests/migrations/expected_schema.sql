@@ -124,7 +124,7 @@ CREATE TABLE node_settings (
     node_name  TEXT PRIMARY KEY,
     config     TEXT NOT NULL,          -- JSON of the node options
     functions  TEXT NOT NULL DEFAULT '{}'  -- JSON: role -> "module.qualname"
-) STRICT;
+, port_types TEXT NOT NULL DEFAULT '{}') STRICT;
 
 -- table packet_values on packet_values
 CREATE TABLE packet_values (
