@@ -11,16 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 import netrun_sim as ns
 
+import inspect
+from abc import ABC, abstractmethod
+
 from . import faults
 from .context import Packet
 from .errors import PacketNotInEpoch, PacketTypeMismatch, PortFull, PortNotFound, SalvoConditionError
 from .sim import Location
+from .values import resolve_sync
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
 
-class EpochOps:
+class EpochOps(ABC):
     """What both flavours share: the epoch's identity, its packets, and misuse errors."""
 
     def __init__(self, rt: Runtime, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
@@ -84,14 +88,31 @@ class EpochOps:
                                    f"(conditions: {', '.join(sorted(conditions)) or 'none'})",
                                    node_name=self.node_name, salvo_condition=name)
 
+    # consume = _take (may give an awaitable, for an async value function) + _consumed
+    def consume(self, packet: Any) -> Any:
+        key, value = self._take(packet)
+        return self._consumed(key, resolve_sync(value))
+
+    async def consume_async(self, packet: Any) -> Any:
+        key, value = self._take(packet)
+        if inspect.isawaitable(value):
+            value = await value
+        return self._consumed(key, value)
+
+    def _take(self, packet: Any) -> tuple[str, Any]:
+        key = self._check_inside(packet)
+        return key, self.rt.values.get(key)
+
+    @abstractmethod
+    def _consumed(self, key: str, value: Any) -> Any:
+        """Record the consumption of `key` (its value now known); returns the value."""
+
 
 class ImmediateActions(EpochOps):
     """Each operation is one sim action, journaled at once (`defer_net_actions=False`)."""
 
-    def consume(self, packet: Packet) -> Any:
-        packet_id = self._check_inside(packet)
+    def _consumed(self, packet_id: str, value: Any) -> Any:
         rt = self.rt
-        value = rt.values.get(packet_id)
         self._check_type("input", self.ports.get(packet_id), packet_id, value)
         rt.values.forget(packet_id, consumed_value=value)
         events = rt.sim.consume_packet(packet_id)

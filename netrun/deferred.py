@@ -104,12 +104,14 @@ class DeferredActions(EpochOps):
         return super()._packet_key(packet, port)
 
     # -- the context operations ------------------------------------------------------------
-    def consume(self, packet: Packet | DeferredPacket) -> Any:
+    def _take(self, packet: Packet | DeferredPacket) -> tuple[str, Any]:
         key = self._check_inside(packet)
         if key in self._created:
-            value = self.rt.values.materialize(key, *self._serialized[key])
-        else:
-            value = self.rt.values.get(key)
+            return key, self.rt.values.materialize(key, *self._serialized[key])
+        return key, self.rt.values.get(key)
+
+    def _consumed(self, key: str, value: Any) -> Any:
+        if key not in self._created:
             self._check_type("input", self.ports.get(key), key, value)
         self.inside.discard(key)
         self.received[key] = value

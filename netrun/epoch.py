@@ -10,16 +10,18 @@ An epoch ends in exactly one of three ways, each journaled with the epoch's othe
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import netrun_sim as ns
 
 from .actions import ImmediateActions
 from .capture import capturing
-from .context import NodeExecutionContext, NodeFailureContext, Packet
+from .context import AsyncNodeExecutionContext, NodeExecutionContext, NodeFailureContext, Packet
 from .deferred import DeferredActions
 from .errors import EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
 from .queue import Job
+from .values import resolve_sync
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -42,6 +44,20 @@ class EpochRun:
             self.ports[packet_id] = port
 
     def run(self) -> str:
+        """Run a sync epoch to its end (nothing in it suspends); returns the outcome."""
+        coro = self._run(asynchronous=False)
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        coro.close()
+        raise RuntimeError(f"netrun: the sync run of epoch {self.epoch_id} suspended")
+
+    async def run_async(self) -> str:
+        """Run an epoch of an async exec function in the current event loop."""
+        return await self._run(asynchronous=True)
+
+    async def _run(self, *, asynchronous: bool) -> str:
         """Run attempts until success, cancellation or the last failure; returns the outcome."""
         rt, cfg = self.rt, self.config
         timestamps: list = []
@@ -51,10 +67,10 @@ class EpochRun:
             started_at = rt.journal.now()
             actions = (DeferredActions if cfg.defer_net_actions else ImmediateActions)(
                 rt, self.epoch_id, self.node, self.ports)
-            ctx = NodeExecutionContext(epoch_id=self.epoch_id, node_name=self.node, net=rt.net, actions=actions,
-                                       retry_count=attempt, retry_timestamps=timestamps,
-                                       retry_exceptions=exceptions)
-            error, cancelled = self._call_exec(ctx)
+            ctx = (AsyncNodeExecutionContext if asynchronous else NodeExecutionContext)(
+                epoch_id=self.epoch_id, node_name=self.node, net=rt.net, actions=actions, retry_count=attempt,
+                retry_timestamps=timestamps, retry_exceptions=exceptions)
+            error, cancelled = await self._call_exec(ctx)
             if cancelled:
                 self._record_attempt(attempt, started_at, "cancelled", None)
                 self._cancel(reason="cancelled", error=None)
@@ -66,7 +82,7 @@ class EpochRun:
                     return "finished"
             if isinstance(actions, DeferredActions):
                 self._keep_discarded(attempt, actions)
-            self._call_failed(attempt, timestamps, exceptions, actions, error)
+            await self._call_failed(attempt, timestamps, exceptions, actions, error, asynchronous)
             self._record_attempt(attempt, started_at, "failed", error)
             if attempt >= cfg.retries:
                 self._fail(error)
@@ -75,7 +91,10 @@ class EpochRun:
             timestamps.append(rt.clock.now())
             attempt += 1
             rt.journal.add("UPDATE epochs SET attempt = attempt + 1 WHERE id = ?", (self.epoch_id,))
-            rt.clock.sleep(cfg.retry_wait)
+            if asynchronous and cfg.retry_wait:
+                await asyncio.to_thread(rt.clock.sleep, cfg.retry_wait)  # the loop keeps running
+            else:
+                rt.clock.sleep(cfg.retry_wait)
 
     def _record_attempt(self, attempt: int, started_at: str, outcome: str, error: BaseException | None) -> None:
         journal = self.rt.journal
@@ -102,13 +121,23 @@ class EpochRun:
             self.rt.journal.add("INSERT INTO deferred_actions (epoch_id, attempt, seq, action, packet, port_name, "
                                 "salvo_condition) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
-    def _call_exec(self, ctx: NodeExecutionContext) -> tuple[BaseException | None, bool]:
+    async def _call_exec(self, ctx: NodeExecutionContext) -> tuple[BaseException | None, bool]:
         rt, cfg = self.rt, self.config
         began = rt.clock.monotonic()
         error: BaseException | None = None
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
-                self.funcs.exec(ctx, self.packets)
+                result = self.funcs.exec(ctx, self.packets)
+                if inspect.isawaitable(result):
+                    if cfg.timeout is not None:
+                        try:
+                            await asyncio.wait_for(result, cfg.timeout)
+                        except TimeoutError:
+                            raise self._timeout(cfg.timeout, cancelled=True) from None
+                    else:
+                        await result
+                if isinstance(ctx, AsyncNodeExecutionContext):
+                    ctx.check_all_awaited()
             except EpochCancelled:
                 rt.write_logs(self.epoch_id, self.node, capture)
                 return None, True
@@ -117,12 +146,17 @@ class EpochRun:
         rt.write_logs(self.epoch_id, self.node, capture)
         elapsed = rt.clock.monotonic() - began
         if error is None and cfg.timeout is not None and elapsed > cfg.timeout:
-            error = EpochTimeout(f"node {self.node!r} epoch {self.epoch_id} ran {elapsed:.3f}s, over its timeout of "
-                                 f"{cfg.timeout}s" + ("; its deferred actions are discarded" if cfg.defer_net_actions else
-                                 "; packets still inside are destroyed (output already sent stays sent: "
-                                 "use defer_net_actions=True to discard all of it)"), node_name=self.node,
-                                 epoch_id=self.epoch_id)
+            error = self._timeout(elapsed)
         return error, False
+
+    def _timeout(self, elapsed: float, *, cancelled: bool = False) -> EpochTimeout:
+        cfg = self.config
+        what = "was cancelled at" if cancelled else f"ran {elapsed:.3f}s, over"
+        return EpochTimeout(
+            f"node {self.node!r} epoch {self.epoch_id} {what} its timeout of {cfg.timeout}s"
+            + ("; its deferred actions are discarded" if cfg.defer_net_actions else
+               "; packets still inside are destroyed (output already sent stays sent: "
+               "use defer_net_actions=True to discard all of it)"), node_name=self.node, epoch_id=self.epoch_id)
 
     def _unfinished(self, inside: set[str], unsent: bool, cause: BaseException | None = None) -> UnfinishedEpochError:
         error = UnfinishedEpochError(
@@ -146,8 +180,8 @@ class EpochRun:
         rt.do("FinishEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
         return None
 
-    def _call_failed(self, attempt: int, timestamps: list, exceptions: list, actions: Any,
-                     error: BaseException) -> None:
+    async def _call_failed(self, attempt: int, timestamps: list, exceptions: list, actions: Any,
+                           error: BaseException, asynchronous: bool) -> None:
         func = self.funcs.failed
         if func is None:
             return
@@ -158,8 +192,11 @@ class EpochRun:
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
                 result = func(ctx)
-                if asyncio.iscoroutine(result):
-                    asyncio.run(result)
+                if inspect.isawaitable(result):
+                    if asynchronous:
+                        await result
+                    else:
+                        resolve_sync(result)
             except Exception as exc:  # noqa: BLE001 - recorded in the node log and the epoch's error
                 text = f"exec_failed_node_func raised {type(exc).__name__}: {exc}"
                 capture_lines = capture.lines if capture is not None else None

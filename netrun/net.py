@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -144,8 +143,8 @@ class Net:
             CheckpointError: an epoch is running.
         """
         rt = self._live()
-        if rt.running_epoch is not None:
-            raise CheckpointError(f"cannot checkpoint while epoch {rt.running_epoch} is running; call pause() "
+        if rt.running:
+            raise CheckpointError(f"cannot checkpoint while epoch {min(rt.running)} is running; call pause() "
                                   "and checkpoint after run_step()/start() returns", path=os.fspath(directory))
         rt.journal.commit()
         rt.history.flush()
@@ -244,9 +243,6 @@ class Net:
                 continue
             if not callable(func):
                 raise ConfigError(f"node {node_name!r}: {role} must be callable, got {func!r}", node=node_name)
-            if role == "exec_node_func" and inspect.iscoroutinefunction(func):
-                raise ConfigError(f"node {node_name!r}: async exec functions are not supported by this version of "
-                                  "netrun; use a sync function", node=node_name)
         rt.set_functions(node_name, funcs)
         paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
                                                         ("stop", funcs.stop), ("failed", funcs.failed)) if f}
@@ -344,6 +340,14 @@ class Net:
     def start(self) -> None:
         """Run steps until nothing more can run (or the net pauses on an error)."""
         self._live().run_until_done()
+
+    async def async_run_step(self, start_epochs: bool = True) -> None:
+        """`run_step()` for async code: async epochs of a step run concurrently in the running loop."""
+        await self._live().async_run_step(start_epochs=start_epochs)
+
+    async def async_start(self) -> None:
+        """`start()` for async code."""
+        await self._live().async_run_until_done()
 
     def pause(self) -> None:
         """Finish the running epoch, start no new ones; `start()` continues."""

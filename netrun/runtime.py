@@ -10,6 +10,7 @@ commit and the `running` state is durable before user code runs.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +24,14 @@ from .clock import iso
 from .config import NetConfig, NodeConfig
 from .deadletters import DeadLetterQueue
 from .epoch import EpochRun
-from .errors import NodeExecutionFailed, NotFoundError
+from .errors import ConfigError, NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
 from .inbox import Inbox
 from .journal import Journal
-from .queue import EpochQueue
+from .queue import EpochQueue, Job
 from .sim import Event, Sim
-from .values import ValueStore
+from .values import ValueStore, resolve_sync
 
 if TYPE_CHECKING:
     from .net import Net
@@ -78,7 +79,7 @@ class Runtime:
         self.queued: dict[str, str] = {}
         self.paused = False
         self.started = False
-        self.running_epoch: str | None = None  # set while user code of an epoch runs
+        self.running: set[str] = set()  # epochs whose user code is running
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.inbox = Inbox(self)
         self.dead_letters = DeadLetterQueue(self)
@@ -149,9 +150,7 @@ class Runtime:
         cfg = self.configs[node]
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
-                result = func(self.net)
-                if asyncio.iscoroutine(result):
-                    asyncio.run(result)
+                resolve_sync(func(self.net))
             except Exception as exc:
                 raise NodeExecutionFailed(f"{role} of node {node!r} raised {type(exc).__name__}: {exc}",
                                           node_name=node) from exc
@@ -167,18 +166,103 @@ class Runtime:
                 condition, packets = self.sim.epoch_salvo(ev.epoch_id)
                 self.journal.set_epoch_salvo(ev.epoch_id, condition, packets)
 
+    @property
+    def has_async_nodes(self) -> bool:
+        return any(inspect.iscoroutinefunction(f.exec) for f in self.functions.values() if f.exec is not None)
+
     def run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
-        """One step: run until blocked, queue the ready epochs, run them. Returns epochs run."""
+        """One step: run until blocked, queue the ready epochs, run them. Returns epochs run.
+
+        A net with async exec functions runs the step in an event loop of its own, so
+        that its async epochs overlap.
+        """
+        if self.has_async_nodes:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(self.async_run_step(start_epochs=start_epochs, limit=limit))
+            raise ConfigError("this net has async node functions and an event loop is running: "
+                              "use `await net.async_run_step()` / `await net.async_start()`")
+        self._begin_step(start_epochs, limit)
+        ran = self._drain_queue() if start_epochs else 0
+        self.journal.commit()
+        self._raise_pending()
+        return ran
+
+    async def async_run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
+        """`run_step` in the running event loop: async epochs of a batch run concurrently."""
+        self._begin_step(start_epochs, limit)
+        ran = await self._drain_queue_async() if start_epochs else 0
+        self.journal.commit()
+        self._raise_pending()
+        return ran
+
+    def _begin_step(self, start_epochs: bool, limit: int | None) -> None:
         self.ensure_started()
         self.paused = False
         self.inbox.admit()
         self.run_until_blocked()
         if start_epochs:
             self._enqueue_ready(limit)
-        ran = self._drain_queue() if start_epochs else 0
-        self.journal.commit()
-        self._raise_pending()
+
+    async def async_run_until_done(self) -> int:
+        total = 0
+        while True:
+            ran = await self.async_run_step(limit=START_BATCH)
+            total += ran
+            if ran == 0 or self.paused:
+                break
+        if self.config.history_flush_on_pause:
+            self.history.flush()
+        return total
+
+    async def _drain_queue_async(self) -> int:
+        ran = 0
+        while not self.paused:
+            jobs = self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
+            if not jobs:
+                break
+            started = 0
+            tasks: list[asyncio.Task] = []
+            try:
+                for job in jobs:
+                    if self.paused:
+                        break
+                    self._start_job(job)
+                    started += 1
+                    if inspect.iscoroutinefunction(self.functions[job.node_name].exec):
+                        tasks.append(asyncio.ensure_future(self._run_job_async(job)))
+                    else:
+                        self._run_job(job)
+                    ran += 1
+                if tasks:
+                    await asyncio.gather(*tasks)
+            finally:
+                self.queue.release([j.epoch_id for j in jobs[started:]])
+            self.journal.commit_if_large()
         return ran
+
+    def _start_job(self, job: Job) -> None:
+        self._wait_for_rate_limit(job.node_name)
+        self.do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id, node_name=job.node_name)
+        if not self.configs[job.node_name].defer_net_actions:
+            self.journal.commit()  # durable before the node's code runs (never run twice)
+
+    def _run_job(self, job: Job) -> None:
+        self.running.add(job.epoch_id)
+        try:
+            outcome = EpochRun(self, job).run()
+        finally:
+            self.running.discard(job.epoch_id)
+        self.queue.complete(job.epoch_id, outcome)
+
+    async def _run_job_async(self, job: Job) -> None:
+        self.running.add(job.epoch_id)
+        try:
+            outcome = await EpochRun(self, job).run_async()
+        finally:
+            self.running.discard(job.epoch_id)
+        self.queue.complete(job.epoch_id, outcome)
 
     def run_until_done(self) -> int:
         """Steps until nothing can run (or the net pauses). Returns epochs run."""
@@ -225,18 +309,9 @@ class Runtime:
                 for job in jobs:
                     if self.paused:
                         break
-                    self._wait_for_rate_limit(job.node_name)
-                    self.do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id,
-                            node_name=job.node_name)
+                    self._start_job(job)
                     started += 1
-                    if not self.configs[job.node_name].defer_net_actions:
-                        self.journal.commit()
-                    self.running_epoch = job.epoch_id
-                    try:
-                        outcome = EpochRun(self, job).run()
-                    finally:
-                        self.running_epoch = None
-                    self.queue.complete(job.epoch_id, outcome)
+                    self._run_job(job)
                     ran += 1
                     if ran % DRAIN_EVERY == 0:
                         self.run_until_blocked()

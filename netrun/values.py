@@ -11,6 +11,9 @@ each consumed value to `<path>/<PacketID>.pkl`.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
 import os
 import pickle
 import tempfile
@@ -95,10 +98,12 @@ class ValueStore:
             return pickle.loads(data)
         func = cloudpickle.loads(data)
         try:
-            return func()
+            result = func()
         except Exception as exc:
-            raise ValueFunctionFailed(f"the value function of packet {packet_id} raised "
-                                      f"{type(exc).__name__}: {exc}", packet_id=packet_id) from exc
+            raise _failed(packet_id, exc) from exc
+        if inspect.isawaitable(result):
+            return _awaiting(packet_id, result)
+        return result
 
     def consume(self, packet_id: str) -> Any:
         """Read the value for consumption and schedule its removal (or keep it, per config)."""
@@ -132,6 +137,31 @@ class ValueStore:
         self._unflushed.pop(packet_id, None)
         self.journal.add("DELETE FROM packet_values WHERE packet_id = ?", (packet_id,))
         return found
+
+
+def _failed(packet_id: str, exc: BaseException) -> ValueFunctionFailed:
+    return ValueFunctionFailed(f"the value function of packet {packet_id} raised {type(exc).__name__}: {exc}",
+                               packet_id=packet_id)
+
+
+async def _awaiting(packet_id: str, awaitable: Any) -> Any:
+    """An async value function's result, with its failure wrapped like a sync one's."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        raise _failed(packet_id, exc) from exc
+
+
+def resolve_sync(value: Any) -> Any:
+    """The value of an async value function, from sync code (its own loop, or a helper thread)."""
+    if not inspect.isawaitable(value):
+        return value
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(value)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, value).result()
 
 
 def _write_atomic(path: str, data: bytes) -> None:
