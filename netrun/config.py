@@ -59,6 +59,7 @@ class NetConfig:
     dead_letter_queue: Any = "memory"
     dead_letter_path: str | None = None
     dead_letter_callback: Callable[..., Any] | None = None
+    pool_selection: str = "least_busy"
     clock: Clock = field(default_factory=SystemClock)
 
     def to_json(self) -> dict:
@@ -109,6 +110,9 @@ def parse_net_config(options: dict[str, Any]) -> NetConfig:
         if dlq == "callback" and not o.get("dead_letter_callback"):
             raise ConfigError("net option 'dead_letter_queue'='callback' needs 'dead_letter_callback'",
                               option="dead_letter_callback")
+    if "pool_selection" in o:
+        _check(owner, "pool_selection", o["pool_selection"] in ("least_busy", "round_robin"),
+               "'least_busy' or 'round_robin'", o["pool_selection"])
     if "clock" in o:
         _check(owner, "clock", all(hasattr(o["clock"], m) for m in ("now", "monotonic", "sleep")),
                "an object with now(), monotonic() and sleep()", o["clock"])

@@ -124,7 +124,7 @@ class DeferredActions(EpochOps):
         self._created[packet._key] = packet
         self._serialized[packet._key] = serialized
         self.inside.add(packet._key)
-        self.queue.append(("create", packet, serialized))
+        self.queue.append(("create", packet._key, serialized))
         return packet
 
     def create(self, value: Any) -> DeferredPacket:
@@ -177,28 +177,40 @@ class DeferredActions(EpochOps):
     # -- commit ----------------------------------------------------------------------------------
     def apply(self) -> None:
         """Hand the queue to the sim in order and journal it (the caller commits)."""
-        rt, epoch_id, node = self.rt, self.epoch_id, self.node_name
-        resolved: dict[str, str] = {}
-        for op in self.queue:
-            kind = op[0]
-            if kind == "consume":
-                key = op[1]
-                packet_id = resolved.get(key, key)
-                rt.values.forget(packet_id, consumed_value=self.received[key])
-                rt.journal.record("ConsumePacket", rt.sim.consume_packet(packet_id), epoch_id=epoch_id,
-                                  packet_id=packet_id, node_name=node)
-            elif kind == "create":
-                packet, serialized = op[1], op[2]
-                packet_id, events = rt.sim.create_packet(epoch_id)
-                rt.journal.record("CreatePacket", events, epoch_id=epoch_id, packet_id=packet_id, node_name=node,
-                                  created_at=Location("node", node, None, epoch_id))
-                rt.values.store(packet_id, serialized)
-                packet._resolved = resolved[packet._key] = packet_id
-            elif kind == "load":
-                port, key = op[1], op[2]
-                packet_id = resolved.get(key, key)
-                rt.journal.record("LoadPacketIntoOutputPort", rt.sim.load_output_port(packet_id, port),
-                                  epoch_id=epoch_id, packet_id=packet_id, node_name=node, data={"port": port})
-            else:
-                rt.journal.record("SendOutputSalvo", rt.sim.send_output_salvo(epoch_id, op[1]), epoch_id=epoch_id,
-                                  node_name=node, data={"salvo_condition": op[1]})
+        resolved = apply_queue(self.rt, self.epoch_id, self.node_name, self.queue, self.received)
+        for key, packet in self._created.items():
+            packet._resolved = resolved.get(key)
+
+
+def apply_queue(rt: Runtime, epoch_id: str, node: str, queue: list[tuple], received: dict[str, Any]) -> dict:
+    """Apply a deferred queue to the sim, journaling each action; returns deferred key -> packet ID.
+
+    Queue entries: ("consume", key), ("create", key, (kind, data)), ("load", port, key),
+    ("send", condition). Used at a deferred epoch's success, and by the main process for
+    epochs that ran in a pool.
+    """
+    resolved: dict[str, str] = {}
+    for op in queue:
+        kind = op[0]
+        if kind == "consume":
+            key = op[1]
+            packet_id = resolved.get(key, key)
+            rt.values.forget(packet_id, consumed_value=received.get(key))
+            rt.journal.record("ConsumePacket", rt.sim.consume_packet(packet_id), epoch_id=epoch_id,
+                              packet_id=packet_id, node_name=node)
+        elif kind == "create":
+            key, serialized = op[1], op[2]
+            packet_id, events = rt.sim.create_packet(epoch_id)
+            rt.journal.record("CreatePacket", events, epoch_id=epoch_id, packet_id=packet_id, node_name=node,
+                              created_at=Location("node", node, None, epoch_id))
+            rt.values.store(packet_id, serialized)
+            resolved[key] = packet_id
+        elif kind == "load":
+            port, key = op[1], op[2]
+            packet_id = resolved.get(key, key)
+            rt.journal.record("LoadPacketIntoOutputPort", rt.sim.load_output_port(packet_id, port),
+                              epoch_id=epoch_id, packet_id=packet_id, node_name=node, data={"port": port})
+        else:
+            rt.journal.record("SendOutputSalvo", rt.sim.send_output_salvo(epoch_id, op[1]), epoch_id=epoch_id,
+                              node_name=node, data={"salvo_condition": op[1]})
+    return resolved

@@ -1,6 +1,12 @@
-"""Running one epoch: the user's exec function, retries, and the epoch's ending.
+"""Running one epoch: attempts (the user's code, retries, failure callbacks), then its end.
 
-An epoch ends in exactly one of three ways, each journaled with the epoch's other rows:
+`AttemptLoop` runs the attempts. It needs only a *host* with `journal` (`add`, `now`),
+`values`, `graph_nodes`, `port_types`, `clock` and `net`, so it runs the same way in the
+main thread (host: the runtime) and in a pool worker (host: `worker.WorkerHost`, whose
+journal collects rows for the worker's result transaction).
+
+`EpochRun` (main process only) ends the epoch in exactly one of three ways, each
+journaled with the epoch's other rows:
 - finished: (deferred actions applied, then) `FinishEpoch`;
 - cancelled: `ctx.cancel_epoch()`; its packets are destroyed (and dead-lettered);
 - failed: after the last attempt; its packets are destroyed and dead-lettered with the
@@ -11,41 +17,80 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import netrun_sim as ns
 
-from .actions import ImmediateActions
-from .capture import capturing
+from .actions import EpochOps, ImmediateActions
+from .capture import Capture, capturing
+from .config import NodeConfig
 from .context import AsyncNodeExecutionContext, NodeExecutionContext, NodeFailureContext, Packet
-from .deferred import DeferredActions
+from .deferred import DeferredActions, apply_queue
 from .errors import EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
 from .queue import Job
 from .values import resolve_sync
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .runtime import NodeFunctions, Runtime
 
 
-class EpochRun:
-    """One claimed job, run to its end."""
+@dataclass
+class Outcome:
+    kind: str  # "finished", "cancelled" or "failed"
+    actions: EpochOps | None = None  # the last attempt's operations
+    error: BaseException | None = None
 
-    def __init__(self, rt: Runtime, job: Job) -> None:
-        self.rt = rt
-        self.node = job.node_name
-        self.epoch_id = job.epoch_id
-        self.config = rt.configs[self.node]
-        self.funcs = rt.functions[self.node]
-        _condition, salvo = rt.sim.epoch_salvo(self.epoch_id)
-        self.packets: dict[str, list[Packet]] = {port: [] for port in rt.graph_nodes[self.node].in_ports}
-        self.ports: dict[str, str] = {}
-        for port, packet_id in salvo:
-            self.packets.setdefault(port, []).append(Packet(packet_id))
-            self.ports[packet_id] = port
 
-    def run(self) -> str:
-        """Run a sync epoch to its end (nothing in it suspends); returns the outcome."""
-        coro = self._run(asynchronous=False)
+def write_logs(journal: Any, epoch_id: str | None, node: str, capture: Capture | None) -> None:
+    """Queue the lines a capture collected as node_logs rows."""
+    if capture is None or not capture.lines:
+        return
+    now = journal.now()
+    for line in capture.lines:
+        journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                    (epoch_id, node, now, line))
+
+
+def error_text(error: BaseException) -> str:
+    """`Type: message`, with any notes (e.g. a failure callback that raised) appended."""
+    text = f"{type(error).__name__}: {error}"
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        text += " [" + "; ".join(notes) + "]"
+    return text
+
+
+def salvo_packets(graph_node: ns.Node, salvo: list[tuple[str, str]]) -> tuple[dict[str, list[Packet]], dict]:
+    """The `packets` argument of an exec function, and packet ID -> input port."""
+    packets: dict[str, list[Packet]] = {port: [] for port in graph_node.in_ports}
+    ports: dict[str, str] = {}
+    for port, packet_id in salvo:
+        packets.setdefault(port, []).append(Packet(packet_id))
+        ports[packet_id] = port
+    return packets, ports
+
+
+class AttemptLoop:
+    """The attempts of one epoch, until success, cancellation or the last failure."""
+
+    def __init__(self, host: Any, node: str, epoch_id: str, salvo: list[tuple[str, str]], config: NodeConfig,
+                 funcs: NodeFunctions, *, deferred: bool, finisher: Callable[[EpochOps], BaseException | None],
+                 first_attempt: int = 0) -> None:
+        self.host = host
+        self.node = node
+        self.epoch_id = epoch_id
+        self.config = config
+        self.funcs = funcs
+        self.deferred = deferred
+        self.finisher = finisher
+        self.first_attempt = first_attempt
+        self.packets, self.ports = salvo_packets(host.graph_nodes[node], salvo)
+
+    def run(self) -> Outcome:
+        """Run a sync epoch (nothing in it suspends)."""
+        coro = self.run_async(asynchronous=False)
         try:
             coro.send(None)
         except StopIteration as stop:
@@ -53,77 +98,66 @@ class EpochRun:
         coro.close()
         raise RuntimeError(f"netrun: the sync run of epoch {self.epoch_id} suspended")
 
-    async def run_async(self) -> str:
-        """Run an epoch of an async exec function in the current event loop."""
-        return await self._run(asynchronous=True)
-
-    async def _run(self, *, asynchronous: bool) -> str:
-        """Run attempts until success, cancellation or the last failure; returns the outcome."""
-        rt, cfg = self.rt, self.config
+    async def run_async(self, *, asynchronous: bool = True) -> Outcome:
+        host, cfg = self.host, self.config
         timestamps: list = []
         exceptions: list[BaseException] = []
-        attempt = rt.attempt_base.pop(self.epoch_id, 0)
+        attempt = self.first_attempt
         while True:
-            started_at = rt.journal.now()
-            actions = (DeferredActions if cfg.defer_net_actions else ImmediateActions)(
-                rt, self.epoch_id, self.node, self.ports)
+            started_at = host.journal.now()
+            actions = (DeferredActions if self.deferred else ImmediateActions)(host, self.epoch_id, self.node,
+                                                                                self.ports)
             ctx = (AsyncNodeExecutionContext if asynchronous else NodeExecutionContext)(
-                epoch_id=self.epoch_id, node_name=self.node, net=rt.net, actions=actions, retry_count=attempt,
+                epoch_id=self.epoch_id, node_name=self.node, net=host.net, actions=actions, retry_count=attempt,
                 retry_timestamps=timestamps, retry_exceptions=exceptions)
             error, cancelled = await self._call_exec(ctx)
             if cancelled:
                 self._record_attempt(attempt, started_at, "cancelled", None)
-                self._cancel(reason="cancelled", error=None)
-                return "cancelled"
+                return Outcome("cancelled", actions)
             if error is None:
-                error = self._finish(actions)
+                error = self.finisher(actions)
                 if error is None:
                     self._record_attempt(attempt, started_at, "finished", None)
-                    return "finished"
-            if isinstance(actions, DeferredActions):
+                    return Outcome("finished", actions)
+            if isinstance(actions, DeferredActions) and cfg.defer_net_actions:
                 self._keep_discarded(attempt, actions)
             await self._call_failed(attempt, timestamps, exceptions, actions, error, asynchronous)
             self._record_attempt(attempt, started_at, "failed", error)
             if attempt >= cfg.retries:
-                self._fail(error)
-                return "failed"
+                return Outcome("failed", actions, error)
             exceptions.append(error)
-            timestamps.append(rt.clock.now())
+            timestamps.append(host.clock.now())
             attempt += 1
-            rt.journal.add("UPDATE epochs SET attempt = attempt + 1 WHERE id = ?", (self.epoch_id,))
+            host.journal.add("UPDATE epochs SET attempt = attempt + 1 WHERE id = ?", (self.epoch_id,))
             if asynchronous and cfg.retry_wait:
-                await asyncio.to_thread(rt.clock.sleep, cfg.retry_wait)  # the loop keeps running
+                await asyncio.to_thread(host.clock.sleep, cfg.retry_wait)  # the loop keeps running
             else:
-                rt.clock.sleep(cfg.retry_wait)
+                host.clock.sleep(cfg.retry_wait)
 
     def _record_attempt(self, attempt: int, started_at: str, outcome: str, error: BaseException | None) -> None:
-        journal = self.rt.journal
+        journal = self.host.journal
         journal.add("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, outcome, error, "
                     "error_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (self.epoch_id, attempt, self.node, started_at, journal.now(), outcome,
-                     _error_text(error) if error is not None else None,
+                     error_text(error) if error is not None else None,
                      type(error).__name__ if error is not None else None))
 
     def _keep_discarded(self, attempt: int, actions: DeferredActions) -> None:
         """A failed attempt's deferred queue never reaches the net; its rows are kept for inspection."""
-        rows = []
         for seq, op in enumerate(actions.queue):
             kind = op[0]
-            if kind == "consume":
-                rows.append((self.epoch_id, attempt, seq, "consume", op[1], None, None))
-            elif kind == "create":
-                rows.append((self.epoch_id, attempt, seq, "create", op[1]._key, None, None))
+            if kind == "consume" or kind == "create":
+                row = (self.epoch_id, attempt, seq, kind, op[1], None, None)
             elif kind == "load":
-                rows.append((self.epoch_id, attempt, seq, "load", op[2], op[1], None))
+                row = (self.epoch_id, attempt, seq, "load", op[2], op[1], None)
             else:
-                rows.append((self.epoch_id, attempt, seq, "send", None, None, op[1]))
-        for row in rows:
-            self.rt.journal.add("INSERT INTO deferred_actions (epoch_id, attempt, seq, action, packet, port_name, "
-                                "salvo_condition) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                row = (self.epoch_id, attempt, seq, "send", None, None, op[1])
+            self.host.journal.add("INSERT INTO deferred_actions (epoch_id, attempt, seq, action, packet, port_name, "
+                                  "salvo_condition) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
     async def _call_exec(self, ctx: NodeExecutionContext) -> tuple[BaseException | None, bool]:
-        rt, cfg = self.rt, self.config
-        began = rt.clock.monotonic()
+        host, cfg = self.host, self.config
+        began = host.clock.monotonic()
         error: BaseException | None = None
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
@@ -133,62 +167,40 @@ class EpochRun:
                         try:
                             await asyncio.wait_for(result, cfg.timeout)
                         except TimeoutError:
-                            raise self._timeout(cfg.timeout, cancelled=True) from None
+                            raise self.timeout_error(cancelled=True) from None
                     else:
                         await result
                 if isinstance(ctx, AsyncNodeExecutionContext):
                     ctx.check_all_awaited()
             except EpochCancelled:
-                rt.write_logs(self.epoch_id, self.node, capture)
+                write_logs(host.journal, self.epoch_id, self.node, capture)
                 return None, True
             except Exception as exc:  # noqa: BLE001 - user code: every failure is recorded
                 error = exc
-        rt.write_logs(self.epoch_id, self.node, capture)
-        elapsed = rt.clock.monotonic() - began
+        write_logs(host.journal, self.epoch_id, self.node, capture)
+        elapsed = host.clock.monotonic() - began
         if error is None and cfg.timeout is not None and elapsed > cfg.timeout:
-            error = self._timeout(elapsed)
+            error = self.timeout_error(elapsed)
         return error, False
 
-    def _timeout(self, elapsed: float, *, cancelled: bool = False) -> EpochTimeout:
+    def timeout_error(self, elapsed: float | None = None, *, cancelled: bool = False) -> EpochTimeout:
         cfg = self.config
-        what = "was cancelled at" if cancelled else f"ran {elapsed:.3f}s, over"
+        what = "was stopped at" if cancelled or elapsed is None else f"ran {elapsed:.3f}s, over"
         return EpochTimeout(
             f"node {self.node!r} epoch {self.epoch_id} {what} its timeout of {cfg.timeout}s"
             + ("; its deferred actions are discarded" if cfg.defer_net_actions else
                "; packets still inside are destroyed (output already sent stays sent: "
                "use defer_net_actions=True to discard all of it)"), node_name=self.node, epoch_id=self.epoch_id)
 
-    def _unfinished(self, inside: set[str], unsent: bool, cause: BaseException | None = None) -> UnfinishedEpochError:
-        error = UnfinishedEpochError(
-            f"node {self.node!r} epoch {self.epoch_id}: the exec function returned with packets still inside the "
-            f"epoch ({', '.join(sorted(inside)) or 'none'})" + (" and output loaded but not sent" if unsent else "")
-            + "; consume or send every packet, or cancel the epoch", node_name=self.node, epoch_id=self.epoch_id)
-        error.__cause__ = cause
-        return error
-
-    def _finish(self, actions: ImmediateActions | DeferredActions) -> BaseException | None:
-        rt = self.rt
-        if isinstance(actions, DeferredActions):
-            unsent = any(actions._loaded.values())
-            if actions.inside or unsent:
-                return self._unfinished(actions.inside, unsent)
-            actions.apply()
-        try:
-            events = rt.sim.finish_epoch(self.epoch_id)
-        except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
-            return self._unfinished(actions.inside, isinstance(exc, ns.UnsentOutputSalvoError), exc)
-        rt.do("FinishEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
-        return None
-
-    async def _call_failed(self, attempt: int, timestamps: list, exceptions: list, actions: Any,
+    async def _call_failed(self, attempt: int, timestamps: list, exceptions: list, actions: EpochOps,
                            error: BaseException, asynchronous: bool) -> None:
         func = self.funcs.failed
         if func is None:
             return
-        rt, cfg = self.rt, self.config
+        host, cfg = self.host, self.config
         ctx = NodeFailureContext(epoch_id=self.epoch_id, node_name=self.node, retry_count=attempt,
                                  retry_timestamps=list(timestamps), retry_exceptions=[*exceptions, error],
-                                 input_salvo=self.packets, packet_values=dict(actions.received), _net=rt.net)
+                                 input_salvo=self.packets, packet_values=dict(actions.received), _net=host.net)
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
                 result = func(ctx)
@@ -199,44 +211,117 @@ class EpochRun:
                         resolve_sync(result)
             except Exception as exc:  # noqa: BLE001 - recorded in the node log and the epoch's error
                 text = f"exec_failed_node_func raised {type(exc).__name__}: {exc}"
-                capture_lines = capture.lines if capture is not None else None
-                if capture_lines is not None:
-                    capture_lines.append(text)
+                if capture is not None:
+                    capture.lines.append(text)
                 else:
-                    rt.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                                   (self.epoch_id, self.node, rt.journal.now(), text))
+                    host.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                                     (self.epoch_id, self.node, host.journal.now(), text))
                 error.add_note(text)
-        rt.write_logs(self.epoch_id, self.node, capture)
+        write_logs(host.journal, self.epoch_id, self.node, capture)
 
-    def _cancel(self, *, reason: str, error: str | None) -> None:
+
+def unfinished_error(node: str, epoch_id: str, inside: set[str], unsent: bool,
+                     cause: BaseException | None = None) -> UnfinishedEpochError:
+    error = UnfinishedEpochError(
+        f"node {node!r} epoch {epoch_id}: the exec function returned with packets still inside the "
+        f"epoch ({', '.join(sorted(inside)) or 'none'})" + (" and output loaded but not sent" if unsent else "")
+        + "; consume or send every packet, or cancel the epoch", node_name=node, epoch_id=epoch_id)
+    error.__cause__ = cause
+    return error
+
+
+def check_deferred_complete(node: str, epoch_id: str, actions: EpochOps) -> BaseException | None:
+    """A deferred epoch may end only with nothing left inside and nothing loaded but unsent."""
+    unsent = any(actions._loaded.values())
+    if actions.inside or unsent:
+        return unfinished_error(node, epoch_id, actions.inside, unsent)
+    return None
+
+
+class EpochRun:
+    """One claimed job in the main process: its attempts, then its end."""
+
+    def __init__(self, rt: Runtime, job: Job) -> None:
+        self.rt = rt
+        self.node = job.node_name
+        self.epoch_id = job.epoch_id
+        self.config = rt.configs[self.node]
+        _condition, salvo = rt.sim.epoch_salvo(self.epoch_id)
+        self.loop = AttemptLoop(rt, self.node, self.epoch_id, salvo, self.config, rt.functions[self.node],
+                                deferred=self.config.defer_net_actions, finisher=self._finish,
+                                first_attempt=rt.attempt_base.pop(self.epoch_id, 0))
+
+    def run(self) -> str:
+        return self.end(self.loop.run())
+
+    async def run_async(self) -> str:
+        return self.end(await self.loop.run_async())
+
+    def _finish(self, actions: EpochOps) -> BaseException | None:
         rt = self.rt
-        events = rt.sim.cancel_epoch(self.epoch_id)
-        rt.do("CancelEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
-        keep = self.config.dead_letter_queue
-        for ev in events:
-            if ev.kind != "PacketDestroyed":
-                continue
-            stored = rt.values.discard(ev.packet_id)
-            if keep:
-                rt.dead_letters.record(packet_id=ev.packet_id, node_name=self.node,
-                                       port_name=self.ports.get(ev.packet_id), epoch_id=self.epoch_id,
-                                       reason=reason, error=error, stored=stored)
+        if isinstance(actions, DeferredActions):
+            error = check_deferred_complete(self.node, self.epoch_id, actions)
+            if error is not None:
+                return error
+            actions.apply()
+        try:
+            events = rt.sim.finish_epoch(self.epoch_id)
+        except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
+            return unfinished_error(self.node, self.epoch_id, actions.inside,
+                                    isinstance(exc, ns.UnsentOutputSalvoError), exc)
+        rt.do("FinishEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
+        return None
 
-    def _fail(self, error: BaseException) -> None:
-        rt = self.rt
-        text = _error_text(error)
-        self._cancel(reason="failed", error=text)
-        rt.journal.set_epoch_error(self.epoch_id, "failed", text, type(error).__name__)
-        failure = NodeExecutionFailed(f"node {self.node!r} epoch {self.epoch_id} failed: {text}",
-                                      node_name=self.node, epoch_id=self.epoch_id)
-        failure.__cause__ = error
-        rt.node_failed(failure)
+    def end(self, outcome: Outcome) -> str:
+        if outcome.kind == "cancelled":
+            end_cancelled(self.rt, self.node, self.epoch_id, self.loop.ports, reason="cancelled", error=None)
+        elif outcome.kind == "failed":
+            end_failed(self.rt, self.node, self.epoch_id, self.loop.ports, outcome.error)
+        return outcome.kind
 
 
-def _error_text(error: BaseException) -> str:
-    """`Type: message`, with any notes (e.g. a failure callback that raised) appended."""
-    text = f"{type(error).__name__}: {error}"
-    notes = getattr(error, "__notes__", None)
-    if notes:
-        text += " [" + "; ".join(notes) + "]"
-    return text
+def end_cancelled(rt: Runtime, node: str, epoch_id: str, ports: dict[str, str], *, reason: str,
+                  error: str | None) -> None:
+    """Cancel the epoch in the sim; its packets are destroyed and dead-lettered with their values."""
+    events = rt.sim.cancel_epoch(epoch_id)
+    rt.do("CancelEpoch", events, epoch_id=epoch_id, node_name=node)
+    keep = rt.configs[node].dead_letter_queue
+    for ev in events:
+        if ev.kind != "PacketDestroyed":
+            continue
+        stored = rt.values.discard(ev.packet_id)
+        if keep:
+            rt.dead_letters.record(packet_id=ev.packet_id, node_name=node, port_name=ports.get(ev.packet_id),
+                                   epoch_id=epoch_id, reason=reason, error=error, stored=stored)
+
+
+def end_failed(rt: Runtime, node: str, epoch_id: str, ports: dict[str, str], error: BaseException) -> None:
+    """The last attempt failed: cancel, dead-letter, record the error, apply the net's policy."""
+    text = error_text(error)
+    end_cancelled(rt, node, epoch_id, ports, reason="failed", error=text)
+    rt.journal.set_epoch_error(epoch_id, "failed", text, type(error).__name__)
+    failure = NodeExecutionFailed(f"node {node!r} epoch {epoch_id} failed: {text}", node_name=node,
+                                  epoch_id=epoch_id)
+    failure.__cause__ = error
+    rt.node_failed(failure)
+
+
+def apply_remote(rt: Runtime, node: str, epoch_id: str, salvo: list[tuple[str, str]], outcome: Outcome,
+                 queue: list[tuple], received: dict[str, Any]) -> str:
+    """End an epoch that ran in a pool worker: start it in the sim, apply its actions, end it.
+
+    A non-deferred node's actions up to a failure or cancellation are applied too, as they
+    would have been in the main thread; a deferred node's failed queue is dropped.
+    """
+    rt.do("StartEpoch", rt.sim.start_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
+    _packets, ports = salvo_packets(rt.graph_nodes[node], salvo)
+    deferred = rt.configs[node].defer_net_actions
+    if outcome.kind == "finished" or not deferred:
+        apply_queue(rt, epoch_id, node, queue, received)
+    if outcome.kind == "finished":
+        rt.do("FinishEpoch", rt.sim.finish_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
+    elif outcome.kind == "cancelled":
+        end_cancelled(rt, node, epoch_id, ports, reason="cancelled", error=None)
+    else:
+        end_failed(rt, node, epoch_id, ports, outcome.error)
+    return outcome.kind

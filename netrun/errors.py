@@ -120,3 +120,11 @@ class EpochCancelled(NetrunError):
 
 class UnpicklableValue(NetrunError, TypeError):
     """A packet value or value function cannot be serialized into the database."""
+
+
+class DefinitionError(ConfigError):
+    """A net definition (TOML DSL) is invalid; the message names the file and the node, edge or key."""
+
+
+class ExpressionError(ConfigError):
+    """A salvo condition expression does not parse (the message shows the column and what was expected)."""

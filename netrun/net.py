@@ -198,6 +198,7 @@ class Net:
         rt = self._rt
         try:
             try:
+                rt.pools.stop()  # workers are joined before the store closes
                 rt.stop_nodes()
             finally:
                 rt.journal.commit()
@@ -260,9 +261,8 @@ class Net:
         rt.node(node_name)
         pools = set(self._config.thread_pools) | set(self._config.process_pools)
         updated = update_node_config(node_name, rt.configs[node_name], options, pools=pools)
-        if updated.pool is not None:
-            raise ConfigError(f"node {node_name!r}: thread and process pools are not supported by this version of "
-                              "netrun; nodes run in the main thread (leave 'pool' unset)", option="pool",
+        if rt.pools.started and updated.pool != rt.configs[node_name].pool:
+            raise ConfigError(f"node {node_name!r}: its pool cannot change once the pools run", option="pool",
                               node=node_name)
         rt.configs[node_name] = updated
         rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",

@@ -42,22 +42,25 @@ class EpochQueue:
         self.lease = lease
         self._seq = journal.conn.execute("SELECT coalesce(max(seq), 0) FROM epoch_jobs").fetchone()[0]
 
-    def enqueue(self, epoch_id: str, node_name: str, priority: int = 0) -> None:
-        """Queue a started epoch (buffered: durable with the journal's next commit)."""
+    def enqueue(self, epoch_id: str, node_name: str, priority: int = 0, pool: str | None = None) -> None:
+        """Queue an epoch for the main thread or a pool (buffered: durable with the next commit)."""
         self._seq += 1
         self.journal.add(
-            "INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, state, enqueued_at) "
-            "VALUES (?, ?, ?, ?, 'queued', ?)", (epoch_id, self._seq, node_name, priority, self.journal.now()))
+            "INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, state, enqueued_at, pool) "
+            "VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+            (epoch_id, self._seq, node_name, priority, self.journal.now(), pool))
 
     def claim_in(self, conn: apsw.Connection, worker: str, *, limit: int = 1,
-                 nodes: list[str] | None = None) -> list[Job]:
-        """Claim up to `limit` jobs, in queue order, inside the caller's transaction."""
+                 pool: str | None = None) -> list[Job]:
+        """Claim up to `limit` jobs of `pool` (None: the main thread), in queue order, inside
+        the caller's transaction."""
         now = self.clock.now()
         params: list = [worker, iso(now), iso(now + self.lease)]
-        node_filter = ""
-        if nodes is not None:
-            node_filter = f"AND node_name IN ({', '.join('?' * len(nodes))})"
-            params.extend(nodes)
+        if pool is None:
+            node_filter = "AND pool IS NULL"
+        else:
+            node_filter = "AND pool = ?"
+            params.append(pool)
         params.append(limit)
         rows = conn.execute(_CLAIM.format(node_filter=node_filter), params).fetchall()
         jobs = [Job(row[0], row[1], row[2], row[3]) for row in rows]

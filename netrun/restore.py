@@ -51,8 +51,10 @@ class Restorer:
         """Rebuild node settings and sim state. Returns node -> roles whose function could not be imported."""
         try:
             self._settings()
-            self._recover_running()
+            results = dict(self.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall())
+            self._recover_running(set(results))
             self._rebuild_sim()
+            self._apply_results(results)
             self.rt.journal.commit()
         except apsw.CorruptError as exc:
             raise CorruptDatabase(f"{self.path} is damaged and cannot be resumed: {exc}", path=self.path) from exc
@@ -82,11 +84,15 @@ class Restorer:
             if any((funcs.exec, funcs.start, funcs.stop, funcs.failed)):
                 rt.set_functions(node, funcs)
 
-    def _recover_running(self) -> None:
+    def _recover_running(self, with_results: set[str]) -> None:
         rt = self.rt
         running = self.conn.execute(
             "SELECT id, node_name FROM epochs WHERE state = 'running' ORDER BY id").fetchall()
         for epoch_id, node in running:
+            if epoch_id in with_results:
+                # A pool worker finished it before the stop: rebuilt startable, then its result applies.
+                rt.journal.add("UPDATE epochs SET state = 'startable' WHERE id = ?", (epoch_id,))
+                continue
             if node in rt.configs and rt.configs[node].defer_net_actions:
                 rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
                                   data={"reason": "deferred epoch interrupted: runs again"})
@@ -101,7 +107,8 @@ class Restorer:
         # Jobs whose epoch is startable again (claimed or queued when the process stopped) are
         # queued afresh by the runtime; jobs of interrupted epochs end 'cancelled'.
         rt.journal.add("DELETE FROM epoch_jobs WHERE state != 'done' AND epoch_id IN "
-                       "(SELECT id FROM epochs WHERE state = 'startable')", ())
+                       "(SELECT id FROM epochs WHERE state = 'startable') "
+                       "AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results)", ())
 
     def _cancel_interrupted(self, epoch_id: str, node: str) -> None:
         rt = self.rt
@@ -123,6 +130,18 @@ class Restorer:
         rt.journal.set_epoch_error(epoch_id, "cancelled", INTERRUPTED, "Interrupted")
         rt.journal.add("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = 'cancelled' "
                        "WHERE epoch_id = ? AND state != 'done'", (rt.journal.now(), epoch_id))
+
+    def _apply_results(self, results: dict[str, bytes]) -> None:
+        """Results written by pool workers but not yet applied when the process stopped."""
+        from .pools import apply_result
+
+        for epoch_id, payload in sorted(results.items()):
+            rt = self.rt
+            if epoch_id in rt.queued:  # rebuilt startable; its job row stays claimed until completed
+                rt.queued_per_node[rt.queued.pop(epoch_id)] -= 1
+            for waiting in rt.waiting.values():
+                waiting.pop(epoch_id, None)
+            apply_result(rt, epoch_id, payload)
 
     def _rebuild_sim(self) -> None:
         rt, sim = self.rt, self.rt.sim

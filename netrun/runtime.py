@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,12 +23,13 @@ from .capture import Capture, capturing, install
 from .clock import iso
 from .config import NetConfig, NodeConfig
 from .deadletters import DeadLetterQueue
-from .epoch import EpochRun
+from .epoch import EpochRun, write_logs
 from .errors import ConfigError, NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
 from .inbox import Inbox
 from .journal import Journal
+from .pools import PoolManager
 from .queue import EpochQueue, Job
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
@@ -82,6 +83,9 @@ class Runtime:
         self.running: set[str] = set()  # epochs whose user code is running
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.inbox = Inbox(self)
+        self.pools = PoolManager(self)
+        self.queued_per_node: Counter[str] = Counter()
+        self._to_signal: Counter[str] = Counter()
         self.dead_letters = DeadLetterQueue(self)
         self._to_raise: BaseException | None = None
         self._last_start: dict[str, float] = {}
@@ -113,7 +117,10 @@ class Runtime:
             if kind == "EpochCreated":
                 self.waiting[ev.node_name][ev.epoch_id] = None
             elif kind in ("EpochStarted", "EpochCancelled", "EpochFinished"):
-                if self.queued.pop(ev.epoch_id, None) is None and ev.node_name is not None:
+                node = self.queued.pop(ev.epoch_id, None)
+                if node is not None:
+                    self.queued_per_node[node] -= 1
+                elif ev.node_name is not None:
                     self.waiting[ev.node_name].pop(ev.epoch_id, None)
 
     def do(self, action: str, events: list[Event], **fields: Any) -> None:
@@ -127,9 +134,19 @@ class Runtime:
         if self.started:
             return
         self.started = True
+        self.pools.ensure_started()
         for name, funcs in self.functions.items():
-            if funcs.start is not None:
+            if funcs.start is not None and not self._started_by_workers(name):
                 self._call_lifecycle(name, "start_node_func", funcs.start)
+
+    def _started_by_workers(self, node: str) -> bool:
+        """Pool nodes' start/stop functions run in each worker, unless a thread pool node says "global"."""
+        cfg = self.configs[node]
+        if cfg.pool is None:
+            return False
+        names = [cfg.pool] if isinstance(cfg.pool, str) else cfg.pool
+        in_process = any(n in self.config.process_pools for n in names)
+        return in_process or cfg.pool_init_mode == "per_worker"
 
     def stop_nodes(self) -> None:
         """Call every node's stop function; all are called even if one raises (the first error is raised)."""
@@ -138,7 +155,7 @@ class Runtime:
         self.started = False
         first: BaseException | None = None
         for name, funcs in self.functions.items():
-            if funcs.stop is not None:
+            if funcs.stop is not None and not self._started_by_workers(name):
                 try:
                     self._call_lifecycle(name, "stop_node_func", funcs.stop)
                 except NodeExecutionFailed as exc:
@@ -218,6 +235,7 @@ class Runtime:
 
     async def _drain_queue_async(self) -> int:
         ran = 0
+        self._signal_pools()
         while not self.paused:
             jobs = self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
             if not jobs:
@@ -240,6 +258,11 @@ class Runtime:
             finally:
                 self.queue.release([j.epoch_id for j in jobs[started:]])
             self.journal.commit_if_large()
+        while self.pools.dispatched:
+            applied = self.pools.collect(block=False)
+            ran += applied
+            if not applied:
+                await asyncio.sleep(0.002)
         return ran
 
     def _start_job(self, job: Job) -> None:
@@ -285,11 +308,27 @@ class Runtime:
                 continue  # no exec function: its epochs stay startable
             waiting = self.waiting[name]
             priority = self.depth[name]
-            while waiting and budget > 0:
+            cfg = self.configs[name]
+            room = budget if cfg.max_parallel_epochs is None else \
+                min(budget, cfg.max_parallel_epochs - self.queued_per_node[name])
+            while waiting and room > 0:
                 epoch_id, _ = waiting.popitem(last=False)
                 self.queued[epoch_id] = name
-                self.queue.enqueue(epoch_id, name, priority)
+                self.queued_per_node[name] += 1
+                pool = self.pools.select(name) if cfg.pool is not None else None
+                self.queue.enqueue(epoch_id, name, priority, pool)
+                if pool is not None:
+                    self.pools.dispatch(epoch_id, pool)
+                    self._to_signal[pool] += 1
                 budget -= 1
+                room -= 1
+
+    def _signal_pools(self) -> None:
+        """Wake workers for the jobs enqueued since the last signal (after they are committed)."""
+        if self._to_signal:
+            self.journal.commit()
+            self.pools.signal_all(self._to_signal)
+            self._to_signal.clear()
 
     def _drain_queue(self) -> int:
         """Claim jobs in batches and run them.
@@ -300,6 +339,7 @@ class Runtime:
         one commit per batch.
         """
         ran = 0
+        self._signal_pools()
         while not self.paused:
             jobs = self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
             if not jobs:
@@ -313,13 +353,16 @@ class Runtime:
                     started += 1
                     self._run_job(job)
                     ran += 1
+                    if self.pools.dispatched:
+                        ran += self.pools.collect(block=False)
                     if ran % DRAIN_EVERY == 0:
                         self.run_until_blocked()
                     self.journal.commit_if_large()
             finally:
                 # Jobs claimed but never started go back to the queue, whatever happened.
                 self.queue.release([j.epoch_id for j in jobs[started:]])
-        return ran
+        # Pool epochs run on while paused: running epochs finish, and their results apply.
+        return ran + self.pools.collect(block=True)
 
     def _wait_for_rate_limit(self, node: str) -> None:
         rate = self.configs[node].rate_limit_per_second
@@ -363,12 +406,7 @@ class Runtime:
             self.history.flush()
 
     def write_logs(self, epoch_id: str | None, node: str, capture: Capture | None) -> None:
-        if capture is None or not capture.lines:
-            return
-        now = self.journal.now()
-        for line in capture.lines:
-            self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                             (epoch_id, node, now, line))
+        write_logs(self.journal, epoch_id, node, capture)
 
     # -- registration ---------------------------------------------------------------------------
     def set_functions(self, node: str, funcs: NodeFunctions) -> None:

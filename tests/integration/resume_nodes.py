@@ -91,3 +91,18 @@ def record(ctx, packets):
 def swallow(ctx, packets):
     """A sink that only consumes (its values are kept by consumed_packet_storage)."""
     ctx.consume_packet(packets["in"][0])
+
+
+def send_one_then_die(ctx, packets):
+    """Sends one packet, leaves one loaded and one (a value function) inside, commits, then SIGKILLs
+    its own process: a non-deferred epoch interrupted with committed work in every place."""
+    import os
+    import signal
+
+    value = ctx.consume_packet(packets["in"][0])
+    ctx.load_output_port("out", ctx.create_packet(("sent", value)))
+    ctx.send_output_salvo("send_out")
+    ctx.load_output_port("out", ctx.create_packet(("loaded", value)))
+    ctx.create_packet_from_value_func(lambda: ("inside", value))
+    ctx._net.query("SELECT 1")  # commits everything the epoch did so far
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -382,6 +382,46 @@ def test_deferred_epoch_killed_mid_epoch_runs_again_and_delivers_exactly_once(tm
     assert sorted(delivered) == [factor * v for v in (1, 2, 3)]
 
 
+
+KILLED_WITH_OUTPUT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import netrun
+    from netrun.graphs import chain
+    from tests.integration import resume_nodes as rn
+
+    net = netrun.Net(chain("Src", "Mid", "Sink"), db={db!r})
+    net.set_node_exec("Mid", rn.send_one_then_die)
+    net.inject_packet("Mid", "in", 7)
+    net.start()
+    print("the process survived", flush=True)
+""")
+
+
+def test_interrupted_epoch_dead_letters_its_loaded_and_inside_packets_and_keeps_what_it_sent(tmp_path):
+    db = tmp_path / "crash.db"
+    script = tmp_path / "child.py"
+    script.write_text(KILLED_WITH_OUTPUT.format(root=str(REPO), db=str(db)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    [interrupted] = rows(db, "SELECT id FROM epochs WHERE state = 'running' AND node_name = 'Mid'")
+    inside = rows(db, "SELECT id, location FROM packets WHERE state = 'live' AND epoch_id = ? "
+                      "AND location IN ('node', 'output_port') ORDER BY location", (interrupted["id"],))
+    assert rows(db, "SELECT count(*) AS n FROM packets WHERE state = 'live' AND location = 'edge'") == [{"n": 1}]
+    assert [p["location"] for p in inside] == ["node", "output_port"]
+
+    with netrun.Net.resume(db) as net:
+        letters = net.dead_letter_queue.get_all()
+        assert sorted((d.packet_id, d.value_kind, d.reason, d.epoch_id) for d in letters) == sorted(
+            (p["id"], "func" if p["location"] == "node" else "value", "interrupted", interrupted["id"])
+            for p in inside)
+        assert sorted(d.value for d in letters) == [("inside", 7), ("loaded", 7)]
+        net.set_node_exec("Sink", rn.record)
+        net.start()
+        assert rn.RESULTS == [("sent", 7)]  # output sent before the kill stays sent
+        assert net.query("SELECT count(*) AS n FROM packets WHERE state = 'live'") == [{"n": 0}]
+        assert net.query("SELECT state FROM epochs WHERE id = ?", (interrupted["id"],)) == [{"state": "cancelled"}]
+
 # -- files that cannot be resumed ------------------------------------------------------------------
 
 def small_net(path: Path) -> None:

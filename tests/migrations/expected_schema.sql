@@ -54,10 +54,18 @@ CREATE TABLE epoch_jobs (
     claimed_at   TEXT,
     done_at      TEXT,
     outcome      TEXT CHECK (outcome IN ('finished', 'cancelled', 'failed'))
-) STRICT, WITHOUT ROWID;
+, pool TEXT) STRICT, WITHOUT ROWID;
 
 -- index epoch_jobs_queued on epoch_jobs
-CREATE INDEX epoch_jobs_queued ON epoch_jobs (priority DESC, seq) WHERE state = 'queued';
+CREATE INDEX epoch_jobs_queued ON epoch_jobs (pool, priority DESC, seq) WHERE state = 'queued';
+
+-- table epoch_results on epoch_results
+CREATE TABLE epoch_results (
+    epoch_id   TEXT PRIMARY KEY,
+    worker     TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
 
 -- table epochs on epochs
 CREATE TABLE epochs (

@@ -1,0 +1,1 @@
+"""Importable fixtures for the DSL tests: node functions, factories and port type classes."""
