@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
+import time
+
 import apsw
 
 Durability = Literal["normal", "full"]
@@ -24,7 +26,7 @@ def open_connection(path: str, *, durability: Durability = "normal", readonly: b
     """Open `path` with netrun's pragmas. The caller has already checked the file."""
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     conn = apsw.Connection(path, flags=flags)
-    conn.setbusytimeout(BUSY_TIMEOUT_MS)
+    conn.setbusyhandler(_BusyWait(BUSY_TIMEOUT_MS / 1000))
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
     if not readonly:
@@ -33,6 +35,27 @@ def open_connection(path: str, *, durability: Durability = "normal", readonly: b
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA wal_autocheckpoint = 10000")
     return conn
+
+
+class _BusyWait:
+    """Busy handler: retry a locked database every 0.1-1 ms for up to `limit` seconds.
+
+    SQLite's own busy timeout sleeps 1, 2, 5, 10... ms between tries, which starves
+    pool workers that each hold the write lock for well under a millisecond.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._since = 0.0
+
+    def __call__(self, count: int) -> bool:
+        now = time.monotonic()
+        if count == 0:
+            self._since = now
+        if now - self._since > self.limit:
+            return False
+        time.sleep(0.0001 if count < 10 else 0.001)
+        return True
 
 
 @contextmanager

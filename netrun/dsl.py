@@ -397,7 +397,8 @@ def load_definition(path_or_text: str | os.PathLike, *, db: str | os.PathLike | 
                     net.set_node_exec(name, **node.functions)
             except ConfigError as exc:
                 raise _fail(source, where, str(exc), node=name) from exc
-        text = _dumps(net, definition.notes)
+        # The stored definition is the file's (canonical): options given here are the net's, kept in its config.
+        text = _dumps(net, definition.notes, parse_net_config(definition.net_options).to_json())
         net._rt.journal.add("INSERT OR REPLACE INTO net_meta (key, value) VALUES ('definition', ?)", (text,))
         net._rt.journal.commit()
     except BaseException:
@@ -506,11 +507,11 @@ def _functions_doc(net: Net, name: str, stored: dict[str, str | None], source: s
     return out
 
 
-def _document(net: Net, notes: _Notes) -> dict:
-    """The canonical TOML document of `net`: sorted, only non-default options."""
+def _document(net: Net, notes: _Notes, config: dict[str, Any]) -> dict:
+    """The canonical TOML document of `net` with net options `config`: sorted, only non-default options."""
     source = net.db_path
     doc: dict[str, Any] = {}
-    net_doc = _non_default(net._config.to_json(), NetConfig().to_json(), "[net]", source)
+    net_doc = _non_default(config, NetConfig().to_json(), "[net]", source)
     if notes.net_meta is not None:
         net_doc["meta"] = notes.net_meta
     if net_doc:
@@ -562,8 +563,8 @@ def _document(net: Net, notes: _Notes) -> dict:
     return doc
 
 
-def _dumps(net: Net, notes: _Notes) -> str:
-    doc = _document(net, notes)
+def _dumps(net: Net, notes: _Notes, config: dict[str, Any]) -> str:
+    doc = _document(net, notes, config)
     try:
         return tomli_w.dumps(doc)
     except (TypeError, ValueError) as exc:  # a meta value TOML cannot write
@@ -582,7 +583,7 @@ def dumps_definition(net: Net) -> str:
             TOML cannot write (None).
     """
     net._live()
-    return _dumps(net, _stored_notes(net))
+    return _dumps(net, _stored_notes(net), net._config.to_json())
 
 
 def save_definition(net: Net, path: str | os.PathLike) -> None:

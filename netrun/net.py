@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import netrun_sim as ns
 from . import __version__, port_types
 from .clock import iso
 from .config import NetConfig, parse_net_config, update_node_config
+from .control import NetStatus
 from .deadletters import DeadLetterQueue
 from .db import open_connection, rows_as_dicts, transaction
 from .checkpoint import DB_NAME, copy_checkpoint, write_checkpoint
@@ -329,17 +331,60 @@ class Net:
         return self._live().inbox.inject_packet(node_name, port_name, value)
 
     # -- running ----------------------------------------------------------------------------
-    def run_step(self, start_epochs: bool = True) -> None:
-        """Run until blocked, start the ready epochs, and run them to completion (main thread).
+    def run_step(self, start_epochs: bool = True, *, threaded: bool = False) -> None:
+        """Run until blocked, start the ready epochs, and run them to completion.
+
+        With `threaded=True` the step runs in a background thread and this returns at once
+        (see `wait_until_blocked`, `poll`). A SIGINT during a foreground run pauses the net
+        once its running epochs finish, then raises KeyboardInterrupt.
 
         Raises:
             NodeExecutionFailed: with `on_error="raise"`, after pausing; the original is `__cause__`.
         """
-        self._live().run_step(start_epochs=start_epochs)
+        rt = self._live()
+        if threaded:
+            rt.control.run_in_background(lambda: rt.run_step(start_epochs=start_epochs))
+            return
+        with rt.control.foreground():
+            rt.run_step(start_epochs=start_epochs)
 
-    def start(self) -> None:
-        """Run steps until nothing more can run (or the net pauses on an error)."""
-        self._live().run_until_done()
+    def start(self, *, threaded: bool = False) -> None:
+        """Run steps until nothing more can run (or the net pauses). `threaded=True`: in the background."""
+        rt = self._live()
+        if threaded:
+            rt.control.run_in_background(rt.run_until_done)
+            return
+        with rt.control.foreground():
+            rt.run_until_done()
+
+    def wait_until_blocked(self, timeout: float | None = None) -> NetStatus:
+        """Wait for a background run to end (blocked, or paused); returns the status.
+
+        Raises what stopped the run (e.g. NodeExecutionFailed with on_error="raise"), or
+        TimeoutError after `timeout` seconds.
+        """
+        return self._live().control.wait(timeout)
+
+    async def async_wait_until_blocked(self, timeout: float | None = None) -> NetStatus:
+        return await asyncio.to_thread(self.wait_until_blocked, timeout)
+
+    def poll(self) -> NetStatus:
+        """The net's state (running, pausing, paused, blocked, stopped) and per-node epoch counts."""
+        if self._closed:
+            return NetStatus("stopped")
+        return self._rt.control.poll()
+
+    def stop(self) -> None:
+        """Pause (running epochs finish), join every worker and the runner, and close the net."""
+        if not self._closed:
+            self._rt.control.pause()
+        self.close()
+
+    async def async_pause(self) -> None:
+        await asyncio.to_thread(self.pause)
+
+    async def async_stop(self) -> None:
+        await asyncio.to_thread(self.stop)
 
     async def async_run_step(self, start_epochs: bool = True) -> None:
         """`run_step()` for async code: async epochs of a step run concurrently in the running loop."""
@@ -350,8 +395,9 @@ class Net:
         await self._live().async_run_until_done()
 
     def pause(self) -> None:
-        """Finish the running epoch, start no new ones; `start()` continues."""
-        self._live().pause()
+        """Start no new epoch; returns once the running ones finished (from another thread).
+        `start()` continues."""
+        self._live().control.pause()
 
     def get_startable_epochs(self) -> list[str]:
         """IDs of every startable epoch (including those of nodes without an exec function)."""

@@ -29,6 +29,7 @@ from .graphio import node_depths
 from .history import HistoryLog
 from .inbox import Inbox
 from .journal import Journal
+from .control import Controller
 from .pools import PoolManager
 from .queue import EpochQueue, Job
 from .sim import Event, Sim
@@ -84,6 +85,7 @@ class Runtime:
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.inbox = Inbox(self)
         self.pools = PoolManager(self)
+        self.control = Controller(self)
         self.queued_per_node: Counter[str] = Counter()
         self._to_signal: Counter[str] = Counter()
         self.dead_letters = DeadLetterQueue(self)
@@ -117,6 +119,8 @@ class Runtime:
             if kind == "EpochCreated":
                 self.waiting[ev.node_name][ev.epoch_id] = None
             elif kind in ("EpochStarted", "EpochCancelled", "EpochFinished"):
+                if kind != "EpochStarted":
+                    self.control.counts[(ev.node_name, "finished" if kind == "EpochFinished" else "cancelled")] += 1
                 node = self.queued.pop(ev.epoch_id, None)
                 if node is not None:
                     self.queued_per_node[node] -= 1
@@ -388,6 +392,9 @@ class Runtime:
                 failure.add_note(text)
                 self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
                                  (getattr(failure, "epoch_id", None), failure.node_name, self.journal.now(), text))
+        node = failure.node_name
+        self.control.counts[(node, "failed")] += 1
+        self.control.counts[(node, "cancelled")] -= 1  # the failed epoch was counted when cancelled
         policy = self.config.on_error
         if policy in ("pause", "raise"):
             self.pause()

@@ -193,8 +193,6 @@ def test_default_durability_is_normal(tmp_path):
 def test_the_net_connection_has_netruns_pragmas(tmp_path):
     with netrun.Net(graph(), db=tmp_path / "run.db") as net:
         conn = net._rt.journal.conn
-        # apsw has no getter for the busy timeout; the pragma reads it back.
-        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS
         assert BUSY_TIMEOUT_MS >= 1000
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -294,3 +292,37 @@ def test_files_are_created_with_the_path_given(tmp_path):
     with netrun.Net(graph(), db=path) as net:
         assert net.db_path == str(path)
     assert path.exists() and os.path.getsize(path) > 0
+
+
+def test_a_write_waits_for_another_writer_instead_of_failing(tmp_path):
+    """The busy handler retries while another connection holds the write lock."""
+    import threading
+    import time
+
+    from netrun.db import open_connection, transaction
+
+    path = str(tmp_path / "busy.db")
+    first = open_connection(path)
+    first.execute("CREATE TABLE t (x INTEGER)")
+    second = open_connection(path)
+    released = threading.Event()
+
+    def hold_lock() -> None:
+        with transaction(first):
+            first.execute("INSERT INTO t VALUES (1)")
+            time.sleep(0.2)
+        released.set()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    time.sleep(0.05)
+    began = time.monotonic()
+    with transaction(second):  # would raise apsw.BusyError at once without a busy handler
+        second.execute("INSERT INTO t VALUES (2)")
+    waited = time.monotonic() - began
+    holder.join()
+    assert released.is_set()
+    assert waited >= 0.1
+    assert [r[0] for r in second.execute("SELECT x FROM t ORDER BY x")] == [1, 2]
+    first.close()
+    second.close()
