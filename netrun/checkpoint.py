@@ -36,6 +36,9 @@ def _fsync_path(path: str, *, directory: bool = False) -> None:
 def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str | None, manifest: dict) -> None:
     """Snapshot `conn`'s database into `directory` atomically (see module docstring)."""
     os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):  # left by a checkpoint that was killed before its rename
+        if name.startswith(".net-") and name.endswith(".db.tmp"):
+            os.remove(os.path.join(directory, name))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".net-", suffix=".db.tmp")
     os.close(fd)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
+from typing import Any
 
 from .journal import HistoryRecord
 
@@ -54,6 +55,18 @@ class HistoryLog:
             self._pending.extend(converted)
             if len(self._pending) >= self.chunk_size:
                 self.flush(whole_chunks_only=True)
+
+    def catch_up(self, conn: Any) -> None:
+        """After a crash: append the committed records the file never got (it holds a prefix)."""
+        if not self.path or not os.path.exists(self.path):
+            return
+        with open(self.path, "rb") as handle:
+            written = sum(1 for _ in handle)
+        rows = conn.execute("SELECT type, name, action_id, epoch_id, packet_id, node_name, timestamp, data "
+                            "FROM history WHERE seq > ? ORDER BY seq", (written,)).fetchall()
+        if rows:
+            self._pending[:0] = [to_json_record(tuple(r)) for r in rows]
+            self.flush()
 
     def flush(self, *, whole_chunks_only: bool = False) -> None:
         """Append pending records to the file (all of them, or only whole chunks)."""

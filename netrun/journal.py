@@ -213,12 +213,15 @@ class Journal:
         self._packets, self._epochs = packets, epochs
         self._after_commit = callbacks + self._after_commit
 
-    def commit(self, then: Callable[[apsw.Connection], Any] | None = None) -> Any:
+    def commit(self, then: Callable[[apsw.Connection], Any] | None = None, *,
+               only_if: Callable[[apsw.Connection], bool] | None = None) -> Any:
         """Write everything buffered in one IMMEDIATE transaction.
 
         `then(conn)` runs inside the same transaction after the buffered rows (the
         runtime claims the next queue job this way); whatever it records is written in
-        that transaction too. Its result is returned.
+        that transaction too. Its result is returned. With `only_if`, the buffer is written
+        only if `only_if(conn)` holds inside the transaction; otherwise it is dropped and
+        False is returned.
         """
         if then is None and not (self._ops or self._history or self._packets or self._epochs):
             return None
@@ -226,6 +229,8 @@ class Journal:
         result = None
         try:
             with transaction(self.conn):
+                if only_if is not None and not only_if(self.conn):
+                    return False
                 self._write(taken[0])
                 if then is not None:
                     result = then(self.conn)

@@ -19,7 +19,7 @@ from .config import NetConfig, parse_net_config, update_node_config
 from .control import NetStatus
 from .deadletters import DeadLetterQueue
 from .db import open_connection, rows_as_dicts, transaction
-from .checkpoint import DB_NAME, copy_checkpoint, write_checkpoint
+from .checkpoint import DB_NAME, HISTORY, copy_checkpoint, write_checkpoint
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -148,6 +148,10 @@ class Net:
         if rt.running:
             raise CheckpointError(f"cannot checkpoint while epoch {min(rt.running)} is running; call pause() "
                                   "and checkpoint after run_step()/start() returns", path=os.fspath(directory))
+        target = os.path.join(os.fspath(directory), DB_NAME)
+        if os.path.realpath(target) == os.path.realpath(self.db_path):
+            raise CheckpointError(f"cannot checkpoint into {os.fspath(directory)}: its {DB_NAME} is this net's own "
+                                  "database; choose another folder", path=os.fspath(directory))
         rt.journal.commit()
         rt.history.flush()
         write_checkpoint(self._conn, os.fspath(directory), history_file=self._config.history_file,
@@ -168,6 +172,13 @@ class Net:
             db = os.path.join(tmpdir, "net.db")
         path = os.fspath(db)
         copy_checkpoint(os.fspath(directory), path)
+        if "history_file" not in config and json.loads(_read_meta(path)["config"]).get("history_file"):
+            # The original run's history file is not ours to append to: continue a copy of the
+            # checkpoint's history beside the new database.
+            config["history_file"] = path + ".history.jsonl"
+            saved = os.path.join(os.fspath(directory), HISTORY)
+            if os.path.exists(saved):
+                shutil.copyfile(saved, config["history_file"])
         net = cls.resume(path, **config)
         net._tmpdir = tmpdir
         return net

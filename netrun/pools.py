@@ -14,6 +14,7 @@ packets dead-lettered as 'interrupted') and a replacement worker starts.
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
 import multiprocessing
 import queue as queue_module
 import threading
@@ -21,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from .epoch import apply_remote, end_cancelled
+from .epoch import apply_remote, end_cancelled, end_failed
+from .errors import EpochTimeout
 from .worker import WorkerSpec, process_main, read_outcome, thread_main
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
@@ -168,15 +170,65 @@ class PoolManager:
     def collect(self, *, block: bool) -> int:
         """Apply finished pool epochs; with `block`, until none is outstanding. Returns how many."""
         applied = 0
+        timed = {n for n, c in self.rt.configs.items() if c.timeout is not None and c.pool is not None}
         while self.dispatched:
-            epoch_id = self.next_result(0.2 if block else 0.0)
+            epoch_id = self.next_result((0.02 if timed else 0.2) if block else 0.0)
             if epoch_id is None:
                 self.check_workers()
+                if timed:
+                    applied += self.check_deadlines(timed)
                 if not block:
                     break
                 continue
             applied += self.apply_results()
         return applied
+
+    def check_deadlines(self, timed: set[str]) -> int:
+        """Take back pool epochs running past their node's timeout: EpochTimeout into the failure flow.
+
+        A thread cannot be interrupted: its late result is discarded by the worker (and
+        recorded in the node log). A process worker is killed and replaced.
+        """
+        rt = self.rt
+        rt.journal.commit()
+        now = rt.clock.now()
+        rows = rt.journal.conn.execute(
+            "SELECT epoch_id, node_name, worker, claimed_at FROM epoch_jobs WHERE state = 'claimed' "
+            "AND pool IS NOT NULL AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results)").fetchall()
+        ended = 0
+        for epoch_id, node, worker_id, claimed_at in rows:
+            cfg = rt.configs.get(node)
+            if node not in timed or epoch_id not in self.dispatched or claimed_at is None:
+                continue
+            elapsed = (now - datetime.fromisoformat(claimed_at)).total_seconds()
+            if elapsed <= cfg.timeout:
+                continue
+            pool = self.pools[self.dispatched[epoch_id]]
+            rt.journal.add("UPDATE epoch_jobs SET worker = ? WHERE epoch_id = ?", (f"timed-out:{worker_id}", epoch_id))
+            if pool.kind == "process" and worker_id in pool.workers:
+                pool.workers[worker_id].kill()
+            error = EpochTimeout(f"node {node!r} epoch {epoch_id} ran over its timeout of {cfg.timeout}s in worker "
+                                 f"{worker_id}" + ("; the worker was killed" if pool.kind == "process" else
+                                                   "; its late result will be discarded"),
+                                 node_name=node, epoch_id=epoch_id)
+            attempt = rt.journal.conn.execute("SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts "
+                                              "WHERE epoch_id = ?", (epoch_id,)).fetchone()[0]
+            rt.journal.add("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, "
+                           "outcome, error, error_type) VALUES (?, ?, ?, ?, ?, 'failed', ?, 'EpochTimeout')",
+                           (epoch_id, attempt, node, claimed_at, rt.journal.now(), str(error)))
+            if cfg.defer_net_actions and attempt < cfg.retries:
+                rt.journal.add("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, "
+                               "lease_until = NULL WHERE epoch_id = ?", (epoch_id,))
+                rt.journal.commit()
+                pool.signal(1)
+                continue
+            _condition, salvo = rt.sim.epoch_salvo(epoch_id)
+            end_failed(rt, node, epoch_id, {packet: port for port, packet in salvo}, error)
+            rt.queue.complete(epoch_id, "failed")
+            self.applied(epoch_id)
+            ended += 1
+        rt.journal.commit()
+        return ended
 
     def apply_results(self) -> int:
         rt = self.rt

@@ -56,6 +56,7 @@ class Restorer:
             self._rebuild_sim()
             self._apply_results(results)
             self.rt.journal.commit()
+            self.rt.history.catch_up(self.conn)
         except apsw.CorruptError as exc:
             raise CorruptDatabase(f"{self.path} is damaged and cannot be resumed: {exc}", path=self.path) from exc
         return self.unrestored

@@ -320,6 +320,8 @@ class Runtime:
                 self.queued[epoch_id] = name
                 self.queued_per_node[name] += 1
                 pool = self.pools.select(name) if cfg.pool is not None else None
+                if pool is not None and cfg.rate_limit_per_second:
+                    self._wait_for_rate_limit(name)  # a pool epoch starts as soon as it is queued
                 self.queue.enqueue(epoch_id, name, priority, pool)
                 if pool is not None:
                     self.pools.dispatch(epoch_id, pool)

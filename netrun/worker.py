@@ -131,10 +131,24 @@ def run_job(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], worke
     except Exception:  # noqa: BLE001 - a received value that cannot be pickled is not kept
         payload["received"] = {}
         blob = pickle.dumps(payload)
-    host.journal.commit(then=lambda conn: conn.execute(
-        "INSERT INTO epoch_results (epoch_id, worker, payload, created_at) VALUES (?, ?, ?, ?)",
-        (epoch_id, worker_id, blob, host.journal.now())))
+    written = host.journal.commit(
+        then=lambda conn: conn.execute(
+            "INSERT INTO epoch_results (epoch_id, worker, payload, created_at) VALUES (?, ?, ?, ?)",
+            (epoch_id, worker_id, blob, host.journal.now())),
+        only_if=lambda conn: _still_mine(conn, epoch_id, worker_id))
+    if written is False:
+        # The main process took the epoch back (its timeout passed): the late result is dropped.
+        host.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                         (epoch_id, node, host.journal.now(),
+                          f"late result of worker {worker_id} discarded: the epoch had timed out"))
+        host.journal.commit()
+        return None
     return epoch_id
+
+
+def _still_mine(conn: Any, epoch_id: str, worker_id: str) -> bool:
+    row = conn.execute("SELECT worker, state FROM epoch_jobs WHERE epoch_id = ?", (epoch_id,)).fetchone()
+    return row is not None and row[0] == worker_id and row[1] == "claimed"
 
 
 def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:

@@ -262,3 +262,44 @@ def test_checkpoint_killed_before_its_rename_leaves_the_old_one_intact(tmp_path)
         assert net.query("SELECT node_name, count(*) AS n FROM epochs WHERE state = 'finished' GROUP BY 1 "
                          "ORDER BY 1") == [{"node_name": "A", "n": 40}, {"node_name": "Sink", "n": 40}]
     assert {name: sha256(target / name) for name in old_files} == old_files
+
+
+def test_checkpoint_into_the_folder_of_the_live_database_is_refused(tmp_path):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    with netrun.Net(chain("Src", "A", "Sink"), db=folder / "net.db") as net:
+        net.set_node_exec("A", rn.identity)
+        net.set_node_exec("Sink", rn.swallow)
+        for i in range(5):
+            net.inject_packet("A", "in", i)
+        net.run_step()
+        with pytest.raises(netrun.CheckpointError, match="own"):
+            net.save_checkpoint(folder)
+        net.start()
+        assert net.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'")[0]["n"] == 10
+
+
+def test_a_loaded_checkpoint_writes_its_own_history_file(tmp_path):
+    history = tmp_path / "history.jsonl"
+    net = netrun.Net(chain("Src", "A", "Sink"), db=tmp_path / "run.db", history_file=str(history))
+    net.set_node_exec("A", rn.identity)
+    net.set_node_exec("Sink", rn.swallow)
+    for i in range(5):
+        net.inject_packet("A", "in", i)
+    net.run_step()
+    net.save_checkpoint(tmp_path / "ckpt")
+    net.start()
+    net.close()
+    original = history.read_text()
+    loaded = netrun.Net.load_checkpoint(tmp_path / "ckpt", db=str(tmp_path / "copy.db"))
+    loaded.set_node_exec("A", rn.identity)
+    loaded.set_node_exec("Sink", rn.swallow)
+    loaded.start()
+    loaded.close()
+    assert history.read_text() == original
+    copy_history = tmp_path / "copy.db.history.jsonl"
+    lines = copy_history.read_text().splitlines()
+    assert len(lines) == rows(tmp_path / "copy.db", "SELECT count(*) AS n FROM history")[0]["n"]
+    assert (tmp_path / "ckpt" / "history.jsonl").read_text().splitlines() == lines[:len(
+        (tmp_path / "ckpt" / "history.jsonl").read_text().splitlines())]

@@ -16,124 +16,18 @@ from netrun.graphs import chain
 from tests.dsl_fixtures import my_factory
 from tests.dsl_fixtures import nodes as fx
 from tests.dsl_fixtures.compare import describe
-
-# -- the spec's examples ("DSL Format", "Node Factories"), import paths pointed at tests.dsl_fixtures ----------
-SPEC_NET = """\
-[net]
-# Net-level configuration
-on_error = "continue"
-history_file = "./history.jsonl"
-
-[net.thread_pools.io]
-size = 10
-
-[net.process_pools.heavy]
-size = 4
-
-[net.meta]
-# Freeform metadata
-author = "..."
-version = "1.0"
-"""
-
-SPEC_NODE_REST = """\
-[nodes.MyNode.in_salvo_conditions.default]
-when = "nonempty(in1) and nonempty(in2)"
-ports = ["in1", "in2"]  # Optional; if omitted, all input ports are included
-
-[nodes.MyNode.out_salvo_conditions.send]
-when = "nonempty(out)"
-max_salvos = "infinite"  # or a positive integer
-
-[nodes.MyNode.options]
-pool = "io"
-retries = 3
-defer_net_actions = true
-timeout = 30.0
-
-[nodes.MyNode.meta]
-description = "Processes data"
-"""
-
-SPEC_NODE_PORT_LIST = """\
-[nodes.MyNode]
-in_ports = ["in1", "in2"]
-out_ports = ["out"]
-""" + SPEC_NODE_REST
-
-# The spec's "Or with port configuration" form; in2, which its condition names, gets a table too.
-SPEC_NODE_PORT_TABLES = """\
-[nodes.MyNode]
-out_ports = ["out"]
-
-# Or with port configuration
-[nodes.MyNode.in_ports.in1]
-slots = 5
-type = "DataFrame"
-
-[nodes.MyNode.in_ports.in2]
-""" + SPEC_NODE_REST
-
-SPEC_EXEC_FUNCS = """\
-[nodes.MyNode]
-exec_node_func = "tests.dsl_fixtures.nodes.my_exec_func"
-start_node_func = "tests.dsl_fixtures.nodes.my_start_func"
-stop_node_func = "tests.dsl_fixtures.nodes.my_stop_func"
-exec_failed_node_func = "tests.dsl_fixtures.nodes.my_failed_func"
-"""
-
-SPEC_FACTORY = """\
-[nodes.MyNode]
-factory = "tests.dsl_fixtures.my_factory"
-factory_args = { num_inputs = 3, timeout = 30 }
-"""
-
-SPEC_FACTORY_CALLABLE_ARG = """\
-[nodes.MyNode]
-factory = "tests.dsl_fixtures.func_to_node"
-factory_args = { func = "tests.dsl_fixtures.nodes.my_processor", timeout = 30 }
-"""
-
-ABCD = """
-[nodes.A]
-out_ports = ["out"]
-[nodes.B]
-in_ports = ["in"]
-out_ports = ["out"]
-[nodes.C]
-in_ports = ["in1"]
-[nodes.D]
-in_ports = ["in"]
-"""
-
-SPEC_EDGES_INLINE = """\
-edges = [
-    { from = "A.out", to = "B.in" },
-    { from = "B.out", to = "C.in1" },
-    { from = "B.out", to = "D.in" },
-]
-""" + ABCD
-
-SPEC_EDGES_TABLES = ABCD + """
-# Or with metadata
-[[edges]]
-from = "A.out"
-to = "B.in"
-[edges.meta]
-label = "main flow"
-"""
-
-SPEC_EXAMPLES = {
-    "net": SPEC_NET,
-    "node_port_list": SPEC_NET + SPEC_NODE_PORT_LIST,
-    "node_port_tables": SPEC_NET + SPEC_NODE_PORT_TABLES,
-    "exec_funcs": SPEC_EXEC_FUNCS,
-    "factory": SPEC_FACTORY,
-    "factory_callable_arg": SPEC_FACTORY_CALLABLE_ARG,
-    "edges_inline": SPEC_EDGES_INLINE,
-    "edges_tables": SPEC_EDGES_TABLES,
-}
-
+from tests.dsl_fixtures.definitions import (
+    PIPELINE,
+    SPEC_EDGES_INLINE,
+    SPEC_EDGES_TABLES,
+    SPEC_EXAMPLES,
+    SPEC_EXEC_FUNCS,
+    SPEC_FACTORY,
+    SPEC_FACTORY_CALLABLE_ARG,
+    SPEC_NET,
+    SPEC_NODE_PORT_LIST,
+    TYPED_PORTS,
+)
 
 @pytest.fixture(autouse=True)
 def in_tmp_path(tmp_path, monkeypatch):
@@ -198,8 +92,13 @@ def test_the_factory_examples_load_as_written(name):
         assert ports == (["in0", "in1", "in2"] if name == "factory" else ["x", "y"])
 
 
+def test_the_spec_edge_list_fans_out_of_one_port_which_netrun_sim_refuses():
+    with pytest.raises(DefinitionError, match=r"the graph is invalid: output port B\.out.* has 2 outgoing edges"):
+        dsl.load_definition(SPEC_EDGES_INLINE)
+
+
 @pytest.mark.parametrize("name", ["edges_inline", "edges_tables"])
-def test_the_edge_examples_load_as_written(name):
+def test_the_edge_examples_load(name):
     with dsl.load_definition(SPEC_EXAMPLES[name]) as net:
         assert len(net._rt.sim.graph.edges()) == (3 if name == "edges_inline" else 1)
 
@@ -207,6 +106,16 @@ def test_the_edge_examples_load_as_written(name):
 @pytest.mark.parametrize("name", sorted(SPEC_EXAMPLES))
 def test_every_spec_example_round_trips_byte_for_byte(name, tmp_path):
     round_trip(SPEC_EXAMPLES[name], tmp_path, name)
+
+
+def test_every_port_type_form_round_trips(tmp_path):
+    text = round_trip(TYPED_PORTS, tmp_path)
+    assert 'type = "Point"' in text
+    with dsl.load_definition(text) as net:
+        assert net.get_port_types("Out")["in"] == {
+            "exact": {"class": "tests.dsl_fixtures.nodes:Point", "isinstance": False},
+            "classes": {"class": "tests.dsl_fixtures.nodes:Point", "subclass": True},
+            "named": "Point"}
 
 
 def test_meta_and_factories_survive_the_round_trip(tmp_path):
@@ -310,46 +219,6 @@ def test_save_into_a_missing_folder_is_reported(tmp_path):
 
 
 # -- running and resuming ------------------------------------------------------------------------------------
-PIPELINE = """\
-[net]
-on_error = "raise"
-
-[net.meta]
-purpose = "doubling"
-
-[nodes.Source]
-out_ports = ["out"]
-exec_node_func = "tests.dsl_fixtures.nodes.source"
-
-[nodes.Double]
-in_ports = ["in"]
-out_ports = ["out"]
-exec_node_func = "tests.dsl_fixtures.nodes.double"
-
-[nodes.Sum]
-factory = "tests.dsl_fixtures.my_factory"
-factory_args = { num_inputs = 1 }
-
-[nodes.Sink]
-in_ports = ["in"]
-exec_node_func = "tests.dsl_fixtures.nodes.sink"
-[nodes.Sink.meta]
-description = "collects"
-
-[[edges]]
-from = "Source.out"
-to = "Double.in"
-[edges.meta]
-label = "numbers"
-
-[[edges]]
-from = "Double.out"
-to = "Sum.in0"
-
-[[edges]]
-from = "Sum.out"
-to = "Sink.in"
-"""
 
 
 def test_a_net_from_toml_runs_end_to_end():
@@ -357,7 +226,8 @@ def test_a_net_from_toml_runs_end_to_end():
         net.inject_source_epoch("Source")
         net.start()
         assert sorted(fx.RESULTS) == [0, 2, 4]
-        assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 7}]
+        states = net.query("SELECT node_name, state FROM epochs GROUP BY 1, 2 ORDER BY 1")
+        assert states == [{"node_name": n, "state": "finished"} for n in ("Double", "Sink", "Source", "Sum")]
 
 
 def test_a_port_type_from_toml_is_checked():
