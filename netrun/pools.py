@@ -114,8 +114,9 @@ class PoolManager:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.thread_results: queue_module.Queue = queue_module.Queue()
-        self.process_results: Any = None
+        # One channel for every worker's "result written" notices: a multiprocessing queue
+        # when a process pool exists (threads can put on it too), else a plain queue.
+        self.results: Any = None
         self.pools: dict[str, Pool] = {}
         self.started = False
         self._round_robin = itertools.count()
@@ -130,12 +131,11 @@ class PoolManager:
             return
         self.started = True
         config = self.rt.config
-        if config.process_pools:
-            self.process_results = _SPAWN.Queue()
+        self.results = _SPAWN.Queue() if config.process_pools else queue_module.Queue()
         for name, spec in config.thread_pools.items():
-            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "thread", self.thread_results)
+            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "thread", self.results)
         for name, spec in config.process_pools.items():
-            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "process", self.process_results)
+            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "process", self.results)
         for pool in self.pools.values():
             pool.start()
 
@@ -158,14 +158,10 @@ class PoolManager:
 
     def next_result(self, timeout: float) -> str | None:
         """Wait up to `timeout` seconds for a worker's notification; None if none came."""
-        queues = [q for q in (self.thread_results, self.process_results) if q is not None]
-        waits = [timeout] if len(queues) == 1 else [timeout / 2] * 2
-        for q, wait in zip(queues, waits):
-            try:
-                return q.get(timeout=wait) if wait > 0 else q.get_nowait()
-            except queue_module.Empty:
-                continue
-        return None
+        try:
+            return self.results.get(timeout=timeout) if timeout > 0 else self.results.get_nowait()
+        except queue_module.Empty:
+            return None
 
     def collect(self, *, block: bool) -> int:
         """Apply finished pool epochs; with `block`, until none is outstanding. Returns how many."""

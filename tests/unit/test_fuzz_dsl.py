@@ -10,6 +10,7 @@ mutations. Inputs stay small, so each case is bounded in time.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import random
 import time
@@ -25,7 +26,6 @@ from netrun.graphio import term_to_data
 from tests.dsl_fixtures.definitions import (
     PIPELINE,
     SPEC_EXAMPLES,
-    SPEC_EXEC_FUNCS,
     SPEC_FACTORY_CALLABLE_ARG,
     SPEC_NET,
     SPEC_NODE_PORT_TABLES,
@@ -33,12 +33,12 @@ from tests.dsl_fixtures.definitions import (
 )
 
 SEED = 20261128
-DOCUMENTS = 9_000
+DOCUMENTS = 8_000
 EXPRESSIONS = 4_000
 
 # Small valid documents to mutate: every construct of the DSL appears in one of them.
 BASES = [PIPELINE, SPEC_NET + SPEC_NODE_PORT_TABLES, SPEC_EXAMPLES["edges_inline"], SPEC_FACTORY_CALLABLE_ARG,
-         SPEC_EXEC_FUNCS, TYPED_PORTS]
+         TYPED_PORTS]
 
 CHARS = list("[]{}=\".,'#:\n \t-_0123456789aAzZé\\") + ["\x00", "\x7f", "\u2028"]
 WRONG_VALUES = [0, -1, 3, 2**63, 1.5, float("nan"), True, "", "x", "A.out", "nonempty(", "in", [], [1, "a"],
@@ -103,9 +103,10 @@ def _mutate_document(rng: random.Random, doc: dict) -> dict:
             key = rng.choice(sorted(table, key=str))
             # A factory builds what its arguments say: a huge num_inputs would be a huge node, not a netrun bug.
             in_factory_args = "num_inputs" in table or "func" in table
-            table[key] = rng.choice(SMALL_WRONG_VALUES if in_factory_args else WRONG_VALUES)
+            table[key] = copy.deepcopy(rng.choice(SMALL_WRONG_VALUES if in_factory_args else WRONG_VALUES))
         elif kind == 1:  # an unknown key
-            table[rng.choice(["colour", "slot", "ports", "when", "type", "meta", "factory"])] = rng.choice(WRONG_VALUES)
+            key = rng.choice(["colour", "slot", "ports", "when", "type", "meta", "factory"])
+            table[key] = copy.deepcopy(rng.choice(WRONG_VALUES))
         elif kind == 2 and table:  # a key removed
             del table[rng.choice(sorted(table, key=str))]
         elif kind == 3 and edges:  # a bad edge end
