@@ -13,6 +13,8 @@ Layers (imports flow downwards only):
       migrate    schema migrations and file checks
         db       apsw connections, pragmas, IMMEDIATE transactions
     config, errors, clock, graphio   leaves used by all of the above
+    dsl -> definition -> {expressions, factories, port_types}   the TOML definition layer
+    control, pools -> worker   background runs; thread and process pool workers
 """
 
 
@@ -84,6 +86,8 @@ from .errors import (  # noqa: E402
     UnpicklableValue,
     ValueFunctionFailed,
 )
+from .factories import import_from_path  # noqa: E402
+from .control import NetStatus  # noqa: E402
 from .net import Net  # noqa: E402
 
 __all__ = [
@@ -117,6 +121,7 @@ __all__ = [
     "Net",
     "NetActionError",
     "NetClosedError",
+    "NetStatus",
     "NetrunError",
     "Node",
     "NodeExecutionContext",
@@ -153,4 +158,5 @@ __all__ = [
     "UnsentOutputSalvoError",
     "ValueFunctionFailed",
     "__version__",
+    "import_from_path",
 ]

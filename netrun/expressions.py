@@ -39,7 +39,7 @@ _SHORT = {"==": "eq", "<": "lt", ">": "gt", "<=": "le", ">=": "ge"}  # operator 
 _COMPARE = {op: _NUMERIC_BUILD[short] for op, short in _SHORT.items()}
 _OPERATOR = {kind: op for op, short in _SHORT.items() for kind in _NUMERIC if _NUMERIC[kind] == short}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_TOKEN = re.compile(r"""\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_-]*)|(?P<int>[0-9]+)|(?P<op><=|>=|==|[<>()])
+_TOKEN = re.compile(rf"""\s*(?:(?P<name>{_NAME.pattern})|(?P<int>[0-9]+)|(?P<op><=|>=|==|[<>()])
                         |(?P<str>'[^']*'|"[^"]*"))""", re.VERBOSE)
 _PRECEDENCE = {"Or": 1, "And": 2, "Not": 3}
 

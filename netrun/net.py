@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 import netrun_sim as ns
 
-from . import __version__, port_types
+from . import __version__, dsl, factories, port_types
 from .clock import iso
 from .config import NetConfig, parse_net_config, update_node_config
 from .control import NetStatus
@@ -91,6 +91,7 @@ class Net:
         self._reader: apsw.Connection | None = None
         self._rt = Runtime(self, graph, self._conn, self._config)
         self.unrestored_functions: dict[str, list[str]] = {}
+        self.definition_problems: dict[str, str] = {}
         self._closed = False
 
     @classmethod
@@ -129,6 +130,7 @@ class Net:
             migrate(net._conn, path)
             net._attach(graph)
             net.unrestored_functions = Restorer(net._rt, path).restore()
+            net.definition_problems = dsl.restore_definition(net)  # factory-made functions
         except BaseException:
             net._conn.close()
             net._closed = True
@@ -182,6 +184,28 @@ class Net:
         net = cls.resume(path, **config)
         net._tmpdir = tmpdir
         return net
+
+    @staticmethod
+    def load_definition(path_or_text: str | os.PathLike, *, db: str | os.PathLike | None = None,
+                        **config: Any) -> Net:
+        """A new net from a TOML definition (a path, or the TOML text itself); see README "Definitions".
+
+        The definition is stored in the database, so `Net.resume(db)` needs nothing else.
+        Raises DefinitionError / ExpressionError naming the file and the node, edge or key.
+        """
+        return dsl.load_definition(path_or_text, db=db, **config)
+
+    def save_definition(self, path: str | os.PathLike) -> None:
+        """Write the net's definition (graph, options, functions, port types, meta) as TOML."""
+        self._live()
+        dsl.save_definition(self, path)
+
+    def dumps_definition(self) -> str:
+        """The net's definition as TOML text (what `save_definition` writes)."""
+        self._live()
+        return dsl.dumps_definition(self)
+
+    from_factory = staticmethod(factories.from_factory)
 
     def _write_meta(self, graph: ns.Graph, *, existed: bool) -> None:
         meta = {

@@ -12,7 +12,6 @@ a mismatch raises `PacketTypeMismatch` naming node, port, expected and actual ty
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,14 +60,11 @@ def _path_of(cls: type) -> str:
 
 
 def _import_class(path: str, where: str) -> type:
-    module_name, sep, qualname = path.partition(":")
-    if not sep:
-        module_name, _, qualname = path.rpartition(".")
+    from .factories import import_from_path
+
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError, ValueError) as exc:
+        target = import_from_path(path)
+    except ConfigError as exc:
         raise ConfigError(f"{where}: cannot import port type class {path!r}: {exc}") from exc
     if not isinstance(target, type):
         raise ConfigError(f"{where}: port type {path!r} is not a class")

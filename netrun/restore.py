@@ -13,15 +13,15 @@ Both are journaled as netrun actions (`RecoverEpoch`, `CancelInterruptedEpoch`).
 
 from __future__ import annotations
 
-import importlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import apsw
 
 from . import port_types
 from .config import NodeConfig
-from .errors import CorruptDatabase
+from .errors import ConfigError, CorruptDatabase
+from .factories import import_from_path
 from .runtime import NodeFunctions
 from .sim import Event
 
@@ -29,15 +29,6 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 INTERRUPTED = "interrupted: the process stopped while the epoch was running"
-
-
-def import_path(path: str) -> Any:
-    """The object at `module:qualname` (raises ImportError/AttributeError)."""
-    module_name, _, qualname = path.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
 
 
 class Restorer:
@@ -79,8 +70,8 @@ class Restorer:
             funcs = NodeFunctions()
             for role, path in json.loads(functions).items():
                 try:
-                    setattr(funcs, role, import_path(path))
-                except (ImportError, AttributeError):
+                    setattr(funcs, role, import_from_path(path))
+                except ConfigError:
                     self.unrestored.setdefault(node, []).append(role)
             if any((funcs.exec, funcs.start, funcs.stop, funcs.failed)):
                 rt.set_functions(node, funcs)

@@ -241,7 +241,7 @@ class Runtime:
         ran = 0
         self._signal_pools()
         while not self.paused:
-            jobs = self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
+            jobs = self._claim_batch()
             if not jobs:
                 break
             started = 0
@@ -268,6 +268,10 @@ class Runtime:
             if not applied:
                 await asyncio.sleep(0.002)
         return ran
+
+    def _claim_batch(self) -> list[Job]:
+        """Commit what is buffered and claim the next main-thread jobs, in one transaction."""
+        return self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
 
     def _start_job(self, job: Job) -> None:
         self._wait_for_rate_limit(job.node_name)
@@ -347,7 +351,7 @@ class Runtime:
         ran = 0
         self._signal_pools()
         while not self.paused:
-            jobs = self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
+            jobs = self._claim_batch()
             if not jobs:
                 break
             started = 0

@@ -162,25 +162,24 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
     """The body of a worker: start functions, claim/run/notify until stopped, stop functions."""
     host = WorkerHost(spec, clock, net)
     loop = asyncio.new_event_loop()
-    try:
+
+    def lifecycle(role: str) -> None:
         for node in sorted(spec.init_per_worker):
-            start = functions[node].start
-            if start is not None:
-                result = start(host.net)
+            func = getattr(functions[node], role)
+            if func is not None:
+                result = func(host.net)
                 if asyncio.iscoroutine(result):
                     loop.run_until_complete(result)
+
+    try:
+        lifecycle("start")
         while not stop.is_set() and alive():
             epoch_id = run_job(host, spec, functions, worker_id, loop)
             if epoch_id is not None:
                 notify(epoch_id)
             else:
                 wake.acquire(timeout=IDLE_WAIT)
-        for node in sorted(spec.init_per_worker):
-            stop_func = functions[node].stop
-            if stop_func is not None:
-                result = stop_func(host.net)
-                if asyncio.iscoroutine(result):
-                    loop.run_until_complete(result)
+        lifecycle("stop")
     finally:
         loop.close()
         host.conn.close()

@@ -128,12 +128,14 @@ def run_child(db: str, mode: str, values: int, fault: str | None, kill_after: fl
     if fault:
         cmd += ["--fault", fault]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if kill_after is not None:
+    first = proc.stdout.readline()  # the child says when the net is resumed and ready
+    if kill_after is not None and first:
         try:
-            proc.wait(timeout=kill_after)
+            proc.wait(timeout=kill_after)  # counted from "ready": the kill lands mid-run
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
+    out = first + out
     ready = None
     done = False
     for line in out.splitlines():
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--mode", choices=["deferred", "immediate"], default="deferred")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--max-delay", type=float, default=0.6, help="random kills happen within this many seconds")
+    parser.add_argument("--max-delay", type=float, default=0.3,
+                        help="random kills happen within this many seconds of the child being ready")
     parser.add_argument("--db")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
@@ -186,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args)
     rng = random.Random(args.seed)
-    workdir = tempfile.mkdtemp(prefix="netrun-crash-")
-    db = args.db or os.path.join(workdir, "crash.db")
+    db = args.db or os.path.join(tempfile.mkdtemp(prefix="netrun-crash-"), "crash.db")
     subprocess.run([sys.executable, __file__, "--child", "--setup", "--db", db, "--mode", args.mode,
                     "--values", str(args.values)], check=True)
     kills = {"random": 0, **{p: 0 for p in FAULT_POINTS}}
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         fault = kill_after = None
         if total_kills < args.kills:
             if rng.random() < 0.5:
-                kill_after = rng.uniform(0.05, args.max_delay)
+                kill_after = rng.uniform(0.01, args.max_delay)
             else:
                 point = rng.choice(FAULT_POINTS)
                 fault = f"{point}:{rng.randint(1, 3 if point == 'checkpoint_before_rename' else 400)}"

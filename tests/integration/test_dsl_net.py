@@ -212,6 +212,19 @@ def test_port_types_set_on_a_factory_node_cannot_be_written():
             dsl.dumps_definition(net)
 
 
+def test_factory_arguments_that_are_not_json_are_refused_at_save_time(tmp_path):
+    with dsl.load_definition(SPEC_FACTORY, db=tmp_path / "run.db") as net:
+        stored = net.query("SELECT value FROM net_meta WHERE key = 'definition'")[0]["value"]
+        assert "timeout = 30" in stored
+        # TOML can hold a date, JSON cannot: a definition stored by an older or other writer may have one.
+        dated = stored.replace("timeout = 30", "timeout = 2024-01-02")
+        net._rt.journal.add("UPDATE net_meta SET value = ? WHERE key = 'definition'", (dated,))
+        net._rt.journal.commit()
+        with pytest.raises(DefinitionError, match=r"factory argument 'timeout' = datetime\.date\(2024, 1, 2\) cannot "
+                                                  r"be saved in a definition"):
+            dsl.dumps_definition(net)
+
+
 def test_save_into_a_missing_folder_is_reported(tmp_path):
     with netrun.Net(chain("A", "B")) as net:
         with pytest.raises(DefinitionError, match="cannot write the definition"):
@@ -259,10 +272,11 @@ def test_resume_needs_nothing_but_the_database_file(tmp_path):
 
     net = netrun.Net.resume(db)
     try:
-        assert net.unrestored_functions == {"Sum": ["exec", "failed"]}  # closures, made by the factory
-        assert net._rt.functions["Double"].exec is fx.double  # import paths come back with resume itself
-        dsl.restore_definition(net)
+        # Import paths come back from node_settings; the factory's closures from the stored
+        # definition (Net.resume calls dsl.restore_definition).
         assert net.unrestored_functions == {}
+        assert net.definition_problems == {}
+        assert net._rt.functions["Double"].exec is fx.double
         assert net._rt.functions["Sum"].exec.__qualname__ == "get_node_funcs.<locals>.add"
         net.start()
         assert sorted(fx.RESULTS) == [0, 2, 4]
@@ -282,16 +296,33 @@ def test_restore_definition_leaves_a_net_without_a_definition_alone(tmp_path):
         net.close()
 
 
-def test_restore_definition_refuses_a_factory_that_now_makes_another_node(tmp_path, monkeypatch):
+def test_restore_definition_reports_a_factory_that_now_makes_another_node(tmp_path, monkeypatch):
     with dsl.load_definition(PIPELINE, db=tmp_path / "run.db"):
         pass
+    original = my_factory.get_node_spec
+    monkeypatch.setattr(my_factory, "get_node_spec", lambda **args: original(num_inputs=2))
     net = netrun.Net.resume(tmp_path / "run.db")
     try:
-        original = my_factory.get_node_spec
-        monkeypatch.setattr(my_factory, "get_node_spec", lambda **args: original(num_inputs=2))
-        with pytest.raises(DefinitionError, match="node 'Sum': factory 'tests.dsl_fixtures.my_factory' now makes a "
-                                                  "node other than the stored one"):
-            dsl.restore_definition(net)
+        failed = net.definition_problems
+        assert list(failed) == ["Sum"]
+        assert "node 'Sum': factory 'tests.dsl_fixtures.my_factory' now makes a node other than the stored one" in (
+            failed["Sum"])
+        assert net._rt.functions["Sum"].exec is None  # its epochs stay startable
+        assert "Sum" in net.unrestored_functions
+    finally:
+        net.close()
+
+
+def test_restore_definition_reports_a_factory_that_cannot_be_imported(tmp_path):
+    with dsl.load_definition(PIPELINE, db=tmp_path / "run.db") as net:
+        stored = net.query("SELECT value FROM net_meta WHERE key = 'definition'")[0]["value"]
+        moved = stored.replace("tests.dsl_fixtures.my_factory", "tests.dsl_fixtures.moved_factory")
+        net._rt.journal.add("UPDATE net_meta SET value = ? WHERE key = 'definition'", (moved,))
+    net = netrun.Net.resume(tmp_path / "run.db")
+    try:
+        failed = dsl.restore_definition(net)
+        assert "cannot import 'tests.dsl_fixtures.moved_factory'" in failed["Sum"]
+        assert net.unrestored_functions == {"Sum": ["exec", "failed"]}
     finally:
         net.close()
 

@@ -1,0 +1,171 @@
+"""Module-level node functions for the pool, background and crash tests.
+
+Process-pool workers are spawned: they unpickle these functions (cloudpickle stores a
+module-level function by reference), so they must live in an importable module, never in
+a test module. Files and environment variables carry what workers record back to the
+test: a spawned worker inherits `os.environ` as it was when the pool started.
+
+- `NETRUN_TEST_LOG`: a file to which lifecycle functions and some exec functions append
+  one line per call (`<what> <pid> <thread name>`).
+- `NETRUN_TEST_PID_FILE`: where `slow_on_seven` writes its pid before sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+LOG_ENV = "NETRUN_TEST_LOG"
+PID_ENV = "NETRUN_TEST_PID_FILE"
+SLOW_VALUE = 7
+
+
+def record(what: str) -> None:
+    """Append `what pid thread` to the file named by $NETRUN_TEST_LOG (one write: atomic enough)."""
+    path = os.environ[LOG_ENV]
+    line = f"{what} {os.getpid()} {threading.current_thread().name}\n"
+    with open(path, "a") as handle:
+        handle.write(line)
+
+
+def read_log(path: str) -> list[tuple[str, int, str]]:
+    """The lines `record` wrote: (what, pid, thread name)."""
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as handle:
+        for line in handle:
+            what, pid, thread = line.rstrip("\n").split(" ", 2)
+            out.append((what, int(pid), thread))
+    return out
+
+
+def _send(ctx, value) -> None:
+    ctx.load_output_port("out", ctx.create_packet(value))
+    ctx.send_output_salvo("send_out")
+
+
+def times_ten(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    _send(ctx, value * 10)
+
+
+def times_ten_recorded(ctx, packets):
+    """`times_ten`, recording where it ran."""
+    value = ctx.consume_packet(packets["in"][0])
+    record(f"exec:{value}")
+    _send(ctx, value * 10)
+
+
+def start_recorded(net):
+    record("start")
+
+
+def stop_recorded(net):
+    record("stop")
+
+
+def fail_on_two(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    if value == 2:
+        raise ValueError("two is not welcome")
+    _send(ctx, value * 10)
+
+
+def fail_first_attempt(ctx, packets):
+    """Fails on its first attempt (retry_count 0), forwards the value on the next one."""
+    value = ctx.consume_packet(packets["in"][0])
+    if ctx.retry_count == 0:
+        raise RuntimeError(f"first attempt at {value} fails")
+    _send(ctx, (value, ctx.retry_count))
+
+
+def send_then_raise(ctx, packets):
+    """Sends a packet of its own, then raises without consuming its input."""
+    _send(ctx, "partial")
+    raise RuntimeError("raised after sending")
+
+
+def consume_send_then_raise(ctx, packets):
+    """Consumes its input, sends it on, then raises."""
+    value = ctx.consume_packet(packets["in"][0])
+    _send(ctx, ("sent", value))
+    raise RuntimeError("raised after consuming and sending")
+
+
+async def async_times_ten(ctx, packets):
+    """An async exec function: awaits the context; sends (value * 10, pid, its loop's id)."""
+    value = await ctx.consume_packet(packets["in"][0])
+    await asyncio.sleep(0.01)
+    loop_id = id(asyncio.get_running_loop())
+    await ctx.load_output_port("out", await ctx.create_packet((value * 10, os.getpid(), loop_id)))
+    await ctx.send_output_salvo("send_out")
+
+
+def make_lock(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
+    _send(ctx, threading.Lock())
+
+
+# -- concurrency tracking (thread pools: one process) ------------------------------------------
+_running_lock = threading.Lock()
+RUNNING = {"now": 0, "max": 0}
+
+
+def reset_running() -> None:
+    with _running_lock:
+        RUNNING["now"] = 0
+        RUNNING["max"] = 0
+
+
+def tracked_sleep(ctx, packets):
+    """Counts how many epochs of this function run at once (RUNNING['max'])."""
+    value = ctx.consume_packet(packets["in"][0])
+    with _running_lock:
+        RUNNING["now"] += 1
+        RUNNING["max"] = max(RUNNING["max"], RUNNING["now"])
+    try:
+        time.sleep(0.02)
+    finally:
+        with _running_lock:
+            RUNNING["now"] -= 1
+    _send(ctx, value)
+
+
+def sleep_then_forward(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    time.sleep(0.02)
+    _send(ctx, value)
+
+
+# -- crashes and timeouts ----------------------------------------------------------------------
+def slow_on_seven(ctx, packets):
+    """Forwards its value; for SLOW_VALUE it first writes its pid to $NETRUN_TEST_PID_FILE and sleeps 2 s.
+
+    On a retry (the epoch runs again after its worker was killed) it does not sleep."""
+    value = ctx.consume_packet(packets["in"][0])
+    if value == SLOW_VALUE and not os.path.exists(os.environ[PID_ENV] + ".done"):
+        path = os.environ[PID_ENV]
+        with open(path + ".tmp", "w") as handle:
+            handle.write(str(os.getpid()))
+        os.replace(path + ".tmp", path)
+        open(path + ".done", "w").close()  # a second run of this epoch goes straight through
+        time.sleep(2.0)
+    else:
+        time.sleep(0.01)
+    _send(ctx, value)
+
+
+def sleep_five(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
+    record("sleeping")
+    time.sleep(5.0)
+    _send(ctx, "late")
+
+
+def sleep_half_second(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
+    time.sleep(0.5)
+    _send(ctx, "late")
