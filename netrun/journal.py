@@ -81,6 +81,7 @@ class Journal:
         self._action_prefix = secrets.token_hex(4)
         self._action_count = 0
         self._moved_json: dict[tuple, str] = {}
+        self.wrote = True  # whether the last commit wrote its buffer (see `only_if`)
         self._json_cache: dict[tuple, str] = {}
 
     # -- buffering ---------------------------------------------------------------------
@@ -220,8 +221,8 @@ class Journal:
         `then(conn)` runs inside the same transaction after the buffered rows (the
         runtime claims the next queue job this way); whatever it records is written in
         that transaction too. Its result is returned. With `only_if`, the buffer is written
-        only if `only_if(conn)` holds inside the transaction; otherwise it is dropped and
-        False is returned.
+        only if `only_if(conn)` holds inside the transaction; otherwise it is dropped (`then`
+        still runs). `self.wrote` tells which happened.
         """
         if then is None and not (self._ops or self._history or self._packets or self._epochs):
             return None
@@ -229,9 +230,11 @@ class Journal:
         result = None
         try:
             with transaction(self.conn):
-                if only_if is not None and not only_if(self.conn):
-                    return False
-                self._write(taken[0])
+                self.wrote = only_if is None or bool(only_if(self.conn))
+                if self.wrote:
+                    self._write(taken[0])
+                else:
+                    taken[0] = ([], [], {}, {}, [])
                 if then is not None:
                     result = then(self.conn)
                     taken.append(self._take())

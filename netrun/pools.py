@@ -14,6 +14,7 @@ packets dead-lettered as 'interrupted') and a replacement worker starts.
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import datetime
 import multiprocessing
 import queue as queue_module
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 SELECTIONS = ("least_busy", "round_robin")
+GATHER = 0.002  # seconds the main process waits for more results before applying a batch
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -176,6 +178,8 @@ class PoolManager:
                 if not block:
                     break
                 continue
+            if block and len(self.dispatched) > 1:
+                time.sleep(GATHER)  # let results that finish together share one transaction
             applied += self.apply_results()
         return applied
 
@@ -227,8 +231,16 @@ class PoolManager:
         return ended
 
     def apply_results(self) -> int:
+        """Apply every result written so far, reading and applying in one transaction."""
+        while True:  # drain the notices: the rows below cover them all
+            try:
+                self.results.get_nowait()
+            except queue_module.Empty:
+                break
+
+        # Read, then apply outside any transaction: applying may call user callbacks
+        # (error_callback) and pause the net; the rows are committed together after.
         rt = self.rt
-        rt.journal.commit()
         rows = rt.journal.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall()
         count = 0
         for epoch_id, payload in rows:

@@ -96,24 +96,53 @@ def _portable_error(error: BaseException | None) -> BaseException | None:
         return RemoteError(error_text(error), type_name=type(error).__name__)
 
 
-def run_job(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], worker_id: str,
-            loop: asyncio.AbstractEventLoop | None) -> str | None:
-    """Claim one job of the pool and run it; returns its epoch ID, or None if the queue is empty."""
-    jobs = host.journal.commit(then=lambda conn: host.queue.claim_in(conn, worker_id, pool=spec.pool))
-    if not jobs:
-        return None
-    job = jobs[0]
-    node, epoch_id = job.node_name, job.epoch_id
-    row = host.conn.execute("SELECT salvo, attempt FROM epochs WHERE id = ?", (epoch_id,)).fetchone()
-    salvo = [tuple(p) for p in json.loads(row[0] or "[]")]
-    done = host.conn.execute("SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_id = ?",
-                             (epoch_id,)).fetchone()[0]
-    host.journal.add("UPDATE epochs SET state = 'running', started_at = ?, attempt = attempt + 1 WHERE id = ?",
+@dataclass
+class _Result:
+    epoch_id: str
+    node: str
+    blob: bytes
+
+
+def finish_and_claim(host: WorkerHost, spec: WorkerSpec, worker_id: str, previous: _Result | None, *,
+                     claim: bool = True) -> tuple[tuple | None, bool]:
+    """One transaction: write the previous job's result (if the job is still ours) and claim the next.
+
+    Returns (claimed job as (epoch_id, node, salvo, first attempt) or None, whether the previous
+    result was written). A result is not written when the main process took the epoch back
+    (its timeout passed): the worker's late rows are dropped and a log line says so.
+    """
+    def then(conn: Any) -> tuple | None:
+        if previous is not None:
+            if host.journal.wrote:
+                conn.execute("INSERT INTO epoch_results (epoch_id, worker, payload, created_at) VALUES (?, ?, ?, ?)",
+                             (previous.epoch_id, worker_id, previous.blob, host.journal.now()))
+            else:
+                conn.execute("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                             (previous.epoch_id, previous.node, host.journal.now(),
+                              f"late result of worker {worker_id} discarded: the epoch had timed out"))
+        jobs = host.queue.claim_in(conn, worker_id, pool=spec.pool) if claim else []
+        if not jobs:
+            return None
+        epoch_id, node = jobs[0].epoch_id, jobs[0].node_name
+        salvo, first = conn.execute(
+            "SELECT salvo, (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_id = ?) "
+            "FROM epochs WHERE id = ?", (epoch_id, epoch_id)).fetchone()
+        conn.execute("UPDATE epochs SET state = 'running', started_at = ?, attempt = attempt + 1 WHERE id = ?",
                      (host.journal.now(), epoch_id))
-    config = spec.nodes[node]
-    attempts = AttemptLoop(host, node, epoch_id, salvo, config, functions[node], deferred=True,
+        return epoch_id, node, [tuple(p) for p in json.loads(salvo or "[]")], first
+
+    only_if = (lambda conn: _still_mine(conn, previous.epoch_id, worker_id)) if previous is not None else None
+    job = host.journal.commit(then=then, only_if=only_if)
+    return job, previous is not None and host.journal.wrote
+
+
+def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], job: tuple,
+                loop: asyncio.AbstractEventLoop) -> _Result:
+    """Run a claimed job's attempts; its rows stay buffered in the host's journal."""
+    epoch_id, node, salvo, first = job
+    attempts = AttemptLoop(host, node, epoch_id, salvo, spec.nodes[node], functions[node], deferred=True,
                            finisher=lambda actions: check_deferred_complete(node, epoch_id, actions),
-                           first_attempt=done)
+                           first_attempt=first)
     if asyncio.iscoroutinefunction(functions[node].exec):
         outcome = loop.run_until_complete(attempts.run_async())
     else:
@@ -131,19 +160,7 @@ def run_job(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], worke
     except Exception:  # noqa: BLE001 - a received value that cannot be pickled is not kept
         payload["received"] = {}
         blob = pickle.dumps(payload)
-    written = host.journal.commit(
-        then=lambda conn: conn.execute(
-            "INSERT INTO epoch_results (epoch_id, worker, payload, created_at) VALUES (?, ?, ?, ?)",
-            (epoch_id, worker_id, blob, host.journal.now())),
-        only_if=lambda conn: _still_mine(conn, epoch_id, worker_id))
-    if written is False:
-        # The main process took the epoch back (its timeout passed): the late result is dropped.
-        host.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                         (epoch_id, node, host.journal.now(),
-                          f"late result of worker {worker_id} discarded: the epoch had timed out"))
-        host.journal.commit()
-        return None
-    return epoch_id
+    return _Result(epoch_id, node, blob)
 
 
 def _still_mine(conn: Any, epoch_id: str, worker_id: str) -> bool:
@@ -173,12 +190,21 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
 
     try:
         lifecycle("start")
+        previous: _Result | None = None
         while not stop.is_set() and alive():
-            epoch_id = run_job(host, spec, functions, worker_id, loop)
-            if epoch_id is not None:
-                notify(epoch_id)
-            else:
+            # The previous result and the next claim share one transaction.
+            job, written = finish_and_claim(host, spec, worker_id, previous)
+            if written:
+                notify(previous.epoch_id)
+            previous = None
+            if job is None:
                 wake.acquire(timeout=IDLE_WAIT)
+                continue
+            previous = run_claimed(host, spec, functions, job, loop)
+        if previous is not None:  # stopped after a job: write its result, claim nothing
+            _none, written = finish_and_claim(host, spec, worker_id, previous, claim=False)
+            if written:
+                notify(previous.epoch_id)
         lifecycle("stop")
     finally:
         loop.close()

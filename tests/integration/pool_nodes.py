@@ -158,14 +158,34 @@ def slow_on_seven(ctx, packets):
     _send(ctx, value)
 
 
-def sleep_five(ctx, packets):
-    ctx.consume_packet(packets["in"][0])
-    record("sleeping")
-    time.sleep(5.0)
-    _send(ctx, "late")
+def sleep_five_on_zero(ctx, packets):
+    """Value 0: records where it runs, then sleeps 5 s (to be timed out). Others: forwarded at once."""
+    value = ctx.consume_packet(packets["in"][0])
+    if value == 0:
+        record("sleeping")
+        time.sleep(5.0)
+    _send(ctx, value)
 
 
-def sleep_half_second(ctx, packets):
-    ctx.consume_packet(packets["in"][0])
-    time.sleep(0.5)
-    _send(ctx, "late")
+def sleep_half_second_on_zero(ctx, packets):
+    """Value 0: sleeps 0.5 s (a thread cannot be interrupted). Others: forwarded at once."""
+    value = ctx.consume_packet(packets["in"][0])
+    if value == 0:
+        time.sleep(0.5)
+    _send(ctx, value)
+
+
+# -- SIGINT (main thread of a child process) ----------------------------------------------------
+SINK: list = []
+
+
+def sleepy_forward(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    time.sleep(0.005)
+    _send(ctx, value)
+
+
+def sleepy_sink(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    time.sleep(0.005)
+    SINK.append(value)

@@ -18,7 +18,7 @@ import pytest
 import netrun
 from netrun.graphs import chain, edge, simple_node
 
-from . import pool_nodes
+from tests.integration import pool_nodes
 from .helpers import collect, rows
 
 KINDS = ["thread", "process"]

@@ -1,0 +1,202 @@
+"""Background runs (SPEC "Running the Net"; DESIGN decision 8).
+
+`start(threaded=True)` / `run_step(threaded=True)` run the net in a thread of its own;
+`poll()` reports its state and per-node counts, `wait_until_blocked()` waits for the run
+to end (re-raising what stopped it), `pause()` returns once the running epoch finished,
+`stop()` pauses, joins and closes. Async variants wrap the same calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import netrun
+from netrun.graphs import chain
+
+from tests.integration import pool_nodes
+from .helpers import collect, rows
+
+EPOCHS = 20
+
+
+def slow_net(tmp_path, got: list, name: str = "bg.db", values: int = EPOCHS, **options) -> netrun.Net:
+    """Work sleeps 20 ms per epoch, in the thread that runs the net."""
+    net = netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / name), **options)
+    net.set_node_exec("Work", pool_nodes.sleep_then_forward)
+    net.set_node_exec("Sink", collect(got))
+    for value in range(values):
+        net.inject_packet("Work", "in", value)
+    return net
+
+
+def test_start_threaded_returns_at_once_and_poll_follows_the_run(tmp_path):
+    got: list = []
+    with slow_net(tmp_path, got) as net:
+        began = time.monotonic()
+        net.start(threaded=True)
+        returned_after = time.monotonic() - began
+        samples = []
+        while True:
+            status = net.poll()
+            samples.append(status)
+            if status.state != "running":
+                break
+            time.sleep(0.005)
+        final = net.wait_until_blocked()
+    assert returned_after < 0.1, f"start(threaded=True) took {returned_after:.3f} s"
+    running = [s for s in samples if s.state == "running"]
+    assert len(running) >= 5  # ~0.4 s of work, sampled every 5 ms
+    work = [s.nodes["Work"] for s in running]
+    finished = [n.finished for n in work]
+    assert finished == sorted(finished)  # counts only move forward
+    assert finished[0] < EPOCHS // 2 and any(0 < f < EPOCHS for f in finished)
+    assert any(n.running == 1 for n in work)
+    assert all(n.running <= 1 for n in work)  # the runner thread runs one epoch at a time
+    assert any(n.startable > 0 for n in work)
+    assert final.state == "blocked"
+    assert final.nodes["Work"].finished == EPOCHS and final.nodes["Sink"].finished == EPOCHS
+    assert final.nodes["Work"].startable == 0 and final.running == 0
+    assert sorted(got) == list(range(EPOCHS))
+
+
+def test_wait_until_blocked_returns_blocked_with_everything_delivered(tmp_path):
+    got: list = []
+    with slow_net(tmp_path, got, values=5) as net:
+        net.start(threaded=True)
+        status = net.wait_until_blocked(timeout=30)
+        assert status.state == "blocked"
+        assert net.poll().state == "blocked"
+        assert sorted(got) == [0, 1, 2, 3, 4]
+        assert status.nodes["Sink"].finished == 5 and status.startable == 0
+
+
+def test_pause_from_another_thread_waits_for_the_running_epoch(tmp_path):
+    got: list = []
+    inside = threading.Event()
+    ends: list = []
+
+    def slow_first(ctx, packets):
+        value = ctx.consume_packet(packets["in"][0])
+        if value == 0:
+            inside.set()
+            time.sleep(0.3)
+        ends.append(time.monotonic())
+        ctx.load_output_port("out", ctx.create_packet(value))
+        ctx.send_output_salvo("send_out")
+
+    with slow_net(tmp_path, got) as net:
+        net.set_node_exec("Work", slow_first)
+        net.start(threaded=True)
+        assert inside.wait(10)
+        net.pause()
+        returned = time.monotonic()
+        status = net.poll()
+        assert ends and returned >= ends[0]  # the epoch running at the call finished first
+        assert status.state == "paused"
+        assert status.running == 0
+        assert status.nodes["Work"].startable > 0  # the rest waits
+        states = net.query("SELECT state, count(*) AS n FROM epochs WHERE node_name = 'Work' GROUP BY 1 ORDER BY 1")
+        assert {r["state"] for r in states} <= {"finished", "startable"}
+        assert len(got) < EPOCHS
+
+        net.start(threaded=True)  # continues after the pause
+        status = net.wait_until_blocked(timeout=30)
+        assert status.state == "blocked"
+    assert sorted(got) == list(range(EPOCHS))
+
+
+def test_stop_joins_and_closes(tmp_path):
+    got: list = []
+    net = slow_net(tmp_path, got)
+    db = net.db_path
+    net.start(threaded=True)
+    deadline = time.monotonic() + 10
+    while net.poll().nodes["Work"].finished < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    net.stop()
+    assert net.poll().state == "stopped"
+    with pytest.raises(netrun.NetClosedError):
+        net.start()
+    with pytest.raises(netrun.NetClosedError):
+        net.start(threaded=True)
+    with pytest.raises(netrun.NetClosedError):
+        net.query("SELECT 1")
+    with pytest.raises(netrun.NetClosedError):
+        net.inject_packet("Work", "in", 99)
+    with pytest.raises(netrun.NetClosedError):
+        net.pause()
+    net.stop()  # idempotent
+    states = rows(db, "SELECT state, count(*) AS n FROM epochs WHERE node_name = 'Work' GROUP BY 1")
+    by_state = {r["state"]: r["n"] for r in states}
+    assert "running" not in by_state  # stopped between epochs, nothing half-done
+    assert 2 <= by_state["finished"] < EPOCHS
+    # the file keeps the rest: a resumed net finishes it
+    resumed = netrun.Net.resume(db)
+    with resumed:
+        resumed.set_node_exec("Work", pool_nodes.sleep_then_forward)
+        resumed.set_node_exec("Sink", collect(got))
+        resumed.start()
+    assert sorted(got) == list(range(EPOCHS))
+
+
+def test_run_step_threaded_runs_one_step(tmp_path):
+    got: list = []
+    with slow_net(tmp_path, got, values=3) as net:
+        net.run_step(threaded=True)
+        status = net.wait_until_blocked(timeout=30)
+        assert status.nodes["Work"].finished == 3
+        assert status.nodes["Sink"].finished == 0 and got == []  # Sink's epochs come in the next step
+        net.run_step(threaded=True)
+        status = net.wait_until_blocked(timeout=30)
+        assert status.nodes["Sink"].finished == 3
+    assert sorted(got) == [0, 1, 2]
+
+
+def test_on_error_raise_in_a_background_run(tmp_path):
+    got: list = []
+    with netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "raise.db"), on_error="raise") as net:
+        net.set_node_exec("Work", pool_nodes.fail_on_two)
+        net.set_node_exec("Sink", collect(got))
+        for value in (1, 2, 3):
+            net.inject_packet("Work", "in", value)
+        net.start(threaded=True)
+        with pytest.raises(netrun.NodeExecutionFailed) as raised:
+            net.wait_until_blocked(timeout=30)
+        assert raised.value.node_name == "Work"
+        assert isinstance(raised.value.__cause__, ValueError)
+        status = net.poll()
+        assert status.state == "paused"
+        assert status.nodes["Work"].failed == 1
+        net.start(threaded=True)
+        assert net.wait_until_blocked(timeout=30).state == "blocked"  # the error was raised once
+    assert sorted(got) == [10, 30]
+
+
+def test_async_control_methods(tmp_path):
+    got: list = []
+
+    async def main() -> dict:
+        net = slow_net(tmp_path, got)
+        net.start(threaded=True)
+        await asyncio.sleep(0.05)
+        await net.async_pause()
+        paused = net.poll()
+        net.start(threaded=True)
+        blocked = await net.async_wait_until_blocked(timeout=30)
+        net.inject_packet("Work", "in", 100)
+        net.start(threaded=True)
+        await net.async_stop()
+        return {"paused": paused, "blocked": blocked, "stopped": net.poll()}
+
+    seen = asyncio.run(main())
+    assert seen["paused"].state == "paused" and seen["paused"].running == 0
+    assert seen["paused"].nodes["Work"].startable > 0
+    assert seen["blocked"].state == "blocked"
+    assert seen["blocked"].nodes["Sink"].finished == EPOCHS
+    assert seen["stopped"].state == "stopped"
+    assert sorted(got)[:EPOCHS] == list(range(EPOCHS))
