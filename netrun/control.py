@@ -108,11 +108,16 @@ class Controller:
 
     def pause(self) -> None:
         """Ask the run to start nothing new; from another thread, wait for running epochs to end."""
-        self.rt.pause()
         thread = self.thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            # Only the flag from here: the runner thread owns the journal until it stops.
+            self.rt.paused = True
             self.state = "pausing"
             thread.join()
+            with self.lock:
+                self.rt.pause()  # the runner has stopped: commit and flush history from here
+        else:
+            self.rt.pause()
         self.state = "paused"
 
     # -- foreground runs ------------------------------------------------------------------------------

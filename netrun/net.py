@@ -265,11 +265,12 @@ class Net:
                       exec_failed_node_func: Callable[..., Any] | None = None, *,
                       start_func: Callable[..., Any] | None = None, stop_func: Callable[..., Any] | None = None,
                       failed_func: Callable[..., Any] | None = None) -> None:
-        """Register a node's functions (the short `*_func` names are accepted too).
+        """Register a node's functions, sync or async (the short `*_func` names are accepted too).
+
+        Module-level functions are stored by import path, so `Net.resume` restores them.
 
         Raises:
-            NotFoundError: no such node. ConfigError: a function is not callable or is async
-            (async node functions are not supported by this version).
+            NotFoundError: no such node. ConfigError: a function is not callable.
         """
         rt = self._live()
         rt.node(node_name)

@@ -207,6 +207,8 @@ class PoolManager:
             rt.journal.add("UPDATE epoch_jobs SET worker = ? WHERE epoch_id = ?", (f"timed-out:{worker_id}", epoch_id))
             if pool.kind == "process" and worker_id in pool.workers:
                 pool.workers[worker_id].kill()
+                pool.workers[worker_id].join(5)
+                pool.replace(worker_id)  # the pool keeps its size
             error = EpochTimeout(f"node {node!r} epoch {epoch_id} ran over its timeout of {cfg.timeout}s in worker "
                                  f"{worker_id}" + ("; the worker was killed" if pool.kind == "process" else
                                                    "; its late result will be discarded"),
