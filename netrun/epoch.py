@@ -43,6 +43,16 @@ class Outcome:
     error: BaseException | None = None
 
 
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine that never suspends (one implementation serves sync and async callers)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("netrun: a sync code path suspended; this is a bug in netrun")
+
+
 def write_logs(journal: Any, epoch_id: str | None, node: str, capture: Capture | None) -> None:
     """Queue the lines a capture collected as node_logs rows."""
     if capture is None or not capture.lines:
@@ -90,13 +100,7 @@ class AttemptLoop:
 
     def run(self) -> Outcome:
         """Run a sync epoch (nothing in it suspends)."""
-        coro = self.run_async(asynchronous=False)
-        try:
-            coro.send(None)
-        except StopIteration as stop:
-            return stop.value
-        coro.close()
-        raise RuntimeError(f"netrun: the sync run of epoch {self.epoch_id} suspended")
+        return run_sync(self.run_async(asynchronous=False))
 
     async def run_async(self, *, asynchronous: bool = True) -> Outcome:
         host, cfg = self.host, self.config

@@ -23,7 +23,7 @@ from .capture import Capture, capturing, install
 from .clock import iso
 from .config import NetConfig, NodeConfig
 from .deadletters import DeadLetterQueue
-from .epoch import EpochRun, write_logs
+from .epoch import EpochRun, run_sync, write_logs
 from .errors import ConfigError, NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
@@ -205,7 +205,7 @@ class Runtime:
             raise ConfigError("this net has async node functions and an event loop is running: "
                               "use `await net.async_run_step()` / `await net.async_start()`")
         self._begin_step(start_epochs, limit)
-        ran = self._drain_queue() if start_epochs else 0
+        ran = run_sync(self._drain(asynchronous=False)) if start_epochs else 0
         self.journal.commit()
         self._raise_pending()
         return ran
@@ -213,7 +213,7 @@ class Runtime:
     async def async_run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
         """`run_step` in the running event loop: async epochs of a batch run concurrently."""
         self._begin_step(start_epochs, limit)
-        ran = await self._drain_queue_async() if start_epochs else 0
+        ran = await self._drain(asynchronous=True) if start_epochs else 0
         self.journal.commit()
         self._raise_pending()
         return ran
@@ -236,38 +236,6 @@ class Runtime:
         if self.config.history_flush_on_pause:
             self.history.flush()
         return total
-
-    async def _drain_queue_async(self) -> int:
-        ran = 0
-        self._signal_pools()
-        while not self.paused:
-            jobs = self._claim_batch()
-            if not jobs:
-                break
-            started = 0
-            tasks: list[asyncio.Task] = []
-            try:
-                for job in jobs:
-                    if self.paused:
-                        break
-                    self._start_job(job)
-                    started += 1
-                    if inspect.iscoroutinefunction(self.functions[job.node_name].exec):
-                        tasks.append(asyncio.ensure_future(self._run_job_async(job)))
-                    else:
-                        self._run_job(job)
-                    ran += 1
-                if tasks:
-                    await asyncio.gather(*tasks)
-            finally:
-                self.queue.release([j.epoch_id for j in jobs[started:]])
-            self.journal.commit_if_large()
-        while self.pools.dispatched:
-            applied = self.pools.collect(block=False)
-            ran += applied
-            if not applied:
-                await asyncio.sleep(0.002)
-        return ran
 
     def _claim_batch(self) -> list[Job]:
         """Commit what is buffered and claim the next main-thread jobs, in one transaction."""
@@ -340,13 +308,14 @@ class Runtime:
             self.pools.signal_all(self._to_signal)
             self._to_signal.clear()
 
-    def _drain_queue(self) -> int:
-        """Claim jobs in batches and run them.
+    async def _drain(self, *, asynchronous: bool) -> int:
+        """Claim jobs in batches and run them; returns how many epochs ran.
 
         A non-deferred epoch's start is committed before its function runs (killed
         mid-epoch, it is found `running`). A deferred epoch needs no such commit: killed,
         nothing of it was committed and it runs again. So runs of deferred epochs share
-        one commit per batch.
+        one commit per batch. `asynchronous`: async epochs of a batch run as concurrent
+        tasks of the running loop; otherwise nothing here suspends (see `run_sync`).
         """
         ran = 0
         self._signal_pools()
@@ -355,24 +324,37 @@ class Runtime:
             if not jobs:
                 break
             started = 0
+            tasks: list[asyncio.Future] = []
             try:
                 for job in jobs:
                     if self.paused:
                         break
                     self._start_job(job)
                     started += 1
-                    self._run_job(job)
+                    if asynchronous and inspect.iscoroutinefunction(self.functions[job.node_name].exec):
+                        tasks.append(asyncio.ensure_future(self._run_job_async(job)))
+                    else:
+                        self._run_job(job)
                     ran += 1
                     if self.pools.dispatched:
                         ran += self.pools.collect(block=False)
                     if ran % DRAIN_EVERY == 0:
                         self.run_until_blocked()
                     self.journal.commit_if_large()
+                if tasks:
+                    await asyncio.gather(*tasks)
             finally:
                 # Jobs claimed but never started go back to the queue, whatever happened.
                 self.queue.release([j.epoch_id for j in jobs[started:]])
         # Pool epochs run on while paused: running epochs finish, and their results apply.
-        return ran + self.pools.collect(block=True)
+        if not asynchronous:
+            return ran + self.pools.collect(block=True)
+        while self.pools.dispatched:
+            applied = self.pools.collect(block=False)
+            ran += applied
+            if not applied:
+                await asyncio.sleep(0.002)
+        return ran
 
     def _wait_for_rate_limit(self, node: str) -> None:
         rate = self.configs[node].rate_limit_per_second
