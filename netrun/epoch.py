@@ -122,9 +122,11 @@ class AttemptLoop:
                 error = self.finisher(actions)
                 if error is None:
                     self._record_attempt(attempt, started_at, "finished", None)
+                    if isinstance(actions, DeferredActions) and cfg.defer_net_actions:
+                        self._keep_queue(attempt, actions, "applied")
                     return Outcome("finished", actions)
             if isinstance(actions, DeferredActions) and cfg.defer_net_actions:
-                self._keep_discarded(attempt, actions)
+                self._keep_queue(attempt, actions, "discarded")
             await self._call_failed(attempt, timestamps, exceptions, actions, error, asynchronous)
             self._record_attempt(attempt, started_at, "failed", error)
             if attempt >= cfg.retries:
@@ -146,18 +148,18 @@ class AttemptLoop:
                      error_text(error) if error is not None else None,
                      type(error).__name__ if error is not None else None))
 
-    def _keep_discarded(self, attempt: int, actions: DeferredActions) -> None:
-        """A failed attempt's deferred queue never reaches the net; its rows are kept for inspection."""
+    def _keep_queue(self, attempt: int, actions: DeferredActions, status: str) -> None:
+        """Keep an attempt's deferred queue in `deferred_actions`: applied, or discarded (failed)."""
         for seq, op in enumerate(actions.queue):
             kind = op[0]
             if kind == "consume" or kind == "create":
-                row = (self.epoch_id, attempt, seq, kind, op[1], None, None)
+                row = (self.epoch_id, attempt, seq, kind, op[1], None, None, status)
             elif kind == "load":
-                row = (self.epoch_id, attempt, seq, "load", op[2], op[1], None)
+                row = (self.epoch_id, attempt, seq, "load", op[2], op[1], None, status)
             else:
-                row = (self.epoch_id, attempt, seq, "send", None, None, op[1])
+                row = (self.epoch_id, attempt, seq, "send", None, None, op[1], status)
             self.host.journal.add("INSERT INTO deferred_actions (epoch_id, attempt, seq, action, packet, port_name, "
-                                  "salvo_condition) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                                  "salvo_condition, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     async def _call_exec(self, ctx: NodeExecutionContext) -> tuple[BaseException | None, bool]:
         host, cfg = self.host, self.config

@@ -106,7 +106,7 @@ def test_epoch_attempts_of_finished_cancelled_and_failed_non_deferred_epochs(tmp
 
 # -- deferred_actions ------------------------------------------------------------------------------
 
-def test_failed_attempts_keep_their_deferred_queue_and_a_successful_one_does_not(tmp_path):
+def test_every_deferred_attempt_keeps_its_queue_applied_or_discarded(tmp_path):
     seen: list = []
 
     def node(ctx, packets):
@@ -126,7 +126,7 @@ def test_failed_attempts_keep_their_deferred_queue_and_a_successful_one_does_not
     assert seen == ["v!"]
     [epoch] = rows(db, "SELECT id FROM epochs WHERE node_name = 'A'")
     kept = rows(db, "SELECT epoch_id, attempt, seq, action, packet, port_name, salvo_condition "
-                    "FROM deferred_actions ORDER BY attempt, seq")
+                    "FROM deferred_actions WHERE status = 'discarded' ORDER BY attempt, seq")
     assert [(r["epoch_id"], r["attempt"], r["seq"], r["action"]) for r in kept] == [
         (epoch["id"], attempt, seq, action) for attempt in (0, 1)
         for seq, action in enumerate(("consume", "create", "load", "send"))]
@@ -139,13 +139,14 @@ def test_failed_attempts_keep_their_deferred_queue_and_a_successful_one_does_not
         assert (load["packet"], load["port_name"], load["salvo_condition"]) == (create["packet"], "out", None)
         assert (send["packet"], send["port_name"], send["salvo_condition"]) == (None, None, "send_out")
     assert kept[1]["packet"] != kept[5]["packet"]  # each attempt's packet is its own
-    # the successful attempt (2) left no rows; its actions are in history
-    assert rows(db, "SELECT count(*) AS n FROM deferred_actions WHERE attempt = 2") == [{"n": 0}]
+    # the successful attempt (2) kept its queue as applied; its actions are in history too
+    applied = rows(db, "SELECT attempt, action FROM deferred_actions WHERE status = 'applied' ORDER BY seq")
+    assert applied == [{"attempt": 2, "action": a} for a in ("consume", "create", "load", "send")]
     assert rows(db, "SELECT count(*) AS n FROM history WHERE name = 'CreatePacket' AND epoch_id = ?",
                 (epoch["id"],)) == [{"n": 1}]
 
 
-def test_a_deferred_epoch_that_succeeds_first_time_keeps_no_queue(tmp_path):
+def test_a_deferred_epoch_that_succeeds_first_time_keeps_its_queue_as_applied(tmp_path):
     seen: list = []
     db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="raise") as net:
@@ -155,7 +156,8 @@ def test_a_deferred_epoch_that_succeeds_first_time_keeps_no_queue(tmp_path):
         net.inject_packet("A", "in", 2)
         net.start()
     assert seen == [6]
-    assert rows(db, "SELECT count(*) AS n FROM deferred_actions") == [{"n": 0}]
+    assert rows(db, "SELECT action, status FROM deferred_actions ORDER BY seq") == [
+        {"action": a, "status": "applied"} for a in ("consume", "create", "load", "send")]
     assert rows(db, "SELECT node_name, attempt, outcome FROM epoch_attempts ORDER BY node_name") == [
         {"node_name": "A", "attempt": 0, "outcome": "finished"},
         {"node_name": "Sink", "attempt": 0, "outcome": "finished"}]

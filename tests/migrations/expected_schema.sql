@@ -24,7 +24,8 @@ CREATE TABLE deferred_actions (
     action          TEXT NOT NULL CHECK (action IN ('create', 'consume', 'load', 'send')),
     packet          TEXT,                  -- packet ID, or 'deferred:N' for a packet never created
     port_name       TEXT,
-    salvo_condition TEXT,
+    salvo_condition TEXT, status TEXT NOT NULL DEFAULT 'discarded'
+    CHECK (status IN ('applied', 'discarded')),
     PRIMARY KEY (epoch_id, attempt, seq)
 ) STRICT, WITHOUT ROWID;
 
