@@ -18,7 +18,7 @@ import tempfile
 import apsw
 
 from . import faults
-from .errors import StorageError
+from .errors import CheckpointError, StorageError
 
 DB_NAME = "net.db"
 MANIFEST = "checkpoint.json"
@@ -65,6 +65,25 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def refuse_own_folder(directory: str, db_path: str) -> None:
+    """A checkpoint must never overwrite the live database it snapshots."""
+    if os.path.realpath(os.path.join(directory, DB_NAME)) == os.path.realpath(db_path):
+        raise CheckpointError(f"cannot checkpoint into {directory}: its {DB_NAME} is this net's own database; "
+                              "choose another folder", path=directory)
+
+
+def copy_history(directory: str, db: str) -> str:
+    """The history file of a net loaded from a checkpoint: a copy of the checkpoint's, beside `db`.
+
+    The original run's history file is not the loaded net's to append to.
+    """
+    target = db + ".history.jsonl"
+    saved = os.path.join(directory, HISTORY)
+    if os.path.exists(saved):
+        shutil.copyfile(saved, target)
+    return target
 
 
 def copy_checkpoint(directory: str, db: str) -> None:

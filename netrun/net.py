@@ -18,21 +18,20 @@ from .clock import iso
 from .config import NetConfig, parse_net_config, update_node_config
 from .control import NetStatus
 from .deadletters import DeadLetterQueue
-from .db import open_connection, rows_as_dicts, transaction
-from .checkpoint import DB_NAME, HISTORY, copy_checkpoint, write_checkpoint
+from .db import open_connection, transaction
+from .checkpoint import DB_NAME, copy_checkpoint, copy_history, refuse_own_folder, write_checkpoint
 from .errors import (
     CheckpointError,
     ConfigError,
-    CorruptDatabase,
     NetClosedError,
     NotANetrunDatabase,
     PortNotFound,
-    ReadOnlyQueryError,
     StorageError,
 )
-from .graphio import graph_from_data, graph_to_data
+from .graphio import graph_to_data
 from .migrate import inspect_file, migrate
-from .restore import Restorer
+from .readonly import read_query
+from .restore import Restorer, read_meta, stored_graph
 from .runtime import NodeFunctions, Runtime
 
 
@@ -116,8 +115,8 @@ class Net:
         state = inspect_file(path)
         if not state.exists:
             raise NotANetrunDatabase(f"{path} holds no netrun net", path=path)
-        stored = _read_meta(path)
-        graph = _stored_graph(path, stored)
+        stored = read_meta(path)
+        graph = stored_graph(path, stored)
         options = json.loads(stored["config"])
         options.update(config)  # a stored "callback" dead-letter mode needs dead_letter_callback= here
         net = cls.__new__(cls)
@@ -150,10 +149,7 @@ class Net:
         if rt.running:
             raise CheckpointError(f"cannot checkpoint while epoch {min(rt.running)} is running; call pause() "
                                   "and checkpoint after run_step()/start() returns", path=os.fspath(directory))
-        target = os.path.join(os.fspath(directory), DB_NAME)
-        if os.path.realpath(target) == os.path.realpath(self.db_path):
-            raise CheckpointError(f"cannot checkpoint into {os.fspath(directory)}: its {DB_NAME} is this net's own "
-                                  "database; choose another folder", path=os.fspath(directory))
+        refuse_own_folder(os.fspath(directory), self.db_path)
         rt.journal.commit()
         rt.history.flush()
         write_checkpoint(self._conn, os.fspath(directory), history_file=self._config.history_file,
@@ -174,13 +170,8 @@ class Net:
             db = os.path.join(tmpdir, "net.db")
         path = os.fspath(db)
         copy_checkpoint(os.fspath(directory), path)
-        if "history_file" not in config and json.loads(_read_meta(path)["config"]).get("history_file"):
-            # The original run's history file is not ours to append to: continue a copy of the
-            # checkpoint's history beside the new database.
-            config["history_file"] = path + ".history.jsonl"
-            saved = os.path.join(os.fspath(directory), HISTORY)
-            if os.path.exists(saved):
-                shutil.copyfile(saved, config["history_file"])
+        if "history_file" not in config and json.loads(read_meta(path)["config"]).get("history_file"):
+            config["history_file"] = copy_history(os.fspath(directory), path)
         net = cls.resume(path, **config)
         net._tmpdir = tmpdir
         return net
@@ -455,13 +446,7 @@ class Net:
         rt.journal.commit()
         if self._reader is None:
             self._reader = open_connection(self.db_path, readonly=True)
-        try:
-            cursor = self._reader.cursor()
-            cursor.exectrace = _refuse_writes
-            return rows_as_dicts(cursor.execute(sql, params))
-        except (apsw.ReadOnlyError, apsw.AuthError) as exc:
-            raise ReadOnlyQueryError(f"Net.query is read-only; this statement would write: {sql.strip()[:200]}",
-                                     sql=sql) from exc
+        return read_query(self._reader, sql, params)
 
     def get_node_log(self, node_name: str) -> list[str]:
         """Lines printed by the node's functions, oldest first."""
@@ -501,57 +486,3 @@ class Net:
         rt = self._live()
         rt.journal.commit()
         rt.history.flush()
-
-
-# Pragmas that only read. Those in _LOOKUP_PRAGMAS take an argument (a table, an index);
-# for every other pragma an argument, `name(value)` or `name = value`, sets something.
-_LOOKUP_PRAGMAS = frozenset({
-    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list",
-    "integrity_check", "quick_check",
-})
-_READ_PRAGMAS = _LOOKUP_PRAGMAS | {
-    "user_version", "application_id", "page_count", "page_size", "freelist_count", "schema_version",
-    "compile_options", "database_list", "function_list", "pragma_list", "collation_list", "module_list",
-    "encoding", "journal_mode", "data_version",
-}
-
-
-def _read_meta(path: str) -> dict[str, str]:
-    """The `net_meta` rows, read through a read-only connection."""
-    conn = open_connection(path, readonly=True)
-    try:
-        return dict(conn.execute("SELECT key, value FROM net_meta").fetchall())
-    except apsw.Error as exc:
-        raise CorruptDatabase(f"{path}: cannot read the stored net: {exc}", path=path) from exc
-    finally:
-        conn.close()
-
-
-def _stored_graph(path: str, meta: dict[str, str]) -> ns.Graph:
-    if "graph" not in meta or "config" not in meta:
-        raise NotANetrunDatabase(f"{path} holds no netrun net (no stored graph)", path=path)
-    try:
-        graph = graph_from_data(json.loads(meta["graph"]))
-    except (ValueError, KeyError, TypeError, IndexError, ns.NetrunError) as exc:
-        raise StorageError(f"{path}: the stored graph cannot be read: {exc}", path=path) from exc
-    problems = graph.validate()
-    if problems:
-        raise StorageError(f"{path}: the stored graph fails validation: " + "; ".join(p.message for p in problems),
-                           path=path)
-    return graph
-
-
-def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
-    """Exec tracer: let only read-only statements run (the connection is read-only too)."""
-    text = sql.strip()
-    words = text.split(None, 1)
-    statement = words[0].upper() if words else ""
-    allowed = statement in ("SELECT", "WITH", "EXPLAIN", "VALUES")
-    if statement == "PRAGMA" and len(words) > 1 and "=" not in words[1]:
-        name = words[1].split("(", 1)[0].strip().rstrip(";").split(".")[-1].lower()
-        has_argument = "(" in words[1]
-        allowed = name in (_LOOKUP_PRAGMAS if has_argument else _READ_PRAGMAS)
-    if not allowed:
-        raise ReadOnlyQueryError(f"Net.query is read-only; refused statement: {text[:200]}", sql=sql)
-    return True
-

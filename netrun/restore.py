@@ -14,13 +14,17 @@ Both are journaled as netrun actions (`RecoverEpoch`, `CancelInterruptedEpoch`).
 from __future__ import annotations
 
 import json
+
+import netrun_sim as ns
 from typing import TYPE_CHECKING
 
 import apsw
 
 from . import port_types
 from .config import NodeConfig
-from .errors import ConfigError, CorruptDatabase
+from .db import open_connection
+from .errors import ConfigError, CorruptDatabase, NotANetrunDatabase, StorageError
+from .graphio import graph_from_data
 from .factories import import_from_path
 from .runtime import NodeFunctions
 from .sim import Event
@@ -161,3 +165,28 @@ class Restorer:
                 sim.move_to_input_port(packet, node, port)
             else:
                 sim.move_to_edge(packet, edges[(from_node, from_port, node, port)])
+
+
+def read_meta(path: str) -> dict[str, str]:
+    """The `net_meta` rows, read through a read-only connection."""
+    conn = open_connection(path, readonly=True)
+    try:
+        return dict(conn.execute("SELECT key, value FROM net_meta").fetchall())
+    except apsw.Error as exc:
+        raise CorruptDatabase(f"{path}: cannot read the stored net: {exc}", path=path) from exc
+    finally:
+        conn.close()
+
+
+def stored_graph(path: str, meta: dict[str, str]) -> ns.Graph:
+    if "graph" not in meta or "config" not in meta:
+        raise NotANetrunDatabase(f"{path} holds no netrun net (no stored graph)", path=path)
+    try:
+        graph = graph_from_data(json.loads(meta["graph"]))
+    except (ValueError, KeyError, TypeError, IndexError, ns.NetrunError) as exc:
+        raise StorageError(f"{path}: the stored graph cannot be read: {exc}", path=path) from exc
+    problems = graph.validate()
+    if problems:
+        raise StorageError(f"{path}: the stored graph fails validation: " + "; ".join(p.message for p in problems),
+                           path=path)
+    return graph
