@@ -7,7 +7,8 @@ not shared between cases.
     python tools/bench_chain.py                 # N = 1,000 / 10,000 / 100,000
     python tools/bench_chain.py --sizes 1000 5000 --durability normal --defer yes
 
-N is the number of values injected; the chain runs 4 epochs per value, the fan-out 11.
+N is the number of values injected; the chain runs 4 epochs per value, the fan-out 18
+(Source, Split, 8 workers, 8 Join epochs: each value is split to all 8 workers).
 """
 
 from __future__ import annotations
