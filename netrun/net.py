@@ -274,6 +274,7 @@ class Net:
             if not callable(func):
                 raise ConfigError(f"node {node_name!r}: {role} must be callable, got {func!r}", node=node_name)
         rt.set_functions(node_name, funcs)
+        rt.pools.refresh(node_name)
         paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
                                                         ("stop", funcs.stop), ("failed", funcs.failed)) if f}
         rt.journal.add("UPDATE node_settings SET functions = ? WHERE node_name = ?", (json.dumps(paths), node_name))
@@ -294,6 +295,7 @@ class Net:
             raise ConfigError(f"node {node_name!r}: its pool cannot change once the pools run", option="pool",
                               node=node_name)
         rt.configs[node_name] = updated
+        rt.pools.refresh(node_name)
         rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
                        (json.dumps(updated.to_json()), node_name))
         rt.journal.commit()

@@ -141,6 +141,20 @@ class PoolManager:
         for pool in self.pools.values():
             pool.start()
 
+    def refresh(self, node: str) -> None:
+        """A pool node's functions or options changed after the pools started: restart its pools'
+        workers (each finishes its current job first), so they run the new ones."""
+        if not self.started:
+            return
+        for name in _pool_names(self.rt.configs[node].pool):
+            pool = self.pools.get(name)
+            if pool is None:
+                continue
+            self.collect(block=True)  # nothing of the old workers may be in flight
+            pool.stop()
+            pool.stop_event.clear()
+            pool.start()
+
     def select(self, node: str) -> str:
         """The pool to run an epoch of `node` in (the net's `pool_selection` algorithm)."""
         names = _pool_names(self.rt.configs[node].pool)

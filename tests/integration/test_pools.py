@@ -301,3 +301,25 @@ def test_unpicklable_value_fails_the_epoch(tmp_path, kind):
     assert isinstance(cause, netrun.UnpicklableValue)
     assert "'Work'" in str(cause) and "lock" in str(cause).lower()
     assert [(e["state"], e["error_type"]) for e in epochs] == [("failed", "UnpicklableValue")]
+
+
+def test_changing_a_pool_nodes_function_after_the_pools_started_reaches_the_workers(tmp_path):
+    """set_node_exec after a run restarts the node's pool workers: they run the new function."""
+    seen: list = []
+
+    def first(ctx, packets):
+        seen.append(("first", ctx.consume_packet(packets["in"][0])))
+
+    def second(ctx, packets):
+        seen.append(("second", ctx.consume_packet(packets["in"][0])))
+
+    with netrun.Net(chain("Src", "Work"), db=tmp_path / "run.db", thread_pools={"p": {"size": 1}}) as net:
+        net.set_node_exec("Work", first)
+        net.set_node_config("Work", pool="p")
+        net.inject_packet("Work", "in", 1)
+        net.start()
+        net.set_node_exec("Work", second)
+        net.inject_packet("Work", "in", 2)
+        net.start()
+        assert seen == [("first", 1), ("second", 2)]
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'")[0]["n"] == 2
