@@ -181,7 +181,10 @@ class AttemptLoop:
             except EpochCancelled:
                 write_logs(host.journal, self.epoch_id, self.node, capture)
                 return None, True
-            except Exception as exc:  # noqa: BLE001 - user code: every failure is recorded
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - user code: every failure is recorded
+                # A CancelledError raised by the node's own code fails its epoch like any error
+                # (netrun's timeout turns into EpochTimeout above); only interpreter exits
+                # (KeyboardInterrupt, SystemExit) escape.
                 error = exc
         write_logs(host.journal, self.epoch_id, self.node, capture)
         elapsed = host.clock.monotonic() - began

@@ -348,7 +348,9 @@ class Net:
 
         Durable when this returns. Returns the epoch ID.
         """
-        return self._live().inbox.inject_epoch(node_name)
+        rt = self._live()
+        with rt.control.lock:
+            return rt.inbox.inject_epoch(node_name)
 
     def inject_packet(self, node_name: str, port_name: str, value: Any) -> str:
         """Put a packet holding `value` at an input port. Durable when this returns; returns the packet ID.
@@ -357,7 +359,9 @@ class Net:
             NotFoundError / PortNotFound: no such node or input port. PortFull: the port is at capacity.
             UnpicklableValue: the value cannot be stored.
         """
-        return self._live().inbox.inject_packet(node_name, port_name, value)
+        rt = self._live()
+        with rt.control.lock:
+            return rt.inbox.inject_packet(node_name, port_name, value)
 
     # -- running ----------------------------------------------------------------------------
     def run_step(self, start_epochs: bool = True, *, threaded: bool = False) -> None:
@@ -371,6 +375,7 @@ class Net:
             NodeExecutionFailed: with `on_error="raise"`, after pausing; the original is `__cause__`.
         """
         rt = self._live()
+        rt.paused = False  # cleared here, never between steps: a pause() must not be lost
         if threaded:
             rt.control.run_in_background(lambda: rt.run_step(start_epochs=start_epochs))
             return
@@ -380,6 +385,7 @@ class Net:
     def start(self, *, threaded: bool = False) -> None:
         """Run steps until nothing more can run (or the net pauses). `threaded=True`: in the background."""
         rt = self._live()
+        rt.paused = False
         if threaded:
             rt.control.run_in_background(rt.run_until_done)
             return
@@ -417,11 +423,15 @@ class Net:
 
     async def async_run_step(self, start_epochs: bool = True) -> None:
         """`run_step()` for async code: async epochs of a step run concurrently in the running loop."""
-        await self._live().async_run_step(start_epochs=start_epochs)
+        rt = self._live()
+        rt.paused = False
+        await rt.async_run_step(start_epochs=start_epochs)
 
     async def async_start(self) -> None:
         """`start()` for async code."""
-        await self._live().async_run_until_done()
+        rt = self._live()
+        rt.paused = False
+        await rt.async_run_until_done()
 
     def pause(self) -> None:
         """Start no new epoch; returns once the running ones finished (from another thread).
@@ -445,10 +455,11 @@ class Net:
         statement that would write.
         """
         rt = self._live()
-        rt.journal.commit()
-        if self._reader is None:
-            self._reader = open_connection(self.db_path, readonly=True)
-        return read_query(self._reader, sql, params)
+        with rt.control.lock:
+            rt.journal.commit()
+            if self._reader is None:
+                self._reader = open_connection(self.db_path, readonly=True)
+            return read_query(self._reader, sql, params)
 
     def get_node_log(self, node_name: str) -> list[str]:
         """Lines printed by the node's functions, oldest first."""
@@ -468,8 +479,9 @@ class Net:
         Raises NotFoundError when no value is stored.
         """
         rt = self._live()
-        rt.journal.commit()
-        return rt.values.get(packet_id)
+        with rt.control.lock:
+            rt.journal.commit()
+            return rt.values.get(packet_id)
 
     @property
     def dead_letter_queue(self) -> DeadLetterQueue:

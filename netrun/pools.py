@@ -14,6 +14,7 @@ packets dead-lettered as 'interrupted') and a replacement worker starts.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import time
 from datetime import datetime
 import multiprocessing
@@ -123,6 +124,7 @@ class PoolManager:
         self.started = False
         self._round_robin = itertools.count()
         self.dispatched: dict[str, str] = {}  # epoch ID -> pool, until its result is applied
+        self.deaths: Counter[str] = Counter()  # epoch ID -> workers that died running it
 
     @property
     def configured(self) -> bool:
@@ -218,7 +220,14 @@ class PoolManager:
             if elapsed <= cfg.timeout:
                 continue
             pool = self.pools[self.dispatched[epoch_id]]
-            rt.journal.add("UPDATE epoch_jobs SET worker = ? WHERE epoch_id = ?", (f"timed-out:{worker_id}", epoch_id))
+            # Take the job back in a transaction of its own, only if the worker has not written
+            # its result meanwhile: exactly one side wins the race.
+            taken = rt.journal.commit(then=lambda conn: conn.execute(
+                "UPDATE epoch_jobs SET worker = ? WHERE epoch_id = ? AND worker = ? AND state = 'claimed' "
+                "AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results) RETURNING epoch_id",
+                (f"timed-out:{worker_id}", epoch_id, worker_id)).fetchall())
+            if not taken:
+                continue  # the result came first: it is applied as usual
             if pool.kind == "process" and worker_id in pool.workers:
                 pool.workers[worker_id].kill()
                 pool.workers[worker_id].join(5)
@@ -284,7 +293,18 @@ class PoolManager:
 
     def _recover(self, pool: Pool, epoch_id: str, node: str, worker_id: str) -> None:
         rt = self.rt
-        if rt.configs[node].defer_net_actions:
+        cfg = rt.configs[node]
+        self.deaths[epoch_id] += 1
+        if cfg.defer_net_actions and self.deaths[epoch_id] > cfg.retries + 1:
+            # The epoch kills every worker that runs it: a failure, not a reason to run it forever.
+            _condition, salvo = rt.sim.epoch_salvo(epoch_id)
+            error = RuntimeError(f"the worker running epoch {epoch_id} of node {node!r} died "
+                                 f"{self.deaths.pop(epoch_id)} times (last: {worker_id})")
+            end_failed(rt, node, epoch_id, {packet: port for port, packet in salvo}, error)
+            rt.queue.complete(epoch_id, "failed")
+            self.applied(epoch_id)
+            return
+        if cfg.defer_net_actions:
             rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
                               data={"reason": f"worker {worker_id} died: the deferred epoch runs again"})
             rt.journal.add("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, "

@@ -220,7 +220,6 @@ class Runtime:
 
     def _begin_step(self, start_epochs: bool, limit: int | None) -> None:
         self.ensure_started()
-        self.paused = False
         self.inbox.admit()
         self.run_until_blocked()
         if start_epochs:

@@ -127,7 +127,7 @@ def finish_and_claim(host: WorkerHost, spec: WorkerSpec, worker_id: str, previou
         salvo, first = conn.execute(
             "SELECT salvo, (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_id = ?) "
             "FROM epochs WHERE id = ?", (epoch_id, epoch_id)).fetchone()
-        conn.execute("UPDATE epochs SET state = 'running', started_at = ?, attempt = attempt + 1 WHERE id = ?",
+        conn.execute("UPDATE epochs SET state = 'running', started_at = ? WHERE id = ?",
                      (host.journal.now(), epoch_id))
         return epoch_id, node, [tuple(p) for p in json.loads(salvo or "[]")], first
 
