@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from .epoch import apply_remote, end_cancelled, end_failed
-from .errors import EpochTimeout
-from .worker import WorkerSpec, process_main, read_outcome, thread_main
+from .errors import EpochTimeout, NodeExecutionFailed
+from .worker import START_FAILED, WorkerSpec, process_main, read_outcome, thread_main
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
 
@@ -48,6 +48,7 @@ class Pool:
         self.kind = kind  # "thread" or "process"
         self.results = results
         self.outstanding = 0  # jobs dispatched and not yet applied
+        self.broken: BaseException | None = None  # set when a worker's start function raised
         self.workers: dict[str, Any] = {}
         self._ids = itertools.count(1)
         if kind == "thread":
@@ -186,7 +187,11 @@ class PoolManager:
         applied = 0
         timed = {n for n, c in self.rt.configs.items() if c.timeout is not None and c.pool is not None}
         while self.dispatched:
+            self._raise_if_broken()
             epoch_id = self.next_result((0.02 if timed else 0.2) if block else 0.0)
+            if epoch_id is not None and epoch_id.startswith(START_FAILED):
+                self._start_failed(epoch_id)
+                continue
             if epoch_id is None:
                 self.check_workers()
                 if timed:
@@ -198,6 +203,21 @@ class PoolManager:
                 time.sleep(GATHER)  # let results that finish together share one transaction
             applied += self.apply_results()
         return applied
+
+    def _start_failed(self, notice: str) -> None:
+        """A start_node_func raised in a worker: stop that pool (no endless respawning)."""
+        node, text = notice[len(START_FAILED):].split("\x00", 1)
+        for name in _pool_names(self.rt.configs[node].pool):
+            pool = self.pools.get(name)
+            if pool is not None and pool.broken is None:
+                pool.broken = NodeExecutionFailed(f"start_node_func of node {node!r} raised in a worker of pool "
+                                                  f"{name!r}: {text}; the pool is stopped", node_name=node)
+                pool.stop()
+
+    def _raise_if_broken(self) -> None:
+        for pool in self.pools.values():
+            if pool.broken is not None and pool.outstanding:
+                raise pool.broken
 
     def check_deadlines(self, timed: set[str]) -> int:
         """Take back pool epochs running past their node's timeout: EpochTimeout into the failure flow.
@@ -288,7 +308,7 @@ class PoolManager:
                 for epoch_id, node in jobs:
                     self._recover(pool, epoch_id, node, worker_id)
                 rt.journal.commit()
-                if not pool.stop_event.is_set():
+                if not pool.stop_event.is_set() and pool.broken is None:
                     pool.replace(worker_id)
 
     def _recover(self, pool: Pool, epoch_id: str, node: str, worker_id: str) -> None:

@@ -35,6 +35,7 @@ from .queue import EpochQueue
 from .values import ValueStore
 
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
+START_FAILED = "\x00start-failed\x00"  # notice prefix: a start_node_func raised in a worker
 
 
 class RemoteError(NetrunError):
@@ -180,16 +181,24 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
     host = WorkerHost(spec, clock, net)
     loop = asyncio.new_event_loop()
 
-    def lifecycle(role: str) -> None:
+    def lifecycle(role: str) -> bool:
         for node in sorted(spec.init_per_worker):
             func = getattr(functions[node], role)
             if func is not None:
-                result = func(host.net)
-                if asyncio.iscoroutine(result):
-                    loop.run_until_complete(result)
+                try:
+                    result = func(host.net)
+                    if asyncio.iscoroutine(result):
+                        loop.run_until_complete(result)
+                except Exception as exc:  # noqa: BLE001 - reported to the main process
+                    if role == "start":  # the main process stops the pool and raises it to the caller
+                        notify(f"{START_FAILED}{node}\x00{type(exc).__name__}: {exc}")
+                        return False
+                    raise
+        return True
 
     try:
-        lifecycle("start")
+        if not lifecycle("start"):
+            return
         previous: _Result | None = None
         while not stop.is_set() and alive():
             # The previous result and the next claim share one transaction.

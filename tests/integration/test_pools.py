@@ -323,3 +323,23 @@ def test_changing_a_pool_nodes_function_after_the_pools_started_reaches_the_work
         net.start()
         assert seen == [("first", 1), ("second", 2)]
         assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'")[0]["n"] == 2
+
+
+def _start_raises(net):
+    raise RuntimeError("cannot open resource")
+
+
+def test_a_pool_start_function_that_raises_stops_the_pool_and_reaches_the_caller(tmp_path):
+    with netrun.Net(chain("Src", "Work"), db=tmp_path / "run.db", thread_pools={"p": {"size": 2}}) as net:
+        net.set_node_exec("Work", _consume_only, start_node_func=_start_raises)
+        net.set_node_config("Work", pool="p")
+        net.inject_packet("Work", "in", 1)
+        with pytest.raises(netrun.NodeExecutionFailed, match="start_node_func of node 'Work'.*cannot open resource"):
+            net.start()
+        pool = net._rt.pools.pools["p"]
+        assert pool.workers == {}  # stopped, not respawned again and again
+        assert net.query("SELECT state FROM epoch_jobs WHERE node_name = 'Work'") == [{"state": "queued"}]
+
+
+def _consume_only(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
