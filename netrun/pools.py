@@ -186,8 +186,13 @@ class PoolManager:
         """Apply finished pool epochs; with `block`, until none is outstanding. Returns how many."""
         applied = 0
         timed = {n for n, c in self.rt.configs.items() if c.timeout is not None and c.pool is not None}
+        withdrawn = False
         while self.dispatched:
             self._raise_if_broken()
+            if self.rt.paused and not withdrawn:
+                self.withdraw_queued()
+                withdrawn = True
+                continue
             epoch_id = self.next_result((0.02 if timed else 0.2) if block else 0.0)
             if epoch_id is not None and epoch_id.startswith(START_FAILED):
                 self._start_failed(epoch_id)
@@ -203,6 +208,19 @@ class PoolManager:
                 time.sleep(GATHER)  # let results that finish together share one transaction
             applied += self.apply_results()
         return applied
+
+    def withdraw_queued(self) -> None:
+        """On pause: pool jobs no worker has claimed yet go back to startable; running ones finish."""
+        rt = self.rt
+        rows = rt.journal.commit(then=lambda conn: conn.execute(
+            "DELETE FROM epoch_jobs WHERE state = 'queued' AND pool IS NOT NULL RETURNING epoch_id, node_name"
+        ).fetchall())
+        for epoch_id, node in rows or []:
+            self.applied(epoch_id)
+            if rt.queued.pop(epoch_id, None) is not None:
+                rt.queued_per_node[node] -= 1
+            rt.waiting[node][epoch_id] = None
+            rt.waiting[node].move_to_end(epoch_id, last=False)  # first in line when the net goes on
 
     def _start_failed(self, notice: str) -> None:
         """A start_node_func raised in a worker: stop that pool (no endless respawning)."""

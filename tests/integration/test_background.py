@@ -200,3 +200,30 @@ def test_async_control_methods(tmp_path):
     assert seen["blocked"].nodes["Sink"].finished == EPOCHS
     assert seen["stopped"].state == "stopped"
     assert sorted(got)[:EPOCHS] == list(range(EPOCHS))
+
+
+def test_pause_stops_a_thread_pool_from_starting_queued_epochs_and_start_goes_on(tmp_path):
+    import time as _time
+
+    def slow(ctx, packets):
+        ctx.consume_packet(packets["in"][0])
+        _time.sleep(0.05)
+
+    with netrun.Net(chain("Src", "Work"), db=tmp_path / "run.db", thread_pools={"p": {"size": 1}}) as net:
+        net.set_node_exec("Work", slow)
+        net.set_node_config("Work", pool="p")
+        for value in range(40):
+            net.inject_packet("Work", "in", value)
+        net.start(threaded=True)
+        _time.sleep(0.3)
+        began = _time.monotonic()
+        net.pause()
+        assert _time.monotonic() - began < 1.0  # not the ~1.5 s the remaining queue would take
+        status = net.poll()
+        assert status.state == "paused"
+        assert status.nodes["Work"].finished < 40
+        assert status.nodes["Work"].startable == 40 - status.nodes["Work"].finished
+        assert net.query("SELECT count(*) AS n FROM epoch_jobs WHERE state != 'done'")[0]["n"] == 0
+        net.start()
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished' AND node_name = 'Work'")[0][
+            "n"] == 40
