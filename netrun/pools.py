@@ -203,6 +203,9 @@ class PoolManager:
                     applied += self.check_deadlines(timed)
                 if not block:
                     break
+                # A worker that died between writing its result and its notice sends none:
+                # the table, not the notices, is the truth.
+                applied += self.apply_results()
                 continue
             if block and len(self.dispatched) > 1:
                 time.sleep(GATHER)  # let results that finish together share one transaction
