@@ -273,12 +273,14 @@ class Net:
                 continue
             if not callable(func):
                 raise ConfigError(f"node {node_name!r}: {role} must be callable, got {func!r}", node=node_name)
-        rt.set_functions(node_name, funcs)
-        rt.pools.refresh(node_name)
         paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
                                                         ("stop", funcs.stop), ("failed", funcs.failed)) if f}
-        rt.journal.add("UPDATE node_settings SET functions = ? WHERE node_name = ?", (json.dumps(paths), node_name))
-        rt.journal.commit()
+        with rt.control.lock:  # from another thread: after the background runner's current step
+            rt.set_functions(node_name, funcs)
+            rt.pools.refresh(node_name)
+            rt.journal.add("UPDATE node_settings SET functions = ? WHERE node_name = ?",
+                           (json.dumps(paths), node_name))
+            rt.journal.commit()
 
     def set_node_config(self, node_name: str, **options: Any) -> None:
         """Set node options (see the README's table).
@@ -294,11 +296,12 @@ class Net:
         if rt.pools.started and updated.pool != rt.configs[node_name].pool:
             raise ConfigError(f"node {node_name!r}: its pool cannot change once the pools run", option="pool",
                               node=node_name)
-        rt.configs[node_name] = updated
-        rt.pools.refresh(node_name)
-        rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
-                       (json.dumps(updated.to_json()), node_name))
-        rt.journal.commit()
+        with rt.control.lock:  # from another thread: after the background runner's current step
+            rt.configs[node_name] = updated
+            rt.pools.refresh(node_name)
+            rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
+                           (json.dumps(updated.to_json()), node_name))
+            rt.journal.commit()
 
     def set_input_port_type(self, node_name: str, port_name: str, port_type: Any) -> None:
         """Type an input port; checked when one of its packets is consumed (see README "Port types").
