@@ -260,11 +260,9 @@ class EpochRun:
                                 deferred=self.config.defer_net_actions, finisher=self._finish,
                                 first_attempt=rt.attempt_base.pop(self.epoch_id, 0))
 
-    def run(self) -> str:
-        return self.end(self.loop.run())
-
-    async def run_async(self) -> str:
-        return self.end(await self.loop.run_async())
+    async def run_async(self, *, asynchronous: bool = True) -> str:
+        """The attempts, then the end; with `asynchronous=False` nothing suspends (see run_sync)."""
+        return self.end(await self.loop.run_async(asynchronous=asynchronous))
 
     def _finish(self, actions: EpochOps) -> BaseException | None:
         rt = self.rt

@@ -225,17 +225,6 @@ class Runtime:
         if start_epochs:
             self._enqueue_ready(limit)
 
-    async def async_run_until_done(self) -> int:
-        total = 0
-        while True:
-            ran = await self.async_run_step(limit=START_BATCH)
-            total += ran
-            if ran == 0 or self.paused:
-                break
-        if self.config.history_flush_on_pause:
-            self.history.flush()
-        return total
-
     def _claim_batch(self) -> list[Job]:
         """Commit what is buffered and claim the next main-thread jobs, in one transaction."""
         return self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
@@ -247,26 +236,27 @@ class Runtime:
             self.journal.commit()  # durable before the node's code runs (never run twice)
 
     def _run_job(self, job: Job) -> None:
-        self.running.add(job.epoch_id)
-        try:
-            outcome = EpochRun(self, job).run()
-        finally:
-            self.running.discard(job.epoch_id)
-        self.queue.complete(job.epoch_id, outcome)
+        run_sync(self._run_job_async(job, asynchronous=False))
 
-    async def _run_job_async(self, job: Job) -> None:
+    async def _run_job_async(self, job: Job, *, asynchronous: bool = True) -> None:
         self.running.add(job.epoch_id)
         try:
-            outcome = await EpochRun(self, job).run_async()
+            outcome = await EpochRun(self, job).run_async(asynchronous=asynchronous)
         finally:
             self.running.discard(job.epoch_id)
         self.queue.complete(job.epoch_id, outcome)
 
     def run_until_done(self) -> int:
         """Steps until nothing can run (or the net pauses). Returns epochs run."""
+        return run_sync(self._until_done(asynchronous=False))
+
+    async def async_run_until_done(self) -> int:
+        return await self._until_done(asynchronous=True)
+
+    async def _until_done(self, *, asynchronous: bool) -> int:
         total = 0
         while True:
-            ran = self.run_step(limit=START_BATCH)
+            ran = await self.async_run_step(limit=START_BATCH) if asynchronous else self.run_step(limit=START_BATCH)
             total += ran
             if ran == 0 or self.paused:
                 break
