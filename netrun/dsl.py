@@ -73,7 +73,7 @@ def load_definition(path_or_text: str | os.PathLike, *, db: str | os.PathLike | 
     except BaseException:
         net.close()
         if created:  # a half-made database of ours: leave no file behind
-            for suffix in ("", "-wal", "-shm", "-journal"):
+            for suffix in ("", "-wal", "-shm", "-journal", "-lock"):
                 if os.path.exists(os.fspath(db) + suffix):
                     os.remove(os.fspath(db) + suffix)
         raise

@@ -58,6 +58,10 @@ class CorruptDatabase(StorageError):
     """The database file is damaged or truncated."""
 
 
+class NetInUse(StorageError):
+    """Another live process is running the net in this database file (`pid` names it)."""
+
+
 class CheckpointError(StorageError):
     """A checkpoint cannot be written now (an epoch is running) or read from that folder."""
 

@@ -30,6 +30,7 @@ from .errors import (
 )
 from .graphio import graph_to_data
 from .migrate import inspect_file, migrate
+from .ownership import OwnerLock
 from .readonly import read_query
 from .restore import Restorer, read_meta, stored_graph
 from .runtime import NodeFunctions, Runtime
@@ -56,7 +57,8 @@ class Net:
 
     Raises:
         ConfigError: a bad option, or a graph that fails validation.
-        StorageError: the file cannot be used (foreign, newer, corrupt, or already a net).
+        StorageError: the file cannot be used (foreign, newer, corrupt, or already a net);
+            NetInUse (a StorageError) when another live process runs the net in it.
     """
 
     def __init__(self, graph: ns.Graph, *, db: str | os.PathLike | None = None, **config: Any) -> None:
@@ -73,15 +75,20 @@ class Net:
         self.db_path = os.fspath(db)
         self._closed = True
         state = inspect_file(self.db_path)
-        self._conn = open_connection(self.db_path, durability=self._config.durability)
+        self._owner = OwnerLock(self.db_path, iso(self._config.clock.now()))
         try:
-            migrate(self._conn, self.db_path)
-            if self._conn.execute("SELECT 1 FROM net_meta WHERE key = 'graph'").fetchone():
-                raise StorageError(f"{self.db_path} already holds a net; choose another file (or delete this one "
-                                   "to start over)", path=self.db_path)
-            self._write_meta(graph, existed=state.exists)
+            self._conn = open_connection(self.db_path, durability=self._config.durability)
+            try:
+                migrate(self._conn, self.db_path)
+                if self._conn.execute("SELECT 1 FROM net_meta WHERE key = 'graph'").fetchone():
+                    raise StorageError(f"{self.db_path} already holds a net; choose another file (or delete this "
+                                       "one to start over, or resume it)", path=self.db_path)
+                self._write_meta(graph, existed=state.exists)
+            except BaseException:
+                self._conn.close()
+                raise
         except BaseException:
-            self._conn.close()
+            self._owner.release()
             self._cleanup_tmp()
             raise
         self._attach(graph)
@@ -124,15 +131,20 @@ class Net:
         net._tmpdir = None
         net.db_path = path
         net._closed = True
-        net._conn = open_connection(path, durability=net._config.durability)
+        net._owner = OwnerLock(path, iso(net._config.clock.now()))
         try:
-            migrate(net._conn, path)
-            net._attach(graph)
-            net.unrestored_functions = Restorer(net._rt, path).restore()
-            net.definition_problems = dsl.restore_definition(net)  # factory-made functions
+            net._conn = open_connection(path, durability=net._config.durability)
+            try:
+                migrate(net._conn, path)
+                net._attach(graph)
+                net.unrestored_functions = Restorer(net._rt, path).restore()
+                net.definition_problems = dsl.restore_definition(net)  # factory-made functions
+            except BaseException:
+                net._conn.close()
+                net._closed = True
+                raise
         except BaseException:
-            net._conn.close()
-            net._closed = True
+            net._owner.release()
             raise
         return net
 
@@ -236,6 +248,7 @@ class Net:
             if self._reader is not None:
                 self._reader.close()
             self._conn.close()
+            self._owner.release()
             self._cleanup_tmp()
 
     def _cleanup_tmp(self) -> None:
