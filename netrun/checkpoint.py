@@ -17,8 +17,12 @@ import tempfile
 
 import apsw
 
-from . import faults
-from .errors import CheckpointError, StorageError
+from . import __version__, faults
+from .clock import SystemClock, iso
+from .db import open_connection
+from .errors import CheckpointError, NotANetrunDatabase, StorageError
+from .migrate import inspect_file
+from .ownership import OwnerLock
 
 DB_NAME = "net.db"
 MANIFEST = "checkpoint.json"
@@ -97,3 +101,33 @@ def copy_checkpoint(directory: str, db: str) -> None:
     shutil.copyfile(source, tmp)
     _fsync_path(tmp)
     os.replace(tmp, db)
+
+
+def checkpoint_file(db: str, directory: str) -> dict:
+    """Checkpoint a net's database file that no process is running (the `netrun checkpoint` command).
+
+    Holds the net's owner lock meanwhile, so no run can start during the copy. A net
+    whose process died mid-epoch can be checkpointed: loading the checkpoint applies the
+    crash semantics, as a resume of the file would. Returns the manifest.
+
+    Raises:
+        NetInUse: a process is running the net (pause or stop it first).
+        NotANetrunDatabase, DatabaseVersionError, CorruptDatabase: the file cannot be read.
+        CheckpointError: `directory` is the folder of the database itself.
+    """
+    if not os.path.exists(db) or not inspect_file(db).exists:
+        raise NotANetrunDatabase(f"{db} holds no netrun net to checkpoint", path=db)
+    refuse_own_folder(directory, db)
+    now = iso(SystemClock().now())
+    lock = OwnerLock(db, now)
+    try:
+        conn = open_connection(db, readonly=True)
+        try:
+            config = json.loads(dict(conn.execute("SELECT key, value FROM net_meta").fetchall())["config"])
+            manifest = {"netrun_version": __version__, "database": DB_NAME, "created_at": now, "source": db}
+            write_checkpoint(conn, directory, history_file=config.get("history_file"), manifest=manifest)
+        finally:
+            conn.close()
+    finally:
+        lock.release()
+    return manifest

@@ -463,6 +463,11 @@ class Net:
         rt.node(node_name)
         return rt.startable_epochs(node_name)
 
+    @property
+    def graph(self) -> ns.Graph:
+        """The net's graph (netrun-sim's `Graph`)."""
+        return self._rt.graph
+
     # -- reading back ---------------------------------------------------------------------------
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[dict]:
         """Run a read-only SQL statement over the net's tables; rows as dicts.

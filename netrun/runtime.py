@@ -59,6 +59,7 @@ class Runtime:
         self.net = net
         self.config = config
         self.clock = config.clock
+        self.graph = graph
         self.graph_nodes = graph.nodes()
         self.sim = Sim(graph)
         self.journal = Journal(conn, config.clock)

@@ -1,0 +1,81 @@
+"""The `netrun` command: run, resume, watch, query and repair nets from the shell.
+
+A thin layer over the library: each subcommand is one small function that parses nothing
+itself and calls `Net`, `NetInspector` or the checkpoint and graph helpers. `main()` is the
+one place that turns an error into a message and an exit code:
+
+    0  success
+    1  a netrun error (bad definition, unusable file, failed run...), printed as one message
+    2  a usage error (unknown option, missing argument, a command line that cannot work)
+    130  `run`/`resume` paused by Ctrl-C (resume continues the run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from netrun_sim import NetrunError as NetActionError
+
+from .. import __version__
+from ..errors import NetrunError
+from . import definitions, reads, repair, running
+from .output import Output, UsageError, console
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of text")
+    parser = argparse.ArgumentParser(
+        prog="netrun", description="Run flow-based nets durably in SQLite, and inspect and repair their runs.",
+        epilog="Every command has --help. Exit codes: 0 ok, 1 error, 2 usage, 130 paused by Ctrl-C.")
+    parser.add_argument("--version", action="version", version=f"netrun {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    running.register(commands, common)
+    reads.register(commands, common)
+    repair.register(commands, common)
+    definitions.register(commands, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one `netrun` command; returns its exit code (see the module docstring)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) and usage errors (2), already printed by argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    out = Output(json_mode=getattr(args, "json", False))
+    try:
+        return args.func(args, out)
+    except UsageError as exc:
+        _report(out, "usage", str(exc))
+        return EXIT_USAGE
+    except (NetrunError, NetActionError) as exc:
+        _report(out, type(exc).__name__, _message(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _report(out, "interrupted", "interrupted")
+        return running.EXIT_INTERRUPTED
+
+
+def _message(exc: BaseException) -> str:
+    """The error's message, with the user-code failure it wraps (`__cause__`) when there is one."""
+    text = str(exc)
+    cause = exc.__cause__
+    if cause is not None and str(cause) not in text:
+        text += f"\n  caused by {type(cause).__name__}: {cause}"
+    return text
+
+
+def _report(out: Output, kind: str, message: str) -> None:
+    if out.json_mode:
+        sys.stderr.write(json.dumps({"error": kind, "message": message}) + "\n")
+    else:
+        console(stderr=True).print(f"netrun: {'error' if kind != 'usage' else 'usage'}: {message}", style="red")
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,68 @@
+"""Commands over a net's definition: `graph` (as text) and `validate` (a TOML file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..definition import read_definition
+from ..graphtext import FORMATS, render_graph
+from ..inspector import NetInspector
+from .output import Output
+from .running import add_import_paths
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _is_database(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+
+
+def graph(args: argparse.Namespace, out: Output) -> int:
+    fmt = "json" if out.json_mode else args.format
+    if os.path.isfile(args.source) and _is_database(args.source):
+        with NetInspector(args.source) as net:
+            node_meta, edge_meta = net.definition_meta()
+            text = render_graph(net.graph, fmt, node_meta=node_meta, edge_meta=edge_meta)
+    else:
+        add_import_paths(args.path, os.path.dirname(os.path.abspath(args.source)))
+        definition = read_definition(args.source)
+        text = render_graph(definition.graph, fmt, node_meta=definition.notes.node_meta,
+                            edge_meta=definition.notes.edge_meta)
+    out.console.file.write(text)
+    return 0
+
+
+def validate(args: argparse.Namespace, out: Output) -> int:
+    add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
+    definition = read_definition(args.net)  # raises DefinitionError with the file, line and place
+    report = {"file": args.net, "valid": True, "nodes": sorted(definition.nodes),
+              "edges": len(definition.graph.edges()),
+              "functions": {name: sorted(node.functions) for name, node in sorted(definition.nodes.items())
+                            if node.functions}}
+    if out.json_mode:
+        out.json(report)
+    else:
+        out.line(f"{args.net}: valid — {len(report['nodes'])} nodes ({', '.join(report['nodes'])}), "
+                 f"{report['edges']} edges; every function imported")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    paths = argparse.ArgumentParser(add_help=False)
+    paths.add_argument("--path", action="append", metavar="DIR", help="a folder to import node functions from "
+                       "(repeatable; the definition's folder and the current one are always searched)")
+    p = commands.add_parser("graph", parents=[common, paths], help="the graph as Mermaid, DOT or JSON text",
+                            description="Print a net's graph, from a TOML definition or a database file, as "
+                            "Mermaid (paste into Markdown), DOT (pipe to `dot -Tsvg`) or JSON.")
+    p.add_argument("source", help="NET.toml or a database file")
+    p.add_argument("--format", choices=FORMATS, default="mermaid", help="mermaid (default), dot or json")
+    p.set_defaults(func=graph)
+
+    p = commands.add_parser("validate", parents=[common, paths], help="check a TOML definition",
+                            description="Check a TOML definition without running it: syntax, options, ports, "
+                            "salvo expressions, functions (imported), factories and edges. Errors name the file "
+                            "and line.")
+    p.add_argument("net", help="the net's TOML definition")
+    p.set_defaults(func=validate)

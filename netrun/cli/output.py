@@ -1,0 +1,72 @@
+"""How the `netrun` command prints: rich tables for people, `--json` for scripts.
+
+Text that comes from a run (log lines, errors, values) is never read as rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+
+class UsageError(Exception):
+    """A command line that cannot work as given (exit code 2, like argparse's own errors)."""
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console on the current sys.stdout/sys.stderr (tests swap them), without markup or
+    highlighting; plain text, never ANSI codes, when the stream is not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, markup=False, highlight=False, emoji=False, soft_wrap=True,
+                   width=None if stream.isatty() else 200)
+
+
+class Output:
+    """Where a command's results go: `json=True` prints one JSON document and nothing else."""
+
+    def __init__(self, *, json_mode: bool = False) -> None:
+        self.json_mode = json_mode
+        self.console = console()
+
+    def json(self, document: Any) -> None:
+        sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
+
+    def line(self, text: str = "", *, style: str | None = None) -> None:
+        self.console.print(Text(text, style=style or ""))
+
+    def table(self, rows: Sequence[dict], columns: Sequence[str], *, title: str | None = None,
+              headers: Sequence[str] | None = None, empty: str = "(none)") -> None:
+        if not rows:
+            self.line(f"{title}: {empty}" if title else empty, style="dim")
+            return
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for header, column in zip(headers or columns, columns):
+            numeric = all(isinstance(r.get(column), int | float) or r.get(column) is None for r in rows)
+            table.add_column(header, justify="right" if numeric else "left", overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(cell(row.get(c))) for c in columns))
+        self.console.print(table)
+
+    def fields(self, pairs: Iterable[tuple[str, Any]]) -> None:
+        """`name: value` lines, names aligned."""
+        pairs = list(pairs)
+        width = max((len(k) for k, _ in pairs), default=0)
+        for key, value in pairs:
+            self.line(f"{key + ':':<{width + 1}} {cell(value)}")
+
+
+def cell(value: Any) -> str:
+    """A value as table text: dicts and lists as compact JSON, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return str(value)

@@ -1,0 +1,210 @@
+"""Read-only commands: status, history, sql, trace, logs. They never write the database,
+so they work on a net another process is running, or on one that crashed."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..inspector import NetInspector
+from .output import Output, cell
+
+FOLLOW_INTERVAL = 0.5  # seconds between polls of `logs --follow`
+NEXT_STEP = {
+    "running": "the run is going on; watch it with: netrun status {path} (or netrun logs {path} --follow)",
+    "interrupted": "its process died mid-epoch; continue with: netrun resume {path}",
+    "stopped": "work is left; continue with: netrun resume {path}",
+    "finished": "nothing more can run",
+}
+
+
+def status(args: argparse.Namespace, out: Output) -> int:
+    with NetInspector(args.file) as net:
+        report = net.status(recent=args.recent)
+        report["packets_left"] = net.packets_left(limit=args.recent * 2)
+    if out.json_mode:
+        out.json(report)
+        return 0
+    owner = report["owner"]
+    out.line(f"{report['path']}: {report['state']}" + (f" (pid {owner['pid']} on {owner['host']} since "
+                                                          f"{owner['since']})" if owner else ""), style="bold")
+    out.line(NEXT_STEP[report["state"]].format(path=report["path"]))
+    out.fields([("created", f"{report['created_at']} by netrun {report['netrun_version']}"),
+                ("last activity", report["last_activity"]), ("history rows", report["history_rows"]),
+                ("live packets", report["live_packets"]),
+                ("dead letters", f"{report['dead_letters_pending']} pending")])
+    rows = [{"node": name, **counts} for name, counts in report["nodes"].items()]
+    out.table(rows, ["node", "startable", "running", "finished", "failed", "cancelled"], title="Epochs")
+    waiting = report["waiting"]
+    out.table(waiting["edges"], ["from", "to", "packets"], title="Packets on edges")
+    out.table(waiting["input_ports"], ["node", "port", "packets"], title="Packets at input ports")
+    if waiting["inside_epochs"]:
+        out.table(waiting["inside_epochs"], ["node", "packets"], title="Packets inside epochs")
+    if waiting["inbox"]:
+        out.table(waiting["inbox"], ["kind", "node", "port", "items"], title="Injected, not yet admitted")
+    if report["running_epochs"]:
+        out.table(report["running_epochs"], ["epoch", "node", "attempt", "started_at"], title="Running epochs")
+    out.table(report["recent_failures"], ["finished_at", "node", "epoch", "attempt", "error_type", "error"],
+              title="Recent failures")
+    if report["packets_left"]:
+        out.table(report["packets_left"], ["packet", "location", "node", "port", "value"], title="Live packets")
+    return 0
+
+
+def history(args: argparse.Namespace, out: Output) -> int:
+    with NetInspector(args.file) as net:
+        rows = net.history(node=args.node, epoch=args.epoch, packet=args.packet, kind=args.kind, since=args.since,
+                           limit=args.limit or None)
+    if out.json_mode:
+        out.json(rows)
+        return 0
+    for row in rows:
+        out.line(_history_line(row))
+    if not rows:
+        out.line("(no history records match)", style="dim")
+    return 0
+
+
+def _history_line(row: dict) -> str:
+    parts = [f"{row['seq']:>7}", row["timestamp"], f"{row['type']:<6}", row["name"]]
+    for label, key in (("node", "node_name"), ("epoch", "epoch_id"), ("packet", "packet_id")):
+        if row[key]:
+            parts.append(f"{label}={row[key]}")
+    if row["data"]:
+        parts.append(cell(row["data"]))
+    return "  ".join(parts)
+
+
+def sql(args: argparse.Namespace, out: Output) -> int:
+    with NetInspector(args.file) as net:
+        rows = net.query(args.statement, args.param or ())
+    if out.json_mode:
+        out.json(rows)
+    else:
+        out.table(rows, list(rows[0]) if rows else [], empty="(no rows)")
+    return 0
+
+
+def trace(args: argparse.Namespace, out: Output) -> int:
+    with NetInspector(args.file) as net:
+        lineage = net.trace(args.packet, depth=args.depth)
+    if out.json_mode:
+        out.json(lineage)
+        return 0
+    out.line(f"packet {lineage['packet']}", style="bold")
+    out.line(f"  came from: {_origin(lineage['origin'])}")
+    out.line(f"  went to:   {_end(lineage['end'])}")
+    out.line("path:", style="bold")
+    for row in lineage["path"]:
+        where = " ".join(f"{k}={row[k]}" for k in ("node", "epoch") if row[k])
+        out.line(f"  {row['timestamp']}  {row['name']:<26} {where}  {cell(row['data'])}".rstrip())
+    for title, entries in (("made from (ancestors)", lineage["ancestors"]),
+                           ("made into (descendants)", lineage["descendants"])):
+        out.line(f"{title}:", style="bold")
+        if not entries:
+            out.line("  (none)", style="dim")
+        for entry in entries:
+            indent = "  " * abs(entry["depth"])
+            out.line(f"{indent}{entry['packet']}  from {_origin(entry['origin'])}; {_end(entry['end'])}")
+    if lineage["truncated"]:
+        out.line("(truncated: more packets than --limit; use --json or SQL for the rest)", style="dim")
+    return 0
+
+
+def _origin(origin: dict | None) -> str:
+    if origin is None:
+        return "unknown (no history record)"
+    if origin["how"] == "created":
+        return f"epoch {origin['epoch']} of {origin['node']}"
+    if origin["how"] == "replayed":
+        return f"a replay of dead letter packet {origin['replay_of']} at {origin['node']}.{origin['port']}"
+    return f"injected at {origin.get('node')}.{origin.get('port')}"
+
+
+def _end(end: dict | None) -> str:
+    if end is None:
+        return "unknown"
+    if end["state"] == "live":
+        place = f"{end['node']}.{end['port']}" if end.get("port") else end.get("node") or ""
+        return f"live ({end['location']} {place})".rstrip()
+    text = f"{end['state']} in epoch {end['epoch']} of {end['node']}"
+    letter = end.get("dead_letter")
+    if letter:
+        text += f" (dead letter #{letter['seq']}, {letter['reason']}, {letter['status']})"
+    return text
+
+
+def logs(args: argparse.Namespace, out: Output) -> int:
+    with NetInspector(args.file) as net:
+        rows = net.logs(node=args.node, epoch=args.epoch, limit=args.limit or None)
+        _print_logs(rows, out)
+        if not args.follow:
+            return 0
+        last = max((r["seq"] for r in rows), default=0)
+        try:
+            while True:  # until the run ends (no process owns the net) or Ctrl-C
+                running = net.owner() is not None
+                rows = net.logs(node=args.node, epoch=args.epoch, after_seq=last)
+                _print_logs(rows, out)
+                last = max((r["seq"] for r in rows), default=last)
+                if not running:
+                    return 0
+                time.sleep(FOLLOW_INTERVAL)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _print_logs(rows: list[dict], out: Output) -> None:
+    for row in rows:
+        if out.json_mode:
+            out.line(cell(row))  # one JSON object per line, so --follow streams
+        else:
+            out.line(f"{row['timestamp']}  {row['node']:<12} {row['epoch'] or '-'}  {row['text']}")
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("status", parents=[common], help="the state of a run: per-node counts, what waits, "
+                            "what runs, recent failures",
+                            description="Show a run's state (running, interrupted, stopped, finished), epochs per "
+                            "node, packets waiting on edges and at ports, running epochs and recent failures.")
+    p.add_argument("file", help="the net's database file")
+    p.add_argument("--recent", type=int, default=5, metavar="N", help="how many recent failures to show (5)")
+    p.set_defaults(func=status)
+
+    p = commands.add_parser("history", parents=[common], help="history records, filtered",
+                            description="Print history records (actions and events), oldest first.")
+    p.add_argument("file", help="the net's database file")
+    p.add_argument("--node", help="only records of this node")
+    p.add_argument("--epoch", help="only records of this epoch ID")
+    p.add_argument("--packet", help="only records of this packet ID")
+    p.add_argument("--kind", help="'action', 'event', or a record name such as PacketMoved or StartEpoch")
+    p.add_argument("--since", help="only records at or after this time: ISO (2026-11-28T09:30, UTC) or an age "
+                   "(30s, 10m, 2h, 1d)")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="the newest N matching records (100; 0 = all)")
+    p.set_defaults(func=history)
+
+    p = commands.add_parser("sql", parents=[common], help="a read-only SQL query over the run's tables",
+                            description="Run one read-only SQL statement; writing statements are refused.")
+    p.add_argument("file", help="the net's database file")
+    p.add_argument("statement", help='the query, e.g. "SELECT node_name, count(*) FROM epochs GROUP BY 1"')
+    p.add_argument("--param", action="append", metavar="VALUE", help="a value for the next ? in the query "
+                   "(repeatable)")
+    p.set_defaults(func=sql)
+
+    p = commands.add_parser("trace", parents=[common], help="a packet's lineage: where it came from, where it went",
+                            description="Show a packet's path through the net, the packets it was made from and "
+                            "the packets made from it.")
+    p.add_argument("file", help="the net's database file")
+    p.add_argument("packet", help="the packet ID")
+    p.add_argument("--depth", type=int, default=10, metavar="N", help="how many epochs to follow each way (10)")
+    p.set_defaults(func=trace)
+
+    p = commands.add_parser("logs", parents=[common], help="lines printed by node functions",
+                            description="Print captured output of node functions, oldest first.")
+    p.add_argument("file", help="the net's database file")
+    p.add_argument("--node", help="only this node's lines")
+    p.add_argument("--epoch", help="only this epoch's lines")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the newest N lines (0 = all)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines while a process runs the "
+                   "net; ends when that run ends (or on Ctrl-C)")
+    p.set_defaults(func=logs)

@@ -1,0 +1,119 @@
+"""Commands that change a stored net without running it: the dead-letter queue and checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..checkpoint import checkpoint_file
+from ..inspector import NetInspector
+from ..net import Net
+from .output import Output, UsageError
+
+
+def dlq_list(args: argparse.Namespace, out: Output) -> int:
+    with NetInspector(args.file) as net:
+        rows = net.dead_letters(node=args.node, include_resolved=args.all)
+    if out.json_mode:
+        out.json(rows)
+    else:
+        out.table(rows, ["seq", "node", "port", "packet", "reason", "status", "created_at", "value"],
+                  title="Dead letters" + ("" if args.all else " (pending)"), empty="none")
+    return 0
+
+
+def dlq_show(args: argparse.Namespace, out: Output) -> int:
+    with NetInspector(args.file) as net:
+        row = net.dead_letter(args.seq)
+    if out.json_mode:
+        out.json(row)
+    else:
+        out.fields((key, value) for key, value in row.items() if key != "error")
+        out.line("error:")
+        out.line(row["error"] or "(none)")
+    return 0
+
+
+def _selected(net: Net, args: argparse.Namespace) -> list[int]:
+    if args.seq:
+        return args.seq
+    # --all (checked before the net was opened)
+    queue = net.dead_letter_queue
+    return [entry.seq for entry in (queue.get_by_node(args.node) if args.node else queue.get_all())]
+
+
+def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
+    if bool(args.seq) == args.all:
+        raise UsageError(f"dlq {args.action}: give dead letter numbers, or --all (every pending one, or those of "
+                         "--node), not both")
+    if args.node and not args.all:
+        raise UsageError(f"dlq {args.action}: --node selects with --all")
+    done = []
+    with Net.resume(args.file) as net:  # owns the file meanwhile: refused while a run is going on
+        for seq in _selected(net, args):
+            if replay:
+                done.append({"seq": seq, "replayed_as": net.dead_letter_queue.replay(seq)})
+            else:
+                net.dead_letter_queue.discard(seq)
+                done.append({"seq": seq, "discarded": True})
+    if out.json_mode:
+        out.json(done)
+    elif not done:
+        out.line("no pending dead letters matched", style="dim")
+    else:
+        for entry in done:
+            out.line(f"dead letter #{entry['seq']}: " + (f"replayed as packet {entry['replayed_as']}" if replay
+                                                         else "discarded"))
+        if replay:
+            out.line(f"the packets wait at their input ports; run them with: netrun resume {args.file}")
+    return 0
+
+
+def dlq_replay(args: argparse.Namespace, out: Output) -> int:
+    return _resolve(args, out, replay=True)
+
+
+def dlq_discard(args: argparse.Namespace, out: Output) -> int:
+    return _resolve(args, out, replay=False)
+
+
+def checkpoint(args: argparse.Namespace, out: Output) -> int:
+    manifest = checkpoint_file(args.file, args.directory)
+    if out.json_mode:
+        out.json(manifest)
+    else:
+        out.line(f"checkpoint of {args.file} written to {args.directory}; continue from it with "
+                 f"Net.load_checkpoint({args.directory!r}, db=...)")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("dlq", help="the dead-letter queue: list, show, replay, discard",
+                            description="Read and repair the dead-letter queue of a stored net. replay and discard "
+                            "open the net as `netrun resume` does (not while a process runs it) without running it.")
+    p.add_argument("file", help="the net's database file")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("list", parents=[common], help="pending dead letters (with --all, resolved ones too)",
+                           description="List dead letters, oldest first, with a preview of each value.")
+    a.add_argument("--node", help="only this node's dead letters")
+    a.add_argument("--all", action="store_true", help="include replayed and discarded ones")
+    a.set_defaults(func=dlq_list)
+    a = actions.add_parser("show", parents=[common], help="one dead letter with its error and value",
+                           description="Show one dead letter: where it was, why, the error and its value.")
+    a.add_argument("seq", type=int, help="the dead letter's number (from list)")
+    a.set_defaults(func=dlq_show)
+    for name, func, verb in (("replay", dlq_replay, "put back at the input port it came from"),
+                             ("discard", dlq_discard, "mark as discarded (the row stays, for the record)")):
+        a = actions.add_parser(name, parents=[common], help=f"dead letters to {verb}",
+                               description=f"Dead letters to {verb}: the numbers given, or --all pending ones "
+                               "(of --node).")
+        a.add_argument("seq", type=int, nargs="*", help="dead letter numbers (see list)")
+        a.add_argument("--all", action="store_true", help="every pending dead letter (of --node)")
+        a.add_argument("--node", help="with --all: only this node's pending dead letters")
+        a.set_defaults(func=func)
+
+    p = commands.add_parser("checkpoint", parents=[common], help="a consistent snapshot of a stored net",
+                            description="Copy the net's database (and history file) into DIRECTORY as a checkpoint, "
+                            "atomically. Not while a process runs the net: pause it first.")
+    p.add_argument("file", help="the net's database file")
+    p.add_argument("directory", help="the checkpoint folder (created; a previous checkpoint in it is replaced)")
+    p.set_defaults(func=checkpoint)

@@ -1,0 +1,192 @@
+"""`netrun run` and `netrun resume`: run a net to completion with a progress display.
+
+The net runs in the foreground (the main thread), so the library's SIGINT handling
+applies: the first Ctrl-C pauses the net once its running epochs finish, then the command
+says how to resume; a second Ctrl-C interrupts at once (the file is left as after a crash,
+which a resume handles). The display reads `Net.poll()` (no lock) and the tables through
+its own read-only connection, from its own thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from ..errors import NetInUse, NotANetrunDatabase
+from ..inspector import NetInspector
+from ..migrate import inspect_file
+from ..net import Net
+from ..ownership import find_owner
+from .output import Output, UsageError
+from .progress import LiveProgress, PlainProgress, Progress
+
+EXIT_INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"
+
+
+def add_import_paths(extra: list[str] | None, *also: str) -> None:
+    """Make node functions importable: --path folders, the definition's folder, the current one."""
+    for folder in [*(extra or []), *also, os.getcwd()]:
+        folder = os.path.abspath(folder)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def _parse_packet(spec: str) -> tuple[str, str, Any]:
+    target, sep, text = spec.partition("=")
+    node, dot, port = target.rpartition(".")
+    if not sep or not dot or not node or not port:
+        raise UsageError(f"--packet {spec!r}: expected NODE.PORT=VALUE, e.g. --packet 'Split.in=\"some text\"'")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text  # not JSON: the text itself
+    return node, port, value
+
+
+def _remove_old_net(path: str) -> None:
+    """--overwrite: delete a previous netrun database (never another program's file, never a live run's)."""
+    if not os.path.exists(path):
+        return
+    if not inspect_file(path).exists and os.path.getsize(path) > 0:
+        raise NotANetrunDatabase(f"{path} is not a netrun database; --overwrite only replaces netrun databases",
+                                 path=path)
+    owner = find_owner(path)
+    if owner is not None:
+        raise NetInUse(f"{path} is in use by {owner.describe()}; stop that run before overwriting it", path=path,
+                       pid=owner.pid)
+    for suffix in ("-wal", "-shm", ""):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
+    packets = [_parse_packet(spec) for spec in args.packet or []]
+    if args.overwrite:
+        _remove_old_net(args.db)
+    elif os.path.exists(args.db) and os.path.getsize(args.db) > 0:
+        raise UsageError(f"{args.db} already exists; continue it with: netrun resume {args.db} "
+                         "(or add --overwrite to start over)")
+    net = Net.load_definition(args.net, db=args.db)
+    with net:
+        sources = args.inject
+        if not sources and not packets:
+            sources = sorted(name for name, node in net.graph.nodes().items() if not node.in_ports)
+            if not sources:
+                raise UsageError(f"{args.net} has no source node (one without input ports): say what to inject "
+                                 "with --inject NODE or --packet NODE.PORT=VALUE")
+        for name in sources or []:
+            net.inject_source_epoch(name)
+        for node, port, value in packets:
+            net.inject_packet(node, port, value)
+        if not out.json_mode:
+            what = [f"a source epoch at {n}" for n in sources or []] + [f"a packet at {n}.{p}" for n, p, _ in packets]
+            out.line(f"netrun: running {args.net} on {args.db}; injected {', '.join(what)}")
+        return _drive(net, args, out)
+
+
+def resume(args: argparse.Namespace, out: Output) -> int:
+    add_import_paths(args.path)
+    net = Net.resume(args.file)
+    with net:
+        if net.unrestored_functions:
+            missing = "; ".join(f"{node}: {', '.join(roles)}" for node, roles in sorted(net.unrestored_functions.items()))
+            out.console.print(f"netrun: warning: functions not importable ({missing}); those nodes' epochs stay "
+                              "startable. Add --path DIR for the folder of their modules.", style="yellow")
+        if not out.json_mode:
+            out.line(f"netrun: resuming {args.file}")
+        return _drive(net, args, out)
+
+
+def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
+    path = net.db_path
+    with NetInspector(path) as inspector:
+        display: Progress | None = None
+        if not (out.json_mode or args.no_progress):
+            kind = LiveProgress if out.console.is_terminal else PlainProgress
+            display = kind(net, inspector, out.console, interval=args.interval)
+        started = time.monotonic()
+        before = sum(c["finished"] + c["failed"] + c["cancelled"] for c in inspector.node_counts().values())
+        interrupted = False
+        if display:
+            display.start()
+        try:
+            net.start()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if display:
+                display.stop()
+        paused = net.poll().state == "paused"
+        net.close()
+        elapsed = time.monotonic() - started
+        report = inspector.status()
+        report["packets_left"] = inspector.packets_left()
+    done = sum(c["finished"] + c["failed"] + c["cancelled"] for c in report["nodes"].values()) - before
+    report["run"] = {"seconds": round(elapsed, 3), "epochs_ended": done,
+                     "epochs_per_second": round(done / elapsed, 1) if elapsed > 0 else None,
+                     "interrupted": interrupted, "paused_by_failure": paused and not interrupted}
+    if out.json_mode:
+        out.json(report)
+    else:
+        _summary(report, out)
+    if interrupted:
+        out.console.print(f"netrun: paused by Ctrl-C after the running epochs finished; continue with: "
+                          f"netrun resume {path}", style="yellow")
+        return EXIT_INTERRUPTED
+    if paused:
+        out.console.print(f"netrun: the net paused after a failed epoch (on_error = \"pause\"); see the failures "
+                          f"above, fix the cause, then: netrun resume {path}", style="red")
+        return 1
+    return 0
+
+
+def _summary(report: dict, out: Output) -> None:
+    run = report["run"]
+    out.line(f"{report['path']}: {report['state']} — {run['epochs_ended']} epochs in {run['seconds']:.2f} s"
+             + (f" ({run['epochs_per_second']:.0f}/s)" if run["epochs_per_second"] else ""), style="bold")
+    rows = [{"node": name, **counts} for name, counts in report["nodes"].items()]
+    out.table(rows, ["node", "startable", "running", "finished", "failed", "cancelled"], title="Epochs")
+    if report["recent_failures"]:
+        out.table(report["recent_failures"], ["node", "epoch", "attempt", "error_type", "error"],
+                  title="Recent failures")
+    if report["dead_letters_pending"]:
+        out.line(f"dead letters: {report['dead_letters_pending']} pending (netrun dlq {report['path']} list)")
+    if report["packets_left"]:
+        out.table(report["packets_left"], ["packet", "location", "node", "port", "value"],
+                  title="Packets left in the net")
+    out.line(f"explore it: netrun status {report['path']} · netrun history {report['path']} · "
+             f"netrun sql {report['path']} \"SELECT ...\"", style="dim")
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument("--path", action="append", metavar="DIR", help="a folder to import node functions from "
+                         "(repeatable; the current folder is always searched)")
+    running.add_argument("--no-progress", action="store_true", help="no progress display, only the summary")
+    running.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                         help="seconds between progress lines when the output is not a terminal (2)")
+
+    p = commands.add_parser("run", parents=[common, running], help="run a net defined in TOML to completion",
+                            description="Create the net from NET.toml in a new database file, inject its work and "
+                            "run it to completion with a live progress display. Ctrl-C pauses gracefully.")
+    p.add_argument("net", help="the net's TOML definition")
+    p.add_argument("--db", required=True, metavar="FILE", help="the database file to create")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it holds an earlier netrun run")
+    p.add_argument("--inject", action="append", metavar="NODE", help="inject a source epoch at NODE (repeatable; "
+                   "default: one at every node without input ports)")
+    p.add_argument("--packet", action="append", metavar="NODE.PORT=VALUE", help="inject a packet (VALUE is JSON, "
+                   "or else the text itself; repeatable)")
+    p.set_defaults(func=run)
+
+    p = commands.add_parser("resume", parents=[common, running], help="continue a stopped or crashed run",
+                            description="Reopen the net stored in FILE (after Ctrl-C, a failure or a crash) and run "
+                            "it to completion. Epochs that were running when a process died follow the crash "
+                            "semantics (deferred ones run again).")
+    p.add_argument("file", help="the net's database file")
+    p.set_defaults(func=resume)
+

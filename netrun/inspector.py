@@ -1,0 +1,306 @@
+"""Reading a net's database file without running it: status, history, logs, dead letters.
+
+`NetInspector` opens the file read-only (the same checks as `Net.resume`: a foreign,
+newer or corrupt file is refused and left unchanged) and never writes to it, so it can
+look at a net that another process is running right now, or at one that crashed, without
+applying the crash semantics a resume would. Every method returns plain dicts and lists
+(JSON-ready); the `netrun` command prints them as tables or as `--json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tomllib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import netrun_sim as ns
+
+from . import lineage
+from .clock import iso
+from .db import open_connection, rows_as_dicts
+from .definition import split_port_ref
+from .errors import ConfigError, DatabaseVersionError, NotANetrunDatabase, NotFoundError
+from .migrate import inspect_file, latest_version
+from .ownership import Owner, find_owner
+from .readonly import read_query
+from .restore import stored_graph
+
+EPOCH_STATES = ("startable", "running", "finished", "failed", "cancelled")
+PREVIEW_CHARS = 120
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def preview(kind: str | None, data: bytes | None, limit: int = PREVIEW_CHARS) -> str | None:
+    """A short `repr` of a stored value; value functions are not called, and a value that
+    cannot be unpickled here (its class is not importable) says so instead of raising."""
+    if data is None:
+        return None
+    if kind == "func":
+        return "<value function>"
+    try:
+        text = repr(pickle.loads(data))
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is shown, not raised
+        return f"<cannot load here: {type(exc).__name__}: {exc}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """`--since` as a stored timestamp: an ISO date/time (UTC unless it says otherwise) or an
+    age such as `30s`, `10m`, `2h`, `1d`. Raises ConfigError for anything else."""
+    match = _DURATION.match(text.strip())
+    if match:
+        amount, unit = match.groups()
+        return iso((now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: float(amount)}))
+    try:
+        return iso(datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise ConfigError(f"--since {text!r} is neither an ISO date/time (2026-11-28T09:30) nor an age "
+                          "(30s, 10m, 2h, 1d)") from None
+
+
+class NetInspector:
+    """A read-only view of the net stored in a database file.
+
+    Raises (at construction):
+        NotANetrunDatabase: the file does not exist, is not netrun's, or holds no net.
+        DatabaseVersionError: written by a newer netrun, or by an older one (resume it once to upgrade).
+        CorruptDatabase: the file is damaged.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise NotANetrunDatabase(f"{self.path} does not exist", path=self.path)
+        state = inspect_file(self.path)
+        if not state.exists:
+            raise NotANetrunDatabase(f"{self.path} holds no netrun net", path=self.path)
+        if state.version < latest_version():
+            raise DatabaseVersionError(
+                f"{self.path} was written by an older netrun (schema version {state.version}); resume it once "
+                "(netrun resume, or Net.resume) to upgrade it, then inspect it", path=self.path, version=state.version)
+        self._conn = open_connection(self.path, readonly=True)
+        self.meta: dict[str, str] = dict(self._conn.execute("SELECT key, value FROM net_meta").fetchall())
+        self.graph: ns.Graph = stored_graph(self.path, self.meta)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> NetInspector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rows(self, sql: str, params: tuple | list = ()) -> list[dict]:
+        return rows_as_dicts(self._conn.execute(sql, params))
+
+    def _value(self, sql: str, params: tuple = ()) -> Any:
+        row = self._conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    # -- the whole net ---------------------------------------------------------------------
+    def owner(self) -> Owner | None:
+        """The live process running this net, if any."""
+        return find_owner(self.path)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.meta["config"])
+
+    def definition(self) -> str | None:
+        """The TOML definition stored when the net was loaded from one."""
+        return self.meta.get("definition")
+
+    def definition_meta(self) -> tuple[dict[str, dict], dict[tuple[str, str, str, str], dict]]:
+        """Node and edge `meta` tables of the stored definition (empty when there is none)."""
+        text = self.definition()
+        if text is None:
+            return {}, {}
+        doc = tomllib.loads(text)
+        nodes = self.graph.nodes()
+        node_meta = {name: spec["meta"] for name, spec in doc.get("nodes", {}).items() if spec.get("meta")}
+        edge_meta = {}
+        for entry in doc.get("edges", []):
+            if entry.get("meta"):
+                sources = split_port_ref(entry["from"], "out", nodes)
+                targets = split_port_ref(entry["to"], "in", nodes)
+                if sources and targets:
+                    edge_meta[(*sources[0], *targets[0])] = entry["meta"]
+        return node_meta, edge_meta
+
+    def node_counts(self) -> dict[str, dict[str, int]]:
+        """Epochs per node and state (every node of the graph, zeros included)."""
+        counts = {name: dict.fromkeys(EPOCH_STATES, 0) for name in sorted(self.graph.nodes())}
+        for node, state, n in self._conn.execute("SELECT node_name, state, count(*) FROM epochs GROUP BY 1, 2"):
+            counts.setdefault(node, dict.fromkeys(EPOCH_STATES, 0))[state] = n
+        return counts
+
+    def waiting(self) -> dict[str, list[dict]]:
+        """Live packets by place: on edges, at input ports, inside epochs, not yet admitted."""
+        edges = self._rows(
+            "SELECT from_node || '.' || from_port AS 'from', node_name || '.' || port_name AS 'to', count(*) AS packets "
+            "FROM packets WHERE state = 'live' AND location = 'edge' GROUP BY from_node, from_port, node_name, "
+            "port_name ORDER BY 1, 2")
+        ports = self._rows(
+            "SELECT node_name AS node, port_name AS port, count(*) AS packets FROM packets "
+            "WHERE state = 'live' AND location = 'input_port' GROUP BY 1, 2 ORDER BY 1, 2")
+        inside = self._rows(
+            "SELECT node_name AS node, count(*) AS packets FROM packets "
+            "WHERE state = 'live' AND location IN ('node', 'output_port') GROUP BY 1 ORDER BY 1")
+        inbox = self._rows("SELECT kind, node_name AS node, port_name AS port, count(*) AS items FROM inbox "
+                           "GROUP BY 1, 2, 3 ORDER BY 2, 3")
+        return {"edges": edges, "input_ports": ports, "inside_epochs": inside, "inbox": inbox}
+
+    def status(self, *, recent: int = 5) -> dict[str, Any]:
+        """The run's state and what it holds.
+
+        `state`: "running" (a live process owns the net), "interrupted" (epochs were running
+        when its process died: a resume applies the crash semantics), "stopped" (work is
+        left: a resume continues it), or "finished" (nothing can run).
+        """
+        owner = self.owner()
+        counts = self.node_counts()
+        waiting = self.waiting()
+        running = self._rows("SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
+                             "WHERE state = 'running' ORDER BY started_at, id")
+        work_left = any(c["startable"] for c in counts.values()) or bool(waiting["inbox"])
+        if owner is not None:
+            state = "running"
+        elif running:
+            state = "interrupted"
+        elif work_left:
+            state = "stopped"
+        else:
+            state = "finished"
+        failures = self._rows(
+            "SELECT epoch_id AS epoch, node_name AS node, attempt, finished_at, error_type, error FROM epoch_attempts "
+            "WHERE outcome = 'failed' ORDER BY finished_at DESC, epoch_id DESC LIMIT ?", (recent,))
+        last = self._rows("SELECT seq, timestamp FROM history ORDER BY seq DESC LIMIT 1")
+        return {
+            "path": self.path,
+            "state": state,
+            "owner": None if owner is None else {"pid": owner.pid, "host": owner.host, "since": owner.since},
+            "created_at": self.meta.get("created_at"),
+            "netrun_version": self.meta.get("netrun_version"),
+            "last_activity": last[0]["timestamp"] if last else None,
+            "history_rows": last[0]["seq"] if last else 0,
+            "nodes": counts,
+            "running_epochs": running,
+            "waiting": waiting,
+            "live_packets": self._value("SELECT count(*) FROM packets WHERE state = 'live'"),
+            "dead_letters_pending": self._value("SELECT count(*) FROM dead_letters WHERE status = 'pending'"),
+            "recent_failures": failures,
+        }
+
+    def packets_left(self, *, limit: int = 20) -> list[dict]:
+        """Live packets with a preview of their values (what a finished run left in the net)."""
+        rows = self._rows(
+            "SELECT p.id AS packet, p.location, p.node_name AS node, p.port_name AS port, p.from_node, p.from_port, "
+            "v.kind, v.data FROM packets p LEFT JOIN packet_values v ON v.packet_id = p.id "
+            "WHERE p.state = 'live' ORDER BY p.created_at, p.id LIMIT ?", (limit,))
+        for row in rows:
+            row["value"] = preview(row.pop("kind"), row.pop("data"))
+        return rows
+
+    # -- history, logs, SQL ------------------------------------------------------------------
+    def history(self, *, node: str | None = None, epoch: str | None = None, packet: str | None = None,
+                kind: str | None = None, since: str | None = None, after_seq: int = 0,
+                limit: int | None = None) -> list[dict]:
+        """History records, oldest first, filtered. `kind` is "action", "event" or a record name
+        (e.g. `PacketMoved`, case-insensitive); `since` a timestamp or age (see `parse_since`).
+
+        Raises NotFoundError for a node the graph does not have, ConfigError for a bad `since`.
+        """
+        where, params = ["seq > ?"], [after_seq]
+        if node is not None:
+            self.check_node(node)
+            where.append("node_name = ?")
+            params.append(node)
+        for column, value in (("epoch_id", epoch), ("packet_id", packet)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if kind is not None:
+            if kind.lower() in ("action", "event"):
+                where.append("type = ?")
+                params.append(kind.lower())
+            else:
+                where.append("lower(name) = lower(?)")
+                params.append(kind)
+        if since is not None:
+            where.append("timestamp >= ?")
+            params.append(parse_since(since))
+        sql = f"SELECT * FROM history WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            # the newest `limit` records, still printed oldest first
+            sql = f"SELECT * FROM ({sql[:-len('ORDER BY seq')]} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+            params.append(limit)
+        rows = self._rows(sql, params)
+        for row in rows:
+            row["data"] = json.loads(row["data"]) if row["data"] else None
+        return rows
+
+    def logs(self, *, node: str | None = None, epoch: str | None = None, after_seq: int = 0,
+             limit: int | None = None) -> list[dict]:
+        """Captured output lines of node functions, oldest first (the newest `limit` of them)."""
+        where, params = ["seq > ?"], [after_seq]
+        if node is not None:
+            self.check_node(node)
+            where.append("node_name = ?")
+            params.append(node)
+        if epoch is not None:
+            where.append("epoch_id = ?")
+            params.append(epoch)
+        sql = (f"SELECT seq, timestamp, node_name AS node, epoch_id AS epoch, text FROM node_logs "
+               f"WHERE {' AND '.join(where)} ORDER BY seq DESC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return list(reversed(self._rows(sql, params)))
+
+    def query(self, sql: str, params: tuple | list | dict = ()) -> list[dict]:
+        """Read-only SQL; a statement that would write raises ReadOnlyQueryError."""
+        return read_query(self._conn, sql, params)
+
+    def check_node(self, node: str) -> None:
+        if node not in self.graph.nodes():
+            raise NotFoundError(f"{self.path}: the net has no node {node!r}; its nodes: "
+                                f"{', '.join(sorted(self.graph.nodes()))}", node=node)
+
+    def trace(self, packet_id: str, *, depth: int = 10, limit: int = 200) -> dict:
+        """Where a packet came from and where it went (see `netrun.lineage`). Raises NotFoundError."""
+        return lineage.trace(self, packet_id, depth=depth, limit=limit)
+
+    # -- dead letters ---------------------------------------------------------------------------
+    def dead_letters(self, *, node: str | None = None, include_resolved: bool = False) -> list[dict]:
+        """Dead letters, oldest first, with a value preview."""
+        where, params = [], []
+        if not include_resolved:
+            where.append("status = 'pending'")
+        if node is not None:
+            self.check_node(node)
+            where.append("node_name = ?")
+            params.append(node)
+        rows = self._rows(
+            "SELECT seq, packet_id AS packet, node_name AS node, port_name AS port, epoch_id AS epoch, reason, "
+            "status, created_at, resolved_at, replayed_as, value_kind, value, error FROM dead_letters"
+            + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq", params)
+        for row in rows:
+            row["value"] = preview(row.pop("value_kind"), row["value"])
+        return rows
+
+    def dead_letter(self, seq: int) -> dict:
+        """One dead letter with its full error text and a longer value preview. Raises NotFoundError."""
+        rows = self._rows("SELECT seq, packet_id AS packet, node_name AS node, port_name AS port, epoch_id AS epoch, "
+                          "reason, status, created_at, resolved_at, replayed_as, value_kind, value, error "
+                          "FROM dead_letters WHERE seq = ?", (seq,))
+        if not rows:
+            raise NotFoundError(f"{self.path}: no dead letter #{seq}", seq=seq)
+        row = rows[0]
+        row["value"] = preview(row.pop("value_kind"), row["value"], limit=2000)
+        return row
