@@ -15,6 +15,11 @@ Layers (imports flow downwards only):
     config, errors, clock, graphio   leaves used by all of the above
     dsl -> definition -> {expressions, factories, port_types}   the TOML definition layer
     control, pools -> worker   background runs; thread and process pool workers
+    ownership    the owner lock: one process runs a net at a time
+
+    cli          the `netrun` command, over net and:
+      inspector -> lineage   a database file read-only: status, history, logs, trace
+      graphtext              a graph as Mermaid, DOT or JSON text
 """
 
 
@@ -90,6 +95,7 @@ from .errors import (  # noqa: E402
 from .factories import import_from_path  # noqa: E402
 from .control import NetStatus  # noqa: E402
 from .net import Net  # noqa: E402
+from .inspector import NetInspector  # noqa: E402
 
 __all__ = [
     "CannotFinishNonEmptyEpochError",
@@ -123,6 +129,7 @@ __all__ = [
     "NetActionError",
     "NetClosedError",
     "NetInUse",
+    "NetInspector",
     "NetStatus",
     "NetrunError",
     "Node",

@@ -44,8 +44,9 @@ def validate(args: argparse.Namespace, out: Output) -> int:
     if out.json_mode:
         out.json(report)
     else:
-        out.line(f"{args.net}: valid — {len(report['nodes'])} nodes ({', '.join(report['nodes'])}), "
-                 f"{report['edges']} edges; every function imported")
+        nodes, edges = len(report["nodes"]), report["edges"]
+        out.line(f"{args.net}: valid — {nodes} node{'s' * (nodes != 1)} ({', '.join(report['nodes'])}), "
+                 f"{edges} edge{'s' * (edges != 1)}; every function imported")
     return 0
 
 

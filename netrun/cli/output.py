@@ -37,6 +37,11 @@ class Output:
     def json(self, document: Any) -> None:
         sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
 
+    def note(self, text: str, *, style: str = "yellow") -> None:
+        """A message about the command itself (warnings, what to do next): on stderr."""
+        sys.stdout.flush()  # after what was printed before it, when both go to one terminal
+        console(stderr=True).print(Text(f"netrun: {text}", style=style))
+
     def line(self, text: str = "", *, style: str | None = None) -> None:
         self.console.print(Text(text, style=style or ""))
 

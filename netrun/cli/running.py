@@ -95,8 +95,8 @@ def resume(args: argparse.Namespace, out: Output) -> int:
     with net:
         if net.unrestored_functions:
             missing = "; ".join(f"{node}: {', '.join(roles)}" for node, roles in sorted(net.unrestored_functions.items()))
-            out.console.print(f"netrun: warning: functions not importable ({missing}); those nodes' epochs stay "
-                              "startable. Add --path DIR for the folder of their modules.", style="yellow")
+            out.note(f"warning: functions not importable ({missing}); those nodes' epochs stay startable. "
+                     "Add --path DIR for the folder of their modules.")
         if not out.json_mode:
             out.line(f"netrun: resuming {args.file}")
         return _drive(net, args, out)
@@ -135,12 +135,16 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
     else:
         _summary(report, out)
     if interrupted:
-        out.console.print(f"netrun: paused by Ctrl-C after the running epochs finished; continue with: "
-                          f"netrun resume {path}", style="yellow")
+        out.note(f"paused by Ctrl-C after the running epochs finished; continue with: netrun resume {path}")
         return EXIT_INTERRUPTED
     if paused:
-        out.console.print(f"netrun: the net paused after a failed epoch (on_error = \"pause\"); see the failures "
-                          f"above, fix the cause, then: netrun resume {path}", style="red")
+        out.note(f"the net paused after a failed epoch (on_error = \"pause\"); see the failures above, fix the "
+                 f"cause, then: netrun resume {path}", style="red")
+        return 1
+    stuck = sorted(name for name, counts in report["nodes"].items() if counts["startable"])
+    if stuck:  # blocked with startable epochs: their nodes have no function to run them
+        out.note(f"epochs of {', '.join(stuck)} stay startable: no exec function could be imported for them; "
+                 f"make their module importable (--path DIR), then: netrun resume {path}", style="red")
         return 1
     return 0
 
