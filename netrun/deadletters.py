@@ -130,21 +130,50 @@ class DeadLetterQueue:
         Returns the new packet's ID. Raises ConfigError for a packet that never was at an
         input port (one created inside the failed epoch) or an entry already resolved.
         """
-        found = self._pending(entry)
-        if found.port_name is None or found.data is None:
-            raise ConfigError(f"dead letter #{found.seq}: packet {found.packet_id} was created inside epoch "
-                              f"{found.epoch_id} of node {found.node_name!r}; it has no input port to return to")
-        new_id = self.rt.inbox.inject_serialized(found.node_name, found.port_name, (found.value_kind, found.data),
-                                                 replay_of=found.packet_id, commit=False)
-        self._resolve(found, "replayed", new_id)
-        return new_id
+        return self.replay_many([entry])[0]
+
+    def replay_many(self, entries: list[DeadLetter | int]) -> list[str]:
+        """Replay several entries atomically: every one is checked first (as `replay`), then all
+        are replayed in one transaction. Returns the new packet IDs, in order."""
+        found = [self._replayable(self._pending(entry)) for entry in entries]
+        self._check_distinct(found)
+        new_ids = []
+        for entry in found:
+            new_id = self.rt.inbox.inject_serialized(entry.node_name, entry.port_name, (entry.value_kind, entry.data),
+                                                     replay_of=entry.packet_id, commit=False)
+            self._resolve(entry, "replayed", new_id)
+            new_ids.append(new_id)
+        self.rt.journal.commit()
+        return new_ids
 
     def discard(self, entry: DeadLetter | int) -> None:
         """Mark the entry discarded: it leaves the queue (its row stays, for the record)."""
-        self._resolve(self._pending(entry), "discarded", None)
+        self.discard_many([entry])
+
+    def discard_many(self, entries: list[DeadLetter | int]) -> None:
+        """Discard several entries atomically (all checked first, then one transaction)."""
+        found = [self._pending(entry) for entry in entries]
+        self._check_distinct(found)
+        for entry in found:
+            self._resolve(entry, "discarded", None)
+        self.rt.journal.commit()
+
+    @staticmethod
+    def _replayable(entry: DeadLetter) -> DeadLetter:
+        if entry.port_name is None or entry.data is None:
+            raise ConfigError(f"dead letter #{entry.seq}: packet {entry.packet_id} was created inside epoch "
+                              f"{entry.epoch_id} of node {entry.node_name!r}; it has no input port to return to")
+        return entry
+
+    @staticmethod
+    def _check_distinct(entries: list[DeadLetter]) -> None:
+        seqs = [e.seq for e in entries]
+        twice = sorted({s for s in seqs if seqs.count(s) > 1})
+        if twice:
+            raise ConfigError(f"dead letter #{twice[0]} is named more than once")
 
     def _resolve(self, entry: DeadLetter, status: str, replayed_as: str | None) -> None:
+        """Buffer the entry's new status; the caller commits."""
         journal = self.rt.journal
         journal.add("UPDATE dead_letters SET status = ?, resolved_at = ?, replayed_as = ? WHERE seq = ?",
                     (status, journal.now(), replayed_as, entry.seq))
-        journal.commit()

@@ -66,7 +66,12 @@ class CheckpointError(StorageError):
     """A checkpoint cannot be written now (an epoch is running) or read from that folder."""
 
 
-class ReadOnlyQueryError(NetrunError):
+class QueryError(NetrunError):
+    """A read-only SQL query failed: its syntax, an unknown table or column, or the wrong
+    number of parameters (the message has SQLite's reason and the statement)."""
+
+
+class ReadOnlyQueryError(QueryError):
     """`Net.query()` was given a statement that would write."""
 
 
@@ -127,7 +132,14 @@ class UnpicklableValue(NetrunError, TypeError):
 
 
 class DefinitionError(ConfigError):
-    """A net definition (TOML DSL) is invalid; the message names the file and the node, edge or key."""
+    """A net definition (TOML DSL) is invalid; the message names the file and the node, edge or key.
+
+    `line` and `column` (1-based, in the definition's text) say where, when known; the message
+    then starts with `file:LINE:` or `file:LINE:COLUMN:`.
+    """
+
+    line: int | None = None
+    column: int | None = None
 
 
 class ExpressionError(ConfigError):

@@ -12,7 +12,7 @@ from typing import Any
 import apsw
 
 from .db import rows_as_dicts
-from .errors import ReadOnlyQueryError
+from .errors import QueryError, ReadOnlyQueryError
 
 # Pragmas that only read. Those in _LOOKUP_PRAGMAS take an argument (a table, an index);
 # for every other pragma an argument, `name(value)` or `name = value`, sets something.
@@ -52,3 +52,6 @@ def read_query(reader: apsw.Connection, sql: str, params: tuple | list | dict = 
     except (apsw.ReadOnlyError, apsw.AuthError) as exc:
         raise ReadOnlyQueryError(f"Net.query is read-only; this statement would write: {sql.strip()[:200]}",
                                  sql=sql) from exc
+    except (apsw.SQLError, apsw.BindingsError, apsw.ExecutionCompleteError, apsw.MismatchError,
+            apsw.RangeError, apsw.TooBigError, apsw.ConstraintError, TypeError) as exc:
+        raise QueryError(f"the query failed: {exc}; statement: {sql.strip()[:200]}", sql=sql) from exc

@@ -9,7 +9,7 @@ from ..definition import read_definition
 from ..graphtext import FORMATS, render_graph
 from ..inspector import NetInspector
 from .output import Output
-from .running import add_import_paths
+from .files import add_import_paths, existing_file
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -21,7 +21,7 @@ def _is_database(path: str) -> bool:
 
 def graph(args: argparse.Namespace, out: Output) -> int:
     fmt = "json" if out.json_mode else args.format
-    if os.path.isfile(args.source) and _is_database(args.source):
+    if _is_database(existing_file(args.source, "a TOML definition or a database file")):
         with NetInspector(args.source) as net:
             node_meta, edge_meta = net.definition_meta()
             text = render_graph(net.graph, fmt, node_meta=node_meta, edge_meta=edge_meta)
@@ -36,7 +36,7 @@ def graph(args: argparse.Namespace, out: Output) -> int:
 
 def validate(args: argparse.Namespace, out: Output) -> int:
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
-    definition = read_definition(args.net)  # raises DefinitionError with the file, line and place
+    definition = read_definition(existing_file(args.net, "a TOML definition"))  # raises DefinitionError with the file, line and place
     report = {"file": args.net, "valid": True, "nodes": sorted(definition.nodes),
               "edges": len(definition.graph.edges()),
               "functions": {name: sorted(node.functions) for name, node in sorted(definition.nodes.items())

@@ -47,14 +47,14 @@ def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
                          "--node), not both")
     if args.node and not args.all:
         raise UsageError(f"dlq {args.action}: --node selects with --all")
-    done = []
     with Net.resume(args.file) as net:  # owns the file meanwhile: refused while a run is going on
-        for seq in _selected(net, args):
-            if replay:
-                done.append({"seq": seq, "replayed_as": net.dead_letter_queue.replay(seq)})
-            else:
-                net.dead_letter_queue.discard(seq)
-                done.append({"seq": seq, "discarded": True})
+        queue = net.dead_letter_queue
+        chosen = _selected(net, args)
+        if replay:  # all checked first, then all in one transaction: none or every one
+            done = [{"seq": seq, "replayed_as": new} for seq, new in zip(chosen, queue.replay_many(chosen))]
+        else:
+            queue.discard_many(chosen)
+            done = [{"seq": seq, "discarded": True} for seq in chosen]
     if out.json_mode:
         out.json(done)
     elif not done:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from typing import Any
 
@@ -21,18 +20,11 @@ from ..inspector import NetInspector
 from ..migrate import inspect_file
 from ..net import Net
 from ..ownership import find_owner
+from .files import add_import_paths, existing_file
 from .output import Output, UsageError
 from .progress import LiveProgress, PlainProgress, Progress
 
 EXIT_INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"
-
-
-def add_import_paths(extra: list[str] | None, *also: str) -> None:
-    """Make node functions importable: --path folders, the definition's folder, the current one."""
-    for folder in [*(extra or []), *also, os.getcwd()]:
-        folder = os.path.abspath(folder)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
 
 
 def _parse_packet(spec: str) -> tuple[str, str, Any]:
@@ -64,6 +56,7 @@ def _remove_old_net(path: str) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    existing_file(args.net, "a TOML definition")
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
     packets = [_parse_packet(spec) for spec in args.packet or []]
     if args.overwrite:

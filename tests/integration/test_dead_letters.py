@@ -279,3 +279,30 @@ def test_a_raising_dead_letter_callback_loses_no_entry_and_no_history(tmp_path):
     assert sum("dead_letter_callback raised RuntimeError: dlq sink down" in t for t in logged) == 2
     lines = history_file.read_text().splitlines()
     assert len(lines) == rows(db, "SELECT count(*) AS n FROM history")[0]["n"]
+
+
+def test_replay_many_and_discard_many_are_all_or_nothing(tmp_path):
+    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", on_error="continue") as net:
+        net.set_node_exec("A", refusing([1, 2, 3]))
+        net.set_node_exec("Sink", collect([]))
+        for value in (1, 2, 3):
+            net.inject_packet("A", "in", value)
+        net.start()
+        dlq = net.dead_letter_queue
+        first, second, third = (e.seq for e in dlq.get_all())
+        dlq.discard(second)
+        with pytest.raises(netrun.ConfigError, match=f"#{second} .*already discarded"):
+            dlq.replay_many([first, second])
+        with pytest.raises(netrun.NotFoundError, match="#999"):
+            dlq.discard_many([first, 999])
+        with pytest.raises(netrun.ConfigError, match="more than once"):
+            dlq.replay_many([first, first])
+        # nothing of the refused batches happened
+        assert [e.seq for e in dlq.get_all()] == [first, third]
+        assert net.query("SELECT count(*) AS n FROM inbox")[0]["n"] == 0
+        new_ids = dlq.replay_many([third, first])
+        assert dlq.get_all() == []
+        replayed = {r["seq"]: r["replayed_as"] for r in net.query(
+            "SELECT seq, replayed_as FROM dead_letters WHERE status = 'replayed'")}
+        assert replayed == {third: new_ids[0], first: new_ids[1]}
+        assert [net.get_packet_value(i) for i in new_ids] == [3, 1]

@@ -326,3 +326,17 @@ def test_a_write_waits_for_another_writer_instead_of_failing(tmp_path):
     assert [r[0] for r in second.execute("SELECT x FROM t ORDER BY x")] == [1, 2]
     first.close()
     second.close()
+
+
+@pytest.mark.parametrize("sql, params, reason", [
+    ("SELEC 1", (), "syntax error"),
+    ("SELECT * FROM no_such_table", (), "no such table: no_such_table"),
+    ("SELECT ?", (), "bindings"),
+])
+def test_a_query_that_sqlite_rejects_raises_query_error_naming_the_statement(tmp_path, sql, params, reason):
+    with netrun.Net(chain("A", "B"), db=tmp_path / "run.db") as net:
+        with pytest.raises(netrun.QueryError, match=reason) as info:
+            net.query(sql, params)
+        assert sql in str(info.value)
+        assert not isinstance(info.value, netrun.ReadOnlyQueryError)
+        assert net.query("SELECT 1 AS one") == [{"one": 1}]  # the reader still works
