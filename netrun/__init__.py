@@ -97,6 +97,9 @@ from .factories import import_from_path  # noqa: E402
 from .control import NetStatus  # noqa: E402
 from .net import Net  # noqa: E402
 from .inspector import NetInspector  # noqa: E402
+from .checkpoint import checkpoint_file  # noqa: E402
+from .definition import read_definition  # noqa: E402
+from .graphtext import render_graph  # noqa: E402
 
 __all__ = [
     "CannotFinishNonEmptyEpochError",
@@ -169,5 +172,8 @@ __all__ = [
     "UnsentOutputSalvoError",
     "ValueFunctionFailed",
     "__version__",
+    "checkpoint_file",
     "import_from_path",
+    "read_definition",
+    "render_graph",
 ]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..inspector import NetInspector
     from ..net import Net
 
-_COLUMNS = ("startable", "running", "finished", "failed", "cancelled")
+_COLUMNS = ("startable", "started", "running", "finished", "failed", "cancelled")
 
 
 class Progress:
@@ -45,6 +45,7 @@ class Progress:
             row = {key: earlier[key] + (getattr(now, key) if now else 0) for key in ("finished", "failed", "cancelled")}
             row["startable"] = now.startable if now else earlier["startable"]
             row["running"] = now.running if now else 0
+            row["started"] = row["running"] + row["finished"] + row["failed"] + row["cancelled"]
             counts[name] = row
         return counts
 
@@ -109,8 +110,8 @@ class PlainProgress(Progress):
             counts = self.counts()
             waiting = self.inspector.waiting()
             queued = sum(e["packets"] for e in waiting["edges"]) + sum(p["packets"] for p in waiting["input_ports"])
-            per_node = ", ".join(f"{n} {c['finished']}" for n, c in counts.items())
-            self.console.print(Text(f"{self.headline(counts)}  waiting {queued}  finished: {per_node}"))
+            per_node = ", ".join(f"{n} {c['started']}/{c['finished']}/{c['failed']}" for n, c in counts.items())
+            self.console.print(Text(f"{self.headline(counts)}  waiting {queued}  started/finished/failed: {per_node}"))
 
     def stop(self) -> None:
         self._done.set()

@@ -43,7 +43,8 @@ def test_run_injects_the_source_runs_to_completion_and_summarizes(tmp_path, caps
     out = capsys.readouterr().out
     assert "injected a source epoch at Emit" in out
     # not a terminal: plain progress lines, no ANSI codes
-    assert re.search(r"^\s+[\d.]+ s\s+\d+ epochs ended \(\d+/s\)\s+running \d+", out, re.MULTILINE)
+    assert re.search(r"^\s+[\d.]+ s\s+\d+ epochs ended \(\d+/s\)\s+running \d+.*started/finished/failed: "
+                     r"Emit 1/1/0, Sink \d+/\d+/0, Work \d+/\d+/0$", out, re.MULTILINE)
     assert "\x1b[" not in out
     assert re.search(rf"{re.escape(str(db))}: finished — 61 epochs in", out)
     assert re.search(r"│ Sink\s+│\s+0 │\s+0 │\s+30 │", out)
