@@ -23,9 +23,22 @@ _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
 
 def open_connection(path: str, *, durability: Durability = "normal", readonly: bool = False) -> apsw.Connection:
-    """Open `path` with netrun's pragmas. The caller has already checked the file."""
-    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
-    conn = apsw.Connection(path, flags=flags)
+    """Open `path` with netrun's pragmas. The caller has already checked the file.
+
+    `readonly`: a connection that cannot change the data (`PRAGMA query_only`). It is opened
+    read-write when the file allows, because SQLite removes a WAL database's `-wal` and
+    `-shm` files only when the last connection to close can write: a truly read-only
+    connection leaves them behind after every read. A file without write permission gets a
+    read-only connection.
+    """
+    if readonly:
+        try:
+            conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        except (apsw.CantOpenError, apsw.ReadOnlyError, apsw.PermissionsError):
+            conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
     conn.setbusyhandler(_BusyWait(BUSY_TIMEOUT_MS / 1000))
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
