@@ -113,11 +113,13 @@ def checkpoint_file(db: str, directory: str) -> dict:
     Raises:
         NetInUse: a process is running the net (pause or stop it first).
         NotANetrunDatabase, DatabaseVersionError, CorruptDatabase: the file cannot be read.
-        CheckpointError: `directory` is the folder of the database itself.
+        CheckpointError: `directory` is the folder of the database itself, or a file.
     """
     if not os.path.exists(db) or not inspect_file(db).exists:
         raise NotANetrunDatabase(f"{db} holds no netrun net to checkpoint", path=db)
     refuse_own_folder(directory, db)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise CheckpointError(f"{directory} is a file; a checkpoint is written into a folder", path=directory)
     now = iso(SystemClock().now())
     lock = OwnerLock(db, now)
     try:

@@ -55,7 +55,10 @@ def parse_since(text: str, now: datetime | None = None) -> str:
     match = _DURATION.match(text.strip())
     if match:
         amount, unit = match.groups()
-        return iso((now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: float(amount)}))
+        try:
+            return iso((now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: float(amount)}))
+        except OverflowError:  # further back than datetime reaches: every record is newer
+            return iso(datetime.min.replace(tzinfo=UTC))
     try:
         return iso(datetime.fromisoformat(text.strip()))
     except ValueError:

@@ -105,9 +105,10 @@ def trace(inspector: NetInspector, packet_id: str, *, depth: int = 10, limit: in
     ancestors: dict[str, dict] = {}
     descendants: dict[str, dict] = {}
     up = [packet_id]  # packets whose makers we look for
+    down = [packet_id]  # packets whose replays we look for
     down_epochs = [e for e in [walk.ends[packet_id].get("epoch")] if walk.ends[packet_id]["state"] != "live" and e]
     level = 0
-    while level < depth and (up or down_epochs):
+    while level < depth and (up or down or down_epochs):
         level += 1
         # inputs of the epochs that made the packets of the previous level
         makers = {p: walk.origins[p]["epoch"] for p in up if walk.origins.get(p, {}).get("how") == "created"}
@@ -124,14 +125,19 @@ def trace(inspector: NetInspector, packet_id: str, *, depth: int = 10, limit: in
                 ancestors[original] = {"packet": original, "depth": -level, "child": child}
                 parents.append(original)
         parents = walk.room(ancestors, parents)
-        created = walk.learn_origins(parents, down_epochs)
-        children = [r["packet_id"] for r in created if r["epoch_id"] in set(down_epochs)
-                    and r["packet_id"] not in descendants and r["packet_id"] != packet_id]
-        children = walk.room(descendants, children)
+        # a dead-lettered packet's replay is made from it, as an epoch's outputs are from its inputs
+        replays = [letter["replayed_as"] for p in down
+                   if (letter := walk.ends.get(p, {}).get("dead_letter")) and letter["replayed_as"]]
+        created = walk.learn_origins(parents + replays, down_epochs)
+        children = [r["packet_id"] for r in created if r["epoch_id"] in set(down_epochs)] + replays
+        children = walk.room(descendants, list(dict.fromkeys(
+            c for c in children if c not in descendants and c != packet_id)))
         for child in children:
-            descendants[child] = {"packet": child, "depth": level, "parent_epoch": walk.origins[child]["epoch"]}
+            descendants[child] = {"packet": child, "depth": level,
+                                  "parent_epoch": walk.origins.get(child, {}).get("epoch")}  # None: a replay
         walk.learn_ends(parents + children)
         up = parents
+        down = children
         down_epochs = sorted({walk.ends[c]["epoch"] for c in children
                               if c in walk.ends and walk.ends[c]["state"] != "live" and walk.ends[c].get("epoch")})
     for entry in [*ancestors.values(), *descendants.values()]:

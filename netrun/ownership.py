@@ -39,7 +39,9 @@ class Owner:
 
 
 def lock_path(db_path: str) -> str:
-    return db_path + SUFFIX
+    """The lock file of the database at `db_path`: beside the file itself, whatever symlink names it
+    (as SQLite keeps its -wal beside the file), so every name of one database shares one lock."""
+    return os.path.realpath(db_path) + SUFFIX
 
 
 def _read_owner(fd: int) -> Owner | None:
@@ -64,6 +66,10 @@ class OwnerLock:
         try:
             self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            folder = os.path.dirname(self.path)
+            if not os.path.isdir(folder):  # the whole story: no "caused by" errno text after it
+                raise StorageError(f"cannot create {db_path}: the folder {folder} does not exist",
+                                   path=db_path) from None
             raise StorageError(f"cannot create the lock file {self.path}: {exc.strerror}; netrun needs a writable "
                                "folder beside the database", path=db_path) from exc
         deadline = time.monotonic() + _ACQUIRE_WAIT

@@ -1,12 +1,16 @@
 """Read-only SQL over a net's database (`Net.query`).
 
-Two guards: the connection is opened read-only, and an exec tracer refuses any statement
-that is not a query (or a pragma that only reads) before SQLite runs it, with a clear
-`ReadOnlyQueryError` instead of SQLite's own error.
+Three guards: the connection cannot write (`PRAGMA query_only`, or opened read-only); an
+authorizer refuses, while SQLite compiles a statement, anything but reading tables and
+pragmas that only read; and an exec tracer refuses any statement that is not a query (or a
+pragma that only reads) before it runs, with a clear `ReadOnlyQueryError`. The authorizer is
+the guard that counts: SQLite applies some pragmas (`query_only`, `foreign_keys`...) while
+compiling them, before any tracer sees them, even under `EXPLAIN`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import apsw
@@ -25,13 +29,30 @@ _READ_PRAGMAS = _LOOKUP_PRAGMAS | {
     "compile_options", "database_list", "function_list", "pragma_list", "collation_list", "module_list",
     "encoding", "journal_mode", "data_version",
 }
+_READ_ACTIONS = frozenset({apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE})
+_LEADING_COMMENTS = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*", re.DOTALL)
+
+
+def _authorize(action: int, name: str | None, argument: str | None, _database: str | None,
+               _trigger: str | None) -> int:
+    """Authorizer, called as SQLite compiles each statement: reads only."""
+    if action in _READ_ACTIONS:
+        return apsw.SQLITE_OK
+    if action == apsw.SQLITE_PRAGMA and name is not None:
+        name = name.lower()
+        if name in _LOOKUP_PRAGMAS or (argument is None and name in _READ_PRAGMAS):
+            return apsw.SQLITE_OK
+    return apsw.SQLITE_DENY
 
 
 def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
-    """Exec tracer: let only read-only statements run (the connection is read-only too)."""
+    """Exec tracer: let only read-only statements run (the authorizer has already refused
+    anything that writes; this gives the clear message)."""
     text = sql.strip()
-    words = text.split(None, 1)
-    statement = words[0].upper() if words else ""
+    words = _LEADING_COMMENTS.sub("", text, count=1).split(None, 1)
+    if not words or words[0] == ";":
+        raise QueryError(f"no SQL statement to run in {text!r}", sql=sql)
+    statement = words[0].upper()
     allowed = statement in ("SELECT", "WITH", "EXPLAIN", "VALUES")
     if statement == "PRAGMA" and len(words) > 1 and "=" not in words[1]:
         name = words[1].split("(", 1)[0].strip().rstrip(";").split(".")[-1].lower()
@@ -42,16 +63,28 @@ def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
     return True
 
 
-
 def read_query(reader: apsw.Connection, sql: str, params: tuple | list | dict = ()) -> list[dict]:
     """Run `sql` on the read-only connection; rows as dicts. Raises ReadOnlyQueryError for a write."""
+    reader.authorizer = _authorize
     try:
         cursor = reader.cursor()
-        cursor.exectrace = _refuse_writes
+        statements = 0
+
+        def one_statement(cursor: apsw.Cursor, text: str, bindings: Any) -> bool:
+            nonlocal statements
+            statements += 1
+            if statements > 1:  # its rows would be listed under the first statement's columns
+                raise QueryError(f"Net.query runs one statement; this one follows another: {text.strip()[:200]}",
+                                 sql=sql)
+            return _refuse_writes(cursor, text, bindings)
+
+        cursor.exectrace = one_statement
         return rows_as_dicts(cursor.execute(sql, params))
-    except (apsw.ReadOnlyError, apsw.AuthError) as exc:
+    except (apsw.ReadOnlyError, apsw.AuthError):
         raise ReadOnlyQueryError(f"Net.query is read-only; this statement would write: {sql.strip()[:200]}",
-                                 sql=sql) from exc
+                                 sql=sql) from None  # SQLite's reason ("not authorized") adds nothing
     except (apsw.SQLError, apsw.BindingsError, apsw.ExecutionCompleteError, apsw.MismatchError,
             apsw.RangeError, apsw.TooBigError, apsw.ConstraintError, TypeError) as exc:
         raise QueryError(f"the query failed: {exc}; statement: {sql.strip()[:200]}", sql=sql) from exc
+    finally:
+        reader.authorizer = None

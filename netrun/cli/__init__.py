@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from netrun_sim import NetrunError as NetActionError
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (NetrunError, NetActionError) as exc:
         _report(out, type(exc).__name__, _message(exc))
+        return EXIT_ERROR
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as rich does for text output
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return EXIT_ERROR
+    except OSError as exc:  # a file or folder the command cannot use (a folder given as FILE, no permission...)
+        _report(out, type(exc).__name__, f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         _report(out, "interrupted", "interrupted")

@@ -19,5 +19,6 @@ def add_import_paths(extra: list[str] | None, *also: str) -> None:
 def existing_file(path: str, what: str) -> str:
     """`path`, if it is a file (a definition path is never taken for TOML text here)."""
     if not os.path.isfile(path):
-        raise NotFoundError(f"{path} does not exist (expected {what})", path=path)
+        problem = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise NotFoundError(f"{path} {problem} (expected {what})", path=path)
     return path

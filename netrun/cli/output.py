@@ -6,6 +6,7 @@ Text that comes from a run (log lines, errors, values) is never read as rich mar
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -75,3 +76,8 @@ def cell(value: Any) -> str:
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
     return str(value)
+
+
+def shell(path: str) -> str:
+    """`path` as a shell word, for the commands we suggest (a path may hold spaces or quotes)."""
+    return shlex.quote(str(path))

@@ -4,12 +4,15 @@ so they work on a net another process is running, or on one that crashed."""
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 from ..inspector import NetInspector
-from .output import Output, cell
+from .numbers import count
+from .output import Output, cell, shell
 
 FOLLOW_INTERVAL = 0.5  # seconds between polls of `logs --follow`
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # JSON's number syntax
 NEXT_STEP = {
     "running": "the run is going on; watch it with: netrun status {path} (or netrun logs {path} --follow)",
     "interrupted": "its process died mid-epoch; continue with: netrun resume {path}",
@@ -28,7 +31,7 @@ def status(args: argparse.Namespace, out: Output) -> int:
     owner = report["owner"]
     out.line(f"{report['path']}: {report['state']}" + (f" (pid {owner['pid']} on {owner['host']} since "
                                                           f"{owner['since']})" if owner else ""), style="bold")
-    out.line(NEXT_STEP[report["state"]].format(path=report["path"]))
+    out.line(NEXT_STEP[report["state"]].format(path=shell(report["path"])))
     out.fields([("created", f"{report['created_at']} by netrun {report['netrun_version']}"),
                 ("last activity", report["last_activity"]), ("history rows", report["history_rows"]),
                 ("live packets", report["live_packets"]),
@@ -75,9 +78,17 @@ def _history_line(row: dict) -> str:
     return "  ".join(parts)
 
 
+def _param(text: str) -> int | float | str:
+    """A --param: a number when it is written as one (`count(*) > ?` compares numbers; a text column
+    still matches, by its affinity), else the text itself."""
+    if _NUMBER.fullmatch(text):
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    return text
+
+
 def sql(args: argparse.Namespace, out: Output) -> int:
     with NetInspector(args.file) as net:
-        rows = net.query(args.statement, args.param or ())
+        rows = net.query(args.statement, [_param(text) for text in args.param or ()])
     if out.json_mode:
         out.json(rows)
     else:
@@ -107,7 +118,8 @@ def trace(args: argparse.Namespace, out: Output) -> int:
             indent = "  " * abs(entry["depth"])
             out.line(f"{indent}{entry['packet']}  from {_origin(entry['origin'])}; {_end(entry['end'])}")
     if lineage["truncated"]:
-        out.line("(truncated: more packets than --limit; use --json or SQL for the rest)", style="dim")
+        out.line("(truncated: too many packets to list; a smaller --depth, or SQL over the history table, "
+                 "shows the rest)", style="dim")
     return 0
 
 
@@ -130,7 +142,8 @@ def _end(end: dict | None) -> str:
     text = f"{end['state']} in epoch {end['epoch']} of {end['node']}"
     letter = end.get("dead_letter")
     if letter:
-        text += f" (dead letter #{letter['seq']}, {letter['reason']}, {letter['status']})"
+        text += f" (dead letter #{letter['seq']}, {letter['reason']}, {letter['status']}" + (
+            f" as {letter['replayed_as']})" if letter["replayed_as"] else ")")
     return text
 
 
@@ -168,7 +181,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                             description="Show a run's state (running, interrupted, stopped, finished), epochs per "
                             "node, packets waiting on edges and at ports, running epochs and recent failures.")
     p.add_argument("file", help="the net's database file")
-    p.add_argument("--recent", type=int, default=5, metavar="N", help="how many recent failures to show (5)")
+    p.add_argument("--recent", type=count, default=5, metavar="N", help="how many recent failures to show (5)")
     p.set_defaults(func=status)
 
     p = commands.add_parser("history", parents=[common], help="history records, filtered",
@@ -180,15 +193,15 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--kind", help="'action', 'event', or a record name such as PacketMoved or StartEpoch")
     p.add_argument("--since", help="only records at or after this time: ISO (2026-11-28T09:30, UTC) or an age "
                    "(30s, 10m, 2h, 1d)")
-    p.add_argument("--limit", type=int, default=100, metavar="N", help="the newest N matching records (100; 0 = all)")
+    p.add_argument("--limit", type=count, default=100, metavar="N", help="the newest N matching records (100; 0 = all)")
     p.set_defaults(func=history)
 
     p = commands.add_parser("sql", parents=[common], help="a read-only SQL query over the run's tables",
                             description="Run one read-only SQL statement; writing statements are refused.")
     p.add_argument("file", help="the net's database file")
     p.add_argument("statement", help='the query, e.g. "SELECT node_name, count(*) FROM epochs GROUP BY 1"')
-    p.add_argument("--param", action="append", metavar="VALUE", help="a value for the next ? in the query "
-                   "(repeatable)")
+    p.add_argument("--param", action="append", metavar="VALUE", help="a value for the next ? in the query: a "
+                   "number if written as one, else text (repeatable)")
     p.set_defaults(func=sql)
 
     p = commands.add_parser("trace", parents=[common], help="a packet's lineage: where it came from, where it went",
@@ -196,7 +209,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                             "the packets made from it.")
     p.add_argument("file", help="the net's database file")
     p.add_argument("packet", help="the packet ID")
-    p.add_argument("--depth", type=int, default=10, metavar="N", help="how many epochs to follow each way (10)")
+    p.add_argument("--depth", type=count, default=10, metavar="N", help="how many epochs to follow each way (10)")
     p.set_defaults(func=trace)
 
     p = commands.add_parser("logs", parents=[common], help="lines printed by node functions",
@@ -204,7 +217,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("file", help="the net's database file")
     p.add_argument("--node", help="only this node's lines")
     p.add_argument("--epoch", help="only this epoch's lines")
-    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the newest N lines (0 = all)")
+    p.add_argument("--limit", type=count, default=0, metavar="N", help="only the newest N lines (0 = all)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines while a process runs the "
                    "net; ends when that run ends (or on Ctrl-C)")
     p.set_defaults(func=logs)

@@ -7,7 +7,8 @@ import argparse
 from ..checkpoint import checkpoint_file
 from ..inspector import NetInspector
 from ..net import Net
-from .output import Output, UsageError
+from .numbers import count
+from .output import Output, UsageError, shell
 
 
 def dlq_list(args: argparse.Namespace, out: Output) -> int:
@@ -33,12 +34,13 @@ def dlq_show(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _selected(net: Net, args: argparse.Namespace) -> list[int]:
+def _selected(args: argparse.Namespace) -> list[int]:
+    """The numbers given, or (--all) those pending now: read before the net is opened, because
+    opening a crashed net dead-letters the packets of its interrupted epochs, which nobody has seen."""
     if args.seq:
         return args.seq
-    # --all (checked before the net was opened)
-    queue = net.dead_letter_queue
-    return [entry.seq for entry in (queue.get_by_node(args.node) if args.node else queue.get_all())]
+    with NetInspector(args.file) as net:
+        return [row["seq"] for row in net.dead_letters(node=args.node)]
 
 
 def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
@@ -47,9 +49,9 @@ def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
                          "--node), not both")
     if args.node and not args.all:
         raise UsageError(f"dlq {args.action}: --node selects with --all")
+    chosen = _selected(args)
     with Net.resume(args.file) as net:  # owns the file meanwhile: refused while a run is going on
         queue = net.dead_letter_queue
-        chosen = _selected(net, args)
         if replay:  # all checked first, then all in one transaction: none or every one
             done = [{"seq": seq, "replayed_as": new} for seq, new in zip(chosen, queue.replay_many(chosen))]
         else:
@@ -64,7 +66,7 @@ def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
             out.line(f"dead letter #{entry['seq']}: " + (f"replayed as packet {entry['replayed_as']}" if replay
                                                          else "discarded"))
         if replay:
-            out.line(f"the packets wait at their input ports; run them with: netrun resume {args.file}")
+            out.line(f"the packets wait at their input ports; run them with: netrun resume {shell(args.file)}")
     return 0
 
 
@@ -99,14 +101,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     a.set_defaults(func=dlq_list)
     a = actions.add_parser("show", parents=[common], help="one dead letter with its error and value",
                            description="Show one dead letter: where it was, why, the error and its value.")
-    a.add_argument("seq", type=int, help="the dead letter's number (from list)")
+    a.add_argument("seq", type=count, help="the dead letter's number (from list)")
     a.set_defaults(func=dlq_show)
     for name, func, verb in (("replay", dlq_replay, "put back at the input port it came from"),
                              ("discard", dlq_discard, "mark as discarded (the row stays, for the record)")):
         a = actions.add_parser(name, parents=[common], help=f"dead letters to {verb}",
                                description=f"Dead letters to {verb}: the numbers given, or --all pending ones "
                                "(of --node).")
-        a.add_argument("seq", type=int, nargs="*", help="dead letter numbers (see list)")
+        a.add_argument("seq", type=count, nargs="*", help="dead letter numbers (see list)")
         a.add_argument("--all", action="store_true", help="every pending dead letter (of --node)")
         a.add_argument("--node", help="with --all: only this node's pending dead letters")
         a.set_defaults(func=func)

@@ -15,13 +15,14 @@ import os
 import time
 from typing import Any
 
-from ..errors import NetInUse, NotANetrunDatabase
+from ..errors import NetInUse, NetrunError, NotANetrunDatabase
 from ..inspector import NetInspector
 from ..migrate import inspect_file
 from ..net import Net
 from ..ownership import find_owner
 from .files import add_import_paths, existing_file
-from .output import Output, UsageError
+from .numbers import seconds
+from .output import Output, UsageError, shell
 from .progress import LiveProgress, PlainProgress, Progress
 
 EXIT_INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"
@@ -55,29 +56,42 @@ def _remove_old_net(path: str) -> None:
             os.remove(path + suffix)
 
 
+def _inject(net: Net, args: argparse.Namespace, packets: list[tuple[str, str, Any]]) -> list[str]:
+    """Inject the run's work; returns the nodes given a source epoch."""
+    sources = args.inject
+    if not sources and not packets:
+        sources = sorted(name for name, node in net.graph.nodes().items() if not node.in_ports)
+        if not sources:
+            raise UsageError(f"{args.net} has no source node (one without input ports): say what to inject "
+                             "with --inject NODE or --packet NODE.PORT=VALUE")
+    for name in sources or []:
+        net.inject_source_epoch(name)
+    for node, port, value in packets:
+        net.inject_packet(node, port, value)
+    return sources or []
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     existing_file(args.net, "a TOML definition")
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
     packets = [_parse_packet(spec) for spec in args.packet or []]
+    if os.path.isdir(args.db):
+        raise UsageError(f"--db {args.db} is a folder; give the path of the database file to create")
     if args.overwrite:
         _remove_old_net(args.db)
     elif os.path.exists(args.db) and os.path.getsize(args.db) > 0:
-        raise UsageError(f"{args.db} already exists; continue it with: netrun resume {args.db} "
+        raise UsageError(f"{args.db} already exists; continue it with: netrun resume {shell(args.db)} "
                          "(or add --overwrite to start over)")
     net = Net.load_definition(args.net, db=args.db)
     with net:
-        sources = args.inject
-        if not sources and not packets:
-            sources = sorted(name for name, node in net.graph.nodes().items() if not node.in_ports)
-            if not sources:
-                raise UsageError(f"{args.net} has no source node (one without input ports): say what to inject "
-                                 "with --inject NODE or --packet NODE.PORT=VALUE")
-        for name in sources or []:
-            net.inject_source_epoch(name)
-        for node, port, value in packets:
-            net.inject_packet(node, port, value)
+        try:
+            sources = _inject(net, args, packets)
+        except BaseException:
+            net.close()
+            _remove_old_net(args.db)  # created above, nothing ran in it: the corrected command may use the name
+            raise
         if not out.json_mode:
-            what = [f"a source epoch at {n}" for n in sources or []] + [f"a packet at {n}.{p}" for n, p, _ in packets]
+            what = [f"a source epoch at {n}" for n in sources] + [f"a packet at {n}.{p}" for n, p, _ in packets]
             out.line(f"netrun: running {args.net} on {args.db}; injected {', '.join(what)}")
         return _drive(net, args, out)
 
@@ -97,6 +111,7 @@ def resume(args: argparse.Namespace, out: Output) -> int:
 
 def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
     path = net.db_path
+    word = shell(path)  # the path in the commands suggested below
     with NetInspector(path) as inspector:
         display: Progress | None = None
         if not (out.json_mode or args.no_progress):
@@ -111,6 +126,10 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
             net.start()
         except KeyboardInterrupt:
             interrupted = True
+        except NetrunError:
+            if net.poll().state != "paused":
+                raise
+            # on_error = "raise": the net paused at the failed epoch; reported as a pause is, with the failure
         finally:
             if display:
                 display.stop()
@@ -127,23 +146,28 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
         out.json(report)
     else:
         _summary(report, out)
+    if interrupted and report["state"] == "interrupted":  # a second Ctrl-C stopped running epochs at once
+        out.note(f"stopped by a second Ctrl-C while epochs ran (as a crash would); continue with: netrun resume "
+                 f"{word} (it applies the crash semantics to those epochs)")
+        return EXIT_INTERRUPTED
     if interrupted:
-        out.note(f"paused by Ctrl-C after the running epochs finished; continue with: netrun resume {path}")
+        out.note(f"paused by Ctrl-C after the running epochs finished; continue with: netrun resume {word}")
         return EXIT_INTERRUPTED
     if paused:
-        out.note(f"the net paused after a failed epoch (on_error = \"pause\"); see the failures above, fix the "
-                 f"cause, then: netrun resume {path}", style="red")
+        out.note(f"the net paused after a failed epoch; see the failures above, fix the cause, then: "
+                 f"netrun resume {word}", style="red")
         return 1
     stuck = sorted(name for name, counts in report["nodes"].items() if counts["startable"])
     if stuck:  # blocked with startable epochs: their nodes have no function to run them
         out.note(f"epochs of {', '.join(stuck)} stay startable: no exec function could be imported for them; "
-                 f"make their module importable (--path DIR), then: netrun resume {path}", style="red")
+                 f"make their module importable (--path DIR), then: netrun resume {word}", style="red")
         return 1
     return 0
 
 
 def _summary(report: dict, out: Output) -> None:
     run = report["run"]
+    path = shell(report["path"])
     out.line(f"{report['path']}: {report['state']} — {run['epochs_ended']} epochs in {run['seconds']:.2f} s"
              + (f" ({run['epochs_per_second']:.0f}/s)" if run["epochs_per_second"] else ""), style="bold")
     rows = [{"node": name, **counts} for name, counts in report["nodes"].items()]
@@ -152,12 +176,12 @@ def _summary(report: dict, out: Output) -> None:
         out.table(report["recent_failures"], ["node", "epoch", "attempt", "error_type", "error"],
                   title="Recent failures")
     if report["dead_letters_pending"]:
-        out.line(f"dead letters: {report['dead_letters_pending']} pending (netrun dlq {report['path']} list)")
+        out.line(f"dead letters: {report['dead_letters_pending']} pending (netrun dlq {path} list)")
     if report["packets_left"]:
         out.table(report["packets_left"], ["packet", "location", "node", "port", "value"],
                   title="Packets left in the net")
-    out.line(f"explore it: netrun status {report['path']} · netrun history {report['path']} · "
-             f"netrun sql {report['path']} \"SELECT ...\"", style="dim")
+    out.line(f"explore it: netrun status {path} · netrun history {path} · netrun sql {path} \"SELECT ...\"",
+             style="dim")
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -165,7 +189,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     running.add_argument("--path", action="append", metavar="DIR", help="a folder to import node functions from "
                          "(repeatable; the current folder is always searched)")
     running.add_argument("--no-progress", action="store_true", help="no progress display, only the summary")
-    running.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+    running.add_argument("--interval", type=seconds, default=2.0, metavar="SECONDS",
                          help="seconds between progress lines when the output is not a terminal (2)")
 
     p = commands.add_parser("run", parents=[common, running], help="run a net defined in TOML to completion",

@@ -77,7 +77,14 @@ def test_the_top_level_help_lists_every_command(capsys):
 
 
 @pytest.mark.parametrize("argv", [[], ["nonsense"], ["status"], ["history", "x.db", "--limit", "many"],
-                                  ["graph", "x.toml", "--format", "svg"], ["dlq", "x.db"]])
+                                  ["graph", "x.toml", "--format", "svg"], ["dlq", "x.db"],
+                                  # numbers SQLite cannot bind, and intervals that would print without pause
+                                  ["history", "x.db", "--limit", "99999999999999999999"],
+                                  ["logs", "x.db", "--limit", "-1"], ["status", "x.db", "--recent", "1e30"],
+                                  ["trace", "x.db", "P", "--depth", "-2"],
+                                  ["dlq", "x.db", "show", "99999999999999999999"],
+                                  ["run", "x.toml", "--db", "x.db", "--interval", "0"],
+                                  ["resume", "x.db", "--interval", "nan"]])
 def test_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
     assert "usage: netrun" in capsys.readouterr().err

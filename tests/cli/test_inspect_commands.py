@@ -4,12 +4,14 @@ it cannot use. Answers are checked against the tables, read independently with s
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import subprocess
 import sys
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
+from functools import partialmethod
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +21,7 @@ from freezegun import freeze_time
 from netrun.cli import reads
 from netrun.inspector import NetInspector
 
-from .conftest import (HERE, Cli, copy_db, file_state, read_until, rows, scalar, start_child, stop_child,
+from .conftest import (DEADLINE, HERE, Cli, copy_db, file_state, read_until, rows, scalar, start_child, stop_child,
                        wait_for)
 
 NODES = ["Count", "Merge", "Read", "Split", "Tokenize"]
@@ -166,6 +168,19 @@ def test_status_after_the_process_died_mid_epoch_is_interrupted_and_changes_noth
     assert (letter["node"], letter["reason"], letter["value"]) == ("Hold", "interrupted", "7")
 
 
+@pytest.mark.parametrize("action", ["discard", "replay"])
+def test_dlq_all_on_an_interrupted_net_leaves_the_interrupted_epochs_packet_pending(cli: Cli, held_run, action):
+    db, child = held_run
+    stop_child(child)  # SIGKILL while Hold's epoch runs: no dead letter yet
+    assert cli("dlq", db, "list", "--json").json() == []
+    result = cli("dlq", db, action, "--all", "--json")
+    assert result.code == 0 and result.json() == []  # --all meant the pending ones listed: none
+    # opening the net applied the crash semantics; the packet it dead-lettered waits for a decision
+    [letter] = cli("dlq", db, "list", "--json").json()
+    assert (letter["node"], letter["reason"], letter["status"], letter["value"]) == (
+        "Hold", "interrupted", "pending", "7")
+
+
 # -- history --------------------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "where", "params"), [
     (["--node", "Merge"], "node_name = ?", ("Merge",)),
@@ -240,6 +255,25 @@ def test_history_since_a_time_in_the_future_matches_nothing(cli: Cli, wordfreq_d
     assert result.out.strip() == "(no history records match)"
 
 
+def test_history_since_an_age_older_than_any_date_matches_every_record(cli: Cli, wordfreq_db: Path):
+    result = cli("history", wordfreq_db, "--since", "99999999999d", "--limit", "0", "--json")
+    assert result.code == 0, result.err
+    assert len(result.json()) == scalar(wordfreq_db, "SELECT count(*) FROM history")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(wordfreq_db: Path):
+    # `netrun history FILE --json | true`: the pipe's reader is gone before the JSON is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "netrun", "history", str(wordfreq_db), "--json"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=DEADLINE)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
 @pytest.mark.parametrize(("args", "named"), [
     (["--node", "Nope"], "'Nope'"),
     (["--since", "yesterday"], "'yesterday'"),
@@ -269,6 +303,20 @@ def test_sql_binds_params_in_order(cli: Cli, wordfreq_db: Path):
     assert cli("sql", wordfreq_db, query, "--param", "Nope", "--param", "finished", "--json").json() == [{"n": 0}]
 
 
+def test_sql_binds_a_param_written_as_a_number_as_a_number(cli: Cli, wordfreq_db: Path):
+    query = "SELECT node_name, count(*) AS n FROM epochs GROUP BY 1 HAVING count(*) > ? ORDER BY 1"
+    result = cli("sql", wordfreq_db, query, "--param", "5", "--json")
+    assert result.json() == rows(wordfreq_db, query, (5,)) == [{"node_name": "Count", "n": 30},
+                                                               {"node_name": "Tokenize", "n": 30}]
+    assert cli("sql", wordfreq_db, "SELECT ? AS a, ? AS b, ? AS c, ? AS d", "--param", "-2.5", "--param", "007",
+               "--param", "1e3", "--param", "Count", "--json").json() == [{"a": -2.5, "b": "007", "c": 1000.0,
+                                                                            "d": "Count"}]
+    # a number still matches a text column (its affinity): a node named "1" would be found
+    query = "SELECT count(*) AS n FROM epochs WHERE attempt = ? AND node_name != ?"
+    assert cli("sql", wordfreq_db, query, "--param", "1", "--param", "7", "--json").json() == [
+        {"n": scalar(wordfreq_db, "SELECT count(*) FROM epochs WHERE attempt = 1")}]
+
+
 def test_sql_with_no_rows_says_so(cli: Cli, wordfreq_db: Path):
     assert cli("sql", wordfreq_db, "SELECT * FROM epochs WHERE 0", "--json").json() == []
     assert cli("sql", wordfreq_db, "SELECT * FROM epochs WHERE 0").out.strip() == "(no rows)"
@@ -280,6 +328,11 @@ def test_sql_with_no_rows_says_so(cli: Cli, wordfreq_db: Path):
     "INSERT INTO node_logs (node_name, timestamp, text) VALUES ('Read', 'now', 'x')",
     "DROP TABLE history",
     "PRAGMA user_version = 7",
+    "WITH gone AS (SELECT 1) DELETE FROM history",
+    "SELECT 1; DELETE FROM history",
+    # SQLite applies query_only while compiling the pragma, even under EXPLAIN: the guard must refuse it then
+    "EXPLAIN PRAGMA query_only = 0; WITH gone AS (SELECT 1) DELETE FROM history",
+    "EXPLAIN PRAGMA query_only = 0; DELETE FROM history",
 ])
 def test_sql_refuses_a_statement_that_writes_and_the_file_is_unchanged(cli: Cli, wordfreq_db: Path, statement):
     before = file_state(wordfreq_db.parent, shm=False)
@@ -292,7 +345,17 @@ def test_sql_refuses_a_statement_that_writes_and_the_file_is_unchanged(cli: Cli,
     assert scalar(wordfreq_db, "SELECT count(*) FROM history") == count
 
 
+def test_sql_reads_a_query_that_starts_with_a_comment(cli: Cli, wordfreq_db: Path):
+    for comment in ("/* per node */ ", "-- per node\n"):
+        statement = comment + "SELECT count(*) AS n FROM epochs"
+        result = cli("sql", wordfreq_db, statement, "--json")
+        assert result.code == 0, result.err
+        assert result.json() == [{"n": scalar(wordfreq_db, "SELECT count(*) FROM epochs")}]
+
+
 @pytest.mark.parametrize(("statement", "says"), [
+    ("SELECT 1 AS a; SELECT 2 AS b", "one statement"),  # b's rows would be printed as a's
+    ("-- only a comment", "no SQL statement"),
     ("SELEC 1", "syntax error"),
     ("SELECT * FROM no_such_table", "no_such_table"),
     ("SELECT ?", "bindings"),  # a ? without --param
@@ -351,6 +414,16 @@ def test_trace_depth_bounds_the_walk(cli: Cli, wordfreq_db: Path):
     lineage = cli("trace", wordfreq_db, packet, "--depth", "1", "--json").json()
     assert {a["depth"] for a in lineage["ancestors"]} == {-1}
     assert {d["depth"] for d in lineage["descendants"]} == {1}
+
+
+def test_a_truncated_trace_says_how_to_see_the_rest(cli: Cli, wordfreq_db: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(NetInspector, "trace", partialmethod(NetInspector.trace, limit=3))
+    packet = scalar(wordfreq_db, "SELECT id FROM packets WHERE state = 'live'")  # made from 30 counts and more
+    assert cli("trace", wordfreq_db, packet, "--json").json()["truncated"]
+    result = cli("trace", wordfreq_db, packet)
+    assert result.code == 0
+    [note] = [line for line in result.out.splitlines() if line.startswith("(truncated")]
+    assert "--depth" in note and "--limit" not in note  # trace has no --limit
 
 
 def test_trace_of_an_unknown_packet_is_an_error_naming_it(cli: Cli, wordfreq_db: Path):
@@ -485,7 +558,14 @@ def make_newer(folder: Path, wordfreq: Path) -> Path:
     return path
 
 
+def make_folder(folder: Path, wordfreq: Path) -> Path:
+    path = folder / "folder.db"
+    path.mkdir()
+    return path
+
+
 KINDS = {"missing": (make_missing, ("does not exist", "holds no netrun net")),  # the latter: checkpoint
+         "a folder": (make_folder, ("Is a directory", "is a folder")),
          "random bytes": (make_random, ("not a netrun database",)),
          "another program's SQLite": (make_foreign, ("another program",)),
          "a newer schema": (make_newer, ("newer netrun",))}

@@ -122,6 +122,13 @@ def test_replay_by_number_puts_a_new_packet_at_the_port_and_resume_runs_it(
     assert lineage["origin"]["how"] == "replayed"
     assert lineage["origin"]["replay_of"] == original["packet_id"]
     assert original["packet_id"] in {a["packet"] for a in lineage["ancestors"]}
+    # and the other way: the dead-lettered packet was made into its replay
+    lineage = cli("trace", failing_db, original["packet_id"], "--json").json()
+    assert lineage["end"]["dead_letter"]["replayed_as"] == packet
+    [made] = lineage["descendants"]
+    assert (made["packet"], made["depth"], made["parent_epoch"], made["origin"]["how"]) == (
+        packet, 1, None, "replayed")
+    assert f"replayed as {packet}" in cli("trace", failing_db, original["packet_id"]).out
 
     monkeypatch.setenv(ACCEPT_ODD, "1")  # the cause is fixed: Check now passes odd numbers
     assert cli("resume", failing_db, "--path", HERE, "--no-progress").code == 0
@@ -203,7 +210,7 @@ def test_replay_and_discard_need_numbers_or_all_and_change_nothing_otherwise(cli
 def test_a_dead_letter_number_that_is_no_number_is_a_usage_error(cli: Cli, failing_db: Path):
     result = cli("dlq", failing_db, "replay", "abc")
     assert result.code == 2
-    assert "invalid int value: 'abc'" in result.err
+    assert "'abc' is not a whole number" in result.err
 
 
 def test_commands_that_change_the_net_are_refused_while_another_process_owns_it(
@@ -270,3 +277,13 @@ def test_checkpoint_into_the_folder_of_its_own_net_db_is_refused(cli: Cli, faili
     [line] = result.error_lines()
     assert line.startswith("netrun: error:") and "cannot checkpoint into" in line and str(folder) in line
     assert file_state(folder, shm=False) == before  # no checkpoint.json, no owner lock, same bytes
+
+
+def test_checkpoint_into_a_file_is_refused_by_name(cli: Cli, failing_db: Path, tmp_path: Path):
+    target = tmp_path / "backup.db"
+    target.write_text("keep me")
+    result = cli("checkpoint", failing_db, target)
+    assert result.code == 1 and result.out == ""
+    [line] = result.error_lines()
+    assert line.startswith("netrun: error:") and f"{target} is a file" in line
+    assert target.read_text() == "keep me"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -76,6 +77,23 @@ def test_run_refuses_an_existing_database_unless_overwrite(tmp_path, capsys, mon
     assert scalar(db, "SELECT count(*) FROM epochs") == 61  # a new run, not two
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_folder_as_db_is_a_usage_error_naming_it(tmp_path, capsys, overwrite):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    assert main(["run", str(NETS / "slow.toml"), "--db", str(folder), *overwrite]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder" in err and "resume" not in err
+    assert list(folder.iterdir()) == []
+
+
+def test_a_db_in_a_folder_that_does_not_exist_is_one_error_line_naming_the_folder(tmp_path, capsys):
+    db = tmp_path / "missing" / "run.db"
+    assert main(["run", str(NETS / "slow.toml"), "--db", str(db)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("netrun: error:") and f"{tmp_path / 'missing'} does not exist" in line
+
+
 def test_overwrite_never_replaces_a_file_that_is_not_a_netrun_database(tmp_path, capsys):
     other = tmp_path / "notes.db"
     conn = sqlite3.connect(other)
@@ -108,6 +126,15 @@ def test_a_run_with_nothing_or_a_malformed_injection_is_a_usage_error(tmp_path, 
     db = tmp_path / "echo.db"
     assert main(["run", str(NETS / "echo.toml"), "--db", str(db), *argv]) == 2
     assert message in capsys.readouterr().err
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("argv", [["--inject", "Nope"], ["--packet", "Echo.nope=1"], ["--packet", "Nope.in=1"]])
+def test_a_run_whose_injection_fails_leaves_no_database_so_the_corrected_command_works(tmp_path, capsys, argv):
+    db = tmp_path / "echo.db"
+    assert main(["run", str(NETS / "echo.toml"), "--db", str(db), *argv]) == 1
+    assert not db.exists() and not Path(f"{db}-wal").exists()
+    assert main(["run", str(NETS / "echo.toml"), "--db", str(db), "--no-progress", "--packet", "Echo.in=1"]) == 0
 
 
 def test_a_packet_for_an_unknown_port_is_an_error_naming_it(tmp_path, capsys):
@@ -125,6 +152,34 @@ def test_a_failure_with_on_error_pause_ends_the_run_with_exit_code_1(tmp_path, c
     assert "ValueError" in captured.out and "odd value" in captured.out  # the failures table
     assert "paused after a failed epoch" in captured.err and f"netrun resume {db}" in captured.err
     assert scalar(db, "SELECT count(*) FROM epochs WHERE node_name = 'Check' AND state = 'failed'") >= 1
+
+
+def test_a_failure_with_on_error_raise_is_summarized_like_a_pause(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NETRUN_TEST_VALUES", "6")
+    toml = tmp_path / "raising.toml"
+    toml.write_text((NETS / "pausing.toml").read_text().replace('on_error = "pause"', 'on_error = "raise"'))
+    db = tmp_path / "raise.db"
+    assert main(["run", str(toml), "--db", str(db), "--path", str(NETS), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "ValueError" in captured.out and "odd value" in captured.out  # the failures table
+    assert "paused after a failed epoch" in captured.err and f"netrun resume {db}" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_the_commands_it_suggests_quote_a_path_with_spaces(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NETRUN_TEST_VALUES", "6")
+    folder = tmp_path / "my runs"
+    folder.mkdir()
+    db = folder / "pause.db"
+    word = shlex.quote(str(db))
+    assert word != str(db)
+    assert main(["run", str(NETS / "pausing.toml"), "--db", str(db), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert f"netrun resume {word}" in captured.err and f"netrun status {word}" in captured.out
+    assert main(["status", str(db)]) == 0
+    assert f"netrun resume {word}" in capsys.readouterr().out
+    assert main(["run", str(NETS / "pausing.toml"), "--db", str(db)]) == 2
+    assert f"netrun resume {word}" in capsys.readouterr().err
 
 
 def test_resume_names_functions_it_cannot_import_and_exits_1_with_work_left(tmp_path, capsys, monkeypatch):
@@ -213,6 +268,31 @@ def test_ctrl_c_pauses_gracefully_says_how_to_resume_and_resume_finishes(tmp_pat
     assert json.loads(capsys.readouterr().out)["state"] == "stopped"
     assert _resume_fast(db) == 0
     assert sink_values(db) == [i * 10 for i in range(200)]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_so(tmp_path, capsys):
+    toml = tmp_path / "hold.toml"
+    toml.write_text('[nodes.Hold]\nin_ports = ["in"]\nexec_node_func = "cli_nodes.hold"\n'
+                    'options = { echo_stdout = true }\n')
+    db = tmp_path / "hold.db"
+    child = subprocess.Popen([sys.executable, "-m", "netrun", "run", str(toml), "--db", str(db), "--path",
+                              str(NETS.parent), "--no-progress", "--packet", "Hold.in=7"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while child.stdout.readline().strip() != "ready 7":  # Hold's epoch runs (for 60 s)
+            assert child.poll() is None
+        child.send_signal(signal.SIGINT)  # pause: waits for the running epoch
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)  # at once
+        _out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 130, err
+    assert "second Ctrl-C" in err and f"netrun resume {db}" in err
+    assert "after the running epochs finished" not in err
+    assert scalar(db, "SELECT count(*) FROM epochs WHERE state = 'running'") == 1  # as after a crash
 
 
 def test_resume_after_sigkill_delivers_every_value_exactly_once(tmp_path, capsys):

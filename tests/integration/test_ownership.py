@@ -41,6 +41,17 @@ def test_a_second_open_of_a_running_net_is_refused_until_the_first_closes(tmp_pa
     assert find_owner(db) is None
 
 
+def test_a_net_in_use_is_refused_under_another_name_for_the_same_file(tmp_path):
+    db = tmp_path / "run.db"
+    os.symlink(db.name, tmp_path / "link.db")
+    netrun.Net(chain("A", "B"), db=db).close()
+    with netrun.Net.resume(db):
+        assert find_owner(str(tmp_path / "link.db")).pid == os.getpid()
+        with pytest.raises(netrun.NetInUse):  # two runs of one net, through a symlink
+            netrun.Net.resume(tmp_path / "link.db")
+    assert lock_path(str(tmp_path / "link.db")) == lock_path(str(db))
+
+
 def test_a_new_net_on_a_file_in_use_is_refused_without_touching_it(tmp_path):
     db = str(tmp_path / "run.db")
     with netrun.Net(chain("A", "B"), db=db) as net:
@@ -77,3 +88,11 @@ def test_a_lock_file_that_cannot_be_created_gives_a_storage_error_naming_it(tmp_
     with pytest.raises(netrun.StorageError, match="cannot create the lock file .*run.db-lock"):
         netrun.Net(chain("A", "B"), db=db)
     assert not os.path.exists(db)
+
+
+def test_a_database_in_a_folder_that_does_not_exist_is_refused_naming_the_folder(tmp_path):
+    folder = tmp_path / "no such folder"
+    with pytest.raises(netrun.StorageError, match="the folder .*no such folder does not exist") as info:
+        netrun.Net(chain("A", "B"), db=folder / "run.db")
+    assert info.value.__cause__ is None  # the message says it all (the command prints one line)
+    assert not folder.exists()

@@ -247,6 +247,20 @@ def test_query_returns_dicts_and_sees_everything_done_so_far(tmp_path):
         assert net.query("SELECT id FROM epochs WHERE 0") == []
 
 
+def test_a_refused_pragma_leaves_the_query_connection_unable_to_write(tmp_path):
+    # SQLite applies `query_only` while compiling the pragma, before a tracer could refuse it
+    with chain_net(tmp_path, []) as net:
+        net.inject_packet("A", "in", 7)
+        net.start()
+        count = net.query("SELECT count(*) AS n FROM epochs")
+        for sql in ("PRAGMA query_only = 0", "EXPLAIN PRAGMA query_only = 0"):
+            with pytest.raises(netrun.ReadOnlyQueryError):
+                net.query(sql)
+        with pytest.raises(netrun.ReadOnlyQueryError):
+            net.query("WITH doomed AS (SELECT id FROM epochs) DELETE FROM epochs WHERE id IN (SELECT id FROM doomed)")
+        assert net.query("SELECT count(*) AS n FROM epochs") == count
+
+
 @pytest.mark.parametrize("sql", [
     "INSERT INTO node_logs (node_name, timestamp, text) VALUES ('A', '2020-01-01', 'x')",
     "UPDATE epochs SET state = 'failed'",
