@@ -87,7 +87,7 @@ def inspect_file(path: str) -> FileState:
     try:
         # Without a WAL file the check opens the file immutable: no -wal/-shm is created
         # next to a file we may refuse. With one (a crashed run), its content counts.
-        if os.path.exists(path + "-wal"):
+        if os.path.exists(os.path.realpath(path) + "-wal"):  # SQLite keeps it beside the real file
             conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
         else:
             uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
@@ -123,7 +123,7 @@ def inspect_file(path: str) -> FileState:
 
 def _check_size(path: str, header: bytes) -> None:
     """A file shorter than its header's page count is truncated (checked when no WAL can extend it)."""
-    if len(header) < 100 or os.path.exists(path + "-wal"):
+    if len(header) < 100 or os.path.exists(os.path.realpath(path) + "-wal"):
         return
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size

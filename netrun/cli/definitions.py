@@ -36,7 +36,8 @@ def graph(args: argparse.Namespace, out: Output) -> int:
 
 def validate(args: argparse.Namespace, out: Output) -> int:
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
-    definition = read_definition(existing_file(args.net, "a TOML definition"))  # raises DefinitionError with the file, line and place
+    # raises DefinitionError naming the file, the line and the place
+    definition = read_definition(existing_file(args.net, "a TOML definition"))
     report = {"file": args.net, "valid": True, "nodes": sorted(definition.nodes),
               "edges": len(definition.graph.edges()),
               "functions": {name: sorted(node.functions) for name, node in sorted(definition.nodes.items())
@@ -45,7 +46,10 @@ def validate(args: argparse.Namespace, out: Output) -> int:
         out.json(report)
     else:
         nodes, edges = len(report["nodes"]), report["edges"]
-        out.line(f"{args.net}: valid — {nodes} node{'s' * (nodes != 1)} ({', '.join(report['nodes'])}), "
+        if not nodes:
+            out.note(f"{args.net} defines no nodes: there is nothing to run")
+        names = f" ({', '.join(report['nodes'])})" if nodes else ""
+        out.line(f"{args.net}: valid — {nodes} node{'s' * (nodes != 1)}{names}, "
                  f"{edges} edge{'s' * (edges != 1)}; every function imported")
     return 0
 

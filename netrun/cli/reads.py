@@ -58,6 +58,8 @@ def history(args: argparse.Namespace, out: Output) -> int:
     with NetInspector(args.file) as net:
         rows = net.history(node=args.node, epoch=args.epoch, packet=args.packet, kind=args.kind, since=args.since,
                            limit=args.limit or None)
+        names = [] if rows or not args.kind else [r["name"] for r in net.query(
+            "SELECT DISTINCT name FROM history ORDER BY name")]
     if out.json_mode:
         out.json(rows)
         return 0
@@ -65,6 +67,9 @@ def history(args: argparse.Namespace, out: Output) -> int:
         out.line(_history_line(row))
     if not rows:
         out.line("(no history records match)", style="dim")
+    if names and args.kind.lower() not in ("action", "event") and \
+            args.kind.lower() not in (n.lower() for n in names):
+        out.note(f"no record of this run is named {args.kind!r}; its record names: {', '.join(names)}")
     return 0
 
 

@@ -50,6 +50,12 @@ def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
     if args.node and not args.all:
         raise UsageError(f"dlq {args.action}: --node selects with --all")
     chosen = _selected(args)
+    with NetInspector(args.file) as inspector:
+        running = inspector.status()["running_epochs"] if inspector.owner() is None else []
+    if running:
+        out.note(f"{args.file} was interrupted with {len(running)} epoch(s) running; opening it applies the crash "
+                 "semantics first, as netrun resume does (deferred epochs will run again, others are cancelled "
+                 "and their packets dead-lettered as 'interrupted')")
     with Net.resume(args.file) as net:  # owns the file meanwhile: refused while a run is going on
         queue = net.dead_letter_queue
         if replay:  # all checked first, then all in one transaction: none or every one

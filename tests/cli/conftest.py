@@ -2,8 +2,8 @@
 
 Every test calls `netrun.cli.main(argv)` in this process and reads what it printed through
 `capsys`. Databases are prepared once per session (running a net takes a few tenths of a
-second) and each test gets its own copy in its `tmp_path`: the file and its `-wal` (the run's
-read-only connection closes last, so the WAL is not folded back into the file).
+second) and each test gets its own copy in its `tmp_path`: the file, and its `-wal` if one is
+left (a run's connections fold the WAL back into the file when the last one closes).
 
 Reads that check the command's answers go through the stdlib `sqlite3` module, read-only,
 on files no connection of this process has open (see tests/integration/helpers.py for why).

@@ -175,6 +175,7 @@ def test_dlq_all_on_an_interrupted_net_leaves_the_interrupted_epochs_packet_pend
     assert cli("dlq", db, "list", "--json").json() == []
     result = cli("dlq", db, action, "--all", "--json")
     assert result.code == 0 and result.json() == []  # --all meant the pending ones listed: none
+    assert "was interrupted with 1 epoch(s) running; opening it applies the crash semantics" in result.err
     # opening the net applied the crash semantics; the packet it dead-lettered waits for a decision
     [letter] = cli("dlq", db, "list", "--json").json()
     assert (letter["node"], letter["reason"], letter["status"], letter["value"]) == (
@@ -195,6 +196,24 @@ def test_history_filters_select_the_rows_sqlite_selects(cli: Cli, wordfreq_db: P
     result = cli("history", wordfreq_db, *args, "--limit", "0", "--json")
     assert result.code == 0
     assert result.json() == expected
+
+
+def test_history_of_a_kind_no_record_has_names_the_kinds_there_are(cli: Cli, wordfreq_db: Path):
+    result = cli("history", wordfreq_db, "--kind", "PacketMovd")
+    assert result.code == 0
+    assert "(no history records match)" in result.out
+    assert "no record of this run is named 'PacketMovd'" in result.err
+    assert "PacketMoved" in result.err and "StartEpoch" in result.err
+    assert cli("history", wordfreq_db, "--kind", "packetmoved").err == ""  # a name it has: no hint
+
+
+def test_status_through_a_symlink_of_a_running_net_sees_its_wal(cli: Cli, held_run, tmp_path: Path):
+    db, child = held_run
+    link = tmp_path / "link-to-run.db"
+    link.symlink_to(db)
+    report = cli("status", link, "--json").json()
+    assert report["state"] == "running" and report["owner"]["pid"] == child.pid
+    assert [e["node"] for e in report["running_epochs"]] == ["Hold"]
 
 
 def test_history_by_epoch_and_by_packet(cli: Cli, wordfreq_db: Path):
