@@ -45,6 +45,9 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
             os.remove(os.path.join(directory, name))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".net-", suffix=".db.tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint gets a new file's usual mode
     try:
         dest = apsw.Connection(tmp)
         try:

@@ -176,15 +176,24 @@ class Net:
         `db=None` copies to a temporary database deleted by `close()`. The checkpoint is
         never modified.
         """
+        source = os.path.join(os.fspath(directory), DB_NAME)
+        if os.path.isfile(source) and not inspect_file(source).exists:  # checked before anything is copied
+            raise NotANetrunDatabase(f"{source} holds no netrun net; {directory} is not a netrun checkpoint",
+                                     path=source)
         tmpdir = None
         if db is None:
             tmpdir = tempfile.mkdtemp(prefix="netrun-")
             db = os.path.join(tmpdir, "net.db")
         path = os.fspath(db)
-        copy_checkpoint(os.fspath(directory), path)
-        if "history_file" not in config and json.loads(read_meta(path)["config"]).get("history_file"):
-            config["history_file"] = copy_history(os.fspath(directory), path)
-        net = cls.resume(path, **config)
+        try:
+            copy_checkpoint(os.fspath(directory), path)
+            if "history_file" not in config and json.loads(read_meta(path)["config"]).get("history_file"):
+                config["history_file"] = copy_history(os.fspath(directory), path)
+            net = cls.resume(path, **config)
+        except BaseException:
+            if tmpdir is not None:  # the temporary copy is ours alone
+                shutil.rmtree(tmpdir, ignore_errors=True)
+            raise
         net._tmpdir = tmpdir
         return net
 

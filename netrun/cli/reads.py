@@ -51,6 +51,10 @@ def status(args: argparse.Namespace, out: Output) -> int:
               title="Recent failures")
     if report["packets_left"]:
         out.table(report["packets_left"], ["packet", "location", "node", "port", "value"], title="Live packets")
+        if len(report["packets_left"]) < report["live_packets"]:
+            out.line(f"(the oldest {len(report['packets_left'])} of {report['live_packets']} live packets; all of "
+                     f"them: netrun sql {shell(report['path'])} \"SELECT * FROM packets WHERE state = 'live'\")",
+                     style="dim")
     return 0
 
 

@@ -180,6 +180,9 @@ def _summary(report: dict, out: Output) -> None:
     if report["packets_left"]:
         out.table(report["packets_left"], ["packet", "location", "node", "port", "value"],
                   title="Packets left in the net")
+        if len(report["packets_left"]) < report["live_packets"]:
+            out.line(f"(the oldest {len(report['packets_left'])} of {report['live_packets']} live packets)",
+                     style="dim")
     out.line(f"explore it: netrun status {path} · netrun history {path} · netrun sql {path} \"SELECT ...\"",
              style="dim")
 

@@ -81,3 +81,18 @@ def test_a_terminal_gets_the_live_display_and_a_pipe_does_not(tmp_path):
     assert piped.returncode == 0
     assert "\x1b[" not in piped.stdout + piped.stderr
     assert "finished — 81 epochs" in piped.stdout
+
+
+def test_status_says_when_it_shows_only_some_of_the_live_packets(tmp_path, monkeypatch, capsys):
+    from netrun.cli import main
+
+    monkeypatch.setenv("NETRUN_TEST_VALUES", "30")
+    monkeypatch.syspath_prepend(str(NETS))
+    db = tmp_path / "hold.db"
+    with netrun.Net.load_definition(HOLDING, db=db) as net:
+        net.inject_source_epoch("Emit")
+        net.start()
+    assert main(["status", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "(the oldest 10 of 30 live packets; all of them: netrun sql" in out
+    assert len(re.findall(r"│ \S+\s+│ input_port │ Hold\s+│ in\s+│ \d+\s+│", out)) == 10

@@ -303,3 +303,36 @@ def test_a_loaded_checkpoint_writes_its_own_history_file(tmp_path):
     assert len(lines) == rows(tmp_path / "copy.db", "SELECT count(*) AS n FROM history")[0]["n"]
     assert (tmp_path / "ckpt" / "history.jsonl").read_text().splitlines() == lines[:len(
         (tmp_path / "ckpt" / "history.jsonl").read_text().splitlines())]
+
+
+def test_a_checkpoint_file_gets_the_usual_mode_of_a_new_file(tmp_path):
+    with netrun.Net(chain("A", "B"), db=tmp_path / "run.db") as net:
+        net.save_checkpoint(tmp_path / "cp")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "cp" / "net.db").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_failed_load_into_a_temporary_database_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    folder = tmp_path / "not-a-checkpoint"
+    folder.mkdir()
+    with closing(sqlite3.connect(folder / "net.db")) as conn:  # an SQLite file of another program
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+    with pytest.raises(netrun.NotANetrunDatabase, match="another program"):
+        netrun.Net.load_checkpoint(folder)
+    assert list(scratch.iterdir()) == []
+    # a checkpoint whose database cannot be resumed (its graph is damaged): refused after the copy
+    with netrun.Net(chain("A", "B"), db=tmp_path / "run.db") as net:
+        net.save_checkpoint(tmp_path / "cp")
+    with closing(sqlite3.connect(tmp_path / "cp" / "net.db")) as conn:
+        conn.execute("UPDATE net_meta SET value = '{' WHERE key = 'graph'")
+        conn.commit()
+    with pytest.raises(netrun.StorageError, match="stored graph"):
+        netrun.Net.load_checkpoint(tmp_path / "cp")
+    assert list(scratch.iterdir()) == []
