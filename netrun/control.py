@@ -2,15 +2,16 @@
 
 `Controller` owns the thread that runs the net when `start(threaded=True)` or
 `run_step(threaded=True)` is used, and the SIGINT handler of a foreground run. The runtime
-is driven by one thread at a time: the runner thread holds `lock` for each step, and the
-net's other public methods take it too, so a call from another thread waits for the step
-to end. `poll()` and `pause()` never wait for the lock.
+is driven by one thread at a time: the runner thread holds `lock` while it runs and hands it
+over between steps, and the net's other public methods take it too, so a call from another
+thread waits for the current step to end. `poll()` and `pause()` never wait for the lock.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,10 +50,53 @@ class NetStatus:
         return sum(n.startable for n in self.nodes.values())
 
 
+class StepLock:
+    """The runtime's lock: the runner holds it while it runs, and hands it over between steps.
+
+    An `RLock` alone would keep a caller from another thread (`net.query()`, `inject_packet`...)
+    waiting until the whole background run ends; `hand_over()`, called by the runner between
+    steps, lets the threads waiting for the lock have it first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._waiting = 0
+        self._count = threading.Lock()
+
+    def __enter__(self) -> StepLock:
+        with self._count:
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._count:
+                self._waiting -= 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def hand_over(self, *, patience: float = 0.05) -> None:
+        """From the holder: if other threads wait for the lock, let them have it, then take it back.
+
+        Waits at most `patience` seconds for the waiters to get in, so a stream of callers
+        cannot stall the run; each of them still gets its turn within a step or two.
+        """
+        if not self._waiting:
+            return
+        self._lock.release()
+        try:
+            deadline = time.monotonic() + patience
+            while self._waiting and time.monotonic() < deadline:
+                time.sleep(0.0002)
+        finally:
+            self._lock.acquire()
+
+
 class Controller:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.lock = threading.RLock()
+        self.lock = StepLock()
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.state = "blocked"

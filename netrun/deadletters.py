@@ -100,9 +100,10 @@ class DeadLetterQueue:
                          f"packet {entry.packet_id})"))
 
     def _select(self, where: str, params: tuple) -> list[DeadLetter]:
-        self.rt.journal.commit()
-        rows = self.rt.journal.conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY seq",
-                                            params).fetchall()
+        with self.rt.control.lock:  # from another thread: after the background runner's current step
+            self.rt.journal.commit()
+            rows = self.rt.journal.conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY seq",
+                                                params).fetchall()
         return [DeadLetter(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows]
 
     def get_all(self, *, include_resolved: bool = False) -> list[DeadLetter]:
@@ -135,15 +136,17 @@ class DeadLetterQueue:
     def replay_many(self, entries: list[DeadLetter | int]) -> list[str]:
         """Replay several entries atomically: every one is checked first (as `replay`), then all
         are replayed in one transaction. Returns the new packet IDs, in order."""
-        found = [self._replayable(self._pending(entry)) for entry in entries]
-        self._check_distinct(found)
-        new_ids = []
-        for entry in found:
-            new_id = self.rt.inbox.inject_serialized(entry.node_name, entry.port_name, (entry.value_kind, entry.data),
-                                                     replay_of=entry.packet_id, commit=False)
-            self._resolve(entry, "replayed", new_id)
-            new_ids.append(new_id)
-        self.rt.journal.commit()
+        with self.rt.control.lock:  # from another thread: after the background runner's current step
+            found = [self._replayable(self._pending(entry)) for entry in entries]
+            self._check_distinct(found)
+            new_ids = []
+            for entry in found:
+                new_id = self.rt.inbox.inject_serialized(entry.node_name, entry.port_name,
+                                                         (entry.value_kind, entry.data), replay_of=entry.packet_id,
+                                                         commit=False)
+                self._resolve(entry, "replayed", new_id)
+                new_ids.append(new_id)
+            self.rt.journal.commit()
         return new_ids
 
     def discard(self, entry: DeadLetter | int) -> None:
@@ -152,11 +155,12 @@ class DeadLetterQueue:
 
     def discard_many(self, entries: list[DeadLetter | int]) -> None:
         """Discard several entries atomically (all checked first, then one transaction)."""
-        found = [self._pending(entry) for entry in entries]
-        self._check_distinct(found)
-        for entry in found:
-            self._resolve(entry, "discarded", None)
-        self.rt.journal.commit()
+        with self.rt.control.lock:
+            found = [self._pending(entry) for entry in entries]
+            self._check_distinct(found)
+            for entry in found:
+                self._resolve(entry, "discarded", None)
+            self.rt.journal.commit()
 
     @staticmethod
     def _replayable(entry: DeadLetter) -> DeadLetter:

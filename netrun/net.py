@@ -345,15 +345,18 @@ class Net:
             raise PortNotFound(f"node {node_name!r} has no {label} port {port_name!r} "
                                f"({label} ports: {', '.join(sorted(ports)) or 'none'})",
                                node_name=node_name, port_name=port_name)
-        types = rt.port_types.setdefault(node_name, {"in": {}, "out": {}})
-        if port_type is None:
-            types[side].pop(port_name, None)
-        else:
-            types[side][port_name] = port_types.parse(port_type, where=f"node {node_name!r} {label} port "
-                                                                       f"{port_name!r}")
-        data = {s: {p: t.to_data() for p, t in types[s].items()} for s in ("in", "out")}
-        rt.journal.add("UPDATE node_settings SET port_types = ? WHERE node_name = ?", (json.dumps(data), node_name))
-        rt.journal.commit()
+        parsed = None if port_type is None else port_types.parse(
+            port_type, where=f"node {node_name!r} {label} port {port_name!r}")
+        with rt.control.lock:  # from another thread: after the background runner's current step
+            types = rt.port_types.setdefault(node_name, {"in": {}, "out": {}})
+            if parsed is None:
+                types[side].pop(port_name, None)
+            else:
+                types[side][port_name] = parsed
+            data = {s: {p: t.to_data() for p, t in types[s].items()} for s in ("in", "out")}
+            rt.journal.add("UPDATE node_settings SET port_types = ? WHERE node_name = ?",
+                           (json.dumps(data), node_name))
+            rt.journal.commit()
 
     def get_port_types(self, node_name: str) -> dict[str, dict[str, Any]]:
         """The node's port types as data: {"in": {port: type}, "out": {port: type}}."""

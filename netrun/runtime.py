@@ -261,6 +261,7 @@ class Runtime:
             total += ran
             if ran == 0 or self.paused:
                 break
+            self.control.lock.hand_over()  # callers from other threads go between two steps
         if self.config.history_flush_on_pause:
             self.history.flush()
         return total
@@ -331,6 +332,8 @@ class Runtime:
                     if ran % DRAIN_EVERY == 0:
                         self.run_until_blocked()
                     self.journal.commit_if_large()
+                    if not tasks:  # between two jobs the state is whole: callers from other threads go
+                        self.control.lock.hand_over()
                 if tasks:
                     await asyncio.gather(*tasks)
             finally:

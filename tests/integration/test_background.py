@@ -18,7 +18,7 @@ import netrun
 from netrun.graphs import chain
 
 from tests.integration import pool_nodes
-from .helpers import collect, rows
+from .helpers import collect, forward, rows
 
 EPOCHS = 20
 
@@ -227,3 +227,50 @@ def test_pause_stops_a_thread_pool_from_starting_queued_epochs_and_start_goes_on
         net.start()
         assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished' AND node_name = 'Work'")[0][
             "n"] == 40
+
+
+def test_dead_letters_and_port_types_can_be_used_from_another_thread_during_a_background_run(tmp_path):
+    """The runner commits all the time (fast epochs); the main thread reads and writes through the
+    dead-letter queue and the port-type setters meanwhile: each waits for the runner's step."""
+    got: list = []
+    values = 1000
+    with netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "bg.db"), on_error="continue") as net:
+        net.set_node_exec("Work", forward())
+        net.set_node_exec("Sink", collect(got))
+        net.set_input_port_type("Sink", "in", "int")
+        net.inject_packet("Sink", "in", "not an int")  # fails its type check: a dead letter
+        for value in range(values):
+            net.inject_packet("Work", "in", value)
+        net.start(threaded=True)
+        calls = 0
+        while net.poll().state == "running":
+            net.dead_letter_queue.get_all()
+            net.set_input_port_type("Work", "in", "int")
+            calls += 1
+            time.sleep(0.001)
+        net.wait_until_blocked(timeout=60)
+        assert calls > 10  # they really ran alongside the run
+        [entry] = net.dead_letter_queue.get_all()
+        net.set_input_port_type("Sink", "in", None)
+        net.dead_letter_queue.replay_many([entry.seq])
+        net.start()
+        assert net.dead_letter_queue.get_all() == []
+        assert net.get_port_types("Work") == {"in": {"in": "int"}, "out": {}}
+    assert sorted(v for v in got if isinstance(v, int)) == list(range(values))
+    assert got.count("not an int") == 1
+
+
+def test_a_query_from_another_thread_waits_for_one_epoch_not_for_the_whole_run(tmp_path):
+    got: list = []
+    with slow_net(tmp_path, got, values=100) as net:  # 100 epochs of 20 ms in one step: ~2 s
+        net.start(threaded=True)
+        while net.poll().nodes["Work"].finished < 3:
+            time.sleep(0.005)
+        started = time.monotonic()
+        finished = net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Work' AND state = 'finished'")
+        waited = time.monotonic() - started
+        assert net.poll().state == "running"  # answered while the run goes on
+        assert 0 < finished[0]["n"] < 100
+        assert waited < 0.5
+        net.wait_until_blocked(timeout=30)
+    assert sorted(got) == list(range(100))
