@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 _COLUMNS = ("startable", "started", "running", "finished", "failed", "cancelled")
 
 
-class Progress:
+class Progress(ABC):
     """Counts for the display: this run's live status added to what the file held before it."""
 
     def __init__(self, net: Net, inspector: NetInspector, console: Console, *, interval: float) -> None:
@@ -60,11 +61,13 @@ class Progress:
         return (f"{elapsed:7.1f} s  {ended} epochs ended ({ended / elapsed if elapsed > 0 else 0:.0f}/s)  "
                 f"running {total['running']}  startable {total['startable']}  failed {total['failed']}")
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Begin showing progress (from a thread of the display's own)."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop showing progress; returns once the display's thread is done."""
 
 
 class LiveProgress(Progress):

@@ -15,11 +15,11 @@ import os
 import time
 from typing import Any
 
-from ..errors import NetInUse, NetrunError, NotANetrunDatabase
+from ..errors import NetrunError, NotANetrunDatabase
 from ..inspector import NetInspector
 from ..migrate import inspect_file
 from ..net import Net
-from ..ownership import find_owner
+from ..ownership import OwnerLock
 from .files import add_import_paths, existing_file
 from .numbers import seconds
 from .output import Output, UsageError, shell
@@ -47,13 +47,13 @@ def _remove_old_net(path: str) -> None:
     if not inspect_file(path).exists and os.path.getsize(path) > 0:
         raise NotANetrunDatabase(f"{path} is not a netrun database; --overwrite only replaces netrun databases",
                                  path=path)
-    owner = find_owner(path)
-    if owner is not None:
-        raise NetInUse(f"{path} is in use by {owner.describe()}; stop that run before overwriting it", path=path,
-                       pid=owner.pid)
-    for suffix in ("-wal", "-shm", ""):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
+    lock = OwnerLock(path, "overwrite")  # raises NetInUse while a process runs it; none can start meanwhile
+    try:
+        for suffix in ("-wal", "-shm", ""):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    finally:
+        lock.release()
 
 
 def _inject(net: Net, args: argparse.Namespace, packets: list[tuple[str, str, Any]]) -> list[str]:

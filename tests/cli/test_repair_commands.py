@@ -12,7 +12,7 @@ import pytest
 
 import netrun
 
-from .conftest import HERE, Cli, copy_db, file_state, read_until, rows, scalar, start_child
+from .conftest import FAILING_TOML, HERE, Cli, copy_db, file_state, read_until, rows, scalar, start_child
 from .cli_nodes import ACCEPT_ODD
 
 HOLDER = textwrap.dedent("""
@@ -221,7 +221,8 @@ def test_commands_that_change_the_net_are_refused_while_another_process_owns_it(
     checkpoint = tmp_path / "checkpoint"
     for args in (["dlq", failing_db, "replay", "1"], ["dlq", failing_db, "replay", "--all"],
                  ["dlq", failing_db, "discard", "1"], ["checkpoint", failing_db, checkpoint],
-                 ["resume", failing_db, "--no-progress"]):
+                 ["resume", failing_db, "--no-progress"],
+                 ["run", FAILING_TOML, "--db", failing_db, "--overwrite", "--no-progress"]):
         result = cli(*args)
         assert result.code == 1, args
         [line] = result.error_lines()
