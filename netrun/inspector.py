@@ -200,6 +200,12 @@ class NetInspector:
             "recent_failures": failures,
         }
 
+    def value_preview(self, packet_id: str, *, limit: int = PREVIEW_CHARS) -> str | None:
+        """A preview of the packet's stored value: a live one, or a consumed one the net keeps
+        (`consumed_packet_storage`); None when no value is stored."""
+        rows = self._rows("SELECT kind, data FROM packet_values WHERE packet_id = ?", (packet_id,))
+        return preview(rows[0]["kind"], rows[0]["data"], limit) if rows else None
+
     def packets_left(self, *, limit: int = 20) -> list[dict]:
         """Live packets with a preview of their values (what a finished run left in the net)."""
         rows = self._rows(

@@ -145,6 +145,7 @@ def trace(inspector: NetInspector, packet_id: str, *, depth: int = 10, limit: in
         entry["end"] = walk.ends.get(entry["packet"])
     return {
         "packet": packet_id,
+        "value": inspector.value_preview(packet_id, limit=2000),
         "origin": walk.origins.get(packet_id),
         "end": walk.ends[packet_id],
         "path": [{"seq": r["seq"], "timestamp": r["timestamp"], "type": r["type"], "name": r["name"],

@@ -114,6 +114,8 @@ def trace(args: argparse.Namespace, out: Output) -> int:
     out.line(f"packet {lineage['packet']}", style="bold")
     out.line(f"  came from: {_origin(lineage['origin'])}")
     out.line(f"  went to:   {_end(lineage['end'])}")
+    out.line("  value:     " + (lineage["value"] if lineage["value"] is not None else
+                                "(not stored: consumed values are kept only with consumed_packet_storage)"))
     out.line("path:", style="bold")
     for row in lineage["path"]:
         where = " ".join(f"{k}={row[k]}" for k in ("node", "epoch") if row[k])

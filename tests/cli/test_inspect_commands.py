@@ -403,8 +403,9 @@ def test_trace_of_a_tokenize_output_walks_both_ways(cli: Cli, wordfreq_db: Path)
     result = cli("trace", wordfreq_db, packet, "--json")
     assert result.code == 0
     lineage = result.json()
-    assert set(lineage) == {"packet", "origin", "end", "path", "ancestors", "descendants", "truncated"}
+    assert set(lineage) == {"packet", "value", "origin", "end", "path", "ancestors", "descendants", "truncated"}
     assert lineage["packet"] == packet
+    assert lineage["value"] is None  # consumed, and the example keeps no consumed values
     assert lineage["origin"]["how"] == "created"
     assert (lineage["origin"]["epoch"], lineage["origin"]["node"]) == (tokenize_epoch, "Tokenize")
     assert lineage["end"]["state"] == "consumed"
@@ -425,6 +426,18 @@ def test_trace_of_a_tokenize_output_walks_both_ways(cli: Cli, wordfreq_db: Path)
     assert f"came from: epoch {tokenize_epoch} of Tokenize" in text
     assert f"went to:   consumed in epoch {count_epoch} of Count" in text
     assert line in text and document in text and all(p in text for p in counted)
+
+
+def test_trace_shows_the_value_of_a_packet_that_has_one_stored(cli: Cli, wordfreq_db: Path):
+    packet = scalar(wordfreq_db, "SELECT id FROM packets WHERE state = 'live'")  # the word total
+    lineage = cli("trace", wordfreq_db, packet, "--json").json()
+    assert lineage["value"].startswith("{'about': 3, 'all': 3")
+    assert len(lineage["value"]) > 200  # the long preview, not the table's
+    text = cli("trace", wordfreq_db, packet).out
+    assert "  value:     {'about': 3, 'all': 3" in text
+    consumed = scalar(wordfreq_db, "SELECT id FROM packets WHERE state = 'consumed' LIMIT 1")
+    assert "value:     (not stored: consumed values are kept only with consumed_packet_storage)" in cli(
+        "trace", wordfreq_db, consumed).out
 
 
 def test_trace_depth_bounds_the_walk(cli: Cli, wordfreq_db: Path):
