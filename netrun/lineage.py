@@ -39,12 +39,18 @@ class Lineage:
         if not packets and not epochs:
             return []
         rows = self.db._rows(
-            f"SELECT seq, name, epoch_id, packet_id, node_name, data FROM history WHERE type = 'action' AND "
+            f"SELECT seq, type, name, epoch_id, packet_id, node_name, data FROM history WHERE type = 'action' AND "
             f"name IN ('CreatePacket', 'TransportPacketToLocation') AND (packet_id IN ({_marks(packets)}) OR "
             f"epoch_id IN ({_marks(epochs)})) ORDER BY seq", [*packets, *epochs])
+        return self.absorb(rows)
+
+    def absorb(self, rows: list[dict]) -> list[dict]:
+        """Learn origins from history rows (in seq order); returns the CreatePacket rows of epochs."""
         created = []
         for row in rows:
             packet = row["packet_id"]
+            if row["name"] not in ("CreatePacket", "TransportPacketToLocation") or row["type"] != "action":
+                continue
             if row["name"] == "CreatePacket":
                 if row["epoch_id"] is not None:
                     self.origins[packet] = {"how": "created", "epoch": row["epoch_id"], "node": row["node_name"],
@@ -53,7 +59,7 @@ class Lineage:
                 else:
                     self.origins.setdefault(packet, {"how": "injected", "seq": row["seq"]})
             elif packet in self.origins and self.origins[packet]["how"] == "injected":
-                data = json.loads(row["data"] or "{}")
+                data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"] or "{}")
                 self.origins[packet].update(node=row["node_name"], port=data.get("port"))
                 if data.get("replay_of"):
                     self.origins[packet].update(how="replayed", replay_of=data["replay_of"])
@@ -99,8 +105,8 @@ def trace(inspector: NetInspector, packet_id: str, *, depth: int = 10, limit: in
     walk.learn_ends([packet_id])
     if packet_id not in walk.ends:
         raise NotFoundError(f"{inspector.path}: no packet {packet_id}", packet=packet_id)
-    walk.learn_origins([packet_id], [])
-    path = inspector.history(packet=packet_id)
+    path = inspector.history(packet=packet_id)  # the packet's own records tell its origin too
+    walk.absorb(path)
 
     ancestors: dict[str, dict] = {}
     descendants: dict[str, dict] = {}
