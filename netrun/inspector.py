@@ -159,6 +159,11 @@ class NetInspector:
                            "GROUP BY 1, 2, 3 ORDER BY 2, 3")
         return {"edges": edges, "input_ports": ports, "inside_epochs": inside, "inbox": inbox}
 
+    def running_epochs(self) -> list[dict]:
+        """Epochs in state `running`: the live run's, or, with no owner, those its process died in."""
+        return self._rows("SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
+                          "WHERE state = 'running' ORDER BY started_at, id")
+
     def status(self, *, recent: int = 5) -> dict[str, Any]:
         """The run's state and what it holds.
 
@@ -169,8 +174,7 @@ class NetInspector:
         owner = self.owner()
         counts = self.node_counts()
         waiting = self.waiting()
-        running = self._rows("SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
-                             "WHERE state = 'running' ORDER BY started_at, id")
+        running = self.running_epochs()
         work_left = any(c["startable"] for c in counts.values()) or bool(waiting["inbox"])
         if owner is not None:
             state = "running"

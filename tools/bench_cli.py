@@ -98,10 +98,11 @@ def run_with_display(path: str, values: int, display: str) -> float:
         with netrun.NetInspector(path) as inspector:
             shown = None
             if display == "plain":
-                shown = PlainProgress(net, inspector, Console(file=io.StringIO()), interval=0.05)
+                shown = PlainProgress(net, inspector, Console(file=io.StringIO()), inspector.node_counts(),
+                                      interval=0.05)
             elif display == "live":
                 sink = Console(file=io.StringIO(), force_terminal=True, width=120)
-                shown = LiveProgress(net, inspector, sink, interval=0.25)
+                shown = LiveProgress(net, inspector, sink, inspector.node_counts(), interval=0.25)
             started = time.perf_counter()
             if shown:
                 shown.start()

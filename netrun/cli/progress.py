@@ -30,12 +30,13 @@ _COLUMNS = ("startable", "started", "running", "finished", "failed", "cancelled"
 class Progress(ABC):
     """Counts for the display: this run's live status added to what the file held before it."""
 
-    def __init__(self, net: Net, inspector: NetInspector, console: Console, *, interval: float) -> None:
+    def __init__(self, net: Net, inspector: NetInspector, console: Console, before: dict[str, dict[str, int]], *,
+                 interval: float) -> None:
         self.net = net
         self.inspector = inspector
         self.console = console
         self.interval = interval
-        self.before = inspector.node_counts()
+        self.before = before  # inspector.node_counts() when the run began
         self.started = time.monotonic()
 
     def counts(self) -> dict[str, dict[str, int]]:

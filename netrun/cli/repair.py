@@ -34,13 +34,12 @@ def dlq_show(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _selected(args: argparse.Namespace) -> list[int]:
+def _selected(args: argparse.Namespace, net: NetInspector) -> list[int]:
     """The numbers given, or (--all) those pending now: read before the net is opened, because
     opening a crashed net dead-letters the packets of its interrupted epochs, which nobody has seen."""
     if args.seq:
         return args.seq
-    with NetInspector(args.file) as net:
-        return [row["seq"] for row in net.dead_letters(node=args.node)]
+    return [row["seq"] for row in net.dead_letters(node=args.node)]
 
 
 def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
@@ -49,9 +48,9 @@ def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
                          "--node), not both")
     if args.node and not args.all:
         raise UsageError(f"dlq {args.action}: --node selects with --all")
-    chosen = _selected(args)
     with NetInspector(args.file) as inspector:
-        running = inspector.status()["running_epochs"] if inspector.owner() is None else []
+        chosen = _selected(args, inspector)
+        running = inspector.running_epochs() if inspector.owner() is None else []
     if running:
         out.note(f"{args.file} was interrupted with {len(running)} epoch(s) running; opening it applies the crash "
                  "semantics first, as netrun resume does (deferred epochs will run again, others are cancelled "

@@ -113,12 +113,13 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
     path = net.db_path
     word = shell(path)  # the path in the commands suggested below
     with NetInspector(path) as inspector:
+        earlier = inspector.node_counts()  # what runs before this one did
         display: Progress | None = None
         if not (out.json_mode or args.no_progress):
             kind = LiveProgress if out.console.is_terminal else PlainProgress
-            display = kind(net, inspector, out.console, interval=args.interval)
+            display = kind(net, inspector, out.console, earlier, interval=args.interval)
         started = time.monotonic()
-        before = sum(c["finished"] + c["failed"] + c["cancelled"] for c in inspector.node_counts().values())
+        before = sum(c["finished"] + c["failed"] + c["cancelled"] for c in earlier.values())
         interrupted = False
         if display:
             display.start()

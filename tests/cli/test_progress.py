@@ -40,7 +40,7 @@ def test_the_live_table_shows_counts_per_node_and_packets_waiting(tmp_path, monk
         net.inject_source_epoch("Emit")
         with netrun.NetInspector(db) as inspector:
             screen = Console(file=io.StringIO(), force_terminal=True, width=100, record=True)
-            display = LiveProgress(net, inspector, screen, interval=0.25)
+            display = LiveProgress(net, inspector, screen, inspector.node_counts(), interval=0.25)
             net.start()
             screen.print(display.render())
     text = screen.export_text()
