@@ -23,7 +23,7 @@ Layers (imports flow downwards only):
 """
 
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from netrun_sim import (  # noqa: E402 - graph types and sim errors, re-exported
     CannotFinishNonEmptyEpochError,

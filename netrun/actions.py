@@ -88,6 +88,10 @@ class EpochOps(ABC):
                                    f"(conditions: {', '.join(sorted(conditions)) or 'none'})",
                                    node_name=self.node_name, salvo_condition=name)
 
+    def heartbeat(self) -> None:
+        """The epoch is alive: a pool worker renews its lease (see README "Leases")."""
+        self.rt.beat()
+
     # consume = _take (may give an awaitable, for an async value function) + _consumed
     def consume(self, packet: Any) -> Any:
         key, value = self._take(packet)

@@ -17,7 +17,8 @@ import tempfile
 
 import apsw
 
-from . import __version__, faults
+from . import faults
+from .version import __version__
 from .clock import SystemClock, iso
 from .db import open_connection
 from .errors import CheckpointError, NotANetrunDatabase, StorageError

@@ -60,6 +60,8 @@ class NetConfig:
     dead_letter_path: str | None = None
     dead_letter_callback: Callable[..., Any] | None = None
     pool_selection: str = "least_busy"
+    # Seconds a pool worker's claim on an epoch lasts unless renewed (see README "Leases").
+    lease_seconds: float = 60.0
     clock: Clock = field(default_factory=SystemClock)
 
     def to_json(self) -> dict:
@@ -113,6 +115,9 @@ def parse_net_config(options: dict[str, Any]) -> NetConfig:
     if "pool_selection" in o:
         _check(owner, "pool_selection", o["pool_selection"] in ("least_busy", "round_robin"),
                "'least_busy' or 'round_robin'", o["pool_selection"])
+    if "lease_seconds" in o:
+        value = o["lease_seconds"]
+        _check(owner, "lease_seconds", _is_number(value) and value > 0, "a positive number of seconds", value)
     if "clock" in o:
         _check(owner, "clock", all(hasattr(o["clock"], m) for m in ("now", "monotonic", "sleep")),
                "an object with now(), monotonic() and sleep()", o["clock"])

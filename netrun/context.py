@@ -93,6 +93,11 @@ class NodeExecutionContext:
         self._guard("send_output_salvo")
         self._actions.send(salvo_condition_name)
 
+    def heartbeat(self) -> None:
+        """Tell netrun this epoch is alive. A thread-pool epoch renews its lease on every context
+        call; one that computes longer than the net's `lease_seconds` without any should call this."""
+        self._actions.heartbeat()
+
     def cancel_epoch(self) -> NoReturn:
         """Cancel this epoch: its packets are destroyed. Raises EpochCancelled."""
         raise EpochCancelled(f"node {self.node_name!r} cancelled epoch {self.epoch_id}",

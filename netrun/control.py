@@ -1,17 +1,14 @@
 """Running a net in the background, its status, pausing, stopping, and SIGINT.
 
 `Controller` owns the thread that runs the net when `start(threaded=True)` or
-`run_step(threaded=True)` is used, and the SIGINT handler of a foreground run. The runtime
-is driven by one thread at a time: the runner thread holds `lock` while it runs and hands it
-over between steps, and the net's other public methods take it too, so a call from another
-thread waits for the current step to end. `poll()` and `pause()` never wait for the lock.
+`run_step(threaded=True)` is used, and the SIGINT handler of a foreground run. Whichever
+thread runs the loop owns the run state (see `owner.py`); the others hand it their calls.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,53 +47,16 @@ class NetStatus:
         return sum(n.startable for n in self.nodes.values())
 
 
-class StepLock:
-    """The runtime's lock: the runner holds it while it runs, and hands it over between steps.
+class Controller:
+    """The background runner thread, pausing, SIGINT and `poll()`.
 
-    An `RLock` alone would keep a caller from another thread (`net.query()`, `inject_packet`...)
-    waiting until the whole background run ends; `hand_over()`, called by the runner between
-    steps, lets the threads waiting for the lock have it first.
+    `poll()` reads counters the owner keeps (plain reads, never a walk over run state), so it
+    answers at once from any thread. `pause()` from another thread only raises the flag and
+    wakes the owner, then waits for the runner to stop.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._waiting = 0
-        self._count = threading.Lock()
-
-    def __enter__(self) -> StepLock:
-        with self._count:
-            self._waiting += 1
-        try:
-            self._lock.acquire()
-        finally:
-            with self._count:
-                self._waiting -= 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def hand_over(self, *, patience: float = 0.05) -> None:
-        """From the holder: if other threads wait for the lock, let them have it, then take it back.
-
-        Waits at most `patience` seconds for the waiters to get in, so a stream of callers
-        cannot stall the run; each of them still gets its turn within a step or two.
-        """
-        if not self._waiting:
-            return
-        self._lock.release()
-        try:
-            deadline = time.monotonic() + patience
-            while self._waiting and time.monotonic() < deadline:
-                time.sleep(0.0002)
-        finally:
-            self._lock.acquire()
-
-
-class Controller:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.lock = StepLock()
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.state = "blocked"
@@ -105,31 +65,29 @@ class Controller:
     # -- status -----------------------------------------------------------------------------
     def poll(self) -> NetStatus:
         rt = self.rt
-        startable = Counter(rt.queued.values())
-        running = Counter(rt.sim.node_of_epoch(e) for e in list(rt.running) if e in rt.sim._epoch_node)
-        for epoch_id in list(rt.pools.dispatched):
-            node = rt.sim._epoch_node.get(epoch_id)
-            if node is not None:
-                running[node] += 1
-                startable[node] -= 1
         nodes = {}
         for name, waiting in rt.waiting.items():
-            nodes[name] = NodeStatus(startable=len(waiting) + startable[name], running=running[name],
+            nodes[name] = NodeStatus(startable=len(waiting) + rt.ready_count[name],
+                                     running=rt.running_count[name] + rt.pools.per_node[name],
                                      finished=self.counts[(name, "finished")], failed=self.counts[(name, "failed")],
                                      cancelled=self.counts[(name, "cancelled")])
         return NetStatus(self.state, nodes, self.error)
 
+    @property
+    def in_background(self) -> bool:
+        thread = self.thread
+        return thread is not None and thread.is_alive()
+
     # -- background runs ---------------------------------------------------------------------------
     def run_in_background(self, body: Callable[[], object]) -> None:
-        if self.thread is not None and self.thread.is_alive():
+        if self.in_background:
             raise RuntimeError("the net is already running in the background")
         self.error = None
         self.state = "running"
 
         def target() -> None:
             try:
-                with self.lock:
-                    body()
+                body()
             except BaseException as exc:  # noqa: BLE001 - kept for poll() and wait_until_blocked()
                 self.error = exc
             finally:
@@ -150,18 +108,22 @@ class Controller:
             raise error
         return self.poll()
 
+    def request_pause(self) -> None:
+        """Start nothing new: safe from any thread and from a signal handler (a flag and a wake-up)."""
+        self.rt.paused = True
+        self.rt.owner.notify(None)
+
     def pause(self) -> None:
         """Ask the run to start nothing new; from another thread, wait for running epochs to end."""
+        self.request_pause()
+        if self.rt.owner.is_mine:  # node code, or a callback, inside the run: the loop ends it
+            self.state = "pausing"
+            return
         thread = self.thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            # Only the flag from here: the runner thread owns the journal until it stops.
-            self.rt.paused = True
             self.state = "pausing"
             thread.join()
-            with self.lock:
-                self.rt.pause()  # the runner has stopped: commit and flush history from here
-        else:
-            self.rt.pause()
+        self.rt.owner.call(self.rt.pause)  # commit, and flush history if configured
         self.state = "paused"
 
     # -- foreground runs ------------------------------------------------------------------------------
@@ -175,15 +137,14 @@ class Controller:
 
         def on_sigint(signum: int, frame: object) -> None:
             interrupted.append(signum)
-            self.rt.pause()
+            self.request_pause()  # only a flag: the loop may be anywhere in this very thread
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
 
         if install:
             previous = signal.signal(signal.SIGINT, on_sigint)
         self.state = "running"
         try:
-            with self.lock:
-                yield
+            yield
         finally:
             if install:
                 signal.signal(signal.SIGINT, previous)

@@ -100,10 +100,12 @@ class DeadLetterQueue:
                          f"packet {entry.packet_id})"))
 
     def _select(self, where: str, params: tuple) -> list[DeadLetter]:
-        with self.rt.control.lock:  # from another thread: after the background runner's current step
+        def read() -> list:
             self.rt.journal.commit()
-            rows = self.rt.journal.conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY seq",
+            return self.rt.journal.conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY seq",
                                                 params).fetchall()
+
+        rows = self.rt.owner.call(read)
         return [DeadLetter(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows]
 
     def get_all(self, *, include_resolved: bool = False) -> list[DeadLetter]:
@@ -136,7 +138,7 @@ class DeadLetterQueue:
     def replay_many(self, entries: list[DeadLetter | int]) -> list[str]:
         """Replay several entries atomically: every one is checked first (as `replay`), then all
         are replayed in one transaction. Returns the new packet IDs, in order."""
-        with self.rt.control.lock:  # from another thread: after the background runner's current step
+        def replay() -> list[str]:
             found = [self._replayable(self._pending(entry)) for entry in entries]
             self._check_distinct(found)
             new_ids = []
@@ -147,7 +149,9 @@ class DeadLetterQueue:
                 self._resolve(entry, "replayed", new_id)
                 new_ids.append(new_id)
             self.rt.journal.commit()
-        return new_ids
+            return new_ids
+
+        return self.rt.owner.call(replay)
 
     def discard(self, entry: DeadLetter | int) -> None:
         """Mark the entry discarded: it leaves the queue (its row stays, for the record)."""
@@ -155,12 +159,14 @@ class DeadLetterQueue:
 
     def discard_many(self, entries: list[DeadLetter | int]) -> None:
         """Discard several entries atomically (all checked first, then one transaction)."""
-        with self.rt.control.lock:
+        def discard() -> None:
             found = [self._pending(entry) for entry in entries]
             self._check_distinct(found)
             for entry in found:
                 self._resolve(entry, "discarded", None)
             self.rt.journal.commit()
+
+        self.rt.owner.call(discard)
 
     @staticmethod
     def _replayable(entry: DeadLetter) -> DeadLetter:

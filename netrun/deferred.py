@@ -105,6 +105,7 @@ class DeferredActions(EpochOps):
 
     # -- the context operations ------------------------------------------------------------
     def _take(self, packet: Packet | DeferredPacket) -> tuple[str, Any]:
+        self.rt.beat()
         key = self._check_inside(packet)
         if key in self._created:
             return key, self.rt.values.materialize(key, *self._serialized[key])
@@ -120,6 +121,7 @@ class DeferredActions(EpochOps):
         return value
 
     def _create(self, serialized: tuple[str, bytes]) -> DeferredPacket:
+        self.rt.beat()
         packet = DeferredPacket(self.node_name)
         self._created[packet._key] = packet
         self._serialized[packet._key] = serialized
@@ -137,6 +139,7 @@ class DeferredActions(EpochOps):
         return self._create(self.rt.values.serialize_func(func, where=self._where()))
 
     def load(self, port_name: str, packet: Packet | DeferredPacket) -> None:
+        self.rt.beat()
         if port_name not in self._loaded:
             raise self._no_output_port(port_name, self._loaded)
         key = self._check_inside(packet, port_name)
@@ -153,6 +156,7 @@ class DeferredActions(EpochOps):
         self.queue.append(("load", port_name, key))
 
     def send(self, salvo_condition_name: str) -> None:
+        self.rt.beat()
         node = self.rt.graph_nodes[self.node_name]
         condition = node.out_salvo_conditions.get(salvo_condition_name)
         if condition is None:

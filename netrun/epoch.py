@@ -29,7 +29,7 @@ from .config import NodeConfig
 from .context import AsyncNodeExecutionContext, NodeExecutionContext, NodeFailureContext, Packet
 from .deferred import DeferredActions, apply_queue
 from .errors import EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
-from .queue import Job
+from .jobs import Claim
 from .values import resolve_sync
 
 if TYPE_CHECKING:
@@ -250,7 +250,7 @@ def check_deferred_complete(node: str, epoch_id: str, actions: EpochOps) -> Base
 class EpochRun:
     """One claimed job in the main process: its attempts, then its end."""
 
-    def __init__(self, rt: Runtime, job: Job) -> None:
+    def __init__(self, rt: Runtime, job: Claim) -> None:
         self.rt = rt
         self.node = job.node_name
         self.epoch_id = job.epoch_id

@@ -7,13 +7,15 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import apsw
 import netrun_sim as ns
 
-from . import __version__, dsl, factories, port_types
+from . import dsl, factories, port_types
+from .version import __version__
 from .clock import iso
 from .config import NetConfig, parse_net_config, update_node_config
 from .control import NetStatus
@@ -31,7 +33,7 @@ from .errors import (
 from .graphio import graph_to_data
 from .migrate import inspect_file, migrate
 from .ownership import OwnerLock
-from .readonly import read_query
+from .readonly import Readers, read_query
 from .restore import Restorer, read_meta, stored_graph
 from .runtime import NodeFunctions, Runtime
 
@@ -94,7 +96,7 @@ class Net:
         self._attach(graph)
 
     def _attach(self, graph: ns.Graph) -> None:
-        self._reader: apsw.Connection | None = None
+        self._readers = Readers(self.db_path)
         self._rt = Runtime(self, graph, self._conn, self._config)
         self.unrestored_functions: dict[str, list[str]] = {}
         self.definition_problems: dict[str, str] = {}
@@ -158,15 +160,20 @@ class Net:
             CheckpointError: an epoch is running.
         """
         rt = self._live()
-        if rt.running:
-            raise CheckpointError(f"cannot checkpoint while epoch {min(rt.running)} is running; call pause() "
-                                  "and checkpoint after run_step()/start() returns", path=os.fspath(directory))
         refuse_own_folder(os.fspath(directory), self.db_path)
-        rt.journal.commit()
-        rt.history.flush()
-        write_checkpoint(self._conn, os.fspath(directory), history_file=self._config.history_file,
-                         manifest={"netrun_version": __version__, "database": DB_NAME,
-                                   "created_at": iso(self._config.clock.now()), "source": self.db_path})
+
+        def snapshot() -> None:
+            running = sorted(rt.running) or sorted(rt.pools.dispatched)
+            if running:
+                raise CheckpointError(f"cannot checkpoint while epoch {running[0]} is running; call pause() "
+                                      "and checkpoint after run_step()/start() returns", path=os.fspath(directory))
+            rt.journal.commit()
+            rt.history.flush()
+            write_checkpoint(self._conn, os.fspath(directory), history_file=self._config.history_file,
+                             manifest={"netrun_version": __version__, "database": DB_NAME,
+                                       "created_at": iso(self._config.clock.now()), "source": self.db_path})
+
+        rt.owner.call(snapshot)
 
     @classmethod
     def load_checkpoint(cls, directory: str | os.PathLike, db: str | os.PathLike | None = None,
@@ -238,24 +245,32 @@ class Net:
         return self._rt
 
     def close(self) -> None:
-        """Stop the net: call stop functions, commit, flush history, close the database.
+        """Stop the net: end a background run as `pause()` would, join every thread it started, call
+        stop functions, commit, flush history, close the database; only then release the owner lock.
 
         Idempotent. A temporary database (`db=None`) is deleted.
         """
         if self._closed:
             return
         rt = self._rt
-        try:
+        control = rt.control
+        if control.in_background and control.thread is not threading.current_thread():
+            control.request_pause()
+            control.thread.join()
+
+        def shut_down() -> None:
             try:
                 rt.pools.stop()  # workers are joined before the store closes
                 rt.stop_nodes()
             finally:
                 rt.journal.commit()
                 rt.history.flush()
+
+        try:
+            rt.owner.call(shut_down)
         finally:
             self._closed = True
-            if self._reader is not None:
-                self._reader.close()
+            self._readers.close()
             self._conn.close()
             self._owner.release()
             self._cleanup_tmp()
@@ -297,12 +312,14 @@ class Net:
                 raise ConfigError(f"node {node_name!r}: {role} must be callable, got {func!r}", node=node_name)
         paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
                                                         ("stop", funcs.stop), ("failed", funcs.failed)) if f}
-        with rt.control.lock:  # from another thread: after the background runner's current step
+        def apply() -> None:
             rt.set_functions(node_name, funcs)
             rt.pools.refresh(node_name)
             rt.journal.add("UPDATE node_settings SET functions = ? WHERE node_name = ?",
                            (json.dumps(paths), node_name))
             rt.journal.commit()
+
+        rt.owner.call(apply)
 
     def set_node_config(self, node_name: str, **options: Any) -> None:
         """Set node options (see the README's table).
@@ -314,16 +331,19 @@ class Net:
         rt = self._live()
         rt.node(node_name)
         pools = set(self._config.thread_pools) | set(self._config.process_pools)
-        updated = update_node_config(node_name, rt.configs[node_name], options, pools=pools)
-        if rt.pools.started and updated.pool != rt.configs[node_name].pool:
-            raise ConfigError(f"node {node_name!r}: its pool cannot change once the pools run", option="pool",
-                              node=node_name)
-        with rt.control.lock:  # from another thread: after the background runner's current step
+
+        def apply() -> None:
+            updated = update_node_config(node_name, rt.configs[node_name], options, pools=pools)
+            if rt.pools.started and updated.pool != rt.configs[node_name].pool:
+                raise ConfigError(f"node {node_name!r}: its pool cannot change once the pools run", option="pool",
+                                  node=node_name)
             rt.configs[node_name] = updated
             rt.pools.refresh(node_name)
             rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
                            (json.dumps(updated.to_json()), node_name))
             rt.journal.commit()
+
+        rt.owner.call(apply)
 
     def set_input_port_type(self, node_name: str, port_name: str, port_type: Any) -> None:
         """Type an input port; checked when one of its packets is consumed (see README "Port types").
@@ -347,7 +367,7 @@ class Net:
                                node_name=node_name, port_name=port_name)
         parsed = None if port_type is None else port_types.parse(
             port_type, where=f"node {node_name!r} {label} port {port_name!r}")
-        with rt.control.lock:  # from another thread: after the background runner's current step
+        def apply() -> None:
             types = rt.port_types.setdefault(node_name, {"in": {}, "out": {}})
             if parsed is None:
                 types[side].pop(port_name, None)
@@ -358,11 +378,13 @@ class Net:
                            (json.dumps(data), node_name))
             rt.journal.commit()
 
+        rt.owner.call(apply)
+
     def get_port_types(self, node_name: str) -> dict[str, dict[str, Any]]:
         """The node's port types as data: {"in": {port: type}, "out": {port: type}}."""
         rt = self._live()
         rt.node(node_name)
-        types = rt.port_types.get(node_name, {"in": {}, "out": {}})
+        types = rt.owner.call(lambda: rt.port_types.get(node_name, {"in": {}, "out": {}}))
         return {s: {p: t.to_data() for p, t in types[s].items()} for s in ("in", "out")}
 
     def get_node_config(self, node_name: str) -> dict[str, Any]:
@@ -377,8 +399,7 @@ class Net:
         Durable when this returns. Returns the epoch ID.
         """
         rt = self._live()
-        with rt.control.lock:
-            return rt.inbox.inject_epoch(node_name)
+        return rt.owner.call(lambda: rt.inbox.inject_epoch(node_name))
 
     def inject_packet(self, node_name: str, port_name: str, value: Any) -> str:
         """Put a packet holding `value` at an input port. Durable when this returns; returns the packet ID.
@@ -388,8 +409,7 @@ class Net:
             UnpicklableValue: the value cannot be stored.
         """
         rt = self._live()
-        with rt.control.lock:
-            return rt.inbox.inject_packet(node_name, port_name, value)
+        return rt.owner.call(lambda: rt.inbox.inject_packet(node_name, port_name, value))
 
     # -- running ----------------------------------------------------------------------------
     def run_step(self, start_epochs: bool = True, *, threaded: bool = False) -> None:
@@ -468,12 +488,13 @@ class Net:
 
     def get_startable_epochs(self) -> list[str]:
         """IDs of every startable epoch (including those of nodes without an exec function)."""
-        return self._live().startable_epochs()
+        rt = self._live()
+        return rt.owner.call(rt.startable_epochs)
 
     def get_startable_epochs_by_node(self, node_name: str) -> list[str]:
         rt = self._live()
         rt.node(node_name)
-        return rt.startable_epochs(node_name)
+        return rt.owner.call(lambda: rt.startable_epochs(node_name))
 
     @property
     def graph(self) -> ns.Graph:
@@ -488,11 +509,8 @@ class Net:
         statement that would write.
         """
         rt = self._live()
-        with rt.control.lock:
-            rt.journal.commit()
-            if self._reader is None:
-                self._reader = open_connection(self.db_path, readonly=True)
-            return read_query(self._reader, sql, params)
+        rt.owner.call(rt.journal.commit)
+        return read_query(self._readers.get(), sql, params)
 
     def get_node_log(self, node_name: str) -> list[str]:
         """Lines printed by the node's functions, oldest first."""
@@ -512,9 +530,12 @@ class Net:
         Raises NotFoundError when no value is stored.
         """
         rt = self._live()
-        with rt.control.lock:
+
+        def read() -> Any:
             rt.journal.commit()
             return rt.values.get(packet_id)
+
+        return rt.owner.call(read)
 
     @property
     def dead_letter_queue(self) -> DeadLetterQueue:
@@ -525,11 +546,19 @@ class Net:
     def history(self) -> list[dict]:
         """The most recent `history_max_size` history records (all are in the `history` table)."""
         rt = self._live()
-        rt.journal.commit()
-        return list(rt.history.recent)
+
+        def read() -> list[dict]:
+            rt.journal.commit()
+            return list(rt.history.recent)
+
+        return rt.owner.call(read)
 
     def flush_history(self) -> None:
         """Append every pending history record to `history_file` now."""
         rt = self._live()
-        rt.journal.commit()
-        rt.history.flush()
+
+        def flush() -> None:
+            rt.journal.commit()
+            rt.history.flush()
+
+        rt.owner.call(flush)

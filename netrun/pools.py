@@ -1,55 +1,66 @@
-"""Thread and process pools: workers that pull epoch jobs from the queue table.
+"""Thread and process pools, seen from the owner: dispatch, results, leases, worker health.
 
-The main process enqueues an epoch for a pool (`epoch_jobs.pool`), releases the pool's
-"work available" semaphore, and later applies the results its workers write back
-(`epoch_results`). Workers of both kinds run `worker.worker_loop`, so the two pass one
-contract. Process workers are spawned (never forked: an open SQLite connection must not
-cross a fork) and reopen the database by path.
+The owner dispatches a pool epoch as a `queued` job (`epoch_jobs.pool`), commits, and
+releases the pool's "work available" semaphore. Workers (`worker.py`) claim jobs with a
+lease, renew it, and report by compare-and-set; each report is announced on the owner's
+arrival channel, and the owner applies the results it finds in `epoch_results` (the table,
+not the notices, is the truth). Process workers are spawned (never forked: an open SQLite
+connection must not cross a fork) and reopen the database by path.
 
-A process worker that dies (killed, crashed) is noticed by its exit; its claimed jobs follow
-the crash semantics of DESIGN.md (deferred: queued again; otherwise cancelled with its
-packets dead-lettered as 'interrupted') and a replacement worker starts.
+`maintain()`, called by the owner loop, sweeps what went wrong, each case taken back by a
+compare-and-set so that a report racing it wins or loses exactly once:
+- a dead process worker, or a job whose lease expired (a frozen process, a hung thread):
+  the crash semantics of DESIGN.md apply (deferred: runs again, the attempt counted, and it
+  fails after `retries + 1` deaths; otherwise cancelled, its packets dead-lettered as
+  'interrupted'); a process worker is killed and replaced, a hung thread is retired and
+  replaced (its late report is refused);
+- a job past its node's `timeout`: EpochTimeout into the failure flow.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
-import time
-from datetime import datetime
 import multiprocessing
+import multiprocessing.connection
 import queue as queue_module
 import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from . import jobs
 from .epoch import apply_remote, end_cancelled, end_failed
 from .errors import EpochTimeout, NodeExecutionFailed
+from .jobs import FINISH_JOB, INSERT_JOB, Claim, NewJob, job_params
 from .worker import START_FAILED, WorkerSpec, process_main, read_outcome, thread_main
-
-INTERRUPTED = "interrupted: the worker running the epoch died"
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
-GATHER = 0.002  # seconds the main process waits for more results before applying a batch
+AHEAD = 2  # queued jobs per worker kept ahead of a pool (bounded work in flight)
 _SPAWN = multiprocessing.get_context("spawn")
 
 
 class Pool:
     """A named set of workers of one kind."""
 
-    def __init__(self, rt: Runtime, name: str, size: int, kind: str, results: Any) -> None:
+    def __init__(self, rt: Runtime, name: str, size: int, kind: str, notify: Any,
+                 channels: _Channels | None = None) -> None:
         self.rt = rt
         self.name = name
         self.size = size
         self.kind = kind  # "thread" or "process"
-        self.results = results
+        self.notify = notify
+        self.channels = channels
         self.outstanding = 0  # jobs dispatched and not yet applied
         self.broken: BaseException | None = None  # set when a worker's start function raised
         self.workers: dict[str, Any] = {}
+        self.retired: dict[str, threading.Event] = {}  # thread worker -> its "stop after this job" flag
         self._ids = itertools.count(1)
         if kind == "thread":
             self.wake: Any = threading.Semaphore(0)
@@ -66,7 +77,8 @@ class Pool:
         keep = rt.config.consumed_packet_storage or bool(rt.config.consumed_packet_storage_path)
         return WorkerSpec(db_path=rt.net.db_path, pool=self.name, nodes={n: rt.configs[n] for n in nodes},
                           functions=cloudpickle.dumps(functions) if self.kind == "process" else functions,
-                          keep_received=keep, init_per_worker=per_worker)
+                          keep_received=keep, init_per_worker=per_worker, durability=rt.config.durability,
+                          lease_seconds=rt.config.lease_seconds)
 
     def start(self) -> None:
         spec = self._spec()
@@ -76,31 +88,56 @@ class Pool:
     def _start_worker(self, spec: WorkerSpec) -> None:
         worker_id = f"{self.kind}:{self.name}:{next(self._ids)}"
         if self.kind == "thread":
+            retire = threading.Event()
+            self.retired[worker_id] = retire
             worker = threading.Thread(target=thread_main, name=f"netrun-{worker_id}", daemon=True,
-                                      args=(spec, worker_id, self.wake, self.stop_event, self.results,
+                                      args=(spec, worker_id, self.wake, self.stop_event, retire, self.notify,
                                             self.rt.clock, self.rt.net))
         else:
+            # A pipe of its own per process worker: one killed while writing breaks only its own pipe
+            # (a shared multiprocessing.Queue's write lock would stay held, and every writer hang).
+            reader, writer = _SPAWN.Pipe(duplex=False)
             worker = _SPAWN.Process(target=process_main, name=f"netrun-{worker_id}", daemon=True,
-                                    args=(spec, worker_id, self.wake, self.stop_event, self.results))
+                                    args=(spec, worker_id, self.wake, self.stop_event, writer))
         worker.start()
+        if self.kind == "process":
+            writer.close()
+            self.channels.add(reader)
         self.workers[worker_id] = worker
 
-    def signal(self, jobs: int) -> None:
-        for _ in range(jobs):
+    def signal(self, jobs_: int) -> None:
+        for _ in range(jobs_):
             self.wake.release()
 
     def dead_workers(self) -> list[str]:
         return [wid for wid, w in self.workers.items() if not w.is_alive()]
 
     def replace(self, worker_id: str) -> None:
+        """A worker is gone (dead, killed, or a hung thread retired): start another in its place."""
         self.workers.pop(worker_id, None)
-        self._start_worker(self._spec())
+        retire = self.retired.pop(worker_id, None)
+        if retire is not None:
+            retire.set()  # a hung thread that wakes up again reports nothing and exits
+        if not self.stop_event.is_set() and self.broken is None:
+            self._start_worker(self._spec())
+
+    def kill(self, worker_id: str) -> None:
+        worker = self.workers.get(worker_id)
+        if worker is not None and self.kind == "process":
+            worker.kill()
+            worker.join(5)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the workers after their current job and join them, answering their calls to the net
+        meanwhile (a thread worker's stop function may query it); a process worker still alive
+        after `timeout` seconds is killed."""
         self.stop_event.set()
         self.signal(len(self.workers))
+        deadline = time.monotonic() + timeout
         for worker in self.workers.values():
-            worker.join(timeout)
+            while worker.is_alive() and time.monotonic() < deadline:
+                worker.join(0.02)
+                self.rt.owner.serve()
             if worker.is_alive() and self.kind == "process":
                 worker.kill()
                 worker.join(5)
@@ -114,50 +151,60 @@ def _pool_names(pool: str | list[str] | None) -> list[str]:
 
 
 class PoolManager:
-    """All pools of a net: selection, dispatch signals, results, worker health."""
+    """All pools of a net, from the owner's side."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        # One channel for every worker's "result written" notices: a multiprocessing queue
-        # when a process pool exists (threads can put on it too), else a plain queue.
-        self.results: Any = None
         self.pools: dict[str, Pool] = {}
         self.started = False
         self._round_robin = itertools.count()
         self.dispatched: dict[str, str] = {}  # epoch ID -> pool, until its result is applied
-        self.deaths: Counter[str] = Counter()  # epoch ID -> workers that died running it
+        self.dispatched_node: dict[str, str] = {}  # epoch ID -> node
+        self.per_node: Counter[str] = Counter()  # node -> epochs dispatched to pools
+        self.to_signal: Counter[str] = Counter()  # pool -> jobs written since the last signal
+        self.deaths: Counter[str] = Counter()  # epoch ID -> workers that died (or froze) running it
+        self._channels: _Channels | None = None
+        self._next_sweep = 0.0
 
     @property
     def configured(self) -> bool:
         return bool(self.rt.config.thread_pools or self.rt.config.process_pools)
+
+    @property
+    def sweep_every(self) -> float:
+        timed = any(c.timeout is not None and c.pool is not None for c in self.rt.configs.values())
+        return min(0.02 if timed else 0.25, self.rt.config.lease_seconds / 4)
 
     def ensure_started(self) -> None:
         if self.started or not self.configured:
             return
         self.started = True
         config = self.rt.config
-        self.results = _SPAWN.Queue() if config.process_pools else queue_module.Queue()
+        notify = self.rt.owner.notify
+        if config.process_pools:
+            self._channels = _Channels(notify)
         for name, spec in config.thread_pools.items():
-            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "thread", self.results)
+            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "thread", notify)
         for name, spec in config.process_pools.items():
-            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "process", self.results)
+            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "process", None, self._channels)
         for pool in self.pools.values():
             pool.start()
 
     def refresh(self, node: str) -> None:
         """A pool node's functions or options changed after the pools started: restart its pools'
-        workers (each finishes its current job first), so they run the new ones."""
+        workers once nothing of the old ones is in flight, so they run the new ones."""
         if not self.started:
             return
         for name in _pool_names(self.rt.configs[node].pool):
             pool = self.pools.get(name)
             if pool is None:
                 continue
-            self.collect(block=True)  # nothing of the old workers may be in flight
+            self.drain()
             pool.stop()
             pool.stop_event.clear()
             pool.start()
 
+    # -- dispatching ------------------------------------------------------------------------
     def select(self, node: str) -> str:
         """The pool to run an epoch of `node` in (the net's `pool_selection` algorithm)."""
         names = _pool_names(self.rt.configs[node].pool)
@@ -167,63 +214,195 @@ class PoolManager:
             return names[next(self._round_robin) % len(names)]
         return max(names, key=lambda n: (self.pools[n].size - self.pools[n].outstanding, -names.index(n)))
 
-    def dispatch(self, epoch_id: str, pool: str) -> None:
+    def room(self, pool: str) -> int:
+        """How many more jobs the pool may have in flight (bounded: a few queued per worker)."""
+        p = self.pools[pool]
+        return p.size * (1 + AHEAD) - p.outstanding
+
+    def wants_work(self) -> bool:
+        return any(p.outstanding < p.size for p in self.pools.values())
+
+    def dispatch(self, epoch_id: str, node: str, pool: str, job: NewJob) -> None:
+        """Queue a pool job (buffered: the owner's next commit writes it, then `signal()` wakes a worker)."""
+        self.rt.journal.add(INSERT_JOB, job_params(job))
         self.dispatched[epoch_id] = pool
+        self.dispatched_node[epoch_id] = node
+        self.per_node[node] += 1
         self.pools[pool].outstanding += 1
+        self.to_signal[pool] += 1
 
-    def signal_all(self, counts: dict[str, int]) -> None:
-        for pool, jobs in counts.items():
-            self.pools[pool].signal(jobs)
+    def signal(self) -> None:
+        """After a commit: wake a worker for each job written."""
+        if self.to_signal:
+            for pool, count in self.to_signal.items():
+                self.pools[pool].signal(count)
+            self.to_signal.clear()
 
-    def next_result(self, timeout: float) -> str | None:
-        """Wait up to `timeout` seconds for a worker's notification; None if none came."""
-        try:
-            return self.results.get(timeout=timeout) if timeout > 0 else self.results.get_nowait()
-        except queue_module.Empty:
-            return None
+    def dispatched_epochs(self, node: str | None) -> list[str]:
+        return [e for e, n in self.dispatched_node.items() if node is None or n == node]
 
-    def collect(self, *, block: bool) -> int:
-        """Apply finished pool epochs; with `block`, until none is outstanding. Returns how many."""
-        applied = 0
-        timed = {n for n, c in self.rt.configs.items() if c.timeout is not None and c.pool is not None}
-        withdrawn = False
-        while self.dispatched:
-            self._raise_if_broken()
-            if self.rt.paused and not withdrawn:
-                self.withdraw_queued()
-                withdrawn = True
-                continue
-            epoch_id = self.next_result((0.02 if timed else 0.2) if block else 0.0)
-            if epoch_id is not None and epoch_id.startswith(START_FAILED):
-                self._start_failed(epoch_id)
-                continue
-            if epoch_id is None:
-                self.check_workers()
-                if timed:
-                    applied += self.check_deadlines(timed)
-                if not block:
-                    break
-                # A worker that died between writing its result and its notice sends none:
-                # the table, not the notices, is the truth.
-                applied += self.apply_results()
-                continue
-            if block and len(self.dispatched) > 1:
-                time.sleep(GATHER)  # let results that finish together share one transaction
-            applied += self.apply_results()
-        return applied
+    def applied(self, epoch_id: str) -> None:
+        pool = self.dispatched.pop(epoch_id, None)
+        node = self.dispatched_node.pop(epoch_id, None)
+        if pool is not None:
+            self.pools[pool].outstanding -= 1
+            self.per_node[node] -= 1
 
-    def withdraw_queued(self) -> None:
-        """On pause: pool jobs no worker has claimed yet go back to startable; running ones finish."""
-        rt = self.rt
-        rows = rt.journal.commit(then=lambda conn: conn.execute(
+    def withdraw_queued(self) -> list[tuple[str, str]]:
+        """On pause: pool jobs no worker has claimed yet are deleted (a claim is a compare-and-set on
+        `queued`, so each job is either claimed or withdrawn). Returns (epoch, node) of each."""
+        if not self.dispatched:
+            return []
+        rows = self.rt.journal.commit(then=lambda conn: conn.execute(
             "DELETE FROM epoch_jobs WHERE state = 'queued' AND pool IS NOT NULL RETURNING epoch_id, node_name"
         ).fetchall())
+        out = []
         for epoch_id, node in rows or []:
-            self.applied(epoch_id)
-            if rt.queued.pop(epoch_id, None) is not None:
-                rt.queued_per_node[node] -= 1
-            rt.waiting[node][epoch_id] = None
-            rt.waiting[node].move_to_end(epoch_id, last=False)  # first in line when the net goes on
+            if epoch_id in self.dispatched:
+                self.applied(epoch_id)
+                out.append((epoch_id, node))
+        return out
+
+    # -- results ----------------------------------------------------------------------------------
+    def apply_arrived(self, notices: list) -> int:
+        """Apply the results announced by `notices` (the owner's arrivals). Returns how many."""
+        if not notices:
+            return 0
+        reported = False
+        for notice in notices:
+            if isinstance(notice, str):
+                if notice.startswith(START_FAILED):
+                    self._start_failed(notice)
+                else:
+                    reported = True
+        return self.apply_results() if reported and self.dispatched else 0
+
+    def apply_results(self) -> int:
+        """Apply every result written so far (buffered; the owner's next commit writes it all)."""
+        rt = self.rt
+        rows = rt.journal.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall()
+        count = 0
+        for epoch_id, payload in rows:
+            if epoch_id in self.dispatched:
+                self.applied(epoch_id)
+                apply_result(rt, epoch_id, payload)
+                count += 1
+        self._raise_if_broken()
+        return count
+
+    def drain(self) -> int:
+        """From the owner: apply results until no pool epoch is in flight (serving calls meanwhile)."""
+        applied = 0
+        while self.dispatched:
+            applied += self.apply_arrived(self.rt.owner.wait(self.sweep_every) or ["check"])
+            self.rt.owner.serve()
+            self.maintain()
+            self.rt.commit()
+        return applied
+
+    # -- health: dead workers, leases, timeouts -------------------------------------------------------
+    def next_check(self) -> float:
+        return max(0.0, self._next_sweep - self.rt.clock.monotonic())
+
+    def maintain(self) -> None:
+        """Every `sweep_every` seconds while pool epochs are in flight: results no notice announced,
+        dead workers, expired leases, timeouts."""
+        if not self.dispatched:
+            return
+        now = self.rt.clock.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.sweep_every
+        self.apply_results()  # a worker that died between its report and its notice sent none
+        if self.dispatched:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        rt = self.rt
+        rt.commit()
+        conn = rt.journal.conn
+        now = rt.clock.now()
+        dead = {wid: pool for pool in self.pools.values() for wid in pool.dead_workers()}
+        timed = {n for n, c in rt.configs.items() if c.timeout is not None and c.pool is not None}
+        for claim, worker_id, claimed_at in jobs.claimed_in_pool(conn):
+            if claim.epoch_id not in self.dispatched:
+                continue
+            pool = self.pools[self.dispatched[claim.epoch_id]]
+            if worker_id in dead:
+                self._take_back(pool, claim, worker_id, claimed_at, "died")
+            elif claim.node_name in timed and claimed_at is not None and \
+                    (now - datetime.fromisoformat(claimed_at)).total_seconds() > rt.configs[claim.node_name].timeout:
+                self._take_back(pool, claim, worker_id, claimed_at, "timeout")
+        for claim, worker_id, claimed_at in jobs.expired(conn, rt.now_iso()):
+            if claim.epoch_id in self.dispatched and worker_id not in dead:
+                self._take_back(self.pools[self.dispatched[claim.epoch_id]], claim, worker_id, claimed_at, "lease")
+        for worker_id, pool in dead.items():
+            if worker_id in pool.workers:
+                pool.replace(worker_id)
+        rt.commit()
+
+    def _take_back(self, pool: Pool, claim: Claim, worker_id: str, claimed_at: str | None, why: str) -> None:
+        """Take a claimed job back from its worker (compare-and-set), then apply the semantics of `why`."""
+        rt = self.rt
+        node, epoch_id = claim.node_name, claim.epoch_id
+        cfg = rt.configs[node]
+        attempt = rt.journal.conn.execute("SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts "
+                                          "WHERE epoch_id = ?", (epoch_id,)).fetchone()[0]
+        if why == "timeout":
+            requeue = cfg.defer_net_actions and attempt < cfg.retries
+        else:
+            self.deaths[epoch_id] += 1
+            requeue = cfg.defer_net_actions and self.deaths[epoch_id] <= cfg.retries + 1
+        error = self._error(node, epoch_id, worker_id, why, pool.kind)
+        counted = why == "timeout" or cfg.defer_net_actions
+
+        def take(conn: Any) -> bool:
+            if not jobs.take_back(conn, claim, worker_id, requeue=requeue, now=rt.now_iso(),
+                                  outcome="failed" if counted else "cancelled"):
+                return False
+            if counted:  # the attempt is counted in the take-back's own transaction: a new claim sees it
+                conn.execute("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, "
+                             "outcome, error, error_type) VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
+                             (epoch_id, attempt, node, claimed_at or rt.now_iso(), rt.now_iso(), str(error),
+                              type(error).__name__))
+            if requeue:
+                conn.execute("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
+            return True
+
+        if not rt.journal.commit(then=take):
+            if why != "timeout":
+                self.deaths[epoch_id] -= 1
+            return  # the worker reported first: its result is applied as usual
+        if why in ("timeout", "lease"):
+            if pool.kind == "process":
+                pool.kill(worker_id)
+            pool.replace(worker_id)  # the pool keeps its size; a hung thread's late report is refused
+        if requeue:
+            if why != "timeout":
+                rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                                  data={"reason": f"{error}: the deferred epoch runs again"})
+            self.to_signal[self.dispatched[epoch_id]] += 1
+            return
+        self.applied(epoch_id)
+        _condition, salvo = rt.sim.epoch_salvo(epoch_id)
+        ports = {packet: port for port, packet in salvo}
+        if why == "timeout" or cfg.defer_net_actions:
+            end_failed(rt, node, epoch_id, ports, error)
+        else:
+            text = f"{INTERRUPTED} (worker {worker_id}{', lease expired' if why == 'lease' else ''})"
+            end_cancelled(rt, node, epoch_id, ports, reason="interrupted", error=text)
+            rt.journal.set_epoch_error(epoch_id, "cancelled", text, "Interrupted")
+
+    def _error(self, node: str, epoch_id: str, worker_id: str, why: str, kind: str) -> BaseException:
+        rt = self.rt
+        if why == "timeout":
+            return EpochTimeout(f"node {node!r} epoch {epoch_id} ran over its timeout of {rt.configs[node].timeout}s "
+                                f"in worker {worker_id}" + ("; the worker was killed" if kind == "process" else
+                                                            "; its late result will be discarded"),
+                                node_name=node, epoch_id=epoch_id)
+        what = "died" if why == "died" else f"stopped renewing its lease ({rt.config.lease_seconds}s)"
+        return RuntimeError(f"the worker {worker_id} running epoch {epoch_id} of node {node!r} {what} "
+                            f"({self.deaths[epoch_id]} time(s))")
 
     def _start_failed(self, notice: str) -> None:
         """A start_node_func raised in a worker: stop that pool (no endless respawning)."""
@@ -234,143 +413,58 @@ class PoolManager:
                 pool.broken = NodeExecutionFailed(f"start_node_func of node {node!r} raised in a worker of pool "
                                                   f"{name!r}: {text}; the pool is stopped", node_name=node)
                 pool.stop()
+        self._raise_if_broken()
 
     def _raise_if_broken(self) -> None:
         for pool in self.pools.values():
             if pool.broken is not None and pool.outstanding:
                 raise pool.broken
 
-    def check_deadlines(self, timed: set[str]) -> int:
-        """Take back pool epochs running past their node's timeout: EpochTimeout into the failure flow.
-
-        A thread cannot be interrupted: its late result is discarded by the worker (and
-        recorded in the node log). A process worker is killed and replaced.
-        """
-        rt = self.rt
-        rt.journal.commit()
-        now = rt.clock.now()
-        rows = rt.journal.conn.execute(
-            "SELECT epoch_id, node_name, worker, claimed_at FROM epoch_jobs WHERE state = 'claimed' "
-            "AND pool IS NOT NULL AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results)").fetchall()
-        ended = 0
-        for epoch_id, node, worker_id, claimed_at in rows:
-            cfg = rt.configs.get(node)
-            if node not in timed or epoch_id not in self.dispatched or claimed_at is None:
-                continue
-            elapsed = (now - datetime.fromisoformat(claimed_at)).total_seconds()
-            if elapsed <= cfg.timeout:
-                continue
-            pool = self.pools[self.dispatched[epoch_id]]
-            # Take the job back in a transaction of its own, only if the worker has not written
-            # its result meanwhile: exactly one side wins the race.
-            taken = rt.journal.commit(then=lambda conn: conn.execute(
-                "UPDATE epoch_jobs SET worker = ? WHERE epoch_id = ? AND worker = ? AND state = 'claimed' "
-                "AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results) RETURNING epoch_id",
-                (f"timed-out:{worker_id}", epoch_id, worker_id)).fetchall())
-            if not taken:
-                continue  # the result came first: it is applied as usual
-            if pool.kind == "process" and worker_id in pool.workers:
-                pool.workers[worker_id].kill()
-                pool.workers[worker_id].join(5)
-                pool.replace(worker_id)  # the pool keeps its size
-            error = EpochTimeout(f"node {node!r} epoch {epoch_id} ran over its timeout of {cfg.timeout}s in worker "
-                                 f"{worker_id}" + ("; the worker was killed" if pool.kind == "process" else
-                                                   "; its late result will be discarded"),
-                                 node_name=node, epoch_id=epoch_id)
-            attempt = rt.journal.conn.execute("SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts "
-                                              "WHERE epoch_id = ?", (epoch_id,)).fetchone()[0]
-            rt.journal.add("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, "
-                           "outcome, error, error_type) VALUES (?, ?, ?, ?, ?, 'failed', ?, 'EpochTimeout')",
-                           (epoch_id, attempt, node, claimed_at, rt.journal.now(), str(error)))
-            if cfg.defer_net_actions and attempt < cfg.retries:
-                rt.journal.add("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, "
-                               "lease_until = NULL WHERE epoch_id = ?", (epoch_id,))
-                rt.journal.commit()
-                pool.signal(1)
-                continue
-            _condition, salvo = rt.sim.epoch_salvo(epoch_id)
-            end_failed(rt, node, epoch_id, {packet: port for port, packet in salvo}, error)
-            rt.queue.complete(epoch_id, "failed")
-            self.applied(epoch_id)
-            ended += 1
-        rt.journal.commit()
-        return ended
-
-    def apply_results(self) -> int:
-        """Apply every result written so far, reading and applying in one transaction."""
-        while True:  # drain the notices: the rows below cover them all
-            try:
-                self.results.get_nowait()
-            except queue_module.Empty:
-                break
-
-        # Read, then apply outside any transaction: applying may call user callbacks
-        # (error_callback) and pause the net; the rows are committed together after.
-        rt = self.rt
-        rows = rt.journal.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall()
-        count = 0
-        for epoch_id, payload in rows:
-            if epoch_id in self.dispatched:
-                apply_result(rt, epoch_id, payload)
-                self.applied(epoch_id)
-                count += 1
-        rt.journal.commit()
-        return count
-
-    def check_workers(self) -> None:
-        """Recover the jobs of dead process workers (DESIGN crash semantics) and replace them."""
-        rt = self.rt
-        for pool in self.pools.values():
-            for worker_id in pool.dead_workers():
-                rt.journal.commit()
-                jobs = rt.journal.conn.execute(
-                    "SELECT epoch_id, node_name FROM epoch_jobs WHERE state = 'claimed' AND worker = ? "
-                    "AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results)", (worker_id,)).fetchall()
-                for epoch_id, node in jobs:
-                    self._recover(pool, epoch_id, node, worker_id)
-                rt.journal.commit()
-                if not pool.stop_event.is_set() and pool.broken is None:
-                    pool.replace(worker_id)
-
-    def _recover(self, pool: Pool, epoch_id: str, node: str, worker_id: str) -> None:
-        rt = self.rt
-        cfg = rt.configs[node]
-        self.deaths[epoch_id] += 1
-        if cfg.defer_net_actions and self.deaths[epoch_id] > cfg.retries + 1:
-            # The epoch kills every worker that runs it: a failure, not a reason to run it forever.
-            _condition, salvo = rt.sim.epoch_salvo(epoch_id)
-            error = RuntimeError(f"the worker running epoch {epoch_id} of node {node!r} died "
-                                 f"{self.deaths.pop(epoch_id)} times (last: {worker_id})")
-            end_failed(rt, node, epoch_id, {packet: port for port, packet in salvo}, error)
-            rt.queue.complete(epoch_id, "failed")
-            self.applied(epoch_id)
-            return
-        if cfg.defer_net_actions:
-            rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
-                              data={"reason": f"worker {worker_id} died: the deferred epoch runs again"})
-            rt.journal.add("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, "
-                           "lease_until = NULL WHERE epoch_id = ?", (epoch_id,))
-            rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
-            rt.journal.commit()
-            pool.signal(1)
-            return
-        _condition, salvo = rt.sim.epoch_salvo(epoch_id)
-        ports = {packet: port for port, packet in salvo}
-        end_cancelled(rt, node, epoch_id, ports, reason="interrupted", error=f"{INTERRUPTED} (worker {worker_id})")
-        rt.journal.set_epoch_error(epoch_id, "cancelled", f"{INTERRUPTED} (worker {worker_id})", "Interrupted")
-        rt.queue.complete(epoch_id, "cancelled")
-        self.applied(epoch_id)
-
-    def applied(self, epoch_id: str) -> None:
-        pool = self.dispatched.pop(epoch_id, None)
-        if pool is not None:
-            self.pools[pool].outstanding -= 1
-
     def stop(self) -> None:
         for pool in self.pools.values():
             pool.stop()
         self.pools.clear()
+        if self._channels is not None:
+            self._channels.close()
+            self._channels = None
         self.started = False
+
+
+class _Channels:
+    """The process workers' pipes, read by one relay thread that hands each notice to the owner's
+    arrival channel (so the owner waits in one place)."""
+
+    def __init__(self, notify: Any) -> None:
+        self._notify = notify
+        self._readers: list[Any] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="netrun-relay")
+        self._thread.start()
+
+    def add(self, reader: Any) -> None:
+        self._readers = [*self._readers, reader]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            readers = self._readers
+            if not readers:
+                self._stop.wait(0.05)
+                continue
+            for reader in multiprocessing.connection.wait(readers, timeout=0.05):
+                try:
+                    item = reader.recv()
+                except (EOFError, OSError):  # its worker is gone
+                    self._readers = [r for r in self._readers if r is not reader]
+                    reader.close()
+                    continue
+                self._notify(item)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for reader in self._readers:
+            reader.close()
+        self._readers = []
 
 
 def apply_result(rt: Runtime, epoch_id: str, payload: bytes) -> str:
@@ -378,6 +472,6 @@ def apply_result(rt: Runtime, epoch_id: str, payload: bytes) -> str:
     outcome, salvo, queue, received = read_outcome(payload)
     node = rt.sim.node_of_epoch(epoch_id)
     kind = apply_remote(rt, node, epoch_id, [tuple(p) for p in salvo], outcome, queue, received)
-    rt.queue.complete(epoch_id, kind)
+    rt.journal.add(FINISH_JOB, (rt.journal.now(), kind, epoch_id))
     rt.journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))
     return kind

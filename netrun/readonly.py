@@ -11,11 +11,12 @@ compiling them, before any tracer sees them, even under `EXPLAIN`.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import apsw
 
-from .db import rows_as_dicts
+from .db import open_connection, rows_as_dicts
 from .errors import QueryError, ReadOnlyQueryError
 
 # Pragmas that only read. Those in _LOOKUP_PRAGMAS take an argument (a table, an index);
@@ -88,3 +89,29 @@ def read_query(reader: apsw.Connection, sql: str, params: tuple | list | dict = 
         raise QueryError(f"the query failed: {exc}; statement: {sql.strip()[:200]}", sql=sql) from exc
     finally:
         reader.authorizer = None
+
+
+class Readers:
+    """One read-only connection per thread that queries a net (an apsw connection must not be used
+    by two threads at once); all are closed together."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[apsw.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> apsw.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = open_connection(self.path, readonly=True)
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -133,14 +133,13 @@ class Restorer:
 
         for epoch_id, payload in sorted(results.items()):
             rt = self.rt
-            if epoch_id not in rt.queued and not any(epoch_id in w for w in rt.waiting.values()):
+            node = next((n for n, w in rt.waiting.items() if epoch_id in w), None)
+            if node is None:
                 # The epoch ended otherwise (e.g. timed out): a late result has nothing to apply to.
                 rt.journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))
                 continue
-            if epoch_id in rt.queued:  # rebuilt startable; its job row stays claimed until completed
-                rt.queued_per_node[rt.queued.pop(epoch_id)] -= 1
-            for waiting in rt.waiting.values():
-                waiting.pop(epoch_id, None)
+            del rt.waiting[node][epoch_id]
+            rt.inflight[node] += 1  # as if dispatched: applying it ends it
             apply_result(rt, epoch_id, payload)
 
     def _rebuild_sim(self) -> None:

@@ -1,17 +1,29 @@
-"""The runner: run-until-blocked, queue ready epochs, run them, apply their results.
+"""The owner loop: the one place that changes a net's run state.
 
-Main-thread execution. Every epoch goes through the epoch job queue table: `run_step`
-enqueues the startable epochs (downstream nodes first, so backlogs drain), then the
-main worker claims them one by one. Claiming a job, starting its epoch in the sim and
-committing the previous epoch's results share one transaction, so an epoch costs one
-commit and the `running` state is durable before user code runs.
+One thread owns netrun-sim, the run state and the write connection while the net runs
+(see `owner.py`). Its loop, repeated until nothing can run (or the net pauses):
+
+1. answer the calls other threads handed over (`Owner.serve`);
+2. apply what arrived: pool results, ended async epochs; sweep expired leases;
+3. let the sim advance (admit injected work, run until blocked) and dispatch what became
+   startable at once, downstream nodes first and with bounded work in flight: pool epochs
+   become `queued` jobs (a not-before time carries the node's rate limit), main-thread
+   epochs go to `ready`;
+4. start the next due main-thread epoch and run it, or commit once and wait for the next
+   arrival.
+
+No step barrier: a pool result is applied as soon as it arrives, and the epochs it makes
+startable are dispatched while the rest still run. Everything written between two waits
+is one transaction; the one forced commit is the crash contract's: a non-deferred epoch
+is durably `running` before its code runs. `run_step()` keeps its spec meaning: one round
+(the epochs startable at its start run to completion; nothing else starts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +32,7 @@ import apsw
 import netrun_sim as ns
 
 from .capture import Capture, capturing, install
-from .clock import iso
+from .clock import SystemClock, iso
 from .config import NetConfig, NodeConfig
 from .deadletters import DeadLetterQueue
 from .epoch import EpochRun, run_sync, write_logs
@@ -28,20 +40,22 @@ from .errors import ConfigError, NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
 from .inbox import Inbox
+from .jobs import FINISH_JOB, INSERT_JOB, MAIN_WORKER, Claim, NewJob, job_params, next_seq
 from .journal import Journal
 from .control import Controller
+from .owner import Owner
 from .pools import PoolManager
-from .queue import EpochQueue, Job
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
 
 if TYPE_CHECKING:
     from .net import Net
 
-MAIN_WORKER = "main"
-START_BATCH = 1_000  # start() runs at most this many epochs per step (bounded backlogs)
-DRAIN_EVERY = 1_000  # move packets off edges after this many epochs within a step
-CLAIM_BATCH = 64  # jobs claimed per transaction
+READY_AHEAD = 64  # main-thread epochs dispatched ahead of the one running
+LOW_WATER = 16  # below this many ready main-thread epochs, the sim is advanced again
+GROUP_LIMIT = 256  # deferred main-thread epochs that may share one commit...
+GROUP_SECONDS = 0.05  # ...and for at most this long (readers see progress; a crash re-runs little)
+IDLE_CHECK = 0.25  # seconds between lease sweeps while pool epochs run
 
 
 @dataclass
@@ -52,8 +66,17 @@ class NodeFunctions:
     failed: Callable[..., Any] | None = None
 
 
+@dataclass
+class Ready:
+    """A main-thread epoch dispatched and not yet started: due at `due` (monotonic seconds)."""
+
+    epoch_id: str
+    node_name: str
+    due: float
+
+
 class Runtime:
-    """Owns the sim, the journal and the queue of one open net."""
+    """The run state of one open net, and the owner loop that changes it."""
 
     def __init__(self, net: Net, graph: ns.Graph, conn: apsw.Connection, config: NetConfig) -> None:
         self.net = net
@@ -62,11 +85,11 @@ class Runtime:
         self.graph = graph
         self.graph_nodes = graph.nodes()
         self.sim = Sim(graph)
+        self.owner = Owner()
         self.journal = Journal(conn, config.clock)
         self.values = ValueStore(self.journal, keep_consumed=config.consumed_packet_storage,
                                  keep_limit=config.consumed_packet_storage_limit,
                                  keep_path=config.consumed_packet_storage_path)
-        self.queue = EpochQueue(self.journal, config.clock)
         self.history = HistoryLog(max_size=config.history_max_size, path=config.history_file,
                                   chunk_size=config.history_chunk_size)
         self.journal.commit_hooks.append(self.history)
@@ -75,23 +98,28 @@ class Runtime:
         # node -> {"in": {port: PortType}, "out": {...}}, only for nodes with typed ports
         self.port_types: dict[str, dict[str, dict]] = {}
         self.depth = node_depths(graph)
-        # Startable epochs: not yet queued (per node, in creation order) and queued.
-        # OrderedDict: popping the oldest is O(1) (a plain dict's first key is found by
-        # scanning past deleted slots, quadratic over a large backlog).
+        self._by_depth = sorted(self.graph_nodes, key=lambda n: -self.depth[n])
+        # Startable epochs not yet dispatched, per node in creation order. OrderedDict: popping
+        # the oldest is O(1) (a plain dict's first key is found by scanning past deleted slots).
         self.waiting: dict[str, OrderedDict[str, None]] = {name: OrderedDict() for name in self.graph_nodes}
-        self.queued: dict[str, str] = {}
+        self.ready: deque[Ready] = deque()  # main-thread epochs dispatched, not yet started
+        self.ready_count: Counter[str] = Counter()
+        self.inflight: Counter[str] = Counter()  # node -> epochs dispatched and not ended (max_parallel)
+        self.running: set[str] = set()  # main-thread epochs whose user code is running
+        self.running_count: Counter[str] = Counter()
+        self.next_start: dict[str, float] = {}  # node -> monotonic time its next epoch may start
         self.paused = False
         self.started = False
-        self.running: set[str] = set()  # epochs whose user code is running
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
+        self.job_seq = next_seq(conn)
         self.inbox = Inbox(self)
         self.pools = PoolManager(self)
         self.control = Controller(self)
-        self.queued_per_node: Counter[str] = Counter()
-        self._to_signal: Counter[str] = Counter()
         self.dead_letters = DeadLetterQueue(self)
         self._to_raise: BaseException | None = None
-        self._last_start: dict[str, float] = {}
+        self._grouped = 0  # deferred main-thread epochs since the last commit
+        self._committed_at = 0.0
+        self._tasks: set[asyncio.Future] = set()
 
     # -- lookups ----------------------------------------------------------------------
     def node(self, name: str) -> ns.Node:
@@ -102,16 +130,22 @@ class Runtime:
                                 node_name=name) from None
 
     def startable_epochs(self, node: str | None = None) -> list[str]:
+        """Every startable epoch, dispatched or not (a pool epoch stays startable in the sim until
+        its result is applied); from the owner."""
         nodes = [node] if node is not None else list(self.graph_nodes)
         out: list[str] = []
         for name in nodes:
             out.extend(self.waiting[name])
-        out.extend(e for e, n in self.queued.items() if node is None or n == node)
+        out.extend(r.epoch_id for r in self.ready if node is None or r.node_name == node)
+        out.extend(self.pools.dispatched_epochs(node))
         out.extend(self.inbox.epochs(node))
         return out
 
     def startable_in_sim(self) -> int:
-        return len(self.queued) + sum(len(w) for w in self.waiting.values())
+        return len(self.ready) + sum(len(w) for w in self.waiting.values()) + len(self.pools.dispatched)
+
+    def beat(self) -> None:
+        """A running epoch made progress (pool workers renew their lease here; the owner needs nothing)."""
 
     # -- tracking epochs from events ------------------------------------------------------
     def track(self, events: list[Event]) -> None:
@@ -119,21 +153,17 @@ class Runtime:
             kind = ev.kind
             if kind == "EpochCreated":
                 self.waiting[ev.node_name][ev.epoch_id] = None
-            elif kind in ("EpochStarted", "EpochCancelled", "EpochFinished"):
-                if kind != "EpochStarted":
-                    self.control.counts[(ev.node_name, "finished" if kind == "EpochFinished" else "cancelled")] += 1
-                node = self.queued.pop(ev.epoch_id, None)
-                if node is not None:
-                    self.queued_per_node[node] -= 1
-                elif ev.node_name is not None:
-                    self.waiting[ev.node_name].pop(ev.epoch_id, None)
+            elif kind == "EpochCancelled" or kind == "EpochFinished":
+                self.control.counts[(ev.node_name, "finished" if kind == "EpochFinished" else "cancelled")] += 1
+                if ev.node_name is not None and self.waiting[ev.node_name].pop(ev.epoch_id, 0) is None:
+                    continue  # never dispatched
+                self.inflight[ev.node_name] -= 1
 
     def do(self, action: str, events: list[Event], **fields: Any) -> None:
         self.journal.record(action, events, **fields)
         self.track(events)
 
-    # -- injecting work ------------------------------------------------------------------
-    # -- running ----------------------------------------------------------------------------
+    # -- starting and stopping nodes ------------------------------------------------------------
     def ensure_started(self) -> None:
         """Call every node's start function once, the first time the net runs."""
         if self.started:
@@ -180,6 +210,7 @@ class Runtime:
                 self.write_logs(None, node, capture)
         self.journal.commit()
 
+    # -- the sim advancing -------------------------------------------------------------------
     def run_until_blocked(self) -> None:
         events = self.sim.run_until_blocked()
         self.do("RunNetUntilBlocked", events)
@@ -188,177 +219,269 @@ class Runtime:
                 condition, packets = self.sim.epoch_salvo(ev.epoch_id)
                 self.journal.set_epoch_salvo(ev.epoch_id, condition, packets)
 
+    def advance(self) -> None:
+        """Admit injected work and let the sim run until blocked (if anything changed)."""
+        self.inbox.admit()
+        if self.sim.changed:
+            self.run_until_blocked()
+
     @property
     def has_async_nodes(self) -> bool:
         return any(inspect.iscoroutinefunction(f.exec) for f in self.functions.values() if f.exec is not None)
 
-    def run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
-        """One step: run until blocked, queue the ready epochs, run them. Returns epochs run.
+    # -- dispatching ---------------------------------------------------------------------------
+    def dispatch(self, *, limit: float | None = None, bounded: bool = True) -> None:
+        """Hand startable epochs to the main thread (`ready`) or a pool (a queued job), downstream
+        nodes first. `bounded`: keep only a little work ahead of the workers (continuous flow)."""
+        budget = limit if limit is not None else float("inf")
+        now = self.clock.monotonic()
+        for name in self._by_depth:
+            if budget <= 0:
+                return
+            waiting = self.waiting[name]
+            if not waiting or self.functions[name].exec is None:
+                continue  # no exec function: its epochs stay startable
+            cfg = self.configs[name]
+            room = budget
+            if cfg.max_parallel_epochs is not None:
+                room = min(room, cfg.max_parallel_epochs - self.inflight[name])
+            if cfg.pool is None and bounded:
+                room = min(room, READY_AHEAD - len(self.ready))
+            while waiting and room > 0:
+                pool = None
+                if cfg.pool is not None:
+                    pool = self.pools.select(name)  # per epoch: round robin alternates
+                    if bounded and self.pools.room(pool) <= 0:
+                        break
+                epoch_id, _ = waiting.popitem(last=False)
+                due = self._due(name, cfg, now)
+                self.inflight[name] += 1
+                if pool is None:
+                    self.ready.append(Ready(epoch_id, name, due))
+                    self.ready_count[name] += 1
+                else:
+                    self.pools.dispatch(epoch_id, name, pool, self._job(epoch_id, name, pool, due, now))
+                budget -= 1
+                room -= 1
 
-        A net with async exec functions runs the step in an event loop of its own, so
-        that its async epochs overlap.
-        """
-        if self.has_async_nodes:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                return asyncio.run(self.async_run_step(start_epochs=start_epochs, limit=limit))
-            raise ConfigError("this net has async node functions and an event loop is running: "
-                              "use `await net.async_run_step()` / `await net.async_start()`")
-        self._begin_step(start_epochs, limit)
-        ran = run_sync(self._drain(asynchronous=False)) if start_epochs else 0
-        self.journal.commit()
-        self._raise_pending()
-        return ran
+    def _due(self, node: str, cfg: NodeConfig, now: float) -> float:
+        """When an epoch of `node` dispatched now may start: its rate limit, as data."""
+        rate = cfg.rate_limit_per_second
+        if not rate:
+            return now
+        due = max(now, self.next_start.get(node, now))
+        self.next_start[node] = due + 1.0 / rate
+        return due
 
-    async def async_run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
-        """`run_step` in the running event loop: async epochs of a batch run concurrently."""
-        self._begin_step(start_epochs, limit)
-        ran = await self._drain(asynchronous=True) if start_epochs else 0
-        self.journal.commit()
-        self._raise_pending()
-        return ran
+    def _job(self, epoch_id: str, node: str, pool: str | None, due: float, now: float) -> NewJob:
+        self.job_seq += 1
+        stamp = self.journal.now()
+        not_before = None
+        if due > now:
+            from datetime import timedelta
 
-    def _begin_step(self, start_epochs: bool, limit: int | None) -> None:
-        self.ensure_started()
-        self.inbox.admit()
-        self.run_until_blocked()
-        if start_epochs:
-            self._enqueue_ready(limit)
+            not_before = iso(self.clock.now() + timedelta(seconds=due - now))
+        if pool is None:
+            return NewJob(epoch_id, self.job_seq, node, self.depth[node], None, "claimed", MAIN_WORKER, stamp, None)
+        return NewJob(epoch_id, self.job_seq, node, self.depth[node], pool, "queued", None, stamp, not_before)
 
-    def _claim_batch(self) -> list[Job]:
-        """Commit what is buffered and claim the next main-thread jobs, in one transaction."""
-        return self.journal.commit(then=lambda conn: self.queue.claim_in(conn, MAIN_WORKER, limit=CLAIM_BATCH))
+    def withdraw(self) -> None:
+        """On pause: dispatched epochs that have not started go back to waiting, first in line."""
+        while self.ready:
+            item = self.ready.pop()
+            self.ready_count[item.node_name] -= 1
+            self._undispatch(item.epoch_id, item.node_name)
+        for epoch_id, node in self.pools.withdraw_queued():
+            self._undispatch(epoch_id, node)
 
-    def _start_job(self, job: Job) -> None:
-        self._wait_for_rate_limit(job.node_name)
+    def _undispatch(self, epoch_id: str, node: str) -> None:
+        self.inflight[node] -= 1
+        self.waiting[node][epoch_id] = None
+        self.waiting[node].move_to_end(epoch_id, last=False)
+
+    # -- running main-thread epochs ----------------------------------------------------------------
+    def _next_ready(self, now: float) -> Ready | None | float:
+        """The first due ready epoch (removed from `ready`), or the time the earliest one is due."""
+        ready = self.ready
+        if ready[0].due <= now:
+            return ready.popleft()
+        earliest = min(r.due for r in ready)
+        if earliest > now:
+            return earliest
+        for i, item in enumerate(ready):
+            if item.due <= now:
+                del ready[i]
+                return item
+        return earliest
+
+    def _start(self, item: Ready) -> Claim:
+        self.ready_count[item.node_name] -= 1
+        job = Claim(item.epoch_id, item.node_name, 0)
         self.do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id, node_name=job.node_name)
-        if not self.configs[job.node_name].defer_net_actions:
-            self.journal.commit()  # durable before the node's code runs (never run twice)
+        self.journal.add(INSERT_JOB, job_params(self._job(job.epoch_id, job.node_name, None, 0.0, 0.0)))
+        return job
 
-    def _run_job(self, job: Job) -> None:
-        run_sync(self._run_job_async(job, asynchronous=False))
+    def _start_one(self, item: Ready) -> Claim:
+        """Start a sync main-thread epoch. The crash contract: a non-deferred epoch is durably `running`
+        before its code runs (its start is committed with everything before it). A deferred one's
+        start shares the commit of its end (killed, nothing of it was committed: it runs again), so
+        the group is committed before it, when due (new pool jobs wait for it; `GROUP_*` bound it)."""
+        deferred = self.configs[item.node_name].defer_net_actions
+        if deferred and (self.pools.to_signal or self._grouped >= GROUP_LIMIT
+                         or self.clock.monotonic() - self._committed_at > GROUP_SECONDS):
+            self.commit()
+        job = self._start(item)
+        if deferred:
+            self._grouped += 1
+            self.journal.commit_if_large()
+        else:
+            self.commit()
+        return job
 
-    async def _run_job_async(self, job: Job, *, asynchronous: bool = True) -> None:
+    async def _run_job(self, job: Claim, *, asynchronous: bool) -> None:
         self.running.add(job.epoch_id)
+        self.running_count[job.node_name] += 1
         try:
             outcome = await EpochRun(self, job).run_async(asynchronous=asynchronous)
         finally:
             self.running.discard(job.epoch_id)
-        self.queue.complete(job.epoch_id, outcome)
+            self.running_count[job.node_name] -= 1
+        self.journal.add(FINISH_JOB, (self.journal.now(), outcome, job.epoch_id))
+
+    def commit(self) -> None:
+        """Commit what the owner wrote since its last commit, then wake the workers for new jobs."""
+        self._grouped = 0
+        self._committed_at = self.clock.monotonic()
+        self.journal.commit()
+        self.pools.signal()
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
+        """One round: run until blocked, start the ready epochs, run them to completion. Returns epochs run."""
+        return self._run_sync(round_=True, start_epochs=start_epochs, limit=limit)
 
     def run_until_done(self) -> int:
-        """Steps until nothing can run (or the net pauses). Returns epochs run."""
-        return run_sync(self._until_done(asynchronous=False))
+        """Run until nothing can run (or the net pauses). Returns epochs run."""
+        return self._run_sync(round_=False)
+
+    async def async_run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
+        return await self._run(asynchronous=True, round_=True, start_epochs=start_epochs, limit=limit)
 
     async def async_run_until_done(self) -> int:
-        return await self._until_done(asynchronous=True)
+        return await self._run(asynchronous=True, round_=False)
 
-    async def _until_done(self, *, asynchronous: bool) -> int:
-        total = 0
-        while True:
-            ran = await self.async_run_step(limit=START_BATCH) if asynchronous else self.run_step(limit=START_BATCH)
-            total += ran
-            if ran == 0 or self.paused:
-                break
-            self.control.lock.hand_over()  # callers from other threads go between two steps
-        if self.config.history_flush_on_pause:
-            self.history.flush()
-        return total
-
-    def _enqueue_ready(self, limit: int | None) -> None:
-        budget = limit if limit is not None else float("inf")
-        for name in sorted(self.graph_nodes, key=lambda n: -self.depth[n]):
-            if budget <= 0:
-                break
-            if self.functions[name].exec is None:
-                continue  # no exec function: its epochs stay startable
-            waiting = self.waiting[name]
-            priority = self.depth[name]
-            cfg = self.configs[name]
-            room = budget if cfg.max_parallel_epochs is None else \
-                min(budget, cfg.max_parallel_epochs - self.queued_per_node[name])
-            while waiting and room > 0:
-                epoch_id, _ = waiting.popitem(last=False)
-                self.queued[epoch_id] = name
-                self.queued_per_node[name] += 1
-                pool = self.pools.select(name) if cfg.pool is not None else None
-                if pool is not None and cfg.rate_limit_per_second:
-                    self._wait_for_rate_limit(name)  # a pool epoch starts as soon as it is queued
-                self.queue.enqueue(epoch_id, name, priority, pool)
-                if pool is not None:
-                    self.pools.dispatch(epoch_id, pool)
-                    self._to_signal[pool] += 1
-                budget -= 1
-                room -= 1
-
-    def _signal_pools(self) -> None:
-        """Wake workers for the jobs enqueued since the last signal (after they are committed)."""
-        if self._to_signal:
-            self.journal.commit()
-            self.pools.signal_all(self._to_signal)
-            self._to_signal.clear()
-
-    async def _drain(self, *, asynchronous: bool) -> int:
-        """Claim jobs in batches and run them; returns how many epochs ran.
-
-        A non-deferred epoch's start is committed before its function runs (killed
-        mid-epoch, it is found `running`). A deferred epoch needs no such commit: killed,
-        nothing of it was committed and it runs again. So runs of deferred epochs share
-        one commit per batch. `asynchronous`: async epochs of a batch run as concurrent
-        tasks of the running loop; otherwise nothing here suspends (see `run_sync`).
-        """
-        ran = 0
-        self._signal_pools()
-        while not self.paused:
-            jobs = self._claim_batch()
-            if not jobs:
-                break
-            started = 0
-            tasks: list[asyncio.Future] = []
+    def _run_sync(self, **options: Any) -> int:
+        """A net with async exec functions runs in an event loop of its own, so its async epochs overlap."""
+        if self.has_async_nodes:
             try:
-                for job in jobs:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(self._run(asynchronous=True, **options))
+            raise ConfigError("this net has async node functions and an event loop is running: "
+                              "use `await net.async_run_step()` / `await net.async_start()`")
+        return run_sync(self._run(asynchronous=False, **options))
+
+    async def _run(self, *, asynchronous: bool, round_: bool, start_epochs: bool = True,
+                   limit: int | None = None) -> int:
+        """The owner loop (see the module docstring). With `asynchronous=False` nothing in it suspends."""
+        with self.owner.holding():
+            self.ensure_started()
+            ran = 0
+            try:
+                if round_:
+                    self.advance()
+                    if start_epochs:
+                        self.dispatch(limit=limit, bounded=False)
+                notices: list = []
+                while True:
+                    notices += self.owner.wait(0)
+                    self.owner.serve()
+                    ran += self.pools.apply_arrived(notices)
+                    notices.clear()
+                    ran += self._reap()
+                    self.pools.maintain()
                     if self.paused:
-                        break
-                    self._start_job(job)
-                    started += 1
-                    if asynchronous and inspect.iscoroutinefunction(self.functions[job.node_name].exec):
-                        tasks.append(asyncio.ensure_future(self._run_job_async(job)))
-                    else:
-                        self._run_job(job)
-                    ran += 1
+                        self.withdraw()
+                    elif not round_:
+                        if (self.sim.changed or self.inbox.pending) and \
+                                (len(self.ready) < LOW_WATER or self.pools.wants_work()):
+                            self.advance()
+                        self.dispatch()
+                    wait = None
+                    if self.ready and not self.paused:
+                        now = self.clock.monotonic()
+                        found = self._next_ready(now)
+                        if isinstance(found, Ready):
+                            if asynchronous and inspect.iscoroutinefunction(self.functions[found.node_name].exec):
+                                self._launch(self._start_batch(found, now))
+                            else:
+                                job = self._start_one(found)
+                                await self._run_job(job, asynchronous=False)
+                                ran += 1
+                            continue
+                        wait = found - now
+                    self.commit()
+                    if not self.ready and not self._tasks and not self.pools.dispatched:
+                        if self.paused or round_:
+                            break
+                        self.advance()
+                        self.dispatch()
+                        if not self.ready and not self.pools.dispatched:
+                            break
+                        continue
                     if self.pools.dispatched:
-                        ran += self.pools.collect(block=False)
-                    if ran % DRAIN_EVERY == 0:
-                        self.run_until_blocked()
-                    self.journal.commit_if_large()
-                    if not tasks:  # between two jobs the state is whole: callers from other threads go
-                        self.control.lock.hand_over()
-                if tasks:
-                    await asyncio.gather(*tasks)
+                        wait = min(wait, self.pools.next_check()) if wait is not None else self.pools.next_check()
+                    if wait is not None and wait > 0 and not isinstance(self.clock, SystemClock):
+                        # An injected clock's time passes only through its sleep() (tests drive time so).
+                        self.clock.sleep(wait)
+                        notices = self.owner.wait(0)
+                    elif asynchronous:
+                        notices = await self._wait_async(wait)
+                    else:
+                        notices = self.owner.wait(wait)
             finally:
-                # Jobs claimed but never started go back to the queue, whatever happened.
-                self.queue.release([j.epoch_id for j in jobs[started:]])
-        # Pool epochs run on while paused: running epochs finish, and their results apply.
-        if not asynchronous:
-            return ran + self.pools.collect(block=True)
-        while self.pools.dispatched:
-            applied = self.pools.collect(block=False)
-            ran += applied
-            if not applied:
-                await asyncio.sleep(0.002)
-        return ran
+                self.withdraw()
+                if self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                    self._tasks.clear()
+                self.commit()
+            if self.config.history_flush_on_pause and (self.paused or not round_):
+                self.history.flush()
+            self._raise_pending()
+            return ran
 
-    def _wait_for_rate_limit(self, node: str) -> None:
-        rate = self.configs[node].rate_limit_per_second
-        if rate:
-            last = self._last_start.get(node)
-            if last is not None:
-                wait = last + 1.0 / rate - self.clock.monotonic()
-                if wait > 0:
-                    self.clock.sleep(wait)
-            self._last_start[node] = self.clock.monotonic()
+    def _start_batch(self, first: Ready, now: float) -> list[Claim]:
+        """Start every due async epoch at once: their starts are one commit."""
+        jobs = [self._start(first)]
+        for item in list(self.ready):
+            if item.due <= now and inspect.iscoroutinefunction(self.functions[item.node_name].exec):
+                self.ready.remove(item)
+                jobs.append(self._start(item))
+        self.commit()
+        return jobs
 
+    def _launch(self, jobs: list[Claim]) -> None:
+        for job in jobs:
+            task = asyncio.ensure_future(self._run_job(job, asynchronous=True))
+            task.add_done_callback(lambda _t: self.owner.notify(None))
+            self._tasks.add(task)
+
+    def _reap(self) -> int:
+        """Ended async epochs: count them, and raise what escaped one (an interpreter exit)."""
+        done = [t for t in self._tasks if t.done()]
+        for task in done:
+            self._tasks.discard(task)
+            task.result()
+        return len(done)
+
+    async def _wait_async(self, timeout: float | None) -> list:
+        """Wait for an arrival while the event loop runs the async epochs."""
+        if not self._tasks:
+            return self.owner.wait(timeout)
+        bounded = 0.05 if timeout is None else min(timeout, 0.05)
+        return await asyncio.get_running_loop().run_in_executor(None, self.owner.wait, bounded)
+
+    # -- failures and pausing -------------------------------------------------------------------------
     def node_failed(self, failure: NodeExecutionFailed) -> None:
         """Apply the net's error policy to a failed epoch.
 
@@ -378,7 +501,7 @@ class Runtime:
         self.control.counts[(node, "cancelled")] -= 1  # the failed epoch was counted when cancelled
         policy = self.config.on_error
         if policy in ("pause", "raise"):
-            self.pause()
+            self.paused = True
         if policy == "raise" and self._to_raise is None:
             self._to_raise = failure
 
@@ -388,9 +511,10 @@ class Runtime:
             raise failure
 
     def pause(self) -> None:
+        """From the owner: start nothing new; commit, and flush history if configured."""
         self.paused = True
+        self.journal.commit()
         if self.config.history_flush_on_pause:
-            self.journal.commit()
             self.history.flush()
 
     def write_logs(self, epoch_id: str | None, node: str, capture: Capture | None) -> None:

@@ -45,6 +45,8 @@ class Sim:
         self._epoch_node: dict[str, str] = {}
         self._to_sim: dict[str, str] = {}
         self._from_sim: dict[str, str] = {}
+        # Whether an action since the last `run_until_blocked` may let the sim move on.
+        self.changed = True
 
     # -- ID mapping -------------------------------------------------------------
     def _sim_id(self, netrun_id: str) -> str:
@@ -99,11 +101,13 @@ class Sim:
         return out
 
     def _do(self, action: ns.NetAction) -> tuple[object, list[Event]]:
+        self.changed = True
         response, raw = self._net.do_action(action)
         return response, self._events(raw)
 
     # -- actions (each returns the events it caused) ---------------------------------
     def run_until_blocked(self) -> list[Event]:
+        self.changed = False
         return self._events(self._net.run_until_blocked())
 
     def _adopt(self, netrun_id: str | None, sim_id: str) -> None:
@@ -115,6 +119,7 @@ class Sim:
     def create_epoch(self, node_name: str, salvo_condition: str, packets: list[tuple[str, str]], *,
                      netrun_id: str | None = None) -> tuple[str, list[Event]]:
         salvo = ns.Salvo(salvo_condition, [(port, self._sim_id(p)) for port, p in packets])
+        self.changed = True
         response, raw = self._net.do_action(ns.NetAction.create_epoch(node_name, salvo))
         self._adopt(netrun_id, str(response.epoch.id))
         return self._netrun_id(response.epoch.id), self._events(raw)
@@ -140,6 +145,7 @@ class Sim:
 
     def create_packet(self, epoch_id: str | None, *, netrun_id: str | None = None) -> tuple[str, list[Event]]:
         action = ns.NetAction.create_packet(self._sim_id(epoch_id) if epoch_id else None)
+        self.changed = True
         response, raw = self._net.do_action(action)
         self._adopt(netrun_id, str(response.packet_id))
         return self._netrun_id(response.packet_id), self._events(raw)

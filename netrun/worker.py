@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
-import queue as queue_module
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import cloudpickle
@@ -26,12 +26,12 @@ import cloudpickle
 from . import port_types as port_types_module
 from .clock import Clock, SystemClock
 from .config import NodeConfig
-from .db import open_connection
+from .db import open_connection, transaction
 from .epoch import AttemptLoop, Outcome, check_deferred_complete, error_text
 from .errors import NetrunError
 from .graphio import graph_from_data
 from .journal import Journal
-from .queue import EpochQueue
+from . import jobs
 from .values import ValueStore
 
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
@@ -52,26 +52,32 @@ class WorkerSpec:
     functions: dict[str, Any]  # node -> NodeFunctions (cloudpickled for a process worker)
     keep_received: bool = False
     init_per_worker: set[str] = field(default_factory=set)  # nodes whose start/stop run in each worker
+    durability: str = "normal"  # the net's: a claimed epoch's `running` mark is as durable as the owner's writes
+    lease_seconds: float = 60.0
 
 
 class WorkerNet:
     """What `start_node_func(net)` and `ctx._net` get in a process worker: read-only SQL."""
 
-    def __init__(self, conn: Any, db_path: str) -> None:
-        self._conn = conn
+    def __init__(self, db_path: str) -> None:
+        self._conn = open_connection(db_path, readonly=True)
         self.db_path = db_path
 
-    def query(self, sql: str, params: tuple | list = ()) -> list[dict]:
-        from .db import rows_as_dicts
+    def query(self, sql: str, params: tuple | list | dict = ()) -> list[dict]:
+        from .readonly import read_query
 
-        return rows_as_dicts(self._conn.execute(sql, params))
+        return read_query(self._conn, sql, params)
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class WorkerHost:
     """The host an `AttemptLoop` runs against in a worker (see netrun.epoch)."""
 
-    def __init__(self, spec: WorkerSpec, clock: Clock, net: Any | None) -> None:
-        self.conn = open_connection(spec.db_path)
+    def __init__(self, spec: WorkerSpec, worker_id: str, clock: Clock, net: Any | None) -> None:
+        self.conn = open_connection(spec.db_path, durability=spec.durability)
+        self.worker_id = worker_id
         self.clock = clock
         self.journal = Journal(self.conn, clock)
         self.values = ValueStore(self.journal)
@@ -83,8 +89,32 @@ class WorkerHost:
             if any(data.values()):
                 self.port_types[node] = {side: {p: port_types_module.from_data(t, where=f"node {node!r} port {p!r}")
                                                 for p, t in data.get(side, {}).items()} for side in ("in", "out")}
-        self.net = net if net is not None else WorkerNet(self.conn, spec.db_path)
-        self.queue = EpochQueue(self.journal, clock)
+        self._own_net = net is None
+        self.net = net if net is not None else WorkerNet(spec.db_path)
+        self.lease = timedelta(seconds=spec.lease_seconds)
+        self.current: jobs.Claim | None = None  # the job this worker holds
+        self._renew_at = 0.0
+
+    def beat(self) -> None:
+        """The running epoch made progress (a context call): renew the lease when a third of it is gone.
+
+        A thread worker renews only here: a thread stuck in user code stops renewing, and the
+        owner takes its job back when the lease runs out."""
+        job = self.current
+        if job is None or self.clock.monotonic() < self._renew_at:
+            return
+        self._renew_at = self.clock.monotonic() + self.lease.total_seconds() / 3
+        with transaction(self.conn):
+            jobs.renew(self.conn, job, self.worker_id, self.clock.now() + self.lease)
+
+    def claimed(self, job: jobs.Claim | None) -> None:
+        self.current = job
+        self._renew_at = self.clock.monotonic() + self.lease.total_seconds() / 3
+
+    def close(self) -> None:
+        if self._own_net:
+            self.net.close()
+        self.conn.close()
 
 
 def _portable_error(error: BaseException | None) -> BaseException | None:
@@ -99,48 +129,50 @@ def _portable_error(error: BaseException | None) -> BaseException | None:
 
 @dataclass
 class _Result:
-    epoch_id: str
-    node: str
+    job: jobs.Claim
     blob: bytes
 
 
 def finish_and_claim(host: WorkerHost, spec: WorkerSpec, worker_id: str, previous: _Result | None, *,
                      claim: bool = True) -> tuple[tuple | None, bool]:
-    """One transaction: write the previous job's result (if the job is still ours) and claim the next.
+    """One transaction: report the previous job (if it is still ours) and claim the next.
 
-    Returns (claimed job as (epoch_id, node, salvo, first attempt) or None, whether the previous
-    result was written). A result is not written when the main process took the epoch back
-    (its timeout passed): the worker's late rows are dropped and a log line says so.
+    Returns (claimed job as (claim, salvo, first attempt) or None, whether the previous result
+    was written). The report is a compare-and-set on the job (state, worker, attempt): when the
+    owner took the job back first (lease expired, timeout), the worker's rows are dropped and a
+    log line says so.
     """
     def then(conn: Any) -> tuple | None:
         if previous is not None:
             if host.journal.wrote:
                 conn.execute("INSERT INTO epoch_results (epoch_id, worker, payload, created_at) VALUES (?, ?, ?, ?)",
-                             (previous.epoch_id, worker_id, previous.blob, host.journal.now()))
+                             (previous.job.epoch_id, worker_id, previous.blob, host.journal.now()))
             else:
                 conn.execute("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                             (previous.epoch_id, previous.node, host.journal.now(),
-                              f"late result of worker {worker_id} discarded: the epoch had timed out"))
-        jobs = host.queue.claim_in(conn, worker_id, pool=spec.pool) if claim else []
-        if not jobs:
+                             (previous.job.epoch_id, previous.job.node_name, host.journal.now(),
+                              f"late result of worker {worker_id} discarded: the epoch was taken back "
+                              f"(timed out, or its lease expired)"))
+        job = jobs.claim(conn, worker_id, spec.pool, host.clock.now(), host.lease) if claim else None
+        if job is None:
             return None
-        epoch_id, node = jobs[0].epoch_id, jobs[0].node_name
         salvo, first = conn.execute(
             "SELECT salvo, (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_id = ?) "
-            "FROM epochs WHERE id = ?", (epoch_id, epoch_id)).fetchone()
+            "FROM epochs WHERE id = ?", (job.epoch_id, job.epoch_id)).fetchone()
         conn.execute("UPDATE epochs SET state = 'running', started_at = ? WHERE id = ?",
-                     (host.journal.now(), epoch_id))
-        return epoch_id, node, [tuple(p) for p in json.loads(salvo or "[]")], first
+                     (host.journal.now(), job.epoch_id))
+        return job, [tuple(p) for p in json.loads(salvo or "[]")], first
 
-    only_if = (lambda conn: _still_mine(conn, previous.epoch_id, worker_id)) if previous is not None else None
-    job = host.journal.commit(then=then, only_if=only_if)
-    return job, previous is not None and host.journal.wrote
+    only_if = (lambda conn: jobs.report(conn, previous.job, worker_id)) if previous is not None else None
+    claimed = host.journal.commit(then=then, only_if=only_if)
+    host.claimed(claimed[0] if claimed else None)
+    return claimed, previous is not None and host.journal.wrote
 
 
 def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], job: tuple,
                 loop: asyncio.AbstractEventLoop) -> _Result:
     """Run a claimed job's attempts; its rows stay buffered in the host's journal."""
-    epoch_id, node, salvo, first = job
+    claim, salvo, first = job
+    epoch_id, node = claim.epoch_id, claim.node_name
     attempts = AttemptLoop(host, node, epoch_id, salvo, spec.nodes[node], functions[node], deferred=True,
                            finisher=lambda actions: check_deferred_complete(node, epoch_id, actions),
                            first_attempt=first)
@@ -161,12 +193,7 @@ def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], j
     except Exception:  # noqa: BLE001 - a received value that cannot be pickled is not kept
         payload["received"] = {}
         blob = pickle.dumps(payload)
-    return _Result(epoch_id, node, blob)
-
-
-def _still_mine(conn: Any, epoch_id: str, worker_id: str) -> bool:
-    row = conn.execute("SELECT worker, state FROM epoch_jobs WHERE epoch_id = ?", (epoch_id,)).fetchone()
-    return row is not None and row[0] == worker_id and row[1] == "claimed"
+    return _Result(claim, blob)
 
 
 def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:
@@ -176,10 +203,15 @@ def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:
 
 
 def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Callable[[str], None],
-                clock: Clock, net: Any | None, functions: dict[str, Any], alive: Callable[[], bool]) -> None:
-    """The body of a worker: start functions, claim/run/notify until stopped, stop functions."""
-    host = WorkerHost(spec, clock, net)
+                clock: Clock, net: Any | None, functions: dict[str, Any], alive: Callable[[], bool],
+                *, heartbeat: bool) -> None:
+    """The body of a worker: start functions, claim/run/report until stopped, stop functions.
+
+    `heartbeat`: renew the lease from a thread of its own while a job runs (process workers:
+    a frozen or dead process stops renewing); otherwise only context calls renew it."""
+    host = WorkerHost(spec, worker_id, clock, net)
     loop = asyncio.new_event_loop()
+    beating = _Heartbeat(spec, worker_id, host) if heartbeat else None
 
     def lifecycle(role: str) -> bool:
         for node in sorted(spec.init_per_worker):
@@ -189,8 +221,8 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
                     result = func(host.net)
                     if asyncio.iscoroutine(result):
                         loop.run_until_complete(result)
-                except Exception as exc:  # noqa: BLE001 - reported to the main process
-                    if role == "start":  # the main process stops the pool and raises it to the caller
+                except Exception as exc:  # noqa: BLE001 - reported to the owner
+                    if role == "start":  # the owner stops the pool and raises it to the caller
                         notify(f"{START_FAILED}{node}\x00{type(exc).__name__}: {exc}")
                         return False
                     raise
@@ -201,35 +233,66 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
             return
         previous: _Result | None = None
         while not stop.is_set() and alive():
-            # The previous result and the next claim share one transaction.
+            # The previous report and the next claim share one transaction.
             job, written = finish_and_claim(host, spec, worker_id, previous)
             if written:
-                notify(previous.epoch_id)
+                notify(previous.job.epoch_id)
             previous = None
             if job is None:
                 wake.acquire(timeout=IDLE_WAIT)
                 continue
             previous = run_claimed(host, spec, functions, job, loop)
-        if previous is not None:  # stopped after a job: write its result, claim nothing
+        if previous is not None:  # stopped (or retired) after a job: report it, claim nothing
             _none, written = finish_and_claim(host, spec, worker_id, previous, claim=False)
             if written:
-                notify(previous.epoch_id)
+                notify(previous.job.epoch_id)
         lifecycle("stop")
     finally:
+        if beating is not None:
+            beating.stop()
         loop.close()
-        host.conn.close()
+        host.close()
 
 
-def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, results: Any) -> None:
+class _Heartbeat:
+    """A process worker's lease renewals: every third of the lease, on a connection of its own."""
+
+    def __init__(self, spec: WorkerSpec, worker_id: str, host: WorkerHost) -> None:
+        self._spec, self._worker_id, self._host = spec, worker_id, host
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"netrun-heartbeat-{worker_id}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = open_connection(self._spec.db_path, durability=self._spec.durability)
+        try:
+            while not self._stop.wait(self._host.lease.total_seconds() / 3):
+                job = self._host.current
+                if job is not None:
+                    with transaction(conn):
+                        jobs.renew(conn, job, self._worker_id, self._host.clock.now() + self._host.lease)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Any) -> None:
     """Entry point of a process worker (spawned: it shares nothing with its parent but these)."""
     import multiprocessing
 
     functions = cloudpickle.loads(spec.functions)
     parent = multiprocessing.parent_process()
-    worker_loop(spec, worker_id, wake, stop, results.put, SystemClock(), None, functions,
-                lambda: parent is None or parent.is_alive())
+    try:
+        worker_loop(spec, worker_id, wake, stop, notify.send, SystemClock(), None, functions,
+                    lambda: parent is None or parent.is_alive(), heartbeat=True)
+    finally:
+        notify.close()
 
 
 def thread_main(spec: WorkerSpec, worker_id: str, wake: threading.Semaphore, stop: threading.Event,
-                results: queue_module.Queue, clock: Clock, net: Any) -> None:
-    worker_loop(spec, worker_id, wake, stop, results.put, clock, net, spec.functions, lambda: True)
+                retire: threading.Event, notify: Callable[[str], None], clock: Clock, net: Any) -> None:
+    worker_loop(spec, worker_id, wake, stop, notify, clock, net, spec.functions, lambda: not retire.is_set(),
+                heartbeat=False)

@@ -19,7 +19,7 @@ import sys
 
 from netrun_sim import NetrunError as NetActionError
 
-from .. import __version__
+from ..version import __version__
 from ..errors import NetrunError
 from . import definitions, reads, repair, running
 from .output import Output, UsageError, console

@@ -128,7 +128,7 @@ def test_process_pool_timeout_kills_the_worker(tmp_path, monkeypatch):
     assert elapsed < 2.0, f"the 0.3 s timeout ended a 5 s epoch only after {elapsed:.2f} s"
     assert len(failures) == 1 and isinstance(failures[0].__cause__, netrun.EpochTimeout)
     assert "killed" in str(failures[0].__cause__)
-    assert len(jobs) == 1 and jobs[0]["outcome"] == "failed" and jobs[0]["worker"].startswith("timed-out:process:p:")
+    assert len(jobs) == 1 and jobs[0]["outcome"] == "failed" and jobs[0]["worker"].startswith("process:p:")
     assert entries == [(zero, "failed")]
     assert sorted(got) == [1, 2, 3, 4, 5]
     assert epochs == [{"error_type": None, "n": 5}, {"error_type": "EpochTimeout", "n": 1}]

@@ -81,13 +81,17 @@ def test_failing_pool_node_dead_letters_its_input_and_on_error_applies(tmp_path,
         assert raised.value.node_name == "Work"
         assert isinstance(raised.value.__cause__, ValueError)
         assert "two is not welcome" in str(raised.value.__cause__)
-        assert got == []  # "raise" pauses the net: the sink's epochs did not start
+        # continuous flow: values done before the failure may have reached the sink; after it,
+        # "raise" paused the net and nothing more started
+        assert set(got) <= {10, 30, 40}
         assert net.poll().state == "paused"
         entries = net.dead_letter_queue.get_all()
         assert [(e.packet_id, e.node_name, e.port_name, e.reason, e.value) for e in entries] == \
             [(ids[2], "Work", "in", "failed", 2)]
         assert "ValueError" in entries[0].error
-        failed = net.query("SELECT state, error_type FROM epochs WHERE node_name = 'Work' AND state != 'finished'")
+        # (epochs not yet claimed when the net paused went back to startable)
+        failed = net.query("SELECT state, error_type FROM epochs WHERE node_name = 'Work' "
+                           "AND state NOT IN ('finished', 'startable')")
         assert failed == [{"state": "failed", "error_type": "ValueError"}]
         net.start()  # continues after the pause
     assert sorted(got) == [10, 30, 40]
@@ -338,7 +342,10 @@ def test_a_pool_start_function_that_raises_stops_the_pool_and_reaches_the_caller
             net.start()
         pool = net._rt.pools.pools["p"]
         assert pool.workers == {}  # stopped, not respawned again and again
-        assert net.query("SELECT state FROM epoch_jobs WHERE node_name = 'Work'") == [{"state": "queued"}]
+        # the job no worker could claim was withdrawn: its epoch is startable again, nothing lost
+        assert net.query("SELECT state FROM epoch_jobs WHERE node_name = 'Work'") == []
+        assert net.query("SELECT state FROM epochs WHERE node_name = 'Work'") == [{"state": "startable"}]
+        assert len(net.get_startable_epochs_by_node("Work")) == 1
 
 
 def _consume_only(ctx, packets):

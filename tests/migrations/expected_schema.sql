@@ -43,19 +43,25 @@ CREATE TABLE epoch_attempts (
 ) STRICT, WITHOUT ROWID;
 
 -- table epoch_jobs on epoch_jobs
-CREATE TABLE epoch_jobs (
+CREATE TABLE "epoch_jobs" (
     epoch_id     TEXT PRIMARY KEY,
     seq          INTEGER NOT NULL UNIQUE,
     node_name    TEXT NOT NULL,
     priority     INTEGER NOT NULL DEFAULT 0,
-    state        TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'done')),
+    state        TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'reported', 'done')),
     worker       TEXT,
     lease_until  TEXT,
     enqueued_at  TEXT NOT NULL,
     claimed_at   TEXT,
     done_at      TEXT,
-    outcome      TEXT CHECK (outcome IN ('finished', 'cancelled', 'failed'))
-, pool TEXT) STRICT, WITHOUT ROWID;
+    outcome      TEXT CHECK (outcome IN ('finished', 'cancelled', 'failed')),
+    pool         TEXT,
+    attempt      INTEGER NOT NULL DEFAULT 0,
+    not_before   TEXT
+) STRICT, WITHOUT ROWID;
+
+-- index epoch_jobs_claimed on epoch_jobs
+CREATE INDEX epoch_jobs_claimed ON epoch_jobs (lease_until) WHERE state = 'claimed';
 
 -- index epoch_jobs_queued on epoch_jobs
 CREATE INDEX epoch_jobs_queued ON epoch_jobs (pool, priority DESC, seq) WHERE state = 'queued';

@@ -1,0 +1,139 @@
+"""Epoch jobs: the `epoch_jobs` table, the one hand-off between the owner and workers.
+
+A job moves `queued -> claimed -> reported -> done`; a main-thread job, run by the owner
+itself, is written `claimed` and ends `done`. Every transition is a compare-and-set on
+the job's (state, worker, attempt): the statement names the state it expects and says
+whether it won (a row came back, or a row count of one). So the protocol stays correct on
+a database whose writers are not serialized: when a worker reports while the owner takes
+the job back (its lease expired), exactly one of them wins, whichever commits first.
+
+- claim (worker): the next due `queued` job of its pool, with a lease (`lease_until`);
+- renew (worker): push its lease forward, only while the job is still its own;
+- report (worker): `claimed -> reported`, then its result row is written (same transaction);
+- take_back (owner): `claimed -> queued` (attempt + 1) or `-> done`, when the lease expired;
+- finish (owner): `reported`/`claimed -> done` with the outcome, once the result is applied.
+
+`attempt` counts the times a job was queued: a report names the attempt it ran, so a job
+that was taken back and claimed again by the same worker still refuses the old report.
+Jobs are never deleted on read. Timestamps are ISO text of the injected clock, compared
+as text (one fixed format, UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .clock import iso
+
+MAIN_WORKER = "main"
+
+_CLAIM = """
+UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_until = ?3
+WHERE epoch_id = (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
+                  AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT 1)
+  AND state = 'queued'
+RETURNING epoch_id, node_name, attempt
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker holds: which epoch, of which node, at which attempt."""
+
+    epoch_id: str
+    node_name: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job row to insert (buffered by the owner until its next commit)."""
+
+    epoch_id: str
+    seq: int
+    node_name: str
+    priority: int
+    pool: str | None
+    state: str
+    worker: str | None
+    enqueued_at: str
+    not_before: str | None
+    attempt: int = 0
+
+
+INSERT_JOB = ("INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, pool, state, worker, enqueued_at, "
+              "claimed_at, not_before, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+              "iif(?6 = 'claimed', ?8, NULL), ?9, ?10)")
+
+
+def job_params(job: NewJob) -> tuple:
+    return (job.epoch_id, job.seq, job.node_name, job.priority, job.pool, job.state, job.worker,
+            job.enqueued_at, job.not_before, job.attempt)
+
+
+def claim(conn: Any, worker: str, pool: str, now: datetime, lease: timedelta) -> Claim | None:
+    """Claim the next due queued job of `pool` (inside the caller's transaction), or None."""
+    row = conn.execute(_CLAIM, (worker, iso(now), iso(now + lease), pool)).fetchone()
+    return Claim(row[0], row[1], row[2]) if row else None
+
+
+def renew(conn: Any, job: Claim, worker: str, until: datetime) -> bool:
+    """Extend the lease of a job the worker still holds. False: the job is no longer its own."""
+    row = conn.execute("UPDATE epoch_jobs SET lease_until = ? WHERE epoch_id = ? AND state = 'claimed' "
+                       "AND worker = ? AND attempt = ? RETURNING 1",
+                       (iso(until), job.epoch_id, worker, job.attempt)).fetchone()
+    return row is not None
+
+
+def report(conn: Any, job: Claim, worker: str) -> bool:
+    """`claimed -> reported` if the job is still the worker's at this attempt (the caller then
+    writes its result in the same transaction). False: the owner took it back first."""
+    row = conn.execute("UPDATE epoch_jobs SET state = 'reported', lease_until = NULL WHERE epoch_id = ? "
+                       "AND state = 'claimed' AND worker = ? AND attempt = ? RETURNING 1",
+                       (job.epoch_id, worker, job.attempt)).fetchone()
+    return row is not None
+
+
+def take_back(conn: Any, job: Claim, worker: str, *, requeue: bool, now: str, outcome: str | None = None) -> bool:
+    """The owner takes a claimed job back (lease expired, timeout, dead worker): queued again
+    with attempt + 1, or done with `outcome`. False: the worker reported first."""
+    if requeue:
+        sql = ("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, lease_until = NULL, "
+               "attempt = attempt + 1, not_before = NULL WHERE epoch_id = ? AND state = 'claimed' AND worker = ? "
+               "AND attempt = ? RETURNING 1")
+        params: tuple = (job.epoch_id, worker, job.attempt)
+    else:
+        sql = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
+               "WHERE epoch_id = ? AND state = 'claimed' AND worker = ? AND attempt = ? RETURNING 1")
+        params = (now, outcome, job.epoch_id, worker, job.attempt)
+    return conn.execute(sql, params).fetchone() is not None
+
+
+FINISH_JOB = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
+              "WHERE epoch_id = ? AND state IN ('claimed', 'reported')")
+
+
+def expired(conn: Any, now: str) -> list[tuple[Claim, str, str | None]]:
+    """Claimed pool jobs whose lease ran out: (claim, worker, claimed_at)."""
+    rows = conn.execute("SELECT epoch_id, node_name, attempt, worker, claimed_at FROM epoch_jobs "
+                        "WHERE state = 'claimed' AND lease_until < ? AND pool IS NOT NULL", (now,)).fetchall()
+    return [(Claim(r[0], r[1], r[2]), r[3], r[4]) for r in rows]
+
+
+def claimed_by(conn: Any, worker: str) -> list[tuple[Claim, str | None]]:
+    rows = conn.execute("SELECT epoch_id, node_name, attempt, claimed_at FROM epoch_jobs "
+                        "WHERE state = 'claimed' AND worker = ?", (worker,)).fetchall()
+    return [(Claim(r[0], r[1], r[2]), r[3]) for r in rows]
+
+
+def claimed_in_pool(conn: Any) -> list[tuple[Claim, str, str | None]]:
+    """Every claimed pool job: (claim, worker, claimed_at)."""
+    rows = conn.execute("SELECT epoch_id, node_name, attempt, worker, claimed_at FROM epoch_jobs "
+                        "WHERE state = 'claimed' AND pool IS NOT NULL").fetchall()
+    return [(Claim(r[0], r[1], r[2]), r[3], r[4]) for r in rows]
+
+
+def next_seq(conn: Any) -> int:
+    return conn.execute("SELECT coalesce(max(seq), 0) FROM epoch_jobs").fetchone()[0]
