@@ -34,25 +34,29 @@ def to_json_record(rec: HistoryRecord) -> dict:
 
 
 class HistoryLog:
-    """Receives committed history records (a journal commit hook)."""
+    """Receives committed history records (a journal commit hook).
+
+    Records are kept as the journal built them and turned into dicts only when read
+    (`recent()`) or written to the file: most runs never read the in-memory window."""
 
     def __init__(self, *, max_size: int | None, path: str | None, chunk_size: int) -> None:
-        self.recent: deque[dict] = deque(maxlen=max_size)
+        self._recent: deque[HistoryRecord] = deque(maxlen=max_size)
         self.path = path
         self.chunk_size = chunk_size
-        self._pending: list[dict] = []
+        self._pending: list[HistoryRecord] = []
         self.keep_memory = max_size is None or max_size > 0
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
+    def recent(self) -> list[dict]:
+        """The in-memory window, oldest first, as SPEC records."""
+        return [to_json_record(r) for r in self._recent]
+
     def __call__(self, records: list[HistoryRecord]) -> None:
-        if not self.keep_memory and not self.path:
-            return
-        converted = [to_json_record(r) for r in records]
         if self.keep_memory:
-            self.recent.extend(converted)
+            self._recent.extend(records)
         if self.path:
-            self._pending.extend(converted)
+            self._pending.extend(records)
             if len(self._pending) >= self.chunk_size:
                 self.flush(whole_chunks_only=True)
 
@@ -65,7 +69,7 @@ class HistoryLog:
         rows = conn.execute("SELECT type, name, action_id, epoch_id, packet_id, node_name, timestamp, data "
                             "FROM history WHERE seq > ? ORDER BY seq", (written,)).fetchall()
         if rows:
-            self._pending[:0] = [to_json_record(tuple(r)) for r in rows]
+            self._pending[:0] = [tuple(r) for r in rows]
             self.flush()
 
     def flush(self, *, whole_chunks_only: bool = False) -> None:
@@ -79,5 +83,5 @@ class HistoryLog:
             return
         chunk, self._pending = self._pending[:count], self._pending[count:]
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(r) + "\n" for r in chunk))
+            handle.write("".join(json.dumps(to_json_record(r)) + "\n" for r in chunk))
             handle.flush()

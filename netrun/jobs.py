@@ -1,7 +1,7 @@
 """Epoch jobs: the `epoch_jobs` table, the one hand-off between the owner and workers.
 
 A job moves `queued -> claimed -> reported -> done`; a main-thread job, run by the owner
-itself, is written `claimed` and ends `done`. Every transition is a compare-and-set on
+itself, is written once, `done`, when its epoch ends. Every transition is a compare-and-set on
 the job's (state, worker, attempt): the statement names the state it expects and says
 whether it won (a row came back, or a row count of one). So the protocol stays correct on
 a database whose writers are not serialized: when a worker reports while the owner takes
@@ -66,6 +66,11 @@ class NewJob:
 INSERT_JOB = ("INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, pool, state, worker, enqueued_at, "
               "claimed_at, not_before, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
               "iif(?6 = 'claimed', ?8, NULL), ?9, ?10)")
+
+
+# A main-thread epoch's job, written once when it ends (its `running` mark is the epochs row).
+INSERT_MAIN_JOB = ("INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, state, worker, enqueued_at, claimed_at, "
+                   "done_at, outcome) VALUES (?1, ?2, ?3, ?4, 'done', 'main', ?5, ?5, ?6, ?7)")
 
 
 def job_params(job: NewJob) -> tuple:

@@ -549,7 +549,7 @@ class Net:
 
         def read() -> list[dict]:
             rt.journal.commit()
-            return list(rt.history.recent)
+            return rt.history.recent()
 
         return rt.owner.call(read)
 

@@ -40,7 +40,7 @@ from .errors import ConfigError, NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
 from .inbox import Inbox
-from .jobs import FINISH_JOB, INSERT_JOB, MAIN_WORKER, Claim, NewJob, job_params, next_seq
+from .jobs import INSERT_MAIN_JOB, Claim, NewJob, next_seq
 from .journal import Journal
 from .control import Controller
 from .owner import Owner
@@ -120,6 +120,7 @@ class Runtime:
         self._grouped = 0  # deferred main-thread epochs since the last commit
         self._committed_at = 0.0
         self._tasks: set[asyncio.Future] = set()
+        self._started_at: dict[str, str] = {}  # main-thread epoch -> when it started
 
     # -- lookups ----------------------------------------------------------------------
     def node(self, name: str) -> ns.Node:
@@ -273,7 +274,7 @@ class Runtime:
         self.next_start[node] = due + 1.0 / rate
         return due
 
-    def _job(self, epoch_id: str, node: str, pool: str | None, due: float, now: float) -> NewJob:
+    def _job(self, epoch_id: str, node: str, pool: str, due: float, now: float) -> NewJob:
         self.job_seq += 1
         stamp = self.journal.now()
         not_before = None
@@ -281,8 +282,6 @@ class Runtime:
             from datetime import timedelta
 
             not_before = iso(self.clock.now() + timedelta(seconds=due - now))
-        if pool is None:
-            return NewJob(epoch_id, self.job_seq, node, self.depth[node], None, "claimed", MAIN_WORKER, stamp, None)
         return NewJob(epoch_id, self.job_seq, node, self.depth[node], pool, "queued", None, stamp, not_before)
 
     def withdraw(self) -> None:
@@ -318,7 +317,7 @@ class Runtime:
         self.ready_count[item.node_name] -= 1
         job = Claim(item.epoch_id, item.node_name, 0)
         self.do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id, node_name=job.node_name)
-        self.journal.add(INSERT_JOB, job_params(self._job(job.epoch_id, job.node_name, None, 0.0, 0.0)))
+        self._started_at[job.epoch_id] = self.journal.now()
         return job
 
     def _start_one(self, item: Ready) -> Claim:
@@ -346,7 +345,10 @@ class Runtime:
         finally:
             self.running.discard(job.epoch_id)
             self.running_count[job.node_name] -= 1
-        self.journal.add(FINISH_JOB, (self.journal.now(), outcome, job.epoch_id))
+        self.job_seq += 1
+        started = self._started_at.pop(job.epoch_id)
+        self.journal.add(INSERT_MAIN_JOB, (job.epoch_id, self.job_seq, job.node_name, self.depth[job.node_name],
+                                           started, self.journal.now(), outcome))
 
     def commit(self) -> None:
         """Commit what the owner wrote since its last commit, then wake the workers for new jobs."""

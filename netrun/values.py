@@ -18,6 +18,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable
+from collections import OrderedDict
 from typing import Any
 
 import cloudpickle
@@ -25,7 +26,8 @@ import cloudpickle
 from .errors import NotFoundError, UnpicklableValue, ValueFunctionFailed
 from .journal import Journal
 
-_UPSERT = "INSERT OR REPLACE INTO packet_values (packet_id, kind, data, consumed_seq) VALUES (?, ?, ?, NULL)"
+RECENT_LIMIT = 4096  # values kept in memory for consumption without a read-back
+
 
 
 class ValueStore:
@@ -35,13 +37,14 @@ class ValueStore:
         self.keep_consumed = keep_consumed
         self.keep_limit = keep_limit
         self.keep_path = keep_path
-        self._unflushed: dict[str, tuple[str, bytes]] = {}
         self._consumed_seq = 0
+        # Values stored by this process and not yet consumed, newest last (bounded): a packet is
+        # usually consumed soon after it was made, and its value is then never read back.
+        self._recent: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         row = journal.conn.execute("SELECT max(consumed_seq) FROM packet_values").fetchone()
         self._consumed_seq = row[0] or 0
         if keep_path:
             os.makedirs(keep_path, exist_ok=True)
-        journal.commit_hooks.append(lambda _history: self._unflushed.clear())
 
     @staticmethod
     def serialize(value: Any, *, where: str) -> tuple[str, bytes]:
@@ -66,11 +69,19 @@ class ValueStore:
     def store(self, packet_id: str, serialized: tuple[str, bytes]) -> None:
         """Store a serialized value (from `serialize`/`serialize_func`) for `packet_id`."""
         kind, data = serialized
-        self._unflushed[packet_id] = (kind, data)
-        self.journal.add(_UPSERT, (packet_id, kind, data))
+        self.journal.put_value(packet_id, kind, data)
+        self._recent[packet_id] = serialized
+        if len(self._recent) > RECENT_LIMIT:
+            self._recent.popitem(last=False)
 
     def _load(self, packet_id: str) -> tuple[str, bytes] | None:
-        found = self._unflushed.get(packet_id)
+        """The value as stored: from the journal's buffer when written since the last commit (no
+        read-back of a value just written), else from the table."""
+        pending = self.journal.values
+        if packet_id in pending:
+            found = pending[packet_id]
+            return None if found is None else (found[0], found[1])
+        found = self._recent.get(packet_id)
         if found is not None:
             return found
         row = self.journal.conn.execute(
@@ -116,17 +127,17 @@ class ValueStore:
 
     def forget(self, packet_id: str, *, consumed_value: Any = None) -> None:
         """Remove a packet's value after consumption, keeping it if configured."""
-        self._unflushed.pop(packet_id, None)
+        self._recent.pop(packet_id, None)
         if self.keep_consumed:
             self._consumed_seq += 1
-            self.journal.add("UPDATE packet_values SET kind = 'value', data = ?, consumed_seq = ? WHERE packet_id = ?",
-                             (pickle.dumps(consumed_value, protocol=pickle.HIGHEST_PROTOCOL), self._consumed_seq,
-                              packet_id))
+            self.journal.put_value(packet_id, "value", pickle.dumps(consumed_value, protocol=pickle.HIGHEST_PROTOCOL),
+                                   self._consumed_seq)
             if self.keep_limit is not None:
+                # runs after the buffered values are written (statements follow the state rows)
                 self.journal.add("DELETE FROM packet_values WHERE consumed_seq IS NOT NULL AND consumed_seq <= ?",
                                  (self._consumed_seq - self.keep_limit,))
         else:
-            self.journal.add("DELETE FROM packet_values WHERE packet_id = ?", (packet_id,))
+            self.journal.drop_value(packet_id)
         if self.keep_path:
             data = pickle.dumps(consumed_value, protocol=pickle.HIGHEST_PROTOCOL)
             self.journal.after_commit(lambda: _write_atomic(os.path.join(self.keep_path, f"{packet_id}.pkl"), data))
@@ -134,8 +145,8 @@ class ValueStore:
     def discard(self, packet_id: str) -> tuple[str, bytes] | None:
         """Remove a destroyed packet's value; returns (kind, data) for a dead letter."""
         found = self._load(packet_id)
-        self._unflushed.pop(packet_id, None)
-        self.journal.add("DELETE FROM packet_values WHERE packet_id = ?", (packet_id,))
+        self._recent.pop(packet_id, None)
+        self.journal.drop_value(packet_id)
         return found
 
 
