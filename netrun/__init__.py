@@ -1,27 +1,30 @@
 """netrun: run flow-based development graphs, with every step durable in SQLite.
 
-Layers (imports flow downwards only):
+Layers (each imports only what stands below it; tests/unit/test_layers.py checks there is no
+import cycle, type-only imports included):
 
-    net          public facade: validates input, delegates
-      runtime    the loop: run until blocked, queue epochs, run them, apply results
-        actions / context   what a node function sees and does
-        queue    epoch job queue table (claim with a lease, complete)
-        journal  sim steps -> history/epochs/packets rows, committed atomically
-        values   packet values and value functions (pickle / cloudpickle)
-        sim      the only importer of netrun_sim.NetSim; netrun <-> sim ID maps
-        history / capture   JSONL export and print capture
-      migrate    schema migrations and file checks
-        db       apsw connections, pragmas, IMMEDIATE transactions
-    config, errors, clock, graphio   leaves used by all of the above
-    dsl -> definition -> {expressions, factories, port_types}   the TOML definition layer
-    control, pools -> worker   background runs; thread and process pool workers
-    ownership    the owner lock: one process runs a net at a time
+    net            public facade: validates input, hands every call to the owner
+    dsl            TOML definitions (handed the Net class; never imports net)
+    runtime        the owner loop: the one place that changes run state
+      control      background runner, pause, SIGINT, poll (counters the owner keeps)
+      pools        the owner's side of pools: dispatch, results, lease sweeps
+      restore      resume: rebuild the sim from the tables, crash semantics
+      epoch        one epoch's attempts and its end; actions / deferred: what ctx does
+      inbox, deadletters   injected work; the dead-letter queue
+      host         protocols the parts above receive (RunHost, EpochHost, NetHandle)
+    owner          who owns the run state; calls handed over from other threads
+    worker         pool workers: claim, run, renew the lease, report (compare-and-set)
+    jobs           epoch_jobs transitions, each a compare-and-set
+    journal        sim steps -> rows, committed atomically; values: packet values
+    sim            the only importer of netrun_sim.NetSim; netrun <-> sim ID maps
+    migrate, db, ownership, readonly, history, capture, checkpoint   the store
+    config, errors, clock, graphio, faults, version   leaves used by all of the above
+    definition -> {expressions, factories, port_types}   the TOML definition layer
 
-    cli          the `netrun` command, over net and:
+    cli            the `netrun` command, over net and:
       inspector -> lineage   a database file read-only: status, history, logs, trace
       graphtext              a graph as Mermaid, DOT or JSON text
 """
-
 
 from .version import __version__  # noqa: E402
 

@@ -7,7 +7,7 @@ own errors are translated here, at the one boundary where that context is known.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import netrun_sim as ns
 
@@ -19,15 +19,13 @@ from .context import Packet
 from .errors import PacketNotInEpoch, PacketTypeMismatch, PortFull, PortNotFound, SalvoConditionError
 from .sim import Location
 from .values import resolve_sync
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .host import RunHost
 
 
 class EpochOps(ABC):
     """What both flavours share: the epoch's identity, its packets, and misuse errors."""
 
-    def __init__(self, rt: Runtime, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
+    def __init__(self, rt: RunHost, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
         self.rt = rt
         self.epoch_id = epoch_id
         self.node_name = node_name

@@ -11,12 +11,9 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from .errors import ContextUsageError, EpochCancelled
-
-if TYPE_CHECKING:
-    from .net import Net
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +42,7 @@ def _current_task() -> asyncio.Task | None:
 class NodeExecutionContext:
     """Passed to a sync `exec_node_func(ctx, packets)`: every method is a plain call."""
 
-    def __init__(self, *, epoch_id: str, node_name: str, net: Net, actions: EpochActions,
+    def __init__(self, *, epoch_id: str, node_name: str, net: Any, actions: EpochActions,
                  retry_count: int = 0, retry_timestamps: list[datetime] | None = None,
                  retry_exceptions: list[BaseException] | None = None) -> None:
         self.epoch_id = epoch_id

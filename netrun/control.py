@@ -13,10 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .host import RunHost
 
 STATES = ("running", "pausing", "paused", "blocked", "stopped")
 
@@ -55,7 +52,7 @@ class Controller:
     wakes the owner, then waits for the runner to stop.
     """
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: RunHost) -> None:
         self.rt = rt
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None

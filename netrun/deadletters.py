@@ -13,15 +13,13 @@ import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cloudpickle
 
 from .errors import ConfigError, NotFoundError
 from .values import _write_atomic
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .host import RunHost
 
 _COLUMNS = ("seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, value, created_at, status, "
             "replayed_as")
@@ -56,7 +54,7 @@ class DeadLetter:
 class DeadLetterQueue:
     """`net.dead_letter_queue`: read, replay and discard dead letters."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: RunHost) -> None:
         self.rt = rt
         config = rt.config
         mode = config.dead_letter_queue

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import netrun_sim as ns
 
@@ -24,9 +24,7 @@ from .context import Packet
 from .errors import ContextUsageError, PortFull, SalvoConditionError
 from .graphio import term_to_data
 from .sim import Location
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .host import RunHost
 
 _keys = itertools.count(1)
 
@@ -87,7 +85,7 @@ def _term_ok(term: Any, counts: dict[str, int], capacities: dict[str, int | None
 class DeferredActions(EpochOps):
     """Queues an epoch's operations; `apply()` hands them to the sim at success."""
 
-    def __init__(self, rt: Runtime, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
+    def __init__(self, rt: RunHost, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
         super().__init__(rt, epoch_id, node_name, ports)
         self.queue: list[tuple] = []
         node = rt.graph_nodes[node_name]
@@ -186,7 +184,7 @@ class DeferredActions(EpochOps):
             packet._resolved = resolved.get(key)
 
 
-def apply_queue(rt: Runtime, epoch_id: str, node: str, queue: list[tuple], received: dict[str, Any]) -> dict:
+def apply_queue(rt: RunHost, epoch_id: str, node: str, queue: list[tuple], received: dict[str, Any]) -> dict:
     """Apply a deferred queue to the sim, journaling each action; returns deferred key -> packet ID.
 
     Queue entries: ("consume", key), ("create", key, (kind, data)), ("load", port, key),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import netrun_sim as ns
 import tomli_w
@@ -25,14 +25,15 @@ from .errors import ConfigError, DefinitionError
 from .factories import FUNC_ROLES, check_factory_args, from_factory, import_from_path, node_from_spec
 from .graphio import graph_to_data, term_from_data
 
-if TYPE_CHECKING:  # net.py calls into this module (Net.load_definition, Net.resume): import it lazily
-    from .net import Net
+# `net.py` calls into this module (Net.load_definition, Net.resume, save_definition) and hands it
+# the net, or the Net class to build one with: this module never imports `net` (no import cycle).
+Net = Any
 
 # TOML key of a node function -> the role stored in node_settings.functions
 _ROLE = dict(zip(FUNC_ROLES, ("exec", "start", "stop", "failed")))
 
 
-def load_definition(path_or_text: str | os.PathLike, *, db: str | os.PathLike | None = None,
+def load_definition(path_or_text: str | os.PathLike, *, net_class: Any, db: str | os.PathLike | None = None,
                     **config_overrides: Any) -> Net:
     """A new net from a TOML definition (a file path or the text itself).
 
@@ -40,18 +41,16 @@ def load_definition(path_or_text: str | os.PathLike, *, db: str | os.PathLike | 
     expressions, functions (imported), factories (run), edges and the graph. The net
     stores the canonical definition, so `Net.resume(db)` needs nothing but the file
     (with `restore_definition` for factory-made functions). `config_overrides` are Net
-    options that win over the file's `[net]`.
+    options that win over the file's `[net]`. `net_class`: `netrun.Net` (passed by it).
 
     Raises:
         DefinitionError: anything wrong in the definition, naming file and node/edge/key.
         ConfigError: a bad option in `config_overrides`. StorageError: `db` cannot be used.
     """
-    from .net import Net
-
     definition = read_definition(path_or_text)
     source = definition.source
     created = db is not None and not os.path.exists(db)
-    net = Net(definition.graph, db=db, **{**definition.net_options, **config_overrides})
+    net = net_class(definition.graph, db=db, **{**definition.net_options, **config_overrides})
     try:
         for name, node in sorted(definition.nodes.items()):
             where = f"node {name!r}"

@@ -19,7 +19,7 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import netrun_sim as ns
 
@@ -31,9 +31,7 @@ from .deferred import DeferredActions, apply_queue
 from .errors import EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
 from .jobs import Claim
 from .values import resolve_sync
-
-if TYPE_CHECKING:
-    from .runtime import NodeFunctions, Runtime
+from .host import NodeFunctions, RunHost
 
 
 @dataclass
@@ -250,7 +248,7 @@ def check_deferred_complete(node: str, epoch_id: str, actions: EpochOps) -> Base
 class EpochRun:
     """One claimed job in the main process: its attempts, then its end."""
 
-    def __init__(self, rt: Runtime, job: Claim) -> None:
+    def __init__(self, rt: RunHost, job: Claim) -> None:
         self.rt = rt
         self.node = job.node_name
         self.epoch_id = job.epoch_id
@@ -287,7 +285,7 @@ class EpochRun:
         return outcome.kind
 
 
-def end_cancelled(rt: Runtime, node: str, epoch_id: str, ports: dict[str, str], *, reason: str,
+def end_cancelled(rt: RunHost, node: str, epoch_id: str, ports: dict[str, str], *, reason: str,
                   error: str | None) -> None:
     """Cancel the epoch in the sim; its packets are destroyed and dead-lettered with their values."""
     events = rt.sim.cancel_epoch(epoch_id)
@@ -302,7 +300,7 @@ def end_cancelled(rt: Runtime, node: str, epoch_id: str, ports: dict[str, str], 
                                    epoch_id=epoch_id, reason=reason, error=error, stored=stored)
 
 
-def end_failed(rt: Runtime, node: str, epoch_id: str, ports: dict[str, str], error: BaseException) -> None:
+def end_failed(rt: RunHost, node: str, epoch_id: str, ports: dict[str, str], error: BaseException) -> None:
     """The last attempt failed: cancel, dead-letter, record the error, apply the net's policy."""
     text = error_text(error)
     end_cancelled(rt, node, epoch_id, ports, reason="failed", error=text)
@@ -313,7 +311,7 @@ def end_failed(rt: Runtime, node: str, epoch_id: str, ports: dict[str, str], err
     rt.node_failed(failure)
 
 
-def apply_remote(rt: Runtime, node: str, epoch_id: str, salvo: list[tuple[str, str]], outcome: Outcome,
+def apply_remote(rt: RunHost, node: str, epoch_id: str, salvo: list[tuple[str, str]], outcome: Outcome,
                  queue: list[tuple], received: dict[str, Any]) -> str:
     """End an epoch that ran in a pool worker: start it in the sim, apply its actions, end it.
 

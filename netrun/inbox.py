@@ -12,22 +12,20 @@ Ports with a finite capacity skip the inbox, so that a full port is reported at 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import netrun_sim as ns
 from ulid import ULID
 
 from .errors import PortFull, PortNotFound
 from .sim import Event, Location
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .host import RunHost
 
 ADMIT_LIMIT = 1_000  # startable epochs the sim may hold before admission waits
 
 
 class Inbox:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: RunHost) -> None:
         self.rt = rt
         conn = rt.journal.conn
         # Items with seq <= _seen are admitted (their DELETE may still be buffered).

@@ -14,12 +14,11 @@ takes a few tenths of a second per level. `depth` and `limit` bound the walk.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import NotFoundError
 
-if TYPE_CHECKING:
-    from .inspector import NetInspector
+NetInspector = Any  # the caller's inspector (`inspector.NetInspector`; not imported: it imports this module)
 
 
 def _marks(items: list[str]) -> str:

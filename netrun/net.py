@@ -35,7 +35,8 @@ from .migrate import inspect_file, migrate
 from .ownership import OwnerLock
 from .readonly import Readers, read_query
 from .restore import Restorer, read_meta, stored_graph
-from .runtime import NodeFunctions, Runtime
+from .host import NodeFunctions
+from .runtime import Runtime
 
 
 def _import_path(func: Callable[..., Any] | None) -> str | None:
@@ -212,7 +213,7 @@ class Net:
         The definition is stored in the database, so `Net.resume(db)` needs nothing else.
         Raises DefinitionError / ExpressionError naming the file and the node, edge or key.
         """
-        return dsl.load_definition(path_or_text, db=db, **config)
+        return dsl.load_definition(path_or_text, net_class=Net, db=db, **config)
 
     def save_definition(self, path: str | os.PathLike) -> None:
         """Write the net's definition (graph, options, functions, port types, meta) as TOML."""

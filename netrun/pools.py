@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cloudpickle
 
@@ -36,9 +36,7 @@ from .epoch import apply_remote, end_cancelled, end_failed
 from .errors import EpochTimeout, NodeExecutionFailed
 from .jobs import FINISH_JOB, INSERT_JOB, Claim, NewJob, job_params
 from .worker import START_FAILED, WorkerSpec, process_main, read_outcome, thread_main
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .host import RunHost
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
@@ -49,7 +47,7 @@ _SPAWN = multiprocessing.get_context("spawn")
 class Pool:
     """A named set of workers of one kind."""
 
-    def __init__(self, rt: Runtime, name: str, size: int, kind: str, notify: Any,
+    def __init__(self, rt: RunHost, name: str, size: int, kind: str, notify: Any,
                  channels: _Channels | None = None) -> None:
         self.rt = rt
         self.name = name
@@ -153,7 +151,7 @@ def _pool_names(pool: str | list[str] | None) -> list[str]:
 class PoolManager:
     """All pools of a net, from the owner's side."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: RunHost) -> None:
         self.rt = rt
         self.pools: dict[str, Pool] = {}
         self.started = False
@@ -467,7 +465,7 @@ class _Channels:
         self._readers = []
 
 
-def apply_result(rt: Runtime, epoch_id: str, payload: bytes) -> str:
+def apply_result(rt: RunHost, epoch_id: str, payload: bytes) -> str:
     """Apply one worker result to the net (buffered with the deletion of its row)."""
     outcome, salvo, queue, received = read_outcome(payload)
     node = rt.sim.node_of_epoch(epoch_id)

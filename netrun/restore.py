@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 
 import netrun_sim as ns
-from typing import TYPE_CHECKING
 
 import apsw
 
@@ -26,17 +25,14 @@ from .db import open_connection
 from .errors import ConfigError, CorruptDatabase, NotANetrunDatabase, StorageError
 from .graphio import graph_from_data
 from .factories import import_from_path
-from .runtime import NodeFunctions
 from .sim import Event
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .host import NodeFunctions, RunHost
 
 INTERRUPTED = "interrupted: the process stopped while the epoch was running"
 
 
 class Restorer:
-    def __init__(self, rt: Runtime, path: str) -> None:
+    def __init__(self, rt: RunHost, path: str) -> None:
         self.rt = rt
         self.path = path
         self.conn = rt.journal.conn

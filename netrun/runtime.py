@@ -26,7 +26,7 @@ import inspect
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apsw
 import netrun_sim as ns
@@ -39,6 +39,7 @@ from .epoch import EpochRun, run_sync, write_logs
 from .errors import ConfigError, NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
+from .host import NetHandle, NodeFunctions
 from .inbox import Inbox
 from .jobs import INSERT_MAIN_JOB, Claim, NewJob, next_seq
 from .journal import Journal
@@ -48,22 +49,11 @@ from .pools import PoolManager
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
 
-if TYPE_CHECKING:
-    from .net import Net
-
 READY_AHEAD = 64  # main-thread epochs dispatched ahead of the one running
 LOW_WATER = 16  # below this many ready main-thread epochs, the sim is advanced again
 GROUP_LIMIT = 256  # deferred main-thread epochs that may share one commit...
 GROUP_SECONDS = 0.05  # ...and for at most this long (readers see progress; a crash re-runs little)
 IDLE_CHECK = 0.25  # seconds between lease sweeps while pool epochs run
-
-
-@dataclass
-class NodeFunctions:
-    exec: Callable[..., Any] | None = None
-    start: Callable[..., Any] | None = None
-    stop: Callable[..., Any] | None = None
-    failed: Callable[..., Any] | None = None
 
 
 @dataclass
@@ -78,7 +68,7 @@ class Ready:
 class Runtime:
     """The run state of one open net, and the owner loop that changes it."""
 
-    def __init__(self, net: Net, graph: ns.Graph, conn: apsw.Connection, config: NetConfig) -> None:
+    def __init__(self, net: NetHandle, graph: ns.Graph, conn: apsw.Connection, config: NetConfig) -> None:
         self.net = net
         self.config = config
         self.clock = config.clock

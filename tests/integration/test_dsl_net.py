@@ -38,11 +38,11 @@ def in_tmp_path(tmp_path, monkeypatch):
 
 def round_trip(text: str, tmp_path, name: str = "net") -> str:
     """load -> save -> load -> save; checks equal nets and byte-identical files; returns the saved text."""
-    first = dsl.load_definition(text)
+    first = netrun.Net.load_definition(text)
     try:
         saved = tmp_path / f"{name}.toml"
         dsl.save_definition(first, saved)
-        second = dsl.load_definition(saved)
+        second = netrun.Net.load_definition(saved)
         try:
             again = tmp_path / f"{name}-again.toml"
             dsl.save_definition(second, again)
@@ -56,7 +56,7 @@ def round_trip(text: str, tmp_path, name: str = "net") -> str:
 
 
 def test_the_net_section_loads_as_written():
-    with dsl.load_definition(SPEC_NET) as net:
+    with netrun.Net.load_definition(SPEC_NET) as net:
         assert net._config.on_error == "continue"
         assert net._config.history_file == "./history.jsonl"
         assert net._config.thread_pools == {"io": {"size": 10}}
@@ -66,7 +66,7 @@ def test_the_net_section_loads_as_written():
 
 @pytest.mark.parametrize("name", ["node_port_list", "node_port_tables"])
 def test_the_node_definition_loads_as_written(name):
-    with dsl.load_definition(SPEC_EXAMPLES[name]) as net:
+    with netrun.Net.load_definition(SPEC_EXAMPLES[name]) as net:
         config = net.get_node_config("MyNode")
         assert (config["pool"], config["retries"], config["defer_net_actions"], config["timeout"]) == (
             "io", 3, True, 30.0)
@@ -76,7 +76,7 @@ def test_the_node_definition_loads_as_written(name):
 
 
 def test_the_exec_functions_load_as_written_and_run():
-    with dsl.load_definition(SPEC_EXEC_FUNCS) as net:
+    with netrun.Net.load_definition(SPEC_EXEC_FUNCS) as net:
         funcs = net._rt.functions["MyNode"]
         assert (funcs.exec, funcs.start, funcs.stop, funcs.failed) == (
             fx.my_exec_func, fx.my_start_func, fx.my_stop_func, fx.my_failed_func)
@@ -87,19 +87,19 @@ def test_the_exec_functions_load_as_written_and_run():
 
 @pytest.mark.parametrize("name", ["factory", "factory_callable_arg"])
 def test_the_factory_examples_load_as_written(name):
-    with dsl.load_definition(SPEC_EXAMPLES[name]) as net:
+    with netrun.Net.load_definition(SPEC_EXAMPLES[name]) as net:
         ports = sorted(net._rt.graph_nodes["MyNode"].in_ports)
         assert ports == (["in0", "in1", "in2"] if name == "factory" else ["x", "y"])
 
 
 def test_the_spec_edge_list_fans_out_of_one_port_which_netrun_sim_refuses():
     with pytest.raises(DefinitionError, match=r"the graph is invalid: output port B\.out.* has 2 outgoing edges"):
-        dsl.load_definition(SPEC_EDGES_INLINE)
+        netrun.Net.load_definition(SPEC_EDGES_INLINE)
 
 
 @pytest.mark.parametrize("name", ["edges_inline", "edges_tables"])
 def test_the_edge_examples_load(name):
-    with dsl.load_definition(SPEC_EXAMPLES[name]) as net:
+    with netrun.Net.load_definition(SPEC_EXAMPLES[name]) as net:
         assert len(net._rt.sim.graph.edges()) == (3 if name == "edges_inline" else 1)
 
 
@@ -111,7 +111,7 @@ def test_every_spec_example_round_trips_byte_for_byte(name, tmp_path):
 def test_every_port_type_form_round_trips(tmp_path):
     text = round_trip(TYPED_PORTS, tmp_path)
     assert 'type = "Point"' in text
-    with dsl.load_definition(text) as net:
+    with netrun.Net.load_definition(text) as net:
         assert net.get_port_types("Out")["in"] == {
             "exact": {"class": "tests.dsl_fixtures.nodes:Point", "isinstance": False},
             "classes": {"class": "tests.dsl_fixtures.nodes:Point", "subclass": True},
@@ -166,7 +166,7 @@ def test_a_net_built_in_python_round_trips(tmp_path):
         net.set_input_port_type("Join", "c", {"class": fx.Point, "subclass": True})
         net.set_output_port_type("Join", "out", "DataFrame")
         text = dsl.dumps_definition(net)
-        with dsl.load_definition(text) as loaded:
+        with netrun.Net.load_definition(text) as loaded:
             assert describe(loaded) == describe(net)
             assert dsl.dumps_definition(loaded) == text
     assert 'when = "full(a) and (count(b) >= 2 or not empty(c))"' in text
@@ -201,19 +201,19 @@ def test_an_option_toml_cannot_write_is_refused_at_save_time():
 
 
 def test_an_override_toml_cannot_write_does_not_stop_a_load():
-    with dsl.load_definition(SPEC_EXEC_FUNCS, history_max_size=None) as net:
+    with netrun.Net.load_definition(SPEC_EXEC_FUNCS, history_max_size=None) as net:
         assert net._config.history_max_size is None
 
 
 def test_port_types_set_on_a_factory_node_cannot_be_written():
-    with dsl.load_definition(SPEC_FACTORY) as net:
+    with netrun.Net.load_definition(SPEC_FACTORY) as net:
         net.set_input_port_type("MyNode", "in0", int)
         with pytest.raises(DefinitionError, match="comes from a factory, so its port types cannot be written"):
             dsl.dumps_definition(net)
 
 
 def test_factory_arguments_that_are_not_json_are_refused_at_save_time(tmp_path):
-    with dsl.load_definition(SPEC_FACTORY, db=tmp_path / "run.db") as net:
+    with netrun.Net.load_definition(SPEC_FACTORY, db=tmp_path / "run.db") as net:
         stored = net.query("SELECT value FROM net_meta WHERE key = 'definition'")[0]["value"]
         assert "timeout = 30" in stored
         # TOML can hold a date, JSON cannot: a definition stored by an older or other writer may have one.
@@ -235,7 +235,7 @@ def test_save_into_a_missing_folder_is_reported(tmp_path):
 
 
 def test_a_net_from_toml_runs_end_to_end():
-    with dsl.load_definition(PIPELINE) as net:
+    with netrun.Net.load_definition(PIPELINE) as net:
         net.inject_source_epoch("Source")
         net.start()
         assert sorted(fx.RESULTS) == [0, 2, 4]
@@ -245,7 +245,7 @@ def test_a_net_from_toml_runs_end_to_end():
 
 def test_a_port_type_from_toml_is_checked():
     text = PIPELINE.replace('[nodes.Sink]\nin_ports = ["in"]', '[nodes.Sink.in_ports.in]\ntype = "str"\n[nodes.Sink]')
-    with dsl.load_definition(text) as net:
+    with netrun.Net.load_definition(text) as net:
         net.inject_source_epoch("Source")
         with pytest.raises(netrun.NodeExecutionFailed) as info:
             net.start()
@@ -255,7 +255,7 @@ def test_a_port_type_from_toml_is_checked():
 
 def test_the_definition_is_stored_in_the_database(tmp_path):
     db = tmp_path / "run.db"
-    with dsl.load_definition(PIPELINE, db=db) as net:
+    with netrun.Net.load_definition(PIPELINE, db=db) as net:
         stored = net.query("SELECT value FROM net_meta WHERE key = 'definition'")[0]["value"]
         assert stored == dsl.dumps_definition(net)
         assert 'purpose = "doubling"' in stored and 'label = "numbers"' in stored
@@ -264,7 +264,7 @@ def test_the_definition_is_stored_in_the_database(tmp_path):
 def test_resume_needs_nothing_but_the_database_file(tmp_path):
     definition, db = tmp_path / "pipeline.toml", tmp_path / "run.db"
     definition.write_text(PIPELINE)
-    with dsl.load_definition(definition, db=db) as net:
+    with netrun.Net.load_definition(definition, db=db) as net:
         saved = dsl.dumps_definition(net)
         net.inject_source_epoch("Source")
         net.run_step()  # Source ran; its packets wait on the edge
@@ -297,7 +297,7 @@ def test_restore_definition_leaves_a_net_without_a_definition_alone(tmp_path):
 
 
 def test_restore_definition_reports_a_factory_that_now_makes_another_node(tmp_path, monkeypatch):
-    with dsl.load_definition(PIPELINE, db=tmp_path / "run.db"):
+    with netrun.Net.load_definition(PIPELINE, db=tmp_path / "run.db"):
         pass
     original = my_factory.get_node_spec
     monkeypatch.setattr(my_factory, "get_node_spec", lambda **args: original(num_inputs=2))
@@ -314,7 +314,7 @@ def test_restore_definition_reports_a_factory_that_now_makes_another_node(tmp_pa
 
 
 def test_restore_definition_reports_a_factory_that_cannot_be_imported(tmp_path):
-    with dsl.load_definition(PIPELINE, db=tmp_path / "run.db") as net:
+    with netrun.Net.load_definition(PIPELINE, db=tmp_path / "run.db") as net:
         stored = net.query("SELECT value FROM net_meta WHERE key = 'definition'")[0]["value"]
         moved = stored.replace("tests.dsl_fixtures.my_factory", "tests.dsl_fixtures.moved_factory")
         net._rt.journal.add("UPDATE net_meta SET value = ? WHERE key = 'definition'", (moved,))
@@ -334,21 +334,21 @@ def test_a_failed_load_leaves_no_database_file(tmp_path, monkeypatch):
     monkeypatch.setattr(netrun.Net, "set_node_config", refuse)
     db = tmp_path / "run.db"
     with pytest.raises(DefinitionError, match="node 'MyNode': node 'MyNode': refused for the test"):
-        dsl.load_definition(SPEC_NET + SPEC_NODE_PORT_LIST, db=db)
+        netrun.Net.load_definition(SPEC_NET + SPEC_NODE_PORT_LIST, db=db)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_load_refuses_a_database_that_already_holds_a_net(tmp_path):
     db = tmp_path / "run.db"
-    with dsl.load_definition(PIPELINE, db=db):
+    with netrun.Net.load_definition(PIPELINE, db=db):
         pass
     with pytest.raises(netrun.StorageError, match="already holds a net"):
-        dsl.load_definition(PIPELINE, db=db)
+        netrun.Net.load_definition(PIPELINE, db=db)
     assert db.exists()  # someone else's net: never removed
 
 
 def test_the_stored_definition_matches_the_node_settings(tmp_path):
-    with dsl.load_definition(PIPELINE, db=tmp_path / "run.db") as net:
+    with netrun.Net.load_definition(PIPELINE, db=tmp_path / "run.db") as net:
         functions = {r["node_name"]: json.loads(r["functions"])
                      for r in net.query("SELECT node_name, functions FROM node_settings")}
     assert functions["Double"] == {"exec": "tests.dsl_fixtures.nodes:double"}
@@ -356,7 +356,7 @@ def test_the_stored_definition_matches_the_node_settings(tmp_path):
 
 
 def test_dedented_text_with_a_path_like_first_line_is_still_text():
-    with dsl.load_definition(textwrap.dedent("""
+    with netrun.Net.load_definition(textwrap.dedent("""
         [nodes.N]
         in_ports = ["a"]
     """)) as net:

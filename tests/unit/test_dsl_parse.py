@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import netrun
-from netrun.dsl import dumps_definition, load_definition
+from netrun.dsl import dumps_definition
 from netrun.errors import DefinitionError, ExpressionError
 from netrun.graphio import graph_to_data
 from tests.dsl_fixtures import nodes as fx
@@ -17,11 +17,11 @@ from tests.dsl_fixtures import nodes as fx
 
 @pytest.fixture
 def load():
-    """load_definition(dedented text) on a temporary database, closed after the test."""
+    """netrun.Net.load_definition(dedented text) on a temporary database, closed after the test."""
     opened: list[netrun.Net] = []
 
     def _load(text: str, **kwargs) -> netrun.Net:
-        net = load_definition(textwrap.dedent(text), **kwargs)
+        net = netrun.Net.load_definition(textwrap.dedent(text), **kwargs)
         opened.append(net)
         return net
 
@@ -36,7 +36,7 @@ def node_data(net: netrun.Net, name: str) -> dict:
 
 def error_of(text: str) -> DefinitionError:
     with pytest.raises(DefinitionError) as info:
-        load_definition(textwrap.dedent(text)).close()
+        netrun.Net.load_definition(textwrap.dedent(text)).close()
     assert re.match(r"<string>(:\d+){0,2}: ", str(info.value))  # the line (and column), when known
     return info.value
 
@@ -448,13 +448,13 @@ def test_a_file_is_named_in_errors_and_a_missing_file_is_reported(tmp_path):
     path.write_text("[nodes.N]\ncolour = 1\n")
     for given in (path, str(path)):
         with pytest.raises(DefinitionError, match=f"^{path}:2: node 'N': unknown key 'colour'") as info:
-            load_definition(given)
+            netrun.Net.load_definition(given)
         assert info.value.path == str(path)
     with pytest.raises(DefinitionError, match="cannot read the definition"):
-        load_definition(tmp_path / "missing.toml")
+        netrun.Net.load_definition(tmp_path / "missing.toml")
     (tmp_path / "latin1.toml").write_bytes(b"# \xe9\n")
     with pytest.raises(DefinitionError, match="cannot read the definition"):
-        load_definition(tmp_path / "latin1.toml")
+        netrun.Net.load_definition(tmp_path / "latin1.toml")
 
 
 def test_definition_error_is_a_config_error_and_survives_pickle():

@@ -24,7 +24,7 @@ import tomli_w
 import tomllib
 
 import netrun
-from netrun.dsl import load_definition
+
 from netrun.expressions import parse, to_text
 from netrun.graphio import term_to_data
 from tests.dsl_fixtures.definitions import (
@@ -187,7 +187,7 @@ def test_malformed_definitions_and_expressions_raise_only_netrun_errors(tmp_path
 
     def load(text: str) -> None:
         try:
-            load_definition(text, db=scratch / "net.db").close()
+            netrun.Net.load_definition(text, db=scratch / "net.db").close()
         finally:
             for leftover in scratch.iterdir():
                 leftover.unlink()
