@@ -40,7 +40,7 @@ from .host import RunHost
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
-AHEAD = 2  # queued jobs per worker kept ahead of a pool (bounded work in flight)
+AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight)
 _SPAWN = multiprocessing.get_context("spawn")
 
 

@@ -189,3 +189,22 @@ def sleepy_sink(ctx, packets):
     value = ctx.consume_packet(packets["in"][0])
     time.sleep(0.005)
     SINK.append(value)
+
+
+# -- frozen workers (test_runtime_owner) ----------------------------------------------------------
+FREEZE_ENV = "NETRUN_TEST_FREEZE_FILE"
+
+
+def freeze_me_on_zero(ctx, packets):
+    """Sends (value, pid). Value 0, on its first run only: writes this process's pid to
+    $NETRUN_TEST_FREEZE_FILE, then sleeps 10 s (the test freezes the process meanwhile, and the
+    owner must take the epoch back once the lease runs out). A second run goes straight through."""
+    value = ctx.consume_packet(packets["in"][0])
+    path = os.environ[FREEZE_ENV]
+    if value == 0 and not os.path.exists(path + ".done"):
+        open(path + ".done", "w").close()
+        with open(path + ".tmp", "w") as handle:
+            handle.write(str(os.getpid()))
+        os.replace(path + ".tmp", path)
+        time.sleep(10.0)
+    _send(ctx, (value, os.getpid()))
