@@ -25,6 +25,7 @@ from .checkpoint import DB_NAME, copy_checkpoint, copy_history, refuse_own_folde
 from .errors import (
     CheckpointError,
     ConfigError,
+    ContextUsageError,
     NetClosedError,
     NotANetrunDatabase,
     PortNotFound,
@@ -255,6 +256,9 @@ class Net:
             return
         rt = self._rt
         control = rt.control
+        if rt.looping and rt.owner.is_mine:
+            raise ContextUsageError(f"close() of the net on {self.db_path} was called from node code while the net "
+                                    "runs; call net.pause() there, and close() once start() returns")
         if control.in_background and control.thread is not threading.current_thread():
             control.request_pause()
             control.thread.join()

@@ -36,7 +36,7 @@ from .clock import SystemClock, iso
 from .config import NetConfig, NodeConfig
 from .deadletters import DeadLetterQueue
 from .epoch import EpochRun, run_sync, write_logs
-from .errors import ConfigError, NodeExecutionFailed, NotFoundError
+from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
@@ -100,6 +100,7 @@ class Runtime:
         self.next_start: dict[str, float] = {}  # node -> monotonic time its next epoch may start
         self.paused = False
         self.started = False
+        self.looping = False  # the owner loop is running (in the owning thread)
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.job_seq = next_seq(conn)
         self.inbox = Inbox(self)
@@ -377,70 +378,81 @@ class Runtime:
                    limit: int | None = None) -> int:
         """The owner loop (see the module docstring). With `asynchronous=False` nothing in it suspends."""
         with self.owner.holding():
-            self.ensure_started()
-            ran = 0
+            if self.looping:
+                raise ContextUsageError("the net is already running in this thread: node code cannot start or step "
+                                        "it again (call net.pause() instead)")
+            self.looping = True
             try:
-                if round_:
-                    self.advance()
-                    if start_epochs:
-                        self.dispatch(limit=limit, bounded=False)
-                notices: list = []
-                while True:
-                    notices += self.owner.wait(0)
-                    self.owner.serve()
-                    ran += self.pools.apply_arrived(notices)
-                    notices.clear()
-                    ran += self._reap()
-                    self.pools.maintain()
-                    if self.paused:
-                        self.withdraw()
-                    elif not round_:
-                        if (self.sim.changed or self.inbox.pending) and \
-                                (len(self.ready) < LOW_WATER or self.pools.wants_work()):
-                            self.advance()
-                        self.dispatch()
-                    wait = None
-                    if self.ready and not self.paused:
-                        now = self.clock.monotonic()
-                        found = self._next_ready(now)
-                        if isinstance(found, Ready):
-                            if asynchronous and inspect.iscoroutinefunction(self.functions[found.node_name].exec):
-                                self._launch(self._start_batch(found, now))
-                            else:
-                                job = self._start_one(found)
-                                await self._run_job(job, asynchronous=False)
-                                ran += 1
-                            continue
-                        wait = found - now
-                    self.commit()
-                    if not self.ready and not self._tasks and not self.pools.dispatched:
-                        if self.paused or round_:
-                            break
-                        self.advance()
-                        self.dispatch()
-                        if not self.ready and not self.pools.dispatched:
-                            break
-                        continue
-                    if self.pools.dispatched:
-                        wait = min(wait, self.pools.next_check()) if wait is not None else self.pools.next_check()
-                    if wait is not None and wait > 0 and not isinstance(self.clock, SystemClock):
-                        # An injected clock's time passes only through its sleep() (tests drive time so).
-                        self.clock.sleep(wait)
-                        notices = self.owner.wait(0)
-                    elif asynchronous:
-                        notices = await self._wait_async(wait)
-                    else:
-                        notices = self.owner.wait(wait)
+                return await self._loop(asynchronous=asynchronous, round_=round_, start_epochs=start_epochs,
+                                        limit=limit)
             finally:
-                self.withdraw()
-                if self._tasks:
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-                    self._tasks.clear()
+                self.looping = False
+
+    async def _loop(self, *, asynchronous: bool, round_: bool, start_epochs: bool, limit: int | None) -> int:
+        self.ensure_started()
+        ran = 0
+        try:
+            if round_:
+                self.advance()
+                if start_epochs:
+                    self.dispatch(limit=limit, bounded=False)
+            notices: list = []
+            while True:
+                notices += self.owner.wait(0)
+                self.owner.serve()
+                ran += self.pools.apply_arrived(notices)
+                notices.clear()
+                ran += self._reap()
+                self.pools.maintain()
+                if self.paused:
+                    self.withdraw()
+                elif not round_:
+                    if (self.sim.changed or self.inbox.pending) and \
+                            (len(self.ready) < LOW_WATER or self.pools.wants_work()):
+                        self.advance()
+                    self.dispatch()
+                wait = None
+                if self.ready and not self.paused:
+                    now = self.clock.monotonic()
+                    found = self._next_ready(now)
+                    if isinstance(found, Ready):
+                        if asynchronous and inspect.iscoroutinefunction(self.functions[found.node_name].exec):
+                            self._launch(self._start_batch(found, now))
+                        else:
+                            job = self._start_one(found)
+                            await self._run_job(job, asynchronous=False)
+                            ran += 1
+                        continue
+                    wait = found - now
                 self.commit()
-            if self.config.history_flush_on_pause and (self.paused or not round_):
-                self.history.flush()
-            self._raise_pending()
-            return ran
+                if not self.ready and not self._tasks and not self.pools.dispatched:
+                    if self.paused or round_:
+                        break
+                    self.advance()
+                    self.dispatch()
+                    if not self.ready and not self.pools.dispatched:
+                        break
+                    continue
+                if self.pools.dispatched:
+                    wait = min(wait, self.pools.next_check()) if wait is not None else self.pools.next_check()
+                if wait is not None and wait > 0 and not isinstance(self.clock, SystemClock):
+                    # An injected clock's time passes only through its sleep() (tests drive time so).
+                    self.clock.sleep(wait)
+                    notices = self.owner.wait(0)
+                elif asynchronous:
+                    notices = await self._wait_async(wait)
+                else:
+                    notices = self.owner.wait(wait)
+        finally:
+            self.withdraw()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                self._tasks.clear()
+            self.commit()
+        if self.config.history_flush_on_pause and (self.paused or not round_):
+            self.history.flush()
+        self._raise_pending()
+        return ran
 
     def _start_batch(self, first: Ready, now: float) -> list[Claim]:
         """Start every due async epoch at once: their starts are one commit."""

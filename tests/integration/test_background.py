@@ -274,3 +274,23 @@ def test_a_query_from_another_thread_waits_for_one_epoch_not_for_the_whole_run(t
         assert waited < 0.5
         net.wait_until_blocked(timeout=30)
     assert sorted(got) == list(range(100))
+
+
+def test_node_code_cannot_close_or_restart_the_net_that_runs_it(tmp_path):
+    errors: list = []
+    with netrun.Net(chain("Source", "Sink"), db=tmp_path / "run.db") as net:
+        def sink(ctx, packets):
+            ctx.consume_packet(packets["in"][0])
+            for call in (net.close, net.start, net.run_step):
+                try:
+                    call()
+                except netrun.ContextUsageError as exc:
+                    errors.append(str(exc))
+
+        net.set_node_exec("Sink", sink)
+        net.inject_packet("Sink", "in", 1)
+        net.inject_packet("Sink", "in", 2)
+        net.start()
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 2}]
+    assert len(errors) == 6
+    assert "call net.pause() there" in errors[0] and "already running in this thread" in errors[1]
