@@ -48,9 +48,9 @@ class HistoryLog:
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
-    def recent(self) -> list[dict]:
-        """The in-memory window, oldest first, as SPEC records."""
-        return [to_json_record(r) for r in self._recent]
+    def recent(self) -> list[HistoryRecord]:
+        """The in-memory window, oldest first, as the journal built them (see `to_json_record`)."""
+        return list(self._recent)
 
     def __call__(self, records: list[HistoryRecord]) -> None:
         if self.keep_memory:

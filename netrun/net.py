@@ -32,6 +32,7 @@ from .errors import (
     StorageError,
 )
 from .graphio import graph_to_data
+from .history import to_json_record
 from .migrate import inspect_file, migrate
 from .ownership import OwnerLock
 from .readonly import Readers, read_query
@@ -552,11 +553,11 @@ class Net:
         """The most recent `history_max_size` history records (all are in the `history` table)."""
         rt = self._live()
 
-        def read() -> list[dict]:
+        def read() -> list[tuple]:
             rt.journal.commit()
             return rt.history.recent()
 
-        return rt.owner.call(read)
+        return [to_json_record(r) for r in rt.owner.call(read)]  # converted in the caller's thread
 
     def flush_history(self) -> None:
         """Append every pending history record to `history_file` now."""

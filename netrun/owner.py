@@ -112,15 +112,17 @@ class Owner:
             self._try_serve()
 
     def serve(self) -> int:
-        """From the owner: answer every waiting request. Returns how many."""
+        """From the owner: answer the requests waiting now (not those queued meanwhile: callers that
+        ask again at once cannot keep the owner from its run). Returns how many."""
         served = 0
-        while True:
+        for _ in range(self._requests.qsize()):
             try:
                 request = self._requests.get_nowait()
             except queue.Empty:
-                return served
+                break
             request.run()
             served += 1
+        return served
 
     def wait(self, timeout: float | None) -> list[Any]:
         """From the owner: wait up to `timeout` seconds for arrivals; return them all (may be empty)."""

@@ -49,8 +49,9 @@ from .pools import PoolManager
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
 
-READY_AHEAD = 64  # main-thread epochs dispatched ahead of the one running
-LOW_WATER = 16  # below this many ready main-thread epochs, the sim is advanced again
+READY_AHEAD = 16  # main-thread epochs of one node dispatched ahead of the one running
+LOW_WATER = 8  # below this many ready main-thread epochs, the sim is advanced again...
+ADVANCE_EVERY = 8  # ...and after this many main-thread epochs (downstream work shows up early)
 GROUP_LIMIT = 256  # deferred main-thread epochs that may share one commit...
 GROUP_SECONDS = 0.05  # ...and for at most this long (readers see progress; a crash re-runs little)
 IDLE_CHECK = 0.25  # seconds between lease sweeps while pool epochs run
@@ -63,6 +64,7 @@ class Ready:
     epoch_id: str
     node_name: str
     due: float
+    depth: int = 0
 
 
 class Runtime:
@@ -101,6 +103,7 @@ class Runtime:
         self.paused = False
         self.started = False
         self.looping = False  # the owner loop is running (in the owning thread)
+        self._since_advance = 0  # main-thread epochs run since the sim last advanced
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.job_seq = next_seq(conn)
         self.inbox = Inbox(self)
@@ -213,6 +216,7 @@ class Runtime:
 
     def advance(self) -> None:
         """Admit injected work and let the sim run until blocked (if anything changed)."""
+        self._since_advance = 0
         self.inbox.admit()
         if self.sim.changed:
             self.run_until_blocked()
@@ -238,7 +242,7 @@ class Runtime:
             if cfg.max_parallel_epochs is not None:
                 room = min(room, cfg.max_parallel_epochs - self.inflight[name])
             if cfg.pool is None and bounded:
-                room = min(room, READY_AHEAD - len(self.ready))
+                room = min(room, READY_AHEAD - self.ready_count[name])
             while waiting and room > 0:
                 pool = None
                 if cfg.pool is not None:
@@ -249,7 +253,7 @@ class Runtime:
                 due = self._due(name, cfg, now)
                 self.inflight[name] += 1
                 if pool is None:
-                    self.ready.append(Ready(epoch_id, name, due))
+                    self.ready.append(Ready(epoch_id, name, due, self.depth[name]))
                     self.ready_count[name] += 1
                 else:
                     self.pools.dispatch(epoch_id, name, pool, self._job(epoch_id, name, pool, due, now))
@@ -290,19 +294,23 @@ class Runtime:
         self.waiting[node].move_to_end(epoch_id, last=False)
 
     # -- running main-thread epochs ----------------------------------------------------------------
-    def _next_ready(self, now: float) -> Ready | None | float:
-        """The first due ready epoch (removed from `ready`), or the time the earliest one is due."""
+    def _next_ready(self, now: float) -> Ready | float:
+        """The due ready epoch of the deepest node, oldest first (removed from `ready`), or the time
+        the earliest one is due. Downstream first: a backlog upstream never holds back its results."""
+        best = -1
+        earliest = float("inf")
         ready = self.ready
-        if ready[0].due <= now:
-            return ready.popleft()
-        earliest = min(r.due for r in ready)
-        if earliest > now:
-            return earliest
         for i, item in enumerate(ready):
             if item.due <= now:
-                del ready[i]
-                return item
-        return earliest
+                if best < 0 or item.depth > ready[best].depth:
+                    best = i
+            elif item.due < earliest:
+                earliest = item.due
+        if best < 0:
+            return earliest
+        item = ready[best]
+        del ready[best]
+        return item
 
     def _start(self, item: Ready) -> Claim:
         self.ready_count[item.node_name] -= 1
@@ -408,7 +416,8 @@ class Runtime:
                     self.withdraw()
                 elif not round_:
                     if (self.sim.changed or self.inbox.pending) and \
-                            (len(self.ready) < LOW_WATER or self.pools.wants_work()):
+                            (len(self.ready) < LOW_WATER or self.pools.wants_work()
+                             or self._since_advance >= ADVANCE_EVERY):
                         self.advance()
                     self.dispatch()
                 wait = None
@@ -420,6 +429,7 @@ class Runtime:
                             self._launch(self._start_batch(found, now))
                         else:
                             job = self._start_one(found)
+                            self._since_advance += 1
                             await self._run_job(job, asynchronous=False)
                             ran += 1
                         continue
