@@ -11,7 +11,7 @@ connection must not cross a fork) and reopen the database by path.
 compare-and-set so that a report racing it wins or loses exactly once:
 - a dead process worker, or a job whose lease expired (a frozen process, a hung thread):
   the crash semantics of DESIGN.md apply (deferred: runs again, the attempt counted, and it
-  fails after `retries + 1` deaths; otherwise cancelled, its packets dead-lettered as
+  fails once it died more than `retries + 1` times; otherwise cancelled, its packets dead-lettered as
   'interrupted'); a process worker is killed and replaced, a hung thread is retired and
   replaced (its late report is refused);
 - a job past its node's `timeout`: EpochTimeout into the failure flow.
