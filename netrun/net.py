@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +101,7 @@ class Net:
 
     def _attach(self, graph: ns.Graph) -> None:
         self._readers = Readers(self.db_path)
+        self._closing = threading.Lock()
         self._rt = Runtime(self, graph, self._conn, self._config)
         self.unrestored_functions: dict[str, list[str]] = {}
         self.definition_problems: dict[str, str] = {}
@@ -253,16 +255,29 @@ class Net:
 
         Idempotent. A temporary database (`db=None`) is deleted.
         """
-        if self._closed:
-            return
         rt = self._rt
-        control = rt.control
         if rt.looping and rt.owner.is_mine:
             raise ContextUsageError(f"close() of the net on {self.db_path} was called from node code while the net "
                                     "runs; call net.pause() there, and close() once start() returns")
+        with self._closing:  # one closer at a time; the others find it closed
+            if self._closed:
+                return
+            self._stop_run()
+            self._shut_down()
+
+    def _stop_run(self) -> None:
+        """End a run going on in another thread as `pause()` would, and wait for its loop to end."""
+        rt = self._rt
+        control = rt.control
         if control.in_background and control.thread is not threading.current_thread():
             control.request_pause()
             control.thread.join()
+        while rt.looping:  # a foreground start() in another thread: its running epochs finish first
+            control.request_pause()
+            time.sleep(0.005)
+
+    def _shut_down(self) -> None:
+        rt = self._rt
 
         def shut_down() -> None:
             try:

@@ -137,7 +137,10 @@ class Runtime:
         return out
 
     def startable_in_sim(self) -> int:
-        return len(self.ready) + sum(len(w) for w in self.waiting.values()) + len(self.pools.dispatched)
+        """Startable epochs the sim holds that will run (those of a node without an exec function stay
+        startable until it gets one: counting them would stop admission for every other node)."""
+        waiting = sum(len(w) for name, w in self.waiting.items() if self.functions[name].exec is not None)
+        return len(self.ready) + waiting + len(self.pools.dispatched)
 
     def beat(self) -> None:
         """A running epoch made progress (pool workers renew their lease here; the owner needs nothing)."""

@@ -294,3 +294,50 @@ def test_node_code_cannot_close_or_restart_the_net_that_runs_it(tmp_path):
         assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 2}]
     assert len(errors) == 6
     assert "call net.pause() there" in errors[0] and "already running in this thread" in errors[1]
+
+
+def test_close_from_several_threads_at_once_during_a_background_run(tmp_path):
+    got: list = []
+    net = slow_net(tmp_path, got, values=200)
+    net.start(threaded=True)
+    time.sleep(0.1)
+    outcomes: list = []
+
+    def close() -> None:
+        try:
+            net.stop()
+            outcomes.append("ok")
+        except BaseException as exc:  # noqa: BLE001 - what the test looks at
+            outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=close) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == ["ok"] * 4
+    assert not [t for t in threading.enumerate() if t.name.startswith("netrun-")]
+
+
+def test_close_from_another_thread_during_a_foreground_run_waits_for_the_loop(tmp_path):
+    got: list = []
+    net = slow_net(tmp_path, got, values=200)
+    timer = threading.Timer(0.2, net.close)
+    timer.start()
+    net.start()  # ends paused: close() asked it to stop, then closed the net once it had
+    timer.join(30)
+    assert net.poll().state == "stopped"
+    with netrun.Net.resume(net.db_path) as again:
+        done = again.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'")[0]["n"]
+        running = again.query("SELECT count(*) AS n FROM epochs WHERE state = 'running'")[0]["n"]
+    assert 0 < done and running == 0
+
+
+def test_epochs_of_a_node_without_exec_function_do_not_stop_admission(tmp_path):
+    with netrun.Net(chain("Source", "A", "C"), db=tmp_path / "run.db") as net:
+        net.set_node_exec("A", forward())  # C has no exec function: its epochs stay startable
+        for value in range(1_500):
+            net.inject_packet("A", "in", value)
+        net.start()
+        assert net.query("SELECT count(*) AS n FROM inbox") == [{"n": 0}]
+        assert len(net.get_startable_epochs_by_node("C")) == 1_500
