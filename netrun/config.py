@@ -17,6 +17,7 @@ _ON_ERROR = ("continue", "pause", "raise")
 _DURABILITY = ("normal", "full")
 _DLQ_MODES = ("memory", "file", "callback")
 _POOL_INIT = ("per_worker", "global")
+MAX_LEASE_SECONDS = 365 * 24 * 3600  # a lease's end must be a date: longer ones are refused
 
 
 def _is_int(value: Any) -> bool:
@@ -117,7 +118,8 @@ def parse_net_config(options: dict[str, Any]) -> NetConfig:
                "'least_busy' or 'round_robin'", o["pool_selection"])
     if "lease_seconds" in o:
         value = o["lease_seconds"]
-        _check(owner, "lease_seconds", _is_number(value) and value > 0, "a positive number of seconds", value)
+        _check(owner, "lease_seconds", _is_number(value) and 0 < value <= MAX_LEASE_SECONDS,
+               f"a positive number of seconds, at most {MAX_LEASE_SECONDS:,} (a year)", value)
     if "clock" in o:
         _check(owner, "clock", all(hasattr(o["clock"], m) for m in ("now", "monotonic", "sleep")),
                "an object with now(), monotonic() and sleep()", o["clock"])

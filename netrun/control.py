@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from .host import RunHost
+from .worker import in_worker_thread
 
 STATES = ("running", "pausing", "paused", "blocked", "stopped")
 
@@ -113,7 +114,9 @@ class Controller:
     def pause(self) -> None:
         """Ask the run to start nothing new; from another thread, wait for running epochs to end."""
         self.request_pause()
-        if self.rt.owner.is_mine:  # node code, or a callback, inside the run: the loop ends it
+        if self.rt.owner.is_mine or in_worker_thread():
+            # node code (main thread or a pool's thread) inside the run: the loop ends the run once
+            # the running epochs, this one included, are done; waiting here would wait for itself
             self.state = "pausing"
             return
         thread = self.thread

@@ -34,6 +34,14 @@ from .journal import Journal
 from . import jobs
 from .values import ValueStore
 
+_here = threading.local()  # `active` in a thread worker's thread
+
+
+def in_worker_thread() -> bool:
+    """Whether the calling thread is a thread-pool worker (running node code of a pool)."""
+    return getattr(_here, "active", False)
+
+
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
 START_FAILED = "\x00start-failed\x00"  # notice prefix: a start_node_func raised in a worker
 
@@ -294,5 +302,6 @@ def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify:
 
 def thread_main(spec: WorkerSpec, worker_id: str, wake: threading.Semaphore, stop: threading.Event,
                 retire: threading.Event, notify: Callable[[str], None], clock: Clock, net: Any) -> None:
+    _here.active = True
     worker_loop(spec, worker_id, wake, stop, notify, clock, net, spec.functions, lambda: not retire.is_set(),
                 heartbeat=False)

@@ -341,3 +341,27 @@ def test_epochs_of_a_node_without_exec_function_do_not_stop_admission(tmp_path):
         net.start()
         assert net.query("SELECT count(*) AS n FROM inbox") == [{"n": 0}]
         assert len(net.get_startable_epochs_by_node("C")) == 1_500
+
+
+def pause_from_the_pool(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    if value == 3:
+        ctx._net.pause()  # returns at once: waiting for the run to end would wait for this very epoch
+    ctx.load_output_port("out", ctx.create_packet(value))
+    ctx.send_output_salvo("send_out")
+
+
+def test_pause_from_a_thread_pool_node_during_a_background_run_returns(tmp_path):
+    got: list = []
+    with netrun.Net(chain("Source", "Work", "Sink"), db=tmp_path / "run.db", thread_pools={"p": {"size": 2}}) as net:
+        net.set_node_exec("Work", pause_from_the_pool)
+        net.set_node_exec("Sink", collect(got))
+        net.set_node_config("Work", pool="p")
+        for value in range(10):
+            net.inject_packet("Work", "in", value)
+        net.start(threaded=True)
+        status = net.wait_until_blocked(timeout=20)  # not the 60 s lease
+        assert status.state == "paused"
+        assert len(got) < 10
+        net.start()
+    assert sorted(got) == list(range(10))

@@ -252,3 +252,14 @@ def test_set_node_config_is_stored_in_node_settings(net):
     row = net.query("SELECT config FROM node_settings WHERE node_name = 'A'")[0]
     stored = json.loads(row["config"])
     assert stored["timeout"] == 4 and stored["echo_stdout"] is True
+
+
+@pytest.mark.parametrize("lease", [0, -1, "x", None, True, float("nan"), float("inf"), 1e300, 3e11])
+def test_a_lease_that_is_not_a_positive_number_of_seconds_up_to_a_year_is_refused(lease):
+    with pytest.raises(netrun.ConfigError, match="lease_seconds"):
+        parse_net_config({"lease_seconds": lease})
+
+
+def test_a_lease_of_a_year_is_accepted():
+    assert parse_net_config({"lease_seconds": 365 * 24 * 3600}).lease_seconds == 365 * 24 * 3600
+    assert parse_net_config({"lease_seconds": 0.5}).lease_seconds == 0.5
