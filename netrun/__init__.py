@@ -95,6 +95,7 @@ from .errors import (  # noqa: E402
     UnfinishedEpochError,
     UnpicklableValue,
     ValueFunctionFailed,
+    WorkerLost,
 )
 from .factories import import_from_path  # noqa: E402
 from .control import NetStatus  # noqa: E402
@@ -174,6 +175,7 @@ __all__ = [
     "UnpicklableValue",
     "UnsentOutputSalvoError",
     "ValueFunctionFailed",
+    "WorkerLost",
     "__version__",
     "checkpoint_file",
     "import_from_path",

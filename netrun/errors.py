@@ -123,6 +123,10 @@ class EpochTimeout(NetrunError):
     """An epoch ran longer than its node's `timeout`."""
 
 
+class WorkerLost(NetrunError):
+    """The pool worker running an epoch died, or stopped renewing its lease (frozen, or hung)."""
+
+
 class EpochCancelled(NetrunError):
     """Raised by `ctx.cancel_epoch()`: the epoch is cancelled, not failed (no retry)."""
 

@@ -33,7 +33,7 @@ import cloudpickle
 
 from . import jobs
 from .epoch import apply_remote, end_cancelled, end_failed
-from .errors import EpochTimeout, NodeExecutionFailed
+from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .jobs import FINISH_JOB, INSERT_JOB, Claim, NewJob, job_params
 from .worker import START_FAILED, WorkerSpec, process_main, read_outcome, thread_main
 from .host import RunHost
@@ -399,8 +399,8 @@ class PoolManager:
                                                             "; its late result will be discarded"),
                                 node_name=node, epoch_id=epoch_id)
         what = "died" if why == "died" else f"stopped renewing its lease ({rt.config.lease_seconds}s)"
-        return RuntimeError(f"the worker {worker_id} running epoch {epoch_id} of node {node!r} {what} "
-                            f"({self.deaths[epoch_id]} time(s))")
+        return WorkerLost(f"the worker {worker_id} running epoch {epoch_id} of node {node!r} {what} "
+                          f"({self.deaths[epoch_id]} time(s))", node_name=node, epoch_id=epoch_id)
 
     def _start_failed(self, notice: str) -> None:
         """A start_node_func raised in a worker: stop that pool (no endless respawning)."""

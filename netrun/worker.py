@@ -293,8 +293,14 @@ def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify:
 
     functions = cloudpickle.loads(spec.functions)
     parent = multiprocessing.parent_process()
+    def send(item: str) -> None:
+        try:
+            notify.send(item)
+        except OSError:  # the owner is gone (killed): the report is in the table, the loop ends next
+            pass
+
     try:
-        worker_loop(spec, worker_id, wake, stop, notify.send, SystemClock(), None, functions,
+        worker_loop(spec, worker_id, wake, stop, send, SystemClock(), None, functions,
                     lambda: parent is None or parent.is_alive(), heartbeat=True)
     finally:
         notify.close()

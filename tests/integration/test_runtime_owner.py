@@ -457,10 +457,10 @@ def test_a_hung_thread_worker_is_retired_and_its_late_report_refused(tmp_path):
         assert hung[0].is_alive()
         assert sorted(got) == [(0, 2), (1, 1), (2, 1), (3, 1)]
         [epoch] = [r["epoch_id"] for r in net.query("SELECT epoch_id FROM epoch_attempts WHERE outcome = 'failed'")]
-        attempts = net.query("SELECT attempt, outcome, error FROM epoch_attempts WHERE epoch_id = ? ORDER BY attempt",
-                             (epoch,))
+        attempts = net.query("SELECT attempt, outcome, error, error_type FROM epoch_attempts WHERE epoch_id = ? "
+                             "ORDER BY attempt", (epoch,))
         assert [(a["attempt"], a["outcome"]) for a in attempts] == [(0, "failed"), (1, "finished")]
-        assert "stopped renewing its lease" in attempts[0]["error"]
+        assert "stopped renewing its lease" in attempts[0]["error"] and attempts[0]["error_type"] == "WorkerLost"
         assert net._rt.pools.pools["p"].size == len(net._rt.pools.pools["p"].workers) == 2  # replaced
 
         release.set()  # the hung thread returns: its report names a job that is no longer its own
