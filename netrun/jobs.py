@@ -27,8 +27,6 @@ from typing import Any
 
 from .clock import iso
 
-MAIN_WORKER = "main"
-
 _CLAIM = """
 UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_until = ?3
 WHERE epoch_id = (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
@@ -125,12 +123,6 @@ def expired(conn: Any, now: str) -> list[tuple[Claim, str, str | None]]:
     rows = conn.execute("SELECT epoch_id, node_name, attempt, worker, claimed_at FROM epoch_jobs "
                         "WHERE state = 'claimed' AND lease_until < ? AND pool IS NOT NULL", (now,)).fetchall()
     return [(Claim(r[0], r[1], r[2]), r[3], r[4]) for r in rows]
-
-
-def claimed_by(conn: Any, worker: str) -> list[tuple[Claim, str | None]]:
-    rows = conn.execute("SELECT epoch_id, node_name, attempt, claimed_at FROM epoch_jobs "
-                        "WHERE state = 'claimed' AND worker = ?", (worker,)).fetchall()
-    return [(Claim(r[0], r[1], r[2]), r[3]) for r in rows]
 
 
 def claimed_in_pool(conn: Any) -> list[tuple[Claim, str, str | None]]:

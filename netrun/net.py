@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import apsw
 import netrun_sim as ns
 
 from . import dsl, factories, port_types

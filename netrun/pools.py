@@ -22,11 +22,10 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import multiprocessing.connection
-import queue as queue_module
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import cloudpickle

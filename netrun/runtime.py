@@ -54,7 +54,6 @@ LOW_WATER = 8  # below this many ready main-thread epochs, the sim is advanced a
 ADVANCE_EVERY = 8  # ...and after this many main-thread epochs (downstream work shows up early)
 GROUP_LIMIT = 256  # deferred main-thread epochs that may share one commit...
 GROUP_SECONDS = 0.05  # ...and for at most this long (readers see progress; a crash re-runs little)
-IDLE_CHECK = 0.25  # seconds between lease sweeps while pool epochs run
 
 
 @dataclass

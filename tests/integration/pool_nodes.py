@@ -167,11 +167,11 @@ def sleep_five_on_zero(ctx, packets):
     _send(ctx, value)
 
 
-def sleep_half_second_on_zero(ctx, packets):
-    """Value 0: sleeps 0.5 s (a thread cannot be interrupted). Others: forwarded at once."""
+def sleep_long_on_zero(ctx, packets):
+    """Value 0: sleeps 4 s (a thread cannot be interrupted). Others: forwarded at once."""
     value = ctx.consume_packet(packets["in"][0])
     if value == 0:
-        time.sleep(0.5)
+        time.sleep(4.0)
     _send(ctx, value)
 
 
