@@ -445,16 +445,7 @@ class Runtime:
                     if not self.ready and not self.pools.dispatched:
                         break
                     continue
-                if self.pools.dispatched:
-                    wait = min(wait, self.pools.next_check()) if wait is not None else self.pools.next_check()
-                if wait is not None and wait > 0 and not isinstance(self.clock, SystemClock):
-                    # An injected clock's time passes only through its sleep() (tests drive time so).
-                    self.clock.sleep(wait)
-                    notices = self.owner.wait(0)
-                elif asynchronous:
-                    notices = await self._wait_async(wait)
-                else:
-                    notices = self.owner.wait(wait)
+                notices = await self._wait(wait, asynchronous=asynchronous)
         finally:
             self.withdraw()
             if self._tasks:
@@ -490,10 +481,18 @@ class Runtime:
             task.result()
         return len(done)
 
-    async def _wait_async(self, timeout: float | None) -> list:
-        """Wait for an arrival while the event loop runs the async epochs."""
-        if not self._tasks:
+    async def _wait(self, timeout: float | None, *, asynchronous: bool) -> list:
+        """Wait for the next arrival (a call, a report, an ended async epoch), at most until the next
+        ready epoch is due or the next lease sweep; returns the arrivals."""
+        if self.pools.dispatched:
+            timeout = self.pools.next_check() if timeout is None else min(timeout, self.pools.next_check())
+        if timeout is not None and timeout > 0 and not isinstance(self.clock, SystemClock):
+            # An injected clock's time passes only through its sleep() (tests drive time so).
+            self.clock.sleep(timeout)
+            return self.owner.wait(0)
+        if not (asynchronous and self._tasks):
             return self.owner.wait(timeout)
+        # the event loop runs the async epochs meanwhile; their ends post a wake-up
         bounded = 0.05 if timeout is None else min(timeout, 0.05)
         return await asyncio.get_running_loop().run_in_executor(None, self.owner.wait, bounded)
 
