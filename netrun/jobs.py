@@ -76,6 +76,16 @@ def job_params(job: NewJob) -> tuple:
             job.enqueued_at, job.not_before, job.attempt)
 
 
+_ANY_DUE = ("SELECT 1 FROM epoch_jobs WHERE state = 'queued' AND pool = ?1 AND (not_before IS NULL OR not_before <= ?2) "
+            "LIMIT 1")
+
+
+def any_due(conn: Any, pool: str, now: datetime) -> bool:
+    """Whether `pool` has a due queued job: a read, outside any write transaction (a worker that
+    woke up asks before it takes the write lock: most wake-ups find the job claimed already)."""
+    return conn.execute(_ANY_DUE, (pool, iso(now))).fetchone() is not None
+
+
 def claim(conn: Any, worker: str, pool: str, now: datetime, lease: timedelta) -> Claim | None:
     """Claim the next due queued job of `pool` (inside the caller's transaction), or None."""
     row = conn.execute(_CLAIM, (worker, iso(now), iso(now + lease), pool)).fetchone()

@@ -170,6 +170,10 @@ def finish_and_claim(host: WorkerHost, spec: WorkerSpec, worker_id: str, previou
                      (host.journal.now(), job.epoch_id))
         return job, [tuple(p) for p in json.loads(salvo or "[]")], first
 
+    if previous is None and claim and not host.journal.pending and \
+            not jobs.any_due(host.conn, spec.pool, host.clock.now()):
+        host.claimed(None)
+        return None, False
     only_if = (lambda conn: jobs.report(conn, previous.job, worker_id)) if previous is not None else None
     claimed = host.journal.commit(then=then, only_if=only_if)
     host.claimed(claimed[0] if claimed else None)
