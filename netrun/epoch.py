@@ -318,6 +318,7 @@ def apply_remote(rt: RunHost, node: str, epoch_id: str, salvo: list[tuple[str, s
     A non-deferred node's actions up to a failure or cancellation are applied too, as they
     would have been in the main thread; a deferred node's failed queue is dropped.
     """
+    rt.journal.rerunnable = True  # lost in a crash, the result is applied again (new packet IDs)
     rt.do("StartEpoch", rt.sim.start_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
     _packets, ports = salvo_packets(rt.graph_nodes[node], salvo)
     deferred = rt.configs[node].defer_net_actions

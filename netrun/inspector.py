@@ -24,6 +24,7 @@ from .clock import iso
 from .db import open_connection, rows_as_dicts
 from .definition import split_port_ref
 from .errors import ConfigError, DatabaseVersionError, NotANetrunDatabase, NotFoundError
+from .intents import read_intents
 from .migrate import inspect_file, latest_version
 from .ownership import Owner, find_owner
 from .readonly import read_query
@@ -160,9 +161,16 @@ class NetInspector:
         return {"edges": edges, "input_ports": ports, "inside_epochs": inside, "inbox": inbox}
 
     def running_epochs(self) -> list[dict]:
-        """Epochs in state `running`: the live run's, or, with no owner, those its process died in."""
-        return self._rows("SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
+        """Epochs in state `running`: the live run's, or, with no owner, those its process died in;
+        with those whose start is only in the intents file so far (see netrun.intents)."""
+        rows = self._rows("SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
                           "WHERE state = 'running' ORDER BY started_at, id")
+        for intent in read_intents(self.path):
+            state = self._rows("SELECT state, attempt FROM epochs WHERE id = ?", (intent.epoch_id,))
+            if not state or state[0]["state"] == "startable":
+                rows.append({"epoch": intent.epoch_id, "node": intent.node_name,
+                             "attempt": state[0]["attempt"] if state else 0, "started_at": intent.started_at})
+        return sorted(rows, key=lambda r: (r["started_at"] or "", r["epoch"]))
 
     def status(self, *, recent: int = 5) -> dict[str, Any]:
         """The run's state and what it holds.

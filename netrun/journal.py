@@ -88,6 +88,9 @@ class Journal:
         self._action_count = 0
         self._moved_json: dict[tuple, str] = {}
         self.wrote = True  # whether the last commit wrote its buffer (see `only_if`)
+        # Whether the buffer holds work that a crash would run again with new IDs (a deferred epoch's
+        # end, an applied pool result): the owner then commits a non-deferred start (netrun.intents).
+        self.rerunnable = False
         self._json_cache: dict[tuple, str] = {}
         # Inserts into append-only tables, per statement: their order relative to other statements
         # never matters (nothing else touches a row inserted in the same buffer before it exists).
@@ -287,6 +290,7 @@ class Journal:
             for part in reversed(taken):
                 self._restore(part)
             raise
+        self.rerunnable = False
         faults.hit("after_commit")
         # Everything below runs once the data is durable; one failing callback must not
         # skip the others or the history hooks. The first error is raised at the end.

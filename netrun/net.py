@@ -36,6 +36,7 @@ from .history import to_json_record
 from .migrate import inspect_file, migrate
 from .ownership import OwnerLock
 from .readonly import Readers, read_query
+from .intents import remove_intents
 from .restore import Restorer, read_meta, stored_graph
 from .host import NodeFunctions
 from .runtime import Runtime
@@ -89,6 +90,7 @@ class Net:
                     raise StorageError(f"{self.db_path} already holds a net; choose another file (or delete this "
                                        "one to start over, or resume it)", path=self.db_path)
                 self._write_meta(graph, existed=state.exists)
+                remove_intents(self.db_path)  # left by an earlier file of that name: not this net's
             except BaseException:
                 self._conn.close()
                 raise
@@ -285,6 +287,8 @@ class Net:
             finally:
                 rt.journal.commit()
                 rt.history.flush()
+                if rt.starts is not None:
+                    rt.starts.close()  # only after the last commit: a failed one leaves the intents
 
         try:
             rt.owner.call(shut_down)

@@ -27,6 +27,7 @@ from .graphio import graph_from_data
 from .factories import import_from_path
 from .sim import Event
 from .host import NodeFunctions, RunHost
+from .intents import read_intents, remove_intents
 
 INTERRUPTED = "interrupted: the process stopped while the epoch was running"
 
@@ -43,6 +44,7 @@ class Restorer:
         try:
             self._settings()
             results = dict(self.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall())
+            self._recover_started()
             self._recover_running(set(results))
             self._rebuild_sim()
             self._apply_results(results)
@@ -101,6 +103,37 @@ class Restorer:
         rt.journal.add("DELETE FROM epoch_jobs WHERE state != 'done' AND epoch_id IN "
                        "(SELECT id FROM epochs WHERE state = 'startable') "
                        "AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results)", ())
+
+    def _recover_started(self) -> None:
+        """Epochs whose start only the intents file knows (see netrun.intents): cancelled, and their
+        input packets the database still holds live dead-lettered 'interrupted'."""
+        rt = self.rt
+        for intent in read_intents(self.path):
+            row = self.conn.execute("SELECT state FROM epochs WHERE id = ?", (intent.epoch_id,)).fetchone()
+            if row is not None and row[0] != "startable":
+                continue  # its start was committed after all: the usual recovery applies
+            node = intent.node_name
+            ports = {packet: port for port, packet in intent.packets}
+            live = [packet for packet in ports if self.conn.execute(
+                "SELECT 1 FROM packets WHERE id = ? AND state = 'live'", (packet,)).fetchone()]
+            events = [Event("PacketDestroyed", intent.epoch_id, packet, node) for packet in live]
+            if row is not None:
+                events.append(Event("EpochCancelled", intent.epoch_id, None, node))
+            rt.journal.record("CancelInterruptedEpoch", events, epoch_id=intent.epoch_id, node_name=node,
+                              data={"reason": "interrupted"})
+            keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
+            for packet in live:
+                stored = rt.values.discard(packet)
+                if keep:
+                    rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports[packet],
+                                           epoch_id=intent.epoch_id, reason="interrupted", error=INTERRUPTED,
+                                           stored=stored)
+                rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (packet,))
+            if row is not None:
+                rt.journal.set_epoch_error(intent.epoch_id, "cancelled", INTERRUPTED, "Interrupted")
+                rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (intent.epoch_id,))
+        rt.journal.commit()
+        remove_intents(self.path)
 
     def _cancel_interrupted(self, epoch_id: str, node: str) -> None:
         rt = self.rt

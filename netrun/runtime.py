@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from .graphio import node_depths
 from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
 from .inbox import Inbox
+from .intents import StartLog
 from .jobs import INSERT_MAIN_JOB, Claim, NewJob, next_seq
 from .journal import Journal
 from .control import Controller
@@ -54,6 +56,8 @@ LOW_WATER = 8  # below this many ready main-thread epochs, the sim is advanced a
 ADVANCE_EVERY = 8  # ...and after this many main-thread epochs (downstream work shows up early)
 GROUP_LIMIT = 256  # deferred main-thread epochs that may share one commit...
 GROUP_SECONDS = 0.05  # ...and for at most this long (readers see progress; a crash re-runs little)
+HAND_OVER = 0.0002  # seconds the loop pauses after answering calls from other threads
+QUICK_EPOCH = 0.002  # a node whose last sync epoch ran shorter may share commits; a slower one commits first
 
 
 @dataclass
@@ -84,6 +88,10 @@ class Runtime:
         self.history = HistoryLog(max_size=config.history_max_size, path=config.history_file,
                                   chunk_size=config.history_chunk_size)
         self.journal.commit_hooks.append(self.history)
+        # Start intents of non-deferred epochs (netrun.intents); "full" durability commits each start.
+        self.starts = StartLog(net.db_path) if config.durability == "normal" and net.db_path else None
+        if self.starts is not None:
+            self.journal.commit_hooks.append(lambda _records: self.starts.committed())
         self.functions = {name: NodeFunctions() for name in self.graph_nodes}
         self.configs = {name: NodeConfig() for name in self.graph_nodes}
         # node -> {"in": {port: PortType}, "out": {...}}, only for nodes with typed ports
@@ -114,6 +122,7 @@ class Runtime:
         self._committed_at = 0.0
         self._tasks: set[asyncio.Future] = set()
         self._started_at: dict[str, str] = {}  # main-thread epoch -> when it started
+        self._quick: dict[str, bool] = {}  # node -> whether its last sync main-thread epoch was quick
 
     # -- lookups ----------------------------------------------------------------------
     def node(self, name: str) -> ns.Node:
@@ -323,19 +332,32 @@ class Runtime:
 
     def _start_one(self, item: Ready) -> Claim:
         """Start a sync main-thread epoch. The crash contract: a non-deferred epoch is durably `running`
-        before its code runs (its start is committed with everything before it). A deferred one's
-        start shares the commit of its end (killed, nothing of it was committed: it runs again), so
-        the group is committed before it, when due (new pool jobs wait for it; `GROUP_*` bound it)."""
-        deferred = self.configs[item.node_name].defer_net_actions
-        if deferred and (self.pools.to_signal or self._grouped >= GROUP_LIMIT
-                         or self.clock.monotonic() - self._committed_at > GROUP_SECONDS):
+        before its code runs. Under durability "normal" its start intent is appended to a side file
+        (netrun.intents) unless the buffer holds work that a crash would run again with new IDs;
+        otherwise its start is committed with everything before it. A deferred one's start shares
+        the commit of its end (killed, nothing of it was committed: it runs again).
+
+        Starts share a commit only while their node's last epoch was quick: before an epoch that may
+        take long, what the buffer holds is committed, so readers see it meanwhile. The group is
+        committed when due (new pool jobs wait for it; `GROUP_*` bound it)."""
+        node = item.node_name
+        deferred = self.configs[node].defer_net_actions
+        quick = self._quick.get(node, False)
+        logged = not deferred and quick and self.starts is not None and not self.journal.rerunnable
+        if (deferred or logged) and (not quick or self.pools.to_signal or self._grouped >= GROUP_LIMIT
+                                     or self.clock.monotonic() - self._committed_at > GROUP_SECONDS):
             self.commit()
         job = self._start(item)
         if deferred:
-            self._grouped += 1
-            self.journal.commit_if_large()
+            self.journal.rerunnable = True  # its end, if lost, runs it again
+        elif logged:
+            self.starts.write(job.epoch_id, job.node_name, self.sim.epoch_salvo(job.epoch_id)[1],
+                              self._started_at[job.epoch_id])
         else:
             self.commit()
+            return job
+        self._grouped += 1
+        self.journal.commit_if_large()
         return job
 
     async def _run_job(self, job: Claim, *, asynchronous: bool) -> None:
@@ -409,7 +431,10 @@ class Runtime:
             notices: list = []
             while True:
                 notices += self.owner.wait(0)
-                self.owner.serve()
+                if self.owner.serve():
+                    # Let the callers just answered take the GIL: with no commit per epoch the loop
+                    # may not release it for a while, and each would wait a switch interval (5 ms).
+                    time.sleep(HAND_OVER)
                 ran += self.pools.apply_arrived(notices)
                 notices.clear()
                 ran += self._reap()
@@ -432,7 +457,9 @@ class Runtime:
                         else:
                             job = self._start_one(found)
                             self._since_advance += 1
+                            began = time.perf_counter()
                             await self._run_job(job, asynchronous=False)
+                            self._quick[found.node_name] = time.perf_counter() - began < QUICK_EPOCH
                             ran += 1
                         continue
                     wait = found - now

@@ -45,6 +45,9 @@ class Sim:
         self._epoch_node: dict[str, str] = {}
         self._to_sim: dict[str, str] = {}
         self._from_sim: dict[str, str] = {}
+        # Locations without an epoch, made once (a graph has few ports and edges).
+        self._input_ports: dict[tuple, Location] = {}
+        self._edges: dict[tuple, Location] = {}
         # Whether an action since the last `run_until_blocked` may let the sim move on.
         self.changed = True
 
@@ -67,7 +70,11 @@ class Sim:
             return None
         kind = loc.kind
         if kind == "InputPort":
-            return Location("input_port", loc.node_name, loc.port_name)
+            key = (loc.node_name, loc.port_name)
+            found = self._input_ports.get(key)
+            if found is None:
+                found = self._input_ports[key] = Location("input_port", *key)
+            return found
         if kind == "Node":
             epoch = self._netrun_id(loc.epoch_id)
             return Location("node", self._epoch_node.get(epoch), None, epoch)
@@ -76,28 +83,40 @@ class Sim:
             return Location("output_port", self._epoch_node.get(epoch), loc.port_name, epoch)
         if kind == "Edge":
             edge = loc.get_edge()
-            return Location("edge", edge.target.node_name, edge.target.port_name, None,
-                            edge.source.node_name, edge.source.port_name)
+            source, target = edge.source, edge.target
+            key = (source.node_name, source.port_name, target.node_name, target.port_name)
+            found = self._edges.get(key)
+            if found is None:
+                found = self._edges[key] = Location("edge", key[2], key[3], None, key[0], key[1])
+            return found
         return OUTSIDE
 
     def _events(self, raw: list) -> list[Event]:
         out = []
+        from_sim, epoch_node, to_sim = self._from_sim, self._epoch_node, self._to_sim
         for ev in raw:
             kind = ev.kind
-            epoch = self._netrun_id(ev.epoch_id)
+            epoch = ev.epoch_id
+            if epoch is not None and from_sim:
+                epoch = from_sim.get(epoch, epoch)
+            packet = ev.packet_id
+            if packet is not None and from_sim:
+                packet = from_sim.get(packet, packet)
             if kind == "EpochCreated":
-                self._epoch_node[epoch] = ev.epoch.node_name if getattr(ev, "epoch", None) is not None \
+                created = ev.epoch
+                node = epoch_node[epoch] = created.node_name if created is not None \
                     else self._net.get_epoch(ev.epoch_id).node_name
-            node = self._epoch_node.get(epoch) if epoch else ev.node_name
-            location = None
+                out.append(Event(kind, epoch, packet, node, ev.salvo_condition, None))
+                continue
+            node = epoch_node.get(epoch) if epoch is not None else ev.node_name
             if kind == "PacketMoved":
-                location = self._location(ev.to_location)
+                out.append(Event(kind, epoch, packet, node, ev.salvo_condition, self._location(ev.to_location)))
             elif kind == "PacketOrphaned":
-                location = OUTSIDE
-            packet = self._netrun_id(ev.packet_id)
-            out.append(Event(kind, epoch, packet, node, ev.salvo_condition, location))
-            if (kind == "PacketConsumed" or kind == "PacketDestroyed") and packet in self._to_sim:
-                del self._from_sim[self._to_sim.pop(packet)]
+                out.append(Event(kind, epoch, packet, node, ev.salvo_condition, OUTSIDE))
+            else:
+                out.append(Event(kind, epoch, packet, node, ev.salvo_condition, None))
+                if (kind == "PacketConsumed" or kind == "PacketDestroyed") and packet in to_sim:
+                    del from_sim[to_sim.pop(packet)]
         return out
 
     def _do(self, action: ns.NetAction) -> tuple[object, list[Event]]:

@@ -106,3 +106,29 @@ def send_one_then_die(ctx, packets):
     ctx.create_packet_from_value_func(lambda: ("inside", value))
     ctx._net.query("SELECT 1")  # commits everything the epoch did so far
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _effect(node: str, value) -> None:
+    """A side effect outside the net (a line appended to $NETRUN_TEST_EFFECTS): crash tests count
+    how often a node's code ran for a value."""
+    import os
+
+    path = os.environ.get("NETRUN_TEST_EFFECTS")
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, f"{node} {value!r}\n".encode())
+        finally:
+            os.close(fd)
+
+
+def effect_identity(ctx, packets):
+    """identity, with a side effect logged before it sends."""
+    value = ctx.consume_packet(packets["in"][0])
+    _effect(ctx.node_name, value)
+    ctx.load_output_port("out", ctx.create_packet(value))
+    ctx.send_output_salvo("send_out")
+
+
+def effect_swallow(ctx, packets):
+    _effect(ctx.node_name, ctx.consume_packet(packets["in"][0]))

@@ -233,7 +233,7 @@ def test_dead_letters_and_port_types_can_be_used_from_another_thread_during_a_ba
     """The runner commits all the time (fast epochs); the main thread reads and writes through the
     dead-letter queue and the port-type setters meanwhile: each waits for the runner's step."""
     got: list = []
-    values = 1000
+    values = 3000  # a run of ~1 s: each call may wait a GIL switch interval (5 ms) to be handed over
     with netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "bg.db"), on_error="continue") as net:
         net.set_node_exec("Work", forward())
         net.set_node_exec("Sink", collect(got))

@@ -1,0 +1,138 @@
+"""Start intents (netrun.intents): a non-deferred epoch's start, logged instead of committed.
+
+A child runs Source -> A -> B -> Sink on one value (after a warm-up value) and kills itself (SIGKILL, the
+`between_actions` fault point) inside B's code, after B's side effect. Then `Net.resume` in
+another process runs the net to the end. The promise checked: no node's code runs twice for
+the value (its side effect, a line in a file, is never repeated), the value is never lost (it
+reaches the Sink or is dead-lettered 'interrupted'), and the intents file is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+RUN = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import netrun
+    from netrun import faults
+    from netrun.graphs import chain
+    from tests.integration import resume_nodes as rn
+
+    net = netrun.Net(chain("Source", "A", "B", "Sink"), db={db!r}, durability={durability!r},
+                     consumed_packet_storage=True)
+    for node, func in (("A", rn.effect_identity), ("B", rn.effect_identity), ("Sink", rn.effect_swallow)):
+        net.set_node_exec(node, func)
+        net.set_node_config(node, defer_net_actions={deferred!r}[node], capture_stdout=False)
+    net.inject_packet("A", "in", 1)  # a warm-up: nodes whose last epoch was quick share commits
+    net.start()
+    net.inject_packet("A", "in", 7)
+    faults.arm("between_actions", {kill_at})
+    net.start()
+    net.close()
+""")
+
+RESUME = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {root!r})
+    import netrun
+    net = netrun.Net.resume({db!r})
+    net.start()
+    letters = [(d.node_name, d.reason, d.value) for d in net.dead_letter_queue.get_all()]
+    net.close()
+    print(json.dumps(letters))
+""")
+
+
+def run(tmp_path: Path, *, deferred: dict, kill_at: int, durability: str = "normal") -> tuple[Path, dict]:
+    db = tmp_path / "net.db"
+    env = {**os.environ, "NETRUN_TEST_EFFECTS": str(tmp_path / "effects")}
+    script = tmp_path / "run.py"
+    script.write_text(RUN.format(root=str(REPO), db=str(db), durability=durability, deferred=deferred,
+                                 kill_at=kill_at))
+    child = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    with closing(sqlite3.connect(db)) as conn:
+        killed = {"running": conn.execute("SELECT node_name FROM epochs WHERE state = 'running'").fetchall(),
+                  "starts": (Path(str(db) + "-starts").read_text().splitlines()
+                             if Path(str(db) + "-starts").exists() else None)}
+    from netrun import NetInspector
+
+    with NetInspector(str(db)) as inspector:  # reading changes nothing, the intents included
+        killed["status"] = inspector.status()["state"]
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME.format(root=str(REPO), db=str(db)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    killed["letters"] = [tuple(x) for x in json.loads(done.stdout)]
+    effects = Counter((tmp_path / "effects").read_text().splitlines())
+    assert {line: n for line, n in effects.items() if line.endswith(" 1")} == {"A 1": 1, "B 1": 1, "Sink 1": 1}
+    killed["effects"] = {line: n for line, n in effects.items() if not line.endswith(" 1")}
+    return db, killed
+
+
+def test_non_deferred_starts_are_logged_and_a_kill_dead_letters_the_value_once(tmp_path):
+    # A: consume (hit 1), create (2); B: consume (3), its side effect, create (4): killed there
+    db, out = run(tmp_path, deferred={"A": False, "B": False, "Sink": False}, kill_at=4)
+    assert out["running"] == []  # neither start was committed...
+    assert [json.loads(line)[1] for line in out["starts"]] == ["A", "B"]  # ...both were logged
+    assert out["status"] == "interrupted"
+    assert out["effects"] == {"A 7": 1, "B 7": 1}  # each node's code ran once
+    assert out["letters"] == [("A", "interrupted", 7)]  # the value A consumed, back in the dead letters
+    assert not Path(str(db) + "-starts").exists()
+
+
+def test_a_non_deferred_start_after_a_buffered_deferred_end_is_committed(tmp_path):
+    # A deferred (its end waits in the buffer): B's start is committed with it, never logged.
+    # Logged, a kill would lose A's end: A would run again and B with it, on the same value.
+    # A: consume (hit 1); B: consume (2), its side effect, create (3): killed there
+    db, out = run(tmp_path, deferred={"A": True, "B": False, "Sink": False}, kill_at=3)
+    assert out["running"] == [("B",)]
+    assert not out["starts"]
+    assert out["effects"] == {"A 7": 1, "B 7": 1}
+    assert out["letters"] == [("B", "interrupted", 7)]
+
+
+def test_full_durability_commits_every_start_and_writes_no_intents(tmp_path):
+    db, out = run(tmp_path, deferred={"A": False, "B": False, "Sink": False}, kill_at=4, durability="full")
+    assert out["starts"] is None
+    assert out["running"] == [("B",)]
+    assert out["effects"] == {"A 7": 1, "B 7": 1}
+    assert out["letters"] == [("B", "interrupted", 7)]
+
+
+@pytest.mark.parametrize("durability", ["normal", "full"])
+def test_a_closed_net_leaves_no_intents_file(tmp_path, durability):
+    import netrun
+    from netrun.graphs import chain
+    from tests.integration import resume_nodes as rn
+
+    db = tmp_path / "net.db"
+    stale = Path(str(db) + "-starts")
+    stale.write_text('["01STALE","A",[["in","01NOPE"]]]\n')  # left by an earlier file of that name
+    net = netrun.Net(chain("Source", "A", "Sink"), db=str(db), durability=durability)
+    assert not stale.exists()
+    net.set_node_exec("A", rn.identity)
+    net.set_node_exec("Sink", rn.swallow)
+    for value in range(50):
+        net.inject_packet("A", "in", value)
+    net.start()
+    net.close()
+    assert not stale.exists()
+    resumed = netrun.Net.resume(str(db))
+    assert resumed.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 100}]
+    assert resumed.dead_letter_queue.get_all() == []
+    resumed.close()
