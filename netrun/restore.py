@@ -7,7 +7,8 @@ sim issues new IDs; `Sim` maps them to the stable netrun IDs stored in the table
 Epochs that were running when the process stopped follow DESIGN.md's crash semantics:
 - a deferred node's epoch committed nothing of its work: it is startable again;
 - any other epoch is cancelled, and every packet still inside it (inputs, created
-  packets, loaded outputs) is dead-lettered with reason 'interrupted', value included.
+  packets, loaded outputs) is dead-lettered with reason 'interrupted', value included; so
+  is every value it had consumed (kept stored until its end).
 Both are journaled as netrun actions (`RecoverEpoch`, `CancelInterruptedEpoch`).
 """
 
@@ -109,12 +110,17 @@ class Restorer:
         inside = [row[0] for row in self.conn.execute(
             "SELECT id FROM packets WHERE state = 'live' AND location IN ('node', 'output_port') AND epoch_id = ?",
             (epoch_id,))]
+        # Values it consumed are stored until its end: a consumed packet of the epoch whose value row is
+        # not a kept one (consumed_seq is set when kept) was held by it.
+        held = [row[0] for row in self.conn.execute(
+            "SELECT p.id FROM packet_values v CROSS JOIN packets p ON p.id = v.packet_id "  # values are fewer
+            "WHERE v.consumed_seq IS NULL AND p.epoch_id = ? AND p.state = 'consumed' ORDER BY p.id", (epoch_id,))]
         events = [Event("PacketDestroyed", epoch_id, packet, node) for packet in inside]
         events.append(Event("EpochCancelled", epoch_id, None, node))
         rt.journal.record("CancelInterruptedEpoch", events, epoch_id=epoch_id, node_name=node,
                           data={"reason": "interrupted"})
         keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
-        for packet in inside:
+        for packet in held + inside:
             stored = rt.values.discard(packet)
             if keep:
                 rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports.get(packet),
