@@ -17,7 +17,7 @@ dropped (or kept, with `consumed_packet_storage`); failed or cancelled, they are
 with the packets still inside. A BaseException escaping node code (KeyboardInterrupt,
 SystemExit) ends the epoch by the crash semantics before it propagates: a non-deferred epoch
 is cancelled and everything it held dead-lettered as 'interrupted'; a deferred one applied
-nothing and runs again on resume.
+nothing and is startable again (the next start() or a resume runs it).
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class AttemptLoop:
         self.packets, self.ports = salvo_packets(host.graph_nodes[node], salvo)
         self.actions: EpochOps | None = None  # the current attempt's operations
         self.interrupt_traceback: str | None = None  # of a BaseException that escaped the node's code
+        self.interrupted_attempt = first_attempt  # the attempt it escaped (not counted: it runs again)
 
     def run(self) -> Outcome:
         """Run a sync epoch (nothing in it suspends)."""
@@ -118,6 +119,7 @@ class AttemptLoop:
                 error, cancelled = await self._call_exec(ctx)
             except BaseException as exc:  # an interrupt (KeyboardInterrupt, SystemExit): EpochRun ends the epoch
                 self.interrupt_traceback = format_traceback(exc)
+                self.interrupted_attempt = attempt
                 if not cfg.defer_net_actions:  # cancelled; a deferred attempt is not counted: it runs again
                     self._record_attempt(attempt, started_at, "cancelled", exc, self.interrupt_traceback)
                 raise
@@ -317,11 +319,17 @@ class EpochRun:
     def _interrupted(self, exc: BaseException) -> None:
         """A BaseException escaped the attempts: end the epoch by the crash semantics before it goes on.
 
-        Deferred: nothing of the epoch reached the net; it stays `running` in the file, and a resume
-        runs it again (as after a crash). Otherwise: cancelled, and every packet it held (consumed
-        values included) dead-lettered as 'interrupted'."""
+        Deferred: nothing of the epoch reached the net; it is startable again (a later start() or a
+        resume runs it again). Otherwise: cancelled, and every packet it held (consumed values
+        included) dead-lettered as 'interrupted'."""
         rt = self.rt
-        if self.config.defer_net_actions or getattr(rt.journal, "abandoned", None) is not None:
+        if getattr(rt.journal, "abandoned", None) is not None:
+            return
+        if self.config.defer_net_actions:
+            try:
+                rt.restart(self.node, self.epoch_id, self.loop.interrupted_attempt)
+            except Exception as problem:  # noqa: BLE001 - it stays `running`: a resume runs it again
+                exc.add_note(f"epoch {self.epoch_id} of node {self.node!r} runs again on resume ({problem})")
             return
         actions = self.loop.actions
         text = f"interrupted: {error_text(exc)} escaped the node's code"

@@ -89,11 +89,6 @@ class Restorer:
             if node in rt.configs and rt.configs[node].defer_net_actions:
                 rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
                                   data={"reason": "deferred epoch interrupted: runs again"})
-                # Attempts already recorded keep their numbers; the retry budget goes on from there.
-                done = self.conn.execute("SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts "
-                                         "WHERE epoch_id = ?", (epoch_id,)).fetchone()[0]
-                if done:
-                    rt.attempt_base[epoch_id] = done
                 rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
                 continue
             self._cancel_interrupted(epoch_id, node)
@@ -147,6 +142,12 @@ class Restorer:
     def _rebuild_sim(self) -> None:
         rt, sim = self.rt, self.rt.sim
         rt.journal.commit()  # the recovery above is on disk before the sim is rebuilt from disk
+        # Attempts already recorded keep their numbers; the retry budget goes on from there (an epoch
+        # recovered above, or one made startable again after an interrupt).
+        for epoch_id, done in self.conn.execute(
+                "SELECT a.epoch_id, max(a.attempt) + 1 FROM epochs e JOIN epoch_attempts a ON a.epoch_id = e.id "
+                "WHERE e.state = 'startable' GROUP BY a.epoch_id"):
+            rt.attempt_base[epoch_id] = done
         admitted_inbox = "SELECT item_id FROM inbox"
         epochs = self.conn.execute(
             f"SELECT id, node_name, salvo_condition, salvo FROM epochs WHERE state = 'startable' "

@@ -543,6 +543,20 @@ class Runtime:
         if self.config.history_flush_on_pause:
             self.history.flush()
 
+    def restart(self, node: str, epoch_id: str, attempt: int) -> None:
+        """A running deferred main-thread epoch that applied nothing becomes startable again (after an
+        interrupt): first in line, and `startable` in the file, as a resume would make it; its next
+        run is `attempt` again (the interrupted one is not counted)."""
+        events = self.sim.restart_epoch(epoch_id)
+        if attempt:
+            self.attempt_base[epoch_id] = attempt
+        self.inflight[node] -= 1  # no longer dispatched; tracking its creation puts it back to waiting
+        self.track(events)
+        self.waiting[node].move_to_end(epoch_id, last=False)
+        self.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                            data={"reason": "deferred epoch interrupted: runs again"})
+        self.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
+
     def abandon(self, node: str, epoch_id: str, error: BaseException) -> BaseException:
         """Applying an epoch's end failed half-way (a bug: everything that can fail is checked before):
         the sim took steps the file must never see. Nothing since the last commit is written, and

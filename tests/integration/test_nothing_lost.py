@@ -272,3 +272,34 @@ def test_an_end_that_breaks_half_way_writes_nothing_and_the_net_resumes_exactly_
         net.set_node_exec("Sink", collect(seen))
         net.start()
     assert seen == ["derived"]
+
+
+def test_after_an_interrupt_in_a_deferred_node_the_same_net_runs_it_again(tmp_path):
+    """The Ctrl-C was caught and the run started again in the same process: the epoch, startable
+    again with the same ID and salvo, runs once more and delivers once."""
+    seen: list = []
+    calls = []
+    db = tmp_path / "run.db"
+
+    def interrupted_once(ctx, packets):
+        value = ctx.consume_packet(packets["in"][0])
+        ctx.load_output_port("out", ctx.create_packet(value))
+        ctx.send_output_salvo("send_out")
+        calls.append((ctx.epoch_id, value))
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    with netrun.Net(chain("Source", "A", "Sink"), db=db) as net:
+        net.set_node_exec("A", interrupted_once)
+        net.set_node_exec("Sink", collect(seen))
+        net.set_node_config("A", defer_net_actions=True)
+        net.inject_packet("A", "in", "once")
+        with pytest.raises(KeyboardInterrupt):
+            net.start()
+        [epoch] = net.get_startable_epochs_by_node("A")
+        assert net.poll().nodes["A"].startable == 1
+        net.start()
+    assert seen == ["once"]
+    assert calls == [(epoch, "once"), (epoch, "once")]
+    assert rows(db, "SELECT state FROM epochs WHERE node_name = 'A'") == [{"state": "finished"}]
+    assert rows(db, "SELECT count(*) AS n FROM dead_letters") == [{"n": 0}]

@@ -172,3 +172,42 @@ def test_shorten_keeps_the_innermost_frames_of_each_exception():
     assert short.count('  File "') == 3  # two innermost of the cause, the one of the outer error
     assert "ValueError: bottom" in short and short.endswith("RuntimeError: top")
     assert shorten(None) is None and shorten("KeyError: 'x'") == "KeyError: 'x'"
+
+
+def test_an_unpicklable_injected_value_is_refused_naming_node_and_port_and_nothing_is_stored(tmp_path):
+    db = tmp_path / "run.db"
+    with netrun.Net(chain("Source", "A", "Sink"), db=db) as net:
+        kept = net.inject_packet("A", "in", "kept")
+        with pytest.raises(netrun.UnpicklableValue, match=r"inject_packet\('A', 'in'\).*lock"):
+            net.inject_packet("A", "in", threading.Lock())
+    assert rows(db, "SELECT id FROM packets") == [{"id": kept}]
+
+
+class _NeedsTwo(Exception):
+    """Pickles, but cannot be unpickled (its __init__ wants two arguments, args holds one)."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+
+
+class _BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize("error", [_NeedsTwo(1, 2), _BadStr()])
+def test_an_error_that_cannot_cross_processes_travels_as_text(error):
+    from netrun.tracebacks import error_text, error_type, format_traceback
+    from netrun.worker import RemoteError, _portable_error
+
+    try:
+        raise error
+    except Exception as exc:
+        text = format_traceback(exc)
+    carried = _portable_error(error, text)
+    if isinstance(error, _NeedsTwo):
+        assert isinstance(carried, RemoteError)
+        back = pickle.loads(pickle.dumps(carried))
+        assert (error_text(back), error_type(back), format_traceback(back)) == ("_NeedsTwo: 1-2", "_NeedsTwo", text)
+    else:
+        assert error_text(carried).startswith("_BadStr: <str() raised RuntimeError>")
