@@ -32,6 +32,9 @@ class EpochOps(ABC):
         self.ports = ports  # input packet ID -> the input port it came from
         self.inside = set(ports)  # keys of packets inside the epoch (not yet consumed or loaded)
         self.received: dict[str, Any] = {}  # packet key -> value consumed, for the failure context
+        # Packets consumed and applied to the sim, with their value as kept (or None): their stored
+        # values stay until the epoch ends (then dropped or kept; dead-lettered if it fails).
+        self.held: list[tuple[str, bytes | None]] = []
         self.created: dict[str, Any] = {}  # packet key -> value, for packets created by this epoch
         types = rt.port_types.get(node_name)
         self.in_types = types["in"] if types else {}
@@ -116,10 +119,11 @@ class ImmediateActions(EpochOps):
     def _consumed(self, packet_id: str, value: Any) -> Any:
         rt = self.rt
         self._check_type("input", self.ports.get(packet_id), packet_id, value)
-        rt.values.forget(packet_id, consumed_value=value)
+        kept = rt.values.kept_data(packet_id, value, where=self._where())
         events = rt.sim.consume_packet(packet_id)
         rt.journal.record("ConsumePacket", events, epoch_id=self.epoch_id, packet_id=packet_id,
                           node_name=self.node_name)
+        self.held.append((packet_id, kept))
         self.inside.discard(packet_id)
         self.received[packet_id] = value
         faults.hit("between_actions")

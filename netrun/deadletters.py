@@ -22,12 +22,13 @@ from .values import _write_atomic
 from .host import RunHost
 
 _COLUMNS = ("seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, value, created_at, status, "
-            "replayed_as")
+            "replayed_as, traceback")
 
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One dead-lettered packet. `value` gives the stored value (a value function is called)."""
+    """One dead-lettered packet. `value` gives the stored value (a value function is called);
+    `traceback` is the formatted traceback of the failure that sent it here (None for a cancel)."""
 
     seq: int
     packet_id: str
@@ -41,6 +42,7 @@ class DeadLetter:
     created_at: str
     status: str = "pending"
     replayed_as: str | None = None
+    traceback: str | None = None
 
     @property
     def value(self) -> Any:
@@ -69,17 +71,18 @@ class DeadLetterQueue:
         self._seq = rt.journal.conn.execute("SELECT coalesce(max(seq), 0) FROM dead_letters").fetchone()[0]
 
     def record(self, *, packet_id: str, node_name: str, port_name: str | None, epoch_id: str, reason: str,
-               error: str | None, stored: tuple[str, bytes] | None) -> None:
+               error: str | None, stored: tuple[str, bytes] | None, traceback: str | None = None) -> None:
         """Add an entry (buffered: written with the transaction that destroys the packet)."""
         journal = self.rt.journal
         self._seq += 1
         kind, data = stored if stored else (None, None)
         entry = DeadLetter(self._seq, packet_id, node_name, port_name, epoch_id, reason, error, kind, data,
-                           journal.now())
+                           journal.now(), traceback=traceback)
         journal.add(
             "INSERT INTO dead_letters (seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, "
-            "value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.seq, packet_id, node_name, port_name, epoch_id, reason, error, kind, data, entry.created_at))
+            "value, created_at, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, packet_id, node_name, port_name, epoch_id, reason, error, kind, data, entry.created_at,
+             traceback))
         if self._path:
             path = os.path.join(self._path, f"{entry.seq:08d}-{packet_id}.pkl")
             journal.after_commit(lambda: _write_atomic(path, pickle.dumps(entry)))
@@ -104,7 +107,7 @@ class DeadLetterQueue:
                                                 params).fetchall()
 
         rows = self.rt.owner.call(read)
-        return [DeadLetter(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows]
+        return [DeadLetter(*r) for r in rows]
 
     def get_all(self, *, include_resolved: bool = False) -> list[DeadLetter]:
         """Pending entries, oldest first (with `include_resolved`, replayed and discarded ones too)."""

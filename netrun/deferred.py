@@ -95,6 +95,7 @@ class DeferredActions(EpochOps):
         self._sent: dict[str, int] = {}
         self._created: dict[str, DeferredPacket] = {}
         self._serialized: dict[str, tuple[str, bytes]] = {}
+        self.kept: dict[str, bytes] = {}  # packet key -> its consumed value as kept (consumed_packet_storage)
 
     def _packet_key(self, packet: Any, port: str | None) -> str:
         if isinstance(packet, DeferredPacket):
@@ -112,6 +113,9 @@ class DeferredActions(EpochOps):
     def _consumed(self, key: str, value: Any) -> Any:
         if key not in self._created:
             self._check_type("input", self.ports.get(key), key, value)
+        kept = self.rt.values.kept_data(key, value, where=self._where())  # fails now, never in apply()
+        if kept is not None:
+            self.kept[key] = kept
         self.inside.discard(key)
         self.received[key] = value
         self.queue.append(("consume", key))
@@ -178,18 +182,21 @@ class DeferredActions(EpochOps):
 
     # -- commit ----------------------------------------------------------------------------------
     def apply(self) -> None:
-        """Hand the queue to the sim in order and journal it (the caller commits)."""
-        resolved = apply_queue(self.rt, self.epoch_id, self.node_name, self.queue, self.received)
+        """Hand the queue to the sim in order and journal it (the caller commits). Everything that can
+        fail was done at the calls (checks, serialization): applying only replays them."""
+        resolved = apply_queue(self.rt, self.epoch_id, self.node_name, self.queue, self.kept, self.held)
         for key, packet in self._created.items():
             packet._resolved = resolved.get(key)
 
 
-def apply_queue(rt: RunHost, epoch_id: str, node: str, queue: list[tuple], received: dict[str, Any]) -> dict:
+def apply_queue(rt: RunHost, epoch_id: str, node: str, queue: list[tuple], kept: dict[str, bytes],
+                held: list[tuple[str, bytes | None]]) -> dict:
     """Apply a deferred queue to the sim, journaling each action; returns deferred key -> packet ID.
 
     Queue entries: ("consume", key), ("create", key, (kind, data)), ("load", port, key),
     ("send", condition). Used at a deferred epoch's success, and by the main process for
-    epochs that ran in a pool.
+    epochs that ran in a pool. Consumed packets are appended to `held` (packet ID, value as
+    kept): their values stay stored until the epoch ends.
     """
     resolved: dict[str, str] = {}
     for op in queue:
@@ -197,9 +204,9 @@ def apply_queue(rt: RunHost, epoch_id: str, node: str, queue: list[tuple], recei
         if kind == "consume":
             key = op[1]
             packet_id = resolved.get(key, key)
-            rt.values.forget(packet_id, consumed_value=received.get(key))
             rt.journal.record("ConsumePacket", rt.sim.consume_packet(packet_id), epoch_id=epoch_id,
                               packet_id=packet_id, node_name=node)
+            held.append((packet_id, kept.get(key)))
         elif kind == "create":
             key, serialized = op[1], op[2]
             packet_id, events = rt.sim.create_packet(epoch_id)

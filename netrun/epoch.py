@@ -11,6 +11,13 @@ journaled with the epoch's other rows:
 - cancelled: `ctx.cancel_epoch()`; its packets are destroyed (and dead-lettered);
 - failed: after the last attempt; its packets are destroyed and dead-lettered with the
   error, the epoch row keeps the error text and type, and the net's `on_error` applies.
+
+The values an epoch consumed stay stored until it ends (`EpochOps.held`): finished, they are
+dropped (or kept, with `consumed_packet_storage`); failed or cancelled, they are dead-lettered
+with the packets still inside. A BaseException escaping node code (KeyboardInterrupt,
+SystemExit) ends the epoch by the crash semantics before it propagates: a non-deferred epoch
+is cancelled and everything it held dead-lettered as 'interrupted'; a deferred one applied
+nothing and is startable again (the next start() or a resume runs it).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from .context import AsyncNodeExecutionContext, NodeExecutionContext, NodeFailur
 from .deferred import DeferredActions, apply_queue
 from .errors import EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
 from .jobs import Claim
+from .tracebacks import error_text, error_type, format_traceback, skip_first_frame
 from .values import resolve_sync
 from .host import NodeFunctions, RunHost
 
@@ -39,6 +47,7 @@ class Outcome:
     kind: str  # "finished", "cancelled" or "failed"
     actions: EpochOps | None = None  # the last attempt's operations
     error: BaseException | None = None
+    traceback: str | None = None  # the failed last attempt's formatted traceback
 
 
 def run_sync(coro: Any) -> Any:
@@ -59,15 +68,6 @@ def write_logs(journal: Any, epoch_id: str | None, node: str, capture: Capture |
     for line in capture.lines:
         journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
                     (epoch_id, node, now, line))
-
-
-def error_text(error: BaseException) -> str:
-    """`Type: message`, with any notes (e.g. a failure callback that raised) appended."""
-    text = f"{type(error).__name__}: {error}"
-    notes = getattr(error, "__notes__", None)
-    if notes:
-        text += " [" + "; ".join(notes) + "]"
-    return text
 
 
 def salvo_packets(graph_node: ns.Node, salvo: list[tuple[str, str]]) -> tuple[dict[str, list[Packet]], dict]:
@@ -95,6 +95,9 @@ class AttemptLoop:
         self.finisher = finisher
         self.first_attempt = first_attempt
         self.packets, self.ports = salvo_packets(host.graph_nodes[node], salvo)
+        self.actions: EpochOps | None = None  # the current attempt's operations
+        self.interrupt_traceback: str | None = None  # of a BaseException that escaped the node's code
+        self.interrupted_attempt = first_attempt  # the attempt it escaped (not counted: it runs again)
 
     def run(self) -> Outcome:
         """Run a sync epoch (nothing in it suspends)."""
@@ -107,12 +110,19 @@ class AttemptLoop:
         attempt = self.first_attempt
         while True:
             started_at = host.journal.now()
-            actions = (DeferredActions if self.deferred else ImmediateActions)(host, self.epoch_id, self.node,
-                                                                                self.ports)
+            actions = self.actions = (DeferredActions if self.deferred else ImmediateActions)(
+                host, self.epoch_id, self.node, self.ports)
             ctx = (AsyncNodeExecutionContext if asynchronous else NodeExecutionContext)(
                 epoch_id=self.epoch_id, node_name=self.node, net=host.net, actions=actions, retry_count=attempt,
                 retry_timestamps=timestamps, retry_exceptions=exceptions)
-            error, cancelled = await self._call_exec(ctx)
+            try:
+                error, cancelled = await self._call_exec(ctx)
+            except BaseException as exc:  # an interrupt (KeyboardInterrupt, SystemExit): EpochRun ends the epoch
+                self.interrupt_traceback = format_traceback(exc)
+                self.interrupted_attempt = attempt
+                if not cfg.defer_net_actions:  # cancelled; a deferred attempt is not counted: it runs again
+                    self._record_attempt(attempt, started_at, "cancelled", exc, self.interrupt_traceback)
+                raise
             if cancelled:
                 self._record_attempt(attempt, started_at, "cancelled", None)
                 return Outcome("cancelled", actions)
@@ -126,9 +136,10 @@ class AttemptLoop:
             if isinstance(actions, DeferredActions) and cfg.defer_net_actions:
                 self._keep_queue(attempt, actions, "discarded")
             await self._call_failed(attempt, timestamps, exceptions, actions, error, asynchronous)
-            self._record_attempt(attempt, started_at, "failed", error)
+            text = format_traceback(error)  # after the failure callback: its note is part of it
+            self._record_attempt(attempt, started_at, "failed", error, text)
             if attempt >= cfg.retries:
-                return Outcome("failed", actions, error)
+                return Outcome("failed", actions, error, text)
             exceptions.append(error)
             timestamps.append(host.clock.now())
             attempt += 1
@@ -138,13 +149,14 @@ class AttemptLoop:
             else:
                 host.clock.sleep(cfg.retry_wait)
 
-    def _record_attempt(self, attempt: int, started_at: str, outcome: str, error: BaseException | None) -> None:
+    def _record_attempt(self, attempt: int, started_at: str, outcome: str, error: BaseException | None,
+                        traceback: str | None = None) -> None:
         journal = self.host.journal
         journal.add("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, outcome, error, "
-                    "error_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "error_type, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (self.epoch_id, attempt, self.node, started_at, journal.now(), outcome,
                      error_text(error) if error is not None else None,
-                     type(error).__name__ if error is not None else None))
+                     error_type(error) if error is not None else None, traceback))
 
     def _keep_queue(self, attempt: int, actions: DeferredActions, status: str) -> None:
         """Keep an attempt's deferred queue in `deferred_actions`: applied, or discarded (failed)."""
@@ -182,8 +194,11 @@ class AttemptLoop:
             except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - user code: every failure is recorded
                 # A CancelledError raised by the node's own code fails its epoch like any error
                 # (netrun's timeout turns into EpochTimeout above); only interpreter exits
-                # (KeyboardInterrupt, SystemExit) escape.
-                error = exc
+                # (KeyboardInterrupt, SystemExit) escape, once the epoch has ended (EpochRun).
+                error = skip_first_frame(exc)  # its traceback starts in the node's code
+            except BaseException:
+                write_logs(host.journal, self.epoch_id, self.node, capture)
+                raise
         write_logs(host.journal, self.epoch_id, self.node, capture)
         elapsed = host.clock.monotonic() - began
         if error is None and cfg.timeout is not None and elapsed > cfg.timeout:
@@ -260,59 +275,110 @@ class EpochRun:
 
     async def run_async(self, *, asynchronous: bool = True) -> str:
         """The attempts, then the end; with `asynchronous=False` nothing suspends (see run_sync)."""
-        return self.end(await self.loop.run_async(asynchronous=asynchronous))
+        try:
+            outcome = await self.loop.run_async(asynchronous=asynchronous)
+        except BaseException as exc:
+            self._interrupted(exc)
+            raise
+        return self.end(outcome)
 
     def _finish(self, actions: EpochOps) -> BaseException | None:
+        """End a successful attempt: its deferred queue applied and the epoch finished, or the error
+        that fails the attempt. A deferred queue was checked and serialized at each call, so applying
+        it cannot fail but by a bug; if it does, the net stops without writing anything of it."""
         rt = self.rt
         if isinstance(actions, DeferredActions):
             error = check_deferred_complete(self.node, self.epoch_id, actions)
             if error is not None:
                 return error
-            actions.apply()
-        try:
-            events = rt.sim.finish_epoch(self.epoch_id)
-        except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
-            return unfinished_error(self.node, self.epoch_id, actions.inside,
-                                    isinstance(exc, ns.UnsentOutputSalvoError), exc)
-        rt.do("FinishEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
+            try:
+                actions.apply()
+                rt.do("FinishEpoch", rt.sim.finish_epoch(self.epoch_id), epoch_id=self.epoch_id, node_name=self.node)
+            except BaseException as exc:
+                raise rt.abandon(self.node, self.epoch_id, exc) from exc
+        else:
+            try:
+                events = rt.sim.finish_epoch(self.epoch_id)
+            except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
+                return unfinished_error(self.node, self.epoch_id, actions.inside,
+                                        isinstance(exc, ns.UnsentOutputSalvoError), exc)
+            rt.do("FinishEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
+        release_held(rt, actions.held)
         return None
 
     def end(self, outcome: Outcome) -> str:
+        held = outcome.actions.held if outcome.actions is not None else []
         if outcome.kind == "cancelled":
-            end_cancelled(self.rt, self.node, self.epoch_id, self.loop.ports, reason="cancelled", error=None)
+            end_cancelled(self.rt, self.node, self.epoch_id, self.loop.ports, reason="cancelled", error=None,
+                          held=held)
         elif outcome.kind == "failed":
-            end_failed(self.rt, self.node, self.epoch_id, self.loop.ports, outcome.error)
+            end_failed(self.rt, self.node, self.epoch_id, self.loop.ports, outcome.error, held=held,
+                       traceback=outcome.traceback)
         return outcome.kind
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """A BaseException escaped the attempts: end the epoch by the crash semantics before it goes on.
+
+        Deferred: nothing of the epoch reached the net; it is startable again (a later start() or a
+        resume runs it again). Otherwise: cancelled, and every packet it held (consumed values
+        included) dead-lettered as 'interrupted'."""
+        rt = self.rt
+        if getattr(rt.journal, "abandoned", None) is not None:
+            return
+        if self.config.defer_net_actions:
+            try:
+                rt.restart(self.node, self.epoch_id, self.loop.interrupted_attempt)
+            except Exception as problem:  # noqa: BLE001 - it stays `running`: a resume runs it again
+                exc.add_note(f"epoch {self.epoch_id} of node {self.node!r} runs again on resume ({problem})")
+            return
+        actions = self.loop.actions
+        text = f"interrupted: {error_text(exc)} escaped the node's code"
+        try:
+            end_cancelled(rt, self.node, self.epoch_id, self.loop.ports, reason="interrupted", error=text,
+                          held=actions.held if actions is not None else [],
+                          traceback=self.loop.interrupt_traceback or format_traceback(exc))
+            rt.journal.set_epoch_error(self.epoch_id, "cancelled", text, type(exc).__name__)
+        except Exception as problem:  # noqa: BLE001 - the interrupt goes on; a resume applies the crash semantics
+            exc.add_note(f"netrun could not end epoch {self.epoch_id} of node {self.node!r}: {problem}")
+
+
+def release_held(rt: RunHost, held: list[tuple[str, bytes | None]]) -> None:
+    """The epoch finished: the values it consumed are dropped (or kept, per the net's options)."""
+    for packet_id, kept in held:
+        rt.values.forget(packet_id, kept=kept)
 
 
 def end_cancelled(rt: RunHost, node: str, epoch_id: str, ports: dict[str, str], *, reason: str,
-                  error: str | None) -> None:
-    """Cancel the epoch in the sim; its packets are destroyed and dead-lettered with their values."""
+                  error: str | None, held: list[tuple[str, bytes | None]] = (), traceback: str | None = None) -> None:
+    """Cancel the epoch in the sim; the values it consumed (`held`) and the packets still inside it
+    are destroyed and dead-lettered with their values."""
     events = rt.sim.cancel_epoch(epoch_id)
     rt.do("CancelEpoch", events, epoch_id=epoch_id, node_name=node)
     keep = rt.configs[node].dead_letter_queue
-    for ev in events:
-        if ev.kind != "PacketDestroyed":
-            continue
-        stored = rt.values.discard(ev.packet_id)
+    lost = [packet_id for packet_id, _kept in held]
+    lost += [ev.packet_id for ev in events if ev.kind == "PacketDestroyed"]
+    for packet_id in lost:
+        stored = rt.values.discard(packet_id)
         if keep:
-            rt.dead_letters.record(packet_id=ev.packet_id, node_name=node, port_name=ports.get(ev.packet_id),
-                                   epoch_id=epoch_id, reason=reason, error=error, stored=stored)
+            rt.dead_letters.record(packet_id=packet_id, node_name=node, port_name=ports.get(packet_id),
+                                   epoch_id=epoch_id, reason=reason, error=error, stored=stored, traceback=traceback)
 
 
-def end_failed(rt: RunHost, node: str, epoch_id: str, ports: dict[str, str], error: BaseException) -> None:
+def end_failed(rt: RunHost, node: str, epoch_id: str, ports: dict[str, str], error: BaseException, *,
+               held: list[tuple[str, bytes | None]] = (), traceback: str | None = None) -> None:
     """The last attempt failed: cancel, dead-letter, record the error, apply the net's policy."""
     text = error_text(error)
-    end_cancelled(rt, node, epoch_id, ports, reason="failed", error=text)
-    rt.journal.set_epoch_error(epoch_id, "failed", text, type(error).__name__)
+    traceback = traceback or format_traceback(error)
+    end_cancelled(rt, node, epoch_id, ports, reason="failed", error=text, held=held, traceback=traceback)
+    rt.journal.set_epoch_error(epoch_id, "failed", text, error_type(error))
     failure = NodeExecutionFailed(f"node {node!r} epoch {epoch_id} failed: {text}", node_name=node,
-                                  epoch_id=epoch_id)
+                                  epoch_id=epoch_id, traceback=traceback)
     failure.__cause__ = error
     rt.node_failed(failure)
 
 
 def apply_remote(rt: RunHost, node: str, epoch_id: str, salvo: list[tuple[str, str]], outcome: Outcome,
-                 queue: list[tuple], received: dict[str, Any]) -> str:
+                 queue: list[tuple], kept: dict[str, bytes]) -> str:
     """End an epoch that ran in a pool worker: start it in the sim, apply its actions, end it.
 
     A non-deferred node's actions up to a failure or cancellation are applied too, as they
@@ -322,12 +388,18 @@ def apply_remote(rt: RunHost, node: str, epoch_id: str, salvo: list[tuple[str, s
     rt.do("StartEpoch", rt.sim.start_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
     _packets, ports = salvo_packets(rt.graph_nodes[node], salvo)
     deferred = rt.configs[node].defer_net_actions
-    if outcome.kind == "finished" or not deferred:
-        apply_queue(rt, epoch_id, node, queue, received)
+    held: list[tuple[str, bytes | None]] = []
+    try:
+        if outcome.kind == "finished" or not deferred:
+            apply_queue(rt, epoch_id, node, queue, kept, held)
+        if outcome.kind == "finished":
+            rt.do("FinishEpoch", rt.sim.finish_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
+    except BaseException as exc:  # checked in the worker: only a bug gets here
+        raise rt.abandon(node, epoch_id, exc) from exc
     if outcome.kind == "finished":
-        rt.do("FinishEpoch", rt.sim.finish_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
+        release_held(rt, held)
     elif outcome.kind == "cancelled":
-        end_cancelled(rt, node, epoch_id, ports, reason="cancelled", error=None)
+        end_cancelled(rt, node, epoch_id, ports, reason="cancelled", error=None, held=held)
     else:
-        end_failed(rt, node, epoch_id, ports, outcome.error)
+        end_failed(rt, node, epoch_id, ports, outcome.error, held=held, traceback=outcome.traceback)
     return outcome.kind

@@ -116,7 +116,8 @@ class ValueFunctionFailed(NetrunError):
 
 
 class NodeExecutionFailed(NetrunError):
-    """A node's exec function raised; the original is the `__cause__`."""
+    """A node's exec function raised; the original is the `__cause__`, and `traceback` its formatted
+    traceback (text: it survives pickling, and comes from the worker for a process-pool epoch)."""
 
 
 class EpochTimeout(NetrunError):

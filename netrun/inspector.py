@@ -193,7 +193,8 @@ class NetInspector:
         else:
             state = "finished"
         failures = self._rows(
-            "SELECT epoch_id AS epoch, node_name AS node, attempt, finished_at, error_type, error FROM epoch_attempts "
+            "SELECT epoch_id AS epoch, node_name AS node, attempt, finished_at, error_type, error, traceback "
+            "FROM epoch_attempts "
             "WHERE outcome = 'failed' ORDER BY finished_at DESC, epoch_id DESC LIMIT ?", (recent,))
         last = self._rows("SELECT seq, timestamp FROM history ORDER BY seq DESC LIMIT 1")
         return {
@@ -309,16 +310,17 @@ class NetInspector:
             params.append(node)
         rows = self._rows(
             "SELECT seq, packet_id AS packet, node_name AS node, port_name AS port, epoch_id AS epoch, reason, "
-            "status, created_at, resolved_at, replayed_as, value_kind, value, error FROM dead_letters"
+            "status, created_at, resolved_at, replayed_as, value_kind, value, error, traceback FROM dead_letters"
             + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq", params)
         for row in rows:
             row["value"] = preview(row.pop("value_kind"), row["value"])
         return rows
 
     def dead_letter(self, seq: int) -> dict:
-        """One dead letter with its full error text and a longer value preview. Raises NotFoundError."""
+        """One dead letter with its full error text and traceback, and a longer value preview.
+        Raises NotFoundError."""
         rows = self._rows("SELECT seq, packet_id AS packet, node_name AS node, port_name AS port, epoch_id AS epoch, "
-                          "reason, status, created_at, resolved_at, replayed_as, value_kind, value, error "
+                          "reason, status, created_at, resolved_at, replayed_as, value_kind, value, error, traceback "
                           "FROM dead_letters WHERE seq = ?", (seq,))
         if not rows:
             raise NotFoundError(f"{self.path}: no dead letter #{seq}", seq=seq)

@@ -101,6 +101,8 @@ class Journal:
         # takes a dozen); an injected clock is asked every time.
         self._fast_clock = type(clock).__name__ == "SystemClock"
         self._stamp = ("", -1.0)
+        # Set by `abandon()`: memory no longer matches the file, so nothing more is written.
+        self.abandoned: BaseException | None = None
 
     # -- buffering ---------------------------------------------------------------------
     def now(self) -> str:
@@ -260,6 +262,13 @@ class Journal:
         self._inserts = inserts
         self._after_commit = callbacks + self._after_commit
 
+    def abandon(self, error: BaseException) -> None:
+        """Drop every row buffered since the last commit and write nothing more: the file stays as a
+        crash at that commit would leave it (a resume rebuilds the net from it). For the case where
+        the in-memory sim took a step that cannot be journaled whole."""
+        self._take()
+        self.abandoned = error
+
     def commit(self, then: Callable[[apsw.Connection], Any] | None = None, *,
                only_if: Callable[[apsw.Connection], bool] | None = None) -> Any:
         """Write everything buffered in one IMMEDIATE transaction.
@@ -268,8 +277,11 @@ class Journal:
         runtime claims the next queue job this way); whatever it records is written in
         that transaction too. Its result is returned. With `only_if`, the buffer is written
         only if `only_if(conn)` holds inside the transaction; otherwise it is dropped (`then`
-        still runs). `self.wrote` tells which happened.
+        still runs). `self.wrote` tells which happened. After `abandon()` nothing is written.
         """
+        if self.abandoned is not None:
+            self._take()
+            return None
         if then is None and not (self._ops or self._history or self._packets or self._epochs or self._inserts
                                  or self.values):
             return None

@@ -466,9 +466,9 @@ class _Channels:
 
 def apply_result(rt: RunHost, epoch_id: str, payload: bytes) -> str:
     """Apply one worker result to the net (buffered with the deletion of its row)."""
-    outcome, salvo, queue, received = read_outcome(payload)
+    outcome, salvo, queue, kept = read_outcome(payload)
     node = rt.sim.node_of_epoch(epoch_id)
-    kind = apply_remote(rt, node, epoch_id, [tuple(p) for p in salvo], outcome, queue, received)
+    kind = apply_remote(rt, node, epoch_id, [tuple(p) for p in salvo], outcome, queue, kept)
     rt.journal.add(FINISH_JOB, (rt.journal.now(), kind, epoch_id))
     rt.journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))
     return kind

@@ -7,7 +7,8 @@ sim issues new IDs; `Sim` maps them to the stable netrun IDs stored in the table
 Epochs that were running when the process stopped follow DESIGN.md's crash semantics:
 - a deferred node's epoch committed nothing of its work: it is startable again;
 - any other epoch is cancelled, and every packet still inside it (inputs, created
-  packets, loaded outputs) is dead-lettered with reason 'interrupted', value included.
+  packets, loaded outputs) is dead-lettered with reason 'interrupted', value included; so
+  is every value it had consumed (kept stored until its end).
 Both are journaled as netrun actions (`RecoverEpoch`, `CancelInterruptedEpoch`).
 """
 
@@ -90,11 +91,6 @@ class Restorer:
             if node in rt.configs and rt.configs[node].defer_net_actions:
                 rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
                                   data={"reason": "deferred epoch interrupted: runs again"})
-                # Attempts already recorded keep their numbers; the retry budget goes on from there.
-                done = self.conn.execute("SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts "
-                                         "WHERE epoch_id = ?", (epoch_id,)).fetchone()[0]
-                if done:
-                    rt.attempt_base[epoch_id] = done
                 rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
                 continue
             self._cancel_interrupted(epoch_id, node)
@@ -142,12 +138,17 @@ class Restorer:
         inside = [row[0] for row in self.conn.execute(
             "SELECT id FROM packets WHERE state = 'live' AND location IN ('node', 'output_port') AND epoch_id = ?",
             (epoch_id,))]
+        # Values it consumed are stored until its end: a consumed packet of the epoch whose value row is
+        # not a kept one (consumed_seq is set when kept) was held by it.
+        held = [row[0] for row in self.conn.execute(
+            "SELECT p.id FROM packet_values v CROSS JOIN packets p ON p.id = v.packet_id "  # values are fewer
+            "WHERE v.consumed_seq IS NULL AND p.epoch_id = ? AND p.state = 'consumed' ORDER BY p.id", (epoch_id,))]
         events = [Event("PacketDestroyed", epoch_id, packet, node) for packet in inside]
         events.append(Event("EpochCancelled", epoch_id, None, node))
         rt.journal.record("CancelInterruptedEpoch", events, epoch_id=epoch_id, node_name=node,
                           data={"reason": "interrupted"})
         keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
-        for packet in inside:
+        for packet in held + inside:
             stored = rt.values.discard(packet)
             if keep:
                 rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports.get(packet),
@@ -174,6 +175,12 @@ class Restorer:
     def _rebuild_sim(self) -> None:
         rt, sim = self.rt, self.rt.sim
         rt.journal.commit()  # the recovery above is on disk before the sim is rebuilt from disk
+        # Attempts already recorded keep their numbers; the retry budget goes on from there (an epoch
+        # recovered above, or one made startable again after an interrupt).
+        for epoch_id, done in self.conn.execute(
+                "SELECT a.epoch_id, max(a.attempt) + 1 FROM epochs e JOIN epoch_attempts a ON a.epoch_id = e.id "
+                "WHERE e.state = 'startable' GROUP BY a.epoch_id"):
+            rt.attempt_base[epoch_id] = done
         admitted_inbox = "SELECT item_id FROM inbox"
         epochs = self.conn.execute(
             f"SELECT id, node_name, salvo_condition, salvo FROM epochs WHERE state = 'startable' "

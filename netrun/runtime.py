@@ -37,6 +37,7 @@ from .clock import SystemClock, iso
 from .config import NetConfig, NodeConfig
 from .deadletters import DeadLetterQueue
 from .epoch import EpochRun, run_sync, write_logs
+from .tracebacks import error_text
 from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, NotFoundError
 from .graphio import node_depths
 from .history import HistoryLog
@@ -123,6 +124,7 @@ class Runtime:
         self._tasks: set[asyncio.Future] = set()
         self._started_at: dict[str, str] = {}  # main-thread epoch -> when it started
         self._quick: dict[str, bool] = {}  # node -> whether its last sync main-thread epoch was quick
+        self._broken: BaseException | None = None  # set by abandon(): the net must be resumed
 
     # -- lookups ----------------------------------------------------------------------
     def node(self, name: str) -> ns.Node:
@@ -363,15 +365,22 @@ class Runtime:
     async def _run_job(self, job: Claim, *, asynchronous: bool) -> None:
         self.running.add(job.epoch_id)
         self.running_count[job.node_name] += 1
+        outcome = None
         try:
             outcome = await EpochRun(self, job).run_async(asynchronous=asynchronous)
+        except BaseException:
+            # an interrupt: a non-deferred epoch was cancelled (EpochRun); a deferred one runs again on resume
+            if not self.configs[job.node_name].defer_net_actions:
+                outcome = "cancelled"
+            raise
         finally:
             self.running.discard(job.epoch_id)
             self.running_count[job.node_name] -= 1
-        self.job_seq += 1
-        started = self._started_at.pop(job.epoch_id)
-        self.journal.add(INSERT_MAIN_JOB, (job.epoch_id, self.job_seq, job.node_name, self.depth[job.node_name],
-                                           started, self.journal.now(), outcome))
+            started = self._started_at.pop(job.epoch_id, None)
+            if outcome is not None and started is not None:
+                self.job_seq += 1
+                self.journal.add(INSERT_MAIN_JOB, (job.epoch_id, self.job_seq, job.node_name,
+                                                   self.depth[job.node_name], started, self.journal.now(), outcome))
 
     def commit(self) -> None:
         """Commit what the owner wrote since its last commit, then wake the workers for new jobs."""
@@ -410,6 +419,8 @@ class Runtime:
                    limit: int | None = None) -> int:
         """The owner loop (see the module docstring). With `asynchronous=False` nothing in it suspends."""
         with self.owner.holding():
+            if self._broken is not None:
+                raise self._broken
             if self.looping:
                 raise ContextUsageError("the net is already running in this thread: node code cannot start or step "
                                         "it again (call net.pause() instead)")
@@ -558,6 +569,32 @@ class Runtime:
         self.journal.commit()
         if self.config.history_flush_on_pause:
             self.history.flush()
+
+    def restart(self, node: str, epoch_id: str, attempt: int) -> None:
+        """A running deferred main-thread epoch that applied nothing becomes startable again (after an
+        interrupt): first in line, and `startable` in the file, as a resume would make it; its next
+        run is `attempt` again (the interrupted one is not counted)."""
+        events = self.sim.restart_epoch(epoch_id)
+        if attempt:
+            self.attempt_base[epoch_id] = attempt
+        self.inflight[node] -= 1  # no longer dispatched; tracking its creation puts it back to waiting
+        self.track(events)
+        self.waiting[node].move_to_end(epoch_id, last=False)
+        self.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                            data={"reason": "deferred epoch interrupted: runs again"})
+        self.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
+
+    def abandon(self, node: str, epoch_id: str, error: BaseException) -> BaseException:
+        """Applying an epoch's end failed half-way (a bug: everything that can fail is checked before):
+        the sim took steps the file must never see. Nothing since the last commit is written, and
+        the net refuses to run again; a resume rebuilds it from the file. Returns the error to raise."""
+        self.journal.abandon(error)
+        self.paused = True
+        self._broken = RuntimeError(
+            f"netrun: applying the end of epoch {epoch_id} of node {node!r} failed ({error_text(error)}); this is a "
+            f"bug in netrun. Nothing of it was written: the database is as a crash at the last commit left it. "
+            f"Close the net and resume it (Net.resume, or netrun resume) to go on")
+        return self._broken
 
     def write_logs(self, epoch_id: str | None, node: str, capture: Capture | None) -> None:
         write_logs(self.journal, epoch_id, node, capture)

@@ -156,6 +156,19 @@ class Sim:
         self._forget_epoch(epoch_id)
         return events
 
+    def restart_epoch(self, epoch_id: str) -> list[Event]:
+        """Make a started epoch that took no action startable again, with the same IDs and salvo (the
+        sim cannot un-start one: it is cancelled and rebuilt as a resume would). Returns only the
+        EpochCreated event: the file never saw the rest (nothing of it is to be journaled)."""
+        node = self._epoch_node[epoch_id]
+        condition, packets = self.epoch_salvo(epoch_id)
+        self.cancel_epoch(epoch_id)
+        for port, packet in packets:
+            self.create_packet(None, netrun_id=packet)
+            self.move_to_input_port(packet, node, port)
+        _, events = self.create_epoch(node, condition, packets, netrun_id=epoch_id)
+        return [ev for ev in events if ev.kind == "EpochCreated"]
+
     def _forget_epoch(self, epoch_id: str) -> None:
         self._epoch_node.pop(epoch_id, None)
         sim_id = self._to_sim.pop(epoch_id, None)

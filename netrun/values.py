@@ -4,7 +4,8 @@ A value is pickled; a value function is cloudpickled (so lambdas and closures su
 a restart) and called lazily when the packet is consumed. Values written since the
 last commit are served from memory until the journal commits them.
 
-Consumed values are deleted unless `consumed_packet_storage` keeps them (the newest
+A consumed value stays stored until its epoch ends (a failed epoch dead-letters it); then it
+is deleted unless `consumed_packet_storage` keeps them (the newest
 `consumed_packet_storage_limit` of them); `consumed_packet_storage_path` also writes
 each consumed value to `<path>/<PacketID>.pkl`.
 """
@@ -116,31 +117,37 @@ class ValueStore:
             return _awaiting(packet_id, result)
         return result
 
-    def consume(self, packet_id: str) -> Any:
-        """Read the value for consumption and schedule its removal (or keep it, per config)."""
-        found = self._load(packet_id)
-        if found is None:
-            raise NotFoundError(f"packet {packet_id} has no stored value", packet_id=packet_id)
-        value = self.materialize(packet_id, *found)
-        self.forget(packet_id, consumed_value=value)
-        return value
+    def kept_data(self, packet_id: str, value: Any, *, where: str) -> bytes | None:
+        """A consumed value serialized for keeping (`consumed_packet_storage`, `..._path`), or None
+        when it is not kept. Called when the packet is consumed, so that a value that cannot be kept
+        fails the consumption (and the attempt) before anything of the epoch's end is applied.
 
-    def forget(self, packet_id: str, *, consumed_value: Any = None) -> None:
-        """Remove a packet's value after consumption, keeping it if configured."""
+        Raises UnpicklableValue naming the packet and `where`.
+        """
+        if not (self.keep_consumed or self.keep_path):
+            return None
+        try:
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise UnpicklableValue(f"{where}: the value of packet {packet_id} (a {type(value).__name__}) cannot be "
+                                   f"pickled, and consumed_packet_storage keeps consumed values: {exc}",
+                                   packet_id=packet_id) from exc
+
+    def forget(self, packet_id: str, *, kept: bytes | None = None) -> None:
+        """Remove a consumed packet's value at its epoch's end, keeping `kept` (from `kept_data`) if
+        configured. Until then the value stays stored: a failed epoch dead-letters it."""
         self._recent.pop(packet_id, None)
-        if self.keep_consumed:
+        if self.keep_consumed and kept is not None:
             self._consumed_seq += 1
-            self.journal.put_value(packet_id, "value", pickle.dumps(consumed_value, protocol=pickle.HIGHEST_PROTOCOL),
-                                   self._consumed_seq)
+            self.journal.put_value(packet_id, "value", kept, self._consumed_seq)
             if self.keep_limit is not None:
                 # runs after the buffered values are written (statements follow the state rows)
                 self.journal.add("DELETE FROM packet_values WHERE consumed_seq IS NOT NULL AND consumed_seq <= ?",
                                  (self._consumed_seq - self.keep_limit,))
         else:
             self.journal.drop_value(packet_id)
-        if self.keep_path:
-            data = pickle.dumps(consumed_value, protocol=pickle.HIGHEST_PROTOCOL)
-            self.journal.after_commit(lambda: _write_atomic(os.path.join(self.keep_path, f"{packet_id}.pkl"), data))
+        if self.keep_path and kept is not None:
+            self.journal.after_commit(lambda: _write_atomic(os.path.join(self.keep_path, f"{packet_id}.pkl"), kept))
 
     def discard(self, packet_id: str) -> tuple[str, bytes] | None:
         """Remove a destroyed packet's value; returns (kind, data) for a dead letter."""

@@ -27,11 +27,12 @@ from . import port_types as port_types_module
 from .clock import Clock, SystemClock
 from .config import NodeConfig
 from .db import open_connection, transaction
-from .epoch import AttemptLoop, Outcome, check_deferred_complete, error_text
+from .epoch import AttemptLoop, Outcome, check_deferred_complete
 from .errors import NetrunError
 from .graphio import graph_from_data
 from .journal import Journal
 from . import jobs
+from .tracebacks import error_text, format_traceback
 from .values import ValueStore
 
 _here = threading.local()  # `active` in a thread worker's thread
@@ -47,7 +48,10 @@ START_FAILED = "\x00start-failed\x00"  # notice prefix: a start_node_func raised
 
 
 class RemoteError(NetrunError):
-    """An exception from a pool worker that could not be pickled, carried as text."""
+    """An exception from a pool worker that could not be pickled, carried as text: the message is
+    the original's `Type: message`, `type_name` its class name, `traceback` the worker's text."""
+
+    remote = True  # netrun.tracebacks reads the original's type and traceback from the fields
 
 
 @dataclass
@@ -88,7 +92,8 @@ class WorkerHost:
         self.worker_id = worker_id
         self.clock = clock
         self.journal = Journal(self.conn, clock)
-        self.values = ValueStore(self.journal)
+        # keep_consumed: a consumed value is serialized for keeping at the call (it may fail there)
+        self.values = ValueStore(self.journal, keep_consumed=spec.keep_received)
         meta = dict(self.conn.execute("SELECT key, value FROM net_meta").fetchall())
         self.graph_nodes = graph_from_data(json.loads(meta["graph"])).nodes()
         self.port_types: dict[str, dict[str, dict]] = {}
@@ -125,14 +130,17 @@ class WorkerHost:
         self.conn.close()
 
 
-def _portable_error(error: BaseException | None) -> BaseException | None:
+def _portable_error(error: BaseException | None, traceback: str | None) -> BaseException | None:
+    """The error as it crosses to the owner: itself when it survives a pickle round trip, else a
+    `RemoteError` with its text, type name and traceback."""
     if error is None:
         return None
     try:
         pickle.loads(pickle.dumps(error))
         return error
     except Exception:  # noqa: BLE001 - replaced by a text copy
-        return RemoteError(error_text(error), type_name=type(error).__name__)
+        return RemoteError(error_text(error), type_name=type(error).__name__,
+                           traceback=traceback or format_traceback(error))
 
 
 @dataclass
@@ -195,23 +203,20 @@ def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], j
     actions = outcome.actions
     payload = {
         "kind": outcome.kind,
-        "error": _portable_error(outcome.error),
+        "error": _portable_error(outcome.error, outcome.traceback),
+        "traceback": outcome.traceback,  # a traceback does not survive a pickle: its text travels
         "salvo": salvo,
         "queue": actions.queue if actions is not None else [],
-        "received": dict(actions.received) if actions is not None and spec.keep_received else {},
+        "kept": dict(actions.kept) if actions is not None else {},  # consumed values, serialized at the call
     }
-    try:
-        blob = pickle.dumps(payload)
-    except Exception:  # noqa: BLE001 - a received value that cannot be pickled is not kept
-        payload["received"] = {}
-        blob = pickle.dumps(payload)
-    return _Result(claim, blob)
+    return _Result(claim, pickle.dumps(payload))
 
 
 def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:
-    """(outcome, salvo, queue, received) from a result row."""
+    """(outcome, salvo, queue, kept consumed values) from a result row."""
     data = pickle.loads(payload)
-    return Outcome(data["kind"], None, data["error"]), data["salvo"], data["queue"], data["received"]
+    return (Outcome(data["kind"], None, data["error"], data.get("traceback")), data["salvo"], data["queue"],
+            data.get("kept", {}))
 
 
 def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Callable[[str], None],

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..tracebacks import shorten
+
 
 class UsageError(Exception):
     """A command line that cannot work as given (exit code 2, like argparse's own errors)."""
@@ -65,6 +67,28 @@ class Output:
         width = max((len(k) for k, _ in pairs), default=0)
         for key, value in pairs:
             self.line(f"{key + ':':<{width + 1}} {cell(value)}")
+
+
+def tracebacks(out: Output, failures: Sequence[dict], *, full: bool, limit: int | None = None) -> None:
+    """The tracebacks of failures (rows with `epoch`, `node`, `attempt`, `traceback`), newest first as
+    given, each once: the innermost frames, or all of them with `full`."""
+    shown: set[str] = set()
+    for row in failures:
+        text = row.get("traceback")
+        if not text or text in shown or (limit is not None and len(shown) >= limit):
+            continue
+        shown.add(text)
+        attempt = f" attempt {row['attempt']}" if row.get("attempt") is not None else ""
+        out.line(f"traceback of epoch {row['epoch']}{attempt} of {row['node']}:", style="bold")
+        out.line(text.rstrip("\n") if full else shorten(text))
+
+
+def dead_letter_advice(path: str, pending: int) -> str:
+    """What to do with pending dead letters, with the exact commands."""
+    word = shell(path)
+    return (f"{pending} dead letter{'s' if pending != 1 else ''} pending (resume does not run them): see them with "
+            f"netrun dlq {word} list; once the cause is fixed, put them back with netrun dlq {word} replay --all "
+            f"and continue with netrun resume {word} (or drop them: netrun dlq {word} discard --all)")
 
 
 def cell(value: Any) -> str:

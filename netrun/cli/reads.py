@@ -9,7 +9,7 @@ import time
 
 from ..inspector import NetInspector
 from .numbers import count
-from .output import Output, cell, shell
+from .output import Output, cell, dead_letter_advice, shell, tracebacks
 
 FOLLOW_INTERVAL = 0.5  # seconds between polls of `logs --follow`
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # JSON's number syntax
@@ -32,6 +32,8 @@ def status(args: argparse.Namespace, out: Output) -> int:
     out.line(f"{report['path']}: {report['state']}" + (f" (pid {owner['pid']} on {owner['host']} since "
                                                           f"{owner['since']})" if owner else ""), style="bold")
     out.line(NEXT_STEP[report["state"]].format(path=shell(report["path"])))
+    if report["dead_letters_pending"]:
+        out.line(dead_letter_advice(report["path"], report["dead_letters_pending"]))
     out.fields([("created", f"{report['created_at']} by netrun {report['netrun_version']}"),
                 ("last activity", report["last_activity"]), ("history rows", report["history_rows"]),
                 ("live packets", report["live_packets"]),
@@ -49,6 +51,7 @@ def status(args: argparse.Namespace, out: Output) -> int:
         out.table(report["running_epochs"], ["epoch", "node", "attempt", "started_at"], title="Running epochs")
     out.table(report["recent_failures"], ["finished_at", "node", "epoch", "attempt", "error_type", "error"],
               title="Recent failures")
+    tracebacks(out, report["recent_failures"], full=args.full)
     if report["packets_left"]:
         out.table(report["packets_left"], ["packet", "location", "node", "port", "value"], title="Live packets")
         if len(report["packets_left"]) < report["live_packets"]:
@@ -193,6 +196,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                             "node, packets waiting on edges and at ports, running epochs and recent failures.")
     p.add_argument("file", help="the net's database file")
     p.add_argument("--recent", type=count, default=5, metavar="N", help="how many recent failures to show (5)")
+    p.add_argument("--full", action="store_true", help="whole tracebacks of the failures (default: the innermost "
+                   "frames)")
     p.set_defaults(func=status)
 
     p = commands.add_parser("history", parents=[common], help="history records, filtered",

@@ -9,6 +9,7 @@ from ..inspector import NetInspector
 from ..net import Net
 from .numbers import count
 from .output import Output, UsageError, shell
+from ..tracebacks import shorten
 
 
 def dlq_list(args: argparse.Namespace, out: Output) -> int:
@@ -28,9 +29,12 @@ def dlq_show(args: argparse.Namespace, out: Output) -> int:
     if out.json_mode:
         out.json(row)
     else:
-        out.fields((key, value) for key, value in row.items() if key != "error")
+        out.fields((key, value) for key, value in row.items() if key not in ("error", "traceback"))
         out.line("error:")
         out.line(row["error"] or "(none)")
+        if row["traceback"]:
+            out.line("traceback:")
+            out.line(row["traceback"].rstrip("\n") if args.full else shorten(row["traceback"]))
     return 0
 
 
@@ -107,6 +111,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     a = actions.add_parser("show", parents=[common], help="one dead letter with its error and value",
                            description="Show one dead letter: where it was, why, the error and its value.")
     a.add_argument("seq", type=count, help="the dead letter's number (from list)")
+    a.add_argument("--full", action="store_true", help="the whole traceback (default: the innermost frames)")
     a.set_defaults(func=dlq_show)
     for name, func, verb in (("replay", dlq_replay, "put back at the input port it came from"),
                              ("discard", dlq_discard, "mark as discarded (the row stays, for the record)")):

@@ -22,7 +22,7 @@ from ..net import Net
 from ..ownership import OwnerLock
 from .files import add_import_paths, existing_file
 from .numbers import seconds
-from .output import Output, UsageError, shell
+from .output import Output, UsageError, dead_letter_advice, shell, tracebacks
 from .progress import LiveProgress, PlainProgress, Progress
 
 EXIT_INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"
@@ -106,6 +106,9 @@ def resume(args: argparse.Namespace, out: Output) -> int:
                      "Add --path DIR for the folder of their modules.")
         if not out.json_mode:
             out.line(f"netrun: resuming {args.file}")
+        pending = net.query("SELECT count(*) AS n FROM dead_letters WHERE status = 'pending'")[0]["n"]
+        if pending:
+            out.note(dead_letter_advice(net.db_path, pending))
         return _drive(net, args, out)
 
 
@@ -120,6 +123,8 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
             display = kind(net, inspector, out.console, earlier, interval=args.interval)
         started = time.monotonic()
         before = sum(c["finished"] + c["failed"] + c["cancelled"] for c in earlier.values())
+        interrupted_query = "SELECT count(*) AS n FROM dead_letters WHERE reason = 'interrupted'"
+        letters_before = inspector.query(interrupted_query)[0]["n"]
         interrupted = False
         if display:
             display.start()
@@ -139,6 +144,8 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
         elapsed = time.monotonic() - started
         report = inspector.status()
         report["packets_left"] = inspector.packets_left()
+        # a second Ctrl-C ends the epochs it interrupts as a crash would: their packets are dead letters
+        cut_short = inspector.query(interrupted_query)[0]["n"] - letters_before
     done = sum(c["finished"] + c["failed"] + c["cancelled"] for c in report["nodes"].values()) - before
     report["run"] = {"seconds": round(elapsed, 3), "epochs_ended": done,
                      "epochs_per_second": round(done / elapsed, 1) if elapsed > 0 else None,
@@ -146,18 +153,24 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
     if out.json_mode:
         out.json(report)
     else:
-        _summary(report, out)
-    if interrupted and report["state"] == "interrupted":  # a second Ctrl-C stopped running epochs at once
-        out.note(f"stopped by a second Ctrl-C while epochs ran (as a crash would); continue with: netrun resume "
-                 f"{word} (it applies the crash semantics to those epochs)")
+        _summary(report, out, full=args.full)
+    pending = report["dead_letters_pending"]
+    if interrupted and (report["state"] == "interrupted" or cut_short > 0):  # a second Ctrl-C: stopped at once
+        out.note(f"stopped by a second Ctrl-C while epochs ran (as a crash would): deferred epochs run again on "
+                 f"resume; the packets of the others are dead letters (reason 'interrupted'); continue with: "
+                 f"netrun resume {word}" + (f". {dead_letter_advice(path, pending)}" if pending else ""))
         return EXIT_INTERRUPTED
     if interrupted:
         out.note(f"paused by Ctrl-C after the running epochs finished; continue with: netrun resume {word}")
         return EXIT_INTERRUPTED
     if paused:
-        out.note(f"the net paused after a failed epoch; see the failures above, fix the cause, then: "
-                 f"netrun resume {word}", style="red")
+        then = (f"put its dead letters back with netrun dlq {word} replay --all and continue with netrun resume "
+                f"{word} (or drop them: netrun dlq {word} discard --all)" if pending else f"netrun resume {word}")
+        out.note(f"the net paused after a failed epoch; see the failure above, fix the cause, then: {then}",
+                 style="red")
         return 1
+    if pending:
+        out.note(dead_letter_advice(path, pending))
     stuck = sorted(name for name, counts in report["nodes"].items() if counts["startable"])
     if stuck:  # blocked with startable epochs: their nodes have no function to run them
         out.note(f"epochs of {', '.join(stuck)} stay startable: no exec function could be imported for them; "
@@ -166,7 +179,7 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _summary(report: dict, out: Output) -> None:
+def _summary(report: dict, out: Output, *, full: bool = False) -> None:
     run = report["run"]
     path = shell(report["path"])
     out.line(f"{report['path']}: {report['state']} — {run['epochs_ended']} epochs in {run['seconds']:.2f} s"
@@ -176,6 +189,7 @@ def _summary(report: dict, out: Output) -> None:
     if report["recent_failures"]:
         out.table(report["recent_failures"], ["node", "epoch", "attempt", "error_type", "error"],
                   title="Recent failures")
+        tracebacks(out, report["recent_failures"], full=full, limit=None if full else 1)
     if report["dead_letters_pending"]:
         out.line(f"dead letters: {report['dead_letters_pending']} pending (netrun dlq {path} list)")
     if report["packets_left"]:
@@ -195,6 +209,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     running.add_argument("--no-progress", action="store_true", help="no progress display, only the summary")
     running.add_argument("--interval", type=seconds, default=2.0, metavar="SECONDS",
                          help="seconds between progress lines when the output is not a terminal (2)")
+    running.add_argument("--full", action="store_true", help="whole tracebacks of the failures at the end "
+                         "(default: the innermost frames of the latest)")
 
     p = commands.add_parser("run", parents=[common, running], help="run a net defined in TOML to completion",
                             description="Create the net from NET.toml in a new database file, inject its work and "

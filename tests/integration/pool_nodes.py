@@ -208,3 +208,25 @@ def freeze_me_on_zero(ctx, packets):
         os.replace(path + ".tmp", path)
         time.sleep(10.0)
     _send(ctx, (value, os.getpid()))
+
+
+def consume_then_raise(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
+    raise KeyError("missing_key")
+
+
+def forward_value(ctx, packets):
+    _send(ctx, ctx.consume_packet(packets["in"][0]))
+
+
+class UnpicklableError(Exception):
+    """An exception that cannot cross processes: it holds a lock."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
+    raise UnpicklableError("cannot travel")

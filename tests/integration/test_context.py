@@ -310,7 +310,10 @@ def test_timeout_fails_an_epoch_that_ran_too_long_on_the_injected_clock(tmp_path
         # the packet it created is destroyed into the dead letters
         assert net.query("SELECT state FROM packets WHERE epoch_id = ? AND state != 'consumed'", (epoch["id"],)) == [
             {"state": "destroyed"}]
-        assert [pickle.loads(r["value"]) for r in net.query("SELECT value FROM dead_letters")] == ["slow"]
+        # ...and so is the input it consumed (kept until the epoch ended): both carry the value
+        assert [(r["port_name"], pickle.loads(r["value"]))
+                for r in net.query("SELECT port_name, value FROM dead_letters ORDER BY seq")] == [
+            ("in", "slow"), (None, "slow")]
 
 
 def test_failing_value_function_fails_the_consuming_epoch(tmp_path):

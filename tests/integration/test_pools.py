@@ -124,7 +124,8 @@ def test_retry_in_a_deferred_pool_node_delivers_once(tmp_path, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_non_deferred_pool_node_keeps_what_it_did_before_raising(tmp_path, kind):
     """As in the main thread: output sent before the error stays sent; an unconsumed input is
-    dead-lettered ('failed'), a consumed one stays consumed (epoch.apply_remote)."""
+    destroyed, a consumed one stays consumed (epoch.apply_remote), and both values are
+    dead-lettered ('failed'): the value a failed epoch consumed is never lost."""
     got_a: list = []
     got_b: list = []
     graph = netrun.Graph(
@@ -146,7 +147,8 @@ def test_non_deferred_pool_node_keeps_what_it_did_before_raising(tmp_path, kind)
         entries = net.dead_letter_queue.get_all()
     assert got_a == ["partial"]
     assert got_b == [("sent", "input-b")]
-    assert [(e.packet_id, e.node_name, e.reason, e.value) for e in entries] == [(in_a, "A", "failed", "input-a")]
+    assert sorted((e.packet_id, e.node_name, e.reason, e.value) for e in entries) == sorted(
+        [(in_a, "A", "failed", "input-a"), (in_b, "B", "failed", "input-b")])
     packets = {r["id"]: r["state"] for r in rows(db, "SELECT id, state FROM packets WHERE id IN (?, ?)", (in_a, in_b))}
     assert packets == {in_a: "destroyed", in_b: "consumed"}
     epochs = rows(db, "SELECT node_name, state, error_type FROM epochs WHERE node_name IN ('A', 'B') ORDER BY 1")

@@ -410,12 +410,16 @@ def test_interrupted_epoch_dead_letters_its_loaded_and_inside_packets_and_keeps_
     assert rows(db, "SELECT count(*) AS n FROM packets WHERE state = 'live' AND location = 'edge'") == [{"n": 1}]
     assert [p["location"] for p in inside] == ["node", "output_port"]
 
+    [consumed] = rows(db, "SELECT id FROM packets WHERE state = 'consumed' AND epoch_id = ?", (interrupted["id"],))
     with netrun.Net.resume(db) as net:
         letters = net.dead_letter_queue.get_all()
+        # the input it consumed is kept until the epoch ends: dead-lettered too, at its port, replayable
         assert sorted((d.packet_id, d.value_kind, d.reason, d.epoch_id) for d in letters) == sorted(
-            (p["id"], "func" if p["location"] == "node" else "value", "interrupted", interrupted["id"])
-            for p in inside)
-        assert sorted(d.value for d in letters) == [("inside", 7), ("loaded", 7)]
+            [(p["id"], "func" if p["location"] == "node" else "value", "interrupted", interrupted["id"])
+             for p in inside] + [(consumed["id"], "value", "interrupted", interrupted["id"])])
+        assert sorted(map(repr, (d.value for d in letters))) == sorted(map(repr, [("inside", 7), ("loaded", 7), 7]))
+        assert [d.port_name for d in letters if d.packet_id == consumed["id"]] == ["in"]
+        assert net.query("SELECT count(*) AS n FROM packet_values WHERE packet_id = ?", (consumed["id"],)) == [{"n": 0}]
         net.set_node_exec("Sink", rn.record)
         net.start()
         assert rn.RESULTS == [("sent", 7)]  # output sent before the kill stays sent

@@ -11,7 +11,7 @@ CREATE TABLE dead_letters (
     value_kind TEXT,
     created_at TEXT NOT NULL
 , status TEXT NOT NULL DEFAULT 'pending'
-    CHECK (status IN ('pending', 'replayed', 'discarded')), resolved_at TEXT, replayed_as TEXT) STRICT;
+    CHECK (status IN ('pending', 'replayed', 'discarded')), resolved_at TEXT, replayed_as TEXT, traceback TEXT) STRICT;
 
 -- index dead_letters_node on dead_letters
 CREATE INDEX dead_letters_node ON dead_letters (node_name);
@@ -38,7 +38,7 @@ CREATE TABLE epoch_attempts (
     finished_at TEXT,
     outcome     TEXT CHECK (outcome IN ('finished', 'failed', 'cancelled')),
     error       TEXT,
-    error_type  TEXT,
+    error_type  TEXT, traceback TEXT,
     PRIMARY KEY (epoch_id, attempt)
 ) STRICT, WITHOUT ROWID;
 
