@@ -24,6 +24,8 @@ import json
 import os
 from dataclasses import dataclass
 
+from .errors import StorageError
+
 
 def intents_path(db_path: str) -> str:
     """`<db>-starts`, beside the real file when the database is reached through a symlink."""
@@ -72,15 +74,20 @@ class StartLog:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            except OSError:  # not a file of ours (a folder of that name): nothing was written to it
+                pass
 
 
 def read_intents(db_path: str) -> list[Intent]:
     """The intents a crashed owner left (none if the file is absent or empty)."""
+    path = intents_path(db_path)
     try:
-        with open(intents_path(db_path), "rb") as handle:
+        with open(path, "rb") as handle:
             lines = handle.read().split(b"\n")
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot read the start intents of {db_path} ({exc})", path=path) from exc
     out = []
     for line in lines:
         if not line:

@@ -91,6 +91,7 @@ class Runtime:
         self.journal.commit_hooks.append(self.history)
         # Start intents of non-deferred epochs (netrun.intents); "full" durability commits each start.
         self.starts = StartLog(net.db_path) if config.durability == "normal" and net.db_path else None
+        self._log_starts = self.starts is not None  # False once the side file could not be written
         if self.starts is not None:
             self.journal.commit_hooks.append(lambda _records: self.starts.committed())
         self.functions = {name: NodeFunctions() for name in self.graph_nodes}
@@ -345,22 +346,32 @@ class Runtime:
         node = item.node_name
         deferred = self.configs[node].defer_net_actions
         quick = self._quick.get(node, False)
-        logged = not deferred and quick and self.starts is not None and not self.journal.rerunnable
+        logged = not deferred and quick and self._log_starts and not self.journal.rerunnable
         if (deferred or logged) and (not quick or self.pools.to_signal or self._grouped >= GROUP_LIMIT
                                      or self.clock.monotonic() - self._committed_at > GROUP_SECONDS):
             self.commit()
         job = self._start(item)
         if deferred:
             self.journal.rerunnable = True  # its end, if lost, runs it again
-        elif logged:
-            self.starts.write(job.epoch_id, job.node_name, self.sim.epoch_salvo(job.epoch_id)[1],
-                              self._started_at[job.epoch_id])
-        else:
+        elif not (logged and self._log_start(job)):
             self.commit()
             return job
         self._grouped += 1
         self.journal.commit_if_large()
         return job
+
+    def _log_start(self, job: Claim) -> bool:
+        """Append the start intent; False (and no more intents) if the side file cannot be written."""
+        try:
+            self.starts.write(job.epoch_id, job.node_name, self.sim.epoch_salvo(job.epoch_id)[1],
+                              self._started_at[job.epoch_id])
+        except OSError as exc:  # full disk, a read-only folder: commit each start instead
+            self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                             (job.epoch_id, job.node_name, self.journal.now(),
+                              f"netrun: cannot write {self.starts.path} ({exc}); starts are committed instead"))
+            self._log_starts = False
+            return False
+        return True
 
     async def _run_job(self, job: Claim, *, asynchronous: bool) -> None:
         self.running.add(job.epoch_id)

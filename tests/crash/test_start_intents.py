@@ -136,3 +136,29 @@ def test_a_closed_net_leaves_no_intents_file(tmp_path, durability):
     assert resumed.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 100}]
     assert resumed.dead_letter_queue.get_all() == []
     resumed.close()
+
+
+def test_an_intents_file_that_cannot_be_written_makes_every_start_a_commit(tmp_path):
+    import netrun
+    from netrun.graphs import chain
+    from tests.integration import resume_nodes as rn
+
+    db = tmp_path / "net.db"
+    net = netrun.Net(chain("Source", "A", "Sink"), db=str(db))
+    blocker = Path(str(db) + "-starts")
+    blocker.mkdir()  # os.open of a folder fails: no intents can be written
+    net.set_node_exec("A", rn.identity)
+    net.set_node_exec("Sink", rn.swallow)
+    for value in range(50):
+        net.inject_packet("A", "in", value)
+    net.start()
+    assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 100}]
+    [log] = net.query("SELECT text FROM node_logs WHERE text LIKE 'netrun: cannot write%'")
+    assert str(blocker) in log["text"] and "starts are committed instead" in log["text"]
+    with pytest.raises(netrun.StorageError, match="cannot read the start intents"):
+        from netrun.intents import read_intents
+        read_intents(str(db))
+    net.close()
+    blocker.rmdir()
+    with netrun.Net.resume(str(db)) as resumed:
+        assert resumed.dead_letter_queue.get_all() == []
