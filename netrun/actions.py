@@ -18,7 +18,7 @@ from . import faults
 from .context import Packet
 from .errors import PacketNotInEpoch, PacketTypeMismatch, PortFull, PortNotFound, SalvoConditionError
 from .sim import Location
-from .values import resolve_sync
+from .values import FUNC, resolve_sync
 from .host import RunHost
 
 
@@ -58,7 +58,7 @@ class EpochOps(ABC):
         if key in self.created:
             return True, self.created[key]
         stored = self.rt.values.peek(key)
-        if stored is None or stored[0] != "value":
+        if stored is None or stored.kind == FUNC:
             return False, None
         return True, self.rt.values.materialize(key, *stored)
 

@@ -15,20 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
-
 from .errors import ConfigError, NotFoundError
-from .values import _write_atomic
+from .values import FUNC, Stored, _write_atomic, decode
 from .host import RunHost
 
 _COLUMNS = ("seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, value, created_at, status, "
-            "replayed_as, traceback")
+            "replayed_as, traceback, value_preview")
 
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One dead-lettered packet. `value` gives the stored value (a value function is called);
-    `traceback` is the formatted traceback of the failure that sent it here (None for a cancel)."""
+    """One dead-lettered packet. `value` gives the stored value (a value function is called; a
+    pickled value is unpickled: code from the file runs); `value_preview` is the text made when it
+    was stored; `traceback` is the formatted traceback of the failure that sent it here (None for a
+    cancel). `value_kind`: json, pickle or func; `data`: JSON text or bytes."""
 
     seq: int
     packet_id: str
@@ -38,19 +38,19 @@ class DeadLetter:
     reason: str
     error: str | None
     value_kind: str | None
-    data: bytes | None
+    data: str | bytes | None
     created_at: str
     status: str = "pending"
     replayed_as: str | None = None
     traceback: str | None = None
+    value_preview: str | None = None
 
     @property
     def value(self) -> Any:
         if self.data is None:
             return None
-        if self.value_kind == "func":
-            return cloudpickle.loads(self.data)()
-        return pickle.loads(self.data)
+        value = decode(self.packet_id, self.value_kind, self.data)
+        return value() if self.value_kind == FUNC else value
 
 
 class DeadLetterQueue:
@@ -71,18 +71,18 @@ class DeadLetterQueue:
         self._seq = rt.journal.conn.execute("SELECT coalesce(max(seq), 0) FROM dead_letters").fetchone()[0]
 
     def record(self, *, packet_id: str, node_name: str, port_name: str | None, epoch_id: str, reason: str,
-               error: str | None, stored: tuple[str, bytes] | None, traceback: str | None = None) -> None:
+               error: str | None, stored: Stored | None, traceback: str | None = None) -> None:
         """Add an entry (buffered: written with the transaction that destroys the packet)."""
         journal = self.rt.journal
         self._seq += 1
-        kind, data = stored if stored else (None, None)
+        kind, data, preview = stored if stored else (None, None, None)
         entry = DeadLetter(self._seq, packet_id, node_name, port_name, epoch_id, reason, error, kind, data,
-                           journal.now(), traceback=traceback)
+                           journal.now(), traceback=traceback, value_preview=preview)
         journal.add(
             "INSERT INTO dead_letters (seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, "
-            "value, created_at, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "value, created_at, traceback, value_preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.seq, packet_id, node_name, port_name, epoch_id, reason, error, kind, data, entry.created_at,
-             traceback))
+             traceback, preview))
         if self._path:
             path = os.path.join(self._path, f"{entry.seq:08d}-{packet_id}.pkl")
             journal.after_commit(lambda: _write_atomic(path, pickle.dumps(entry)))
@@ -145,7 +145,8 @@ class DeadLetterQueue:
             new_ids = []
             for entry in found:
                 new_id = self.rt.inbox.inject_serialized(entry.node_name, entry.port_name,
-                                                         (entry.value_kind, entry.data), replay_of=entry.packet_id,
+                                                         Stored(entry.value_kind, entry.data, entry.value_preview),
+                                                         replay_of=entry.packet_id,
                                                          commit=False)
                 self._resolve(entry, "replayed", new_id)
                 new_ids.append(new_id)

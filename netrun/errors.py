@@ -132,6 +132,11 @@ class EpochCancelled(NetrunError):
     """Raised by `ctx.cancel_epoch()`: the epoch is cancelled, not failed (no retry)."""
 
 
+class StoredValueUnreadable(StorageError):
+    """A packet's stored value cannot be read back (tampered with, or its class is gone); `packet_id`
+    names the packet. Raised where the value is needed: an epoch consuming it fails (dead letter)."""
+
+
 class UnpicklableValue(NetrunError, TypeError):
     """A packet value or value function cannot be serialized into the database."""
 

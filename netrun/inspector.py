@@ -29,6 +29,7 @@ from .migrate import inspect_file, latest_version
 from .ownership import Owner, find_owner
 from .readonly import read_query
 from .restore import stored_graph
+from .values import FUNC, JSON, PICKLE, shorten
 
 EPOCH_STATES = ("startable", "running", "finished", "failed", "cancelled")
 PREVIEW_CHARS = 120
@@ -36,18 +37,26 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def preview(kind: str | None, data: bytes | None, limit: int = PREVIEW_CHARS) -> str | None:
-    """A short `repr` of a stored value; value functions are not called, and a value that
-    cannot be unpickled here (its class is not importable) says so instead of raising."""
+NOT_SHOWN = "<pickled value: not shown without --unpickle>"
+
+
+def preview(kind: str | None, data: str | bytes | None, stored: str | None = None, limit: int = PREVIEW_CHARS, *,
+            unpickle: bool = False) -> str | None:
+    """A short text of a stored value, made without running code from the file: JSON text as it is,
+    the preview stored with a pickled value or value function. `unpickle=True`: a pickled value's
+    `repr` (unpickling runs code from the file); one that cannot be unpickled here says so."""
     if data is None:
         return None
-    if kind == "func":
-        return "<value function>"
-    try:
-        text = repr(pickle.loads(data))
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is shown, not raised
-        return f"<cannot load here: {type(exc).__name__}: {exc}>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    if kind == JSON:
+        return shorten(data, limit)
+    if kind == PICKLE and unpickle:
+        try:
+            return shorten(repr(pickle.loads(data)), limit)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is shown, not raised
+            return f"<cannot load here: {type(exc).__name__}: {exc}>"
+    if stored is not None:
+        return shorten(stored, limit)
+    return "<value function>" if kind == FUNC else NOT_SHOWN
 
 
 def parse_since(text: str, now: datetime | None = None) -> str:
@@ -76,8 +85,9 @@ class NetInspector:
         CorruptDatabase: the file is damaged.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, unpickle: bool = False) -> None:
         self.path = os.fspath(path)
+        self.unpickle = unpickle  # show pickled values by unpickling them (runs code from the file)
         if not os.path.exists(self.path):
             raise NotANetrunDatabase(f"{self.path} does not exist", path=self.path)
         state = inspect_file(self.path)
@@ -216,17 +226,44 @@ class NetInspector:
     def value_preview(self, packet_id: str, *, limit: int = PREVIEW_CHARS) -> str | None:
         """A preview of the packet's stored value: a live one, or a consumed one the net keeps
         (`consumed_packet_storage`); None when no value is stored."""
-        rows = self._rows("SELECT kind, data FROM packet_values WHERE packet_id = ?", (packet_id,))
-        return preview(rows[0]["kind"], rows[0]["data"], limit) if rows else None
+        rows = self._rows("SELECT kind, data, preview FROM packet_values WHERE packet_id = ?", (packet_id,))
+        if not rows:
+            return None
+        return preview(rows[0]["kind"], rows[0]["data"], rows[0]["preview"], limit, unpickle=self.unpickle)
+
+    def value(self, packet_id: str) -> dict:
+        """A packet's whole stored value: a live one, one the net keeps after consumption, or the
+        value of its dead letter. `{"packet", "kind", "where", "value", "preview"}`: `value` is the
+        value itself for JSON (and, with `unpickle=True`, for a pickle: code from the file runs);
+        else None, with the stored preview. Value functions are never called.
+
+        Raises NotFoundError: no stored value for this packet (unknown, or consumed and not kept)."""
+        rows = self._rows("SELECT kind, data, preview, 'packet_values' AS place FROM packet_values "
+                          "WHERE packet_id = ?", (packet_id,))
+        if not rows:
+            rows = self._rows("SELECT value_kind AS kind, value AS data, value_preview AS preview, "
+                              "'dead_letters' AS place FROM dead_letters WHERE packet_id = ? AND value IS NOT NULL "
+                              "ORDER BY seq DESC LIMIT 1", (packet_id,))
+        if not rows:
+            raise NotFoundError(f"{self.path}: packet {packet_id} has no stored value (unknown, or consumed "
+                                "and not kept: consumed_packet_storage keeps consumed values)", packet_id=packet_id)
+        row = rows[0]
+        out = {"packet": packet_id, "kind": row["kind"], "where": row["place"], "value": None,
+               "preview": preview(row["kind"], row["data"], row["preview"], unpickle=self.unpickle)}
+        if row["kind"] == JSON:
+            out["value"] = json.loads(row["data"])
+        elif row["kind"] == PICKLE and self.unpickle:
+            out["value"] = pickle.loads(row["data"])
+        return out
 
     def packets_left(self, *, limit: int = 20) -> list[dict]:
         """Live packets with a preview of their values (what a finished run left in the net)."""
         rows = self._rows(
             "SELECT p.id AS packet, p.location, p.node_name AS node, p.port_name AS port, p.from_node, p.from_port, "
-            "v.kind, v.data FROM packets p LEFT JOIN packet_values v ON v.packet_id = p.id "
+            "v.kind, v.data, v.preview FROM packets p LEFT JOIN packet_values v ON v.packet_id = p.id "
             "WHERE p.state = 'live' ORDER BY p.created_at, p.id LIMIT ?", (limit,))
         for row in rows:
-            row["value"] = preview(row.pop("kind"), row.pop("data"))
+            row["value"] = preview(row.pop("kind"), row.pop("data"), row.pop("preview"), unpickle=self.unpickle)
         return rows
 
     # -- history, logs, SQL ------------------------------------------------------------------
@@ -310,20 +347,22 @@ class NetInspector:
             params.append(node)
         rows = self._rows(
             "SELECT seq, packet_id AS packet, node_name AS node, port_name AS port, epoch_id AS epoch, reason, "
-            "status, created_at, resolved_at, replayed_as, value_kind, value, error, traceback FROM dead_letters"
-            + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq", params)
+            "status, created_at, resolved_at, replayed_as, value_kind, value, value_preview, error, traceback "
+            "FROM dead_letters" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq", params)
         for row in rows:
-            row["value"] = preview(row.pop("value_kind"), row["value"])
+            row["value"] = preview(row.pop("value_kind"), row["value"], row.pop("value_preview"),
+                                   unpickle=self.unpickle)
         return rows
 
     def dead_letter(self, seq: int) -> dict:
         """One dead letter with its full error text and traceback, and a longer value preview.
         Raises NotFoundError."""
         rows = self._rows("SELECT seq, packet_id AS packet, node_name AS node, port_name AS port, epoch_id AS epoch, "
-                          "reason, status, created_at, resolved_at, replayed_as, value_kind, value, error, traceback "
-                          "FROM dead_letters WHERE seq = ?", (seq,))
+                          "reason, status, created_at, resolved_at, replayed_as, value_kind, value, value_preview, "
+                          "error, traceback FROM dead_letters WHERE seq = ?", (seq,))
         if not rows:
             raise NotFoundError(f"{self.path}: no dead letter #{seq}", seq=seq)
         row = rows[0]
-        row["value"] = preview(row.pop("value_kind"), row["value"], limit=2000)
+        row["value"] = preview(row.pop("value_kind"), row["value"], row.pop("value_preview"), limit=2000,
+                               unpickle=self.unpickle)
         return row

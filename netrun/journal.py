@@ -54,7 +54,8 @@ _UPDATE_EPOCH = (
     "error = coalesce(?, error), error_type = coalesce(?, error_type), salvo = coalesce(?, salvo) WHERE id = ?"
 )
 
-_UPSERT_VALUE = "INSERT OR REPLACE INTO packet_values (packet_id, kind, data, consumed_seq) VALUES (?, ?, ?, ?)"
+_UPSERT_VALUE = ("INSERT OR REPLACE INTO packet_values (packet_id, kind, data, preview, consumed_seq) "
+                 "VALUES (?, ?, ?, ?, ?)")
 _APPEND_PREFIXES = tuple(f"INSERT INTO {table} " for table in (
     "node_logs", "epoch_attempts", "deferred_actions", "dead_letters", "epoch_jobs", "inbox"))
 _APPEND_ONLY: dict[str, bool] = {}
@@ -95,7 +96,7 @@ class Journal:
         # Inserts into append-only tables, per statement: their order relative to other statements
         # never matters (nothing else touches a row inserted in the same buffer before it exists).
         self._inserts: dict[str, list[Sequence[Any]]] = {}
-        # Packet values, coalesced: packet ID -> (kind, data, consumed_seq), or None to delete.
+        # Packet values, coalesced: packet ID -> ((kind, data, preview), consumed_seq), or None to delete.
         self.values: dict[str, tuple | None] = {}
         # The system clock's ISO text is reused for 0.2 ms (it costs ~1.5 us per call, and an epoch
         # takes a dozen); an injected clock is asked every time.
@@ -127,9 +128,10 @@ class Journal:
         else:
             self._ops.append((sql, params))
 
-    def put_value(self, packet_id: str, kind: str, data: bytes, consumed_seq: int | None = None) -> None:
-        """A packet's stored value (written once per commit, whatever happened to it in between)."""
-        self.values[packet_id] = (kind, data, consumed_seq)
+    def put_value(self, packet_id: str, stored: tuple, consumed_seq: int | None = None) -> None:
+        """A packet's stored value, (kind, data, preview) (written once per commit, whatever happened to
+        it in between)."""
+        self.values[packet_id] = (stored, consumed_seq)
 
     def drop_value(self, packet_id: str) -> None:
         self.values[packet_id] = None
@@ -354,7 +356,7 @@ class Journal:
         for sql, rows in inserts.items():
             conn.executemany(sql, rows)
         if values:
-            kept = [(pid, *v) for pid, v in values.items() if v is not None]
+            kept = [(pid, *v[0], v[1]) for pid, v in values.items() if v is not None]
             if kept:
                 conn.executemany(_UPSERT_VALUE, kept)
             dropped = [(pid,) for pid, v in values.items() if v is None]

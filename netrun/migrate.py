@@ -46,32 +46,21 @@ def migrations_dir() -> Path:
     raise StorageError("netrun's migrations folder is missing from the installation; reinstall netrun")
 
 
-# Versions taken by a branch developed in parallel and not merged yet (8: value formats). The
-# numbers stay free for it: a gap there is allowed until it lands. Remove a number once it has.
-RESERVED_VERSIONS = frozenset({8})
-
-
 def list_migrations() -> list[Migration]:
-    """Every migration, in version order; versions must be 1, 2, 3... without gaps (but for
-    `RESERVED_VERSIONS` not landed yet)."""
+    """Every migration, in version order; versions must be 1, 2, 3... without gaps."""
     found = []
     for path in sorted(migrations_dir().iterdir()):
         match = _NAME.match(path.name)
         if match:
             found.append(Migration(int(match.group(1)), path.name, path.read_text()))
-    expected = 1
-    for migration in found:
-        while migration.version != expected and expected in RESERVED_VERSIONS and migration.version > expected:
-            expected += 1
+    for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
             raise StorageError(f"migration {migration.name} is out of sequence (expected version {expected})")
-        expected += 1
     return found
 
 
 def latest_version() -> int:
-    found = list_migrations()
-    return found[-1].version if found else 0
+    return len(list_migrations())
 
 
 @dataclass(frozen=True)

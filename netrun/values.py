@@ -1,8 +1,11 @@
 """Packet values: serialized into `packet_values`, read back at consumption.
 
-A value is pickled; a value function is cloudpickled (so lambdas and closures survive
-a restart) and called lazily when the packet is consumed. Values written since the
-last commit are served from memory until the journal commits them.
+A value that JSON carries exactly (None, bool, int, finite float, str, and lists / str-keyed
+dicts of those) is stored as JSON text (kind 'json'): SQL, sqlite-utils and datasette read it.
+Any other value is pickled (kind 'pickle'); a value function is cloudpickled (kind 'func', so
+lambdas and closures survive a restart) and called lazily when the packet is consumed. Each
+gets a short text preview when it is written: readers show it and never unpickle. Values
+written since the last commit are served from memory until the journal commits them.
 
 A consumed value stays stored until its epoch ends (a failed epoch dead-letters it); then it
 is deleted unless `consumed_packet_storage` keeps them (the newest
@@ -15,19 +18,95 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import json
+import math
 import os
 import pickle
+import reprlib
 import tempfile
 from collections.abc import Callable
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
 
-from .errors import NotFoundError, UnpicklableValue, ValueFunctionFailed
+from .errors import NotFoundError, StoredValueUnreadable, UnpicklableValue, ValueFunctionFailed
 from .journal import Journal
 
 RECENT_LIMIT = 4096  # values kept in memory for consumption without a read-back
+PREVIEW_CHARS = 200  # the longest preview stored with a value
+JSON, PICKLE, FUNC = "json", "pickle", "func"  # packet_values.kind
+_MAX_DEPTH = 64  # deeper values are pickled (json's own recursion has limits too)
+
+
+class Stored(NamedTuple):
+    """A value as stored: its kind (json, pickle, func), data (str for json, else bytes), preview."""
+
+    kind: str
+    data: str | bytes
+    preview: str | None = None
+
+
+def _json_exact(value: Any, depth: int = 0) -> bool:
+    """Whether JSON gives `value` back exactly, types included (a tuple, an int-keyed dict, a
+    float('nan'), a subclass of str or dict would not come back as they went in)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth >= _MAX_DEPTH:
+        return False
+    if kind is list:
+        return all(_json_exact(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(type(key) is str and _json_exact(item, depth + 1) for key, item in value.items())
+    return False
+
+
+_reprs = reprlib.Repr()
+_reprs.maxstring = _reprs.maxother = PREVIEW_CHARS
+_reprs.maxlist = _reprs.maxtuple = _reprs.maxset = _reprs.maxfrozenset = _reprs.maxdeque = 20
+_reprs.maxdict = 10
+
+
+def shorten(text: str, limit: int = PREVIEW_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def preview_of(value: Any) -> str:
+    """A short `repr` of a value, made when it is stored (a `__repr__` that raises is named instead)."""
+    try:
+        return shorten(_reprs.repr(value))
+    except Exception as exc:  # noqa: BLE001 - user code in __repr__
+        return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
+
+
+def encode(value: Any) -> Stored:
+    """JSON text when JSON carries the value exactly, else a pickle. Raises what pickle raises."""
+    if _json_exact(value):
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            if not text.isascii():
+                text.encode()  # a lone surrogate cannot be stored as UTF-8 text: pickled instead
+        except (ValueError, RecursionError):  # an int past the str conversion limit, a lone surrogate
+            pass
+        else:
+            return Stored(JSON, text, shorten(text))
+    return Stored(PICKLE, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), preview_of(value))
+
+
+def decode(packet_id: str, kind: str, data: str | bytes) -> Any:
+    """A stored value (json or pickle) back as it went in. Unpickling runs code from the file.
+
+    Raises StoredValueUnreadable naming the packet when the data cannot be read."""
+    try:
+        if kind == JSON:
+            return json.loads(data)
+        return pickle.loads(data) if kind == PICKLE else cloudpickle.loads(data)
+    except Exception as exc:
+        raise StoredValueUnreadable(f"the stored value of packet {packet_id} cannot be read ({kind}): "
+                                    f"{type(exc).__name__}: {exc}", packet_id=packet_id) from exc
 
 
 
@@ -48,49 +127,48 @@ class ValueStore:
             os.makedirs(keep_path, exist_ok=True)
 
     @staticmethod
-    def serialize(value: Any, *, where: str) -> tuple[str, bytes]:
-        """Pickle a value before its packet exists. Raises UnpicklableValue naming `where`."""
+    def serialize(value: Any, *, where: str) -> Stored:
+        """Encode a value before its packet exists (JSON, or a pickle). Raises UnpicklableValue naming `where`."""
         try:
-            return "value", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            return encode(value)
         except Exception as exc:
             raise UnpicklableValue(f"{where}: a value of type {type(value).__name__} cannot be pickled into "
                                    f"the database: {exc}") from exc
 
     @staticmethod
-    def serialize_func(func: Callable[[], Any], *, where: str) -> tuple[str, bytes]:
+    def serialize_func(func: Callable[[], Any], *, where: str) -> Stored:
         """Cloudpickle a value function (lambdas and closures persist across restarts)."""
         if not callable(func):
             raise TypeError(f"{where}: create_packet_from_value_func needs a callable, got {func!r}")
         try:
-            return "func", cloudpickle.dumps(func)
+            return Stored(FUNC, cloudpickle.dumps(func), shorten(f"<value function {_func_name(func)}>"))
         except Exception as exc:
             raise UnpicklableValue(f"{where}: the value function {func!r} cannot be serialized, so it would "
                                    f"not survive a restart: {exc}") from exc
 
-    def store(self, packet_id: str, serialized: tuple[str, bytes]) -> None:
+    def store(self, packet_id: str, serialized: Stored) -> None:
         """Store a serialized value (from `serialize`/`serialize_func`) for `packet_id`."""
-        kind, data = serialized
-        self.journal.put_value(packet_id, kind, data)
+        self.journal.put_value(packet_id, serialized)
         self._recent[packet_id] = serialized
         if len(self._recent) > RECENT_LIMIT:
             self._recent.popitem(last=False)
 
-    def _load(self, packet_id: str) -> tuple[str, bytes] | None:
+    def _load(self, packet_id: str) -> Stored | None:
         """The value as stored: from the journal's buffer when written since the last commit (no
         read-back of a value just written), else from the table."""
         pending = self.journal.values
         if packet_id in pending:
             found = pending[packet_id]
-            return None if found is None else (found[0], found[1])
+            return None if found is None else found[0]
         found = self._recent.get(packet_id)
         if found is not None:
             return found
         row = self.journal.conn.execute(
-            "SELECT kind, data FROM packet_values WHERE packet_id = ?", (packet_id,)).fetchone()
-        return (row[0], row[1]) if row else None
+            "SELECT kind, data, preview FROM packet_values WHERE packet_id = ?", (packet_id,)).fetchone()
+        return Stored(*row) if row else None
 
-    def peek(self, packet_id: str) -> tuple[str, bytes] | None:
-        """The stored (kind, data) of a packet, or None."""
+    def peek(self, packet_id: str) -> Stored | None:
+        """The stored value of a packet, or None."""
         return self._load(packet_id)
 
     def get(self, packet_id: str) -> Any:
@@ -99,16 +177,18 @@ class ValueStore:
         if found is None:
             raise NotFoundError(f"packet {packet_id} has no stored value (unknown, or consumed and not kept)",
                                 packet_id=packet_id)
-        return self.materialize(packet_id, *found)
+        return self.materialize(packet_id, found.kind, found.data)
 
     def has(self, packet_id: str) -> bool:
         return self._load(packet_id) is not None
 
-    def materialize(self, packet_id: str, kind: str, data: bytes) -> Any:
-        """Turn a stored (kind, data) pair into the value (calling a value function)."""
-        if kind == "value":
-            return pickle.loads(data)
-        func = cloudpickle.loads(data)
+    def materialize(self, packet_id: str, kind: str, data: str | bytes, *_preview: Any) -> Any:
+        """Turn a stored (kind, data) pair into the value (calling a value function).
+
+        Raises StoredValueUnreadable (data that cannot be read), ValueFunctionFailed."""
+        if kind != FUNC:
+            return decode(packet_id, kind, data)
+        func = decode(packet_id, kind, data)
         try:
             result = func()
         except Exception as exc:
@@ -117,8 +197,8 @@ class ValueStore:
             return _awaiting(packet_id, result)
         return result
 
-    def kept_data(self, packet_id: str, value: Any, *, where: str) -> bytes | None:
-        """A consumed value serialized for keeping (`consumed_packet_storage`, `..._path`), or None
+    def kept_data(self, packet_id: str, value: Any, *, where: str) -> Stored | None:
+        """A consumed value encoded for keeping (`consumed_packet_storage`, `..._path`), or None
         when it is not kept. Called when the packet is consumed, so that a value that cannot be kept
         fails the consumption (and the attempt) before anything of the epoch's end is applied.
 
@@ -127,19 +207,19 @@ class ValueStore:
         if not (self.keep_consumed or self.keep_path):
             return None
         try:
-            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            return encode(value)
         except Exception as exc:
             raise UnpicklableValue(f"{where}: the value of packet {packet_id} (a {type(value).__name__}) cannot be "
                                    f"pickled, and consumed_packet_storage keeps consumed values: {exc}",
                                    packet_id=packet_id) from exc
 
-    def forget(self, packet_id: str, *, kept: bytes | None = None) -> None:
+    def forget(self, packet_id: str, *, kept: Stored | None = None) -> None:
         """Remove a consumed packet's value at its epoch's end, keeping `kept` (from `kept_data`) if
         configured. Until then the value stays stored: a failed epoch dead-letters it."""
         self._recent.pop(packet_id, None)
         if self.keep_consumed and kept is not None:
             self._consumed_seq += 1
-            self.journal.put_value(packet_id, "value", kept, self._consumed_seq)
+            self.journal.put_value(packet_id, kept, self._consumed_seq)
             if self.keep_limit is not None:
                 # runs after the buffered values are written (statements follow the state rows)
                 self.journal.add("DELETE FROM packet_values WHERE consumed_seq IS NOT NULL AND consumed_seq <= ?",
@@ -147,14 +227,25 @@ class ValueStore:
         else:
             self.journal.drop_value(packet_id)
         if self.keep_path and kept is not None:
-            self.journal.after_commit(lambda: _write_atomic(os.path.join(self.keep_path, f"{packet_id}.pkl"), kept))
+            path = os.path.join(self.keep_path, f"{packet_id}.pkl")  # a pickle, whatever the stored format
+            self.journal.after_commit(lambda: _write_atomic(path, _as_pickle(packet_id, kept)))
 
-    def discard(self, packet_id: str) -> tuple[str, bytes] | None:
-        """Remove a destroyed packet's value; returns (kind, data) for a dead letter."""
+    def discard(self, packet_id: str) -> Stored | None:
+        """Remove a destroyed packet's value; returns it as stored, for a dead letter."""
         found = self._load(packet_id)
         self._recent.pop(packet_id, None)
         self.journal.drop_value(packet_id)
         return found
+
+
+def _as_pickle(packet_id: str, stored: Stored) -> bytes:
+    if stored.kind == PICKLE:
+        return stored.data
+    return pickle.dumps(decode(packet_id, stored.kind, stored.data), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _func_name(func: Callable[..., Any]) -> str:
+    return getattr(func, "__qualname__", None) or type(func).__name__
 
 
 def _failed(packet_id: str, exc: BaseException) -> ValueFunctionFailed:

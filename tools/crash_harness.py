@@ -149,13 +149,18 @@ def run_child(db: str, mode: str, values: int, fault: str | None, kill_after: fl
     return "done", ready
 
 
+def _stored(data: str | bytes) -> object:
+    """A stored value: JSON text, or a pickle (values JSON cannot carry exactly)."""
+    return json.loads(data) if isinstance(data, str) else pickle.loads(data)
+
+
 def check(db: str, mode: str, values: int) -> dict:
     with closing(sqlite3.connect(db)) as conn:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        delivered = [pickle.loads(row[0]) for row in conn.execute(
+        delivered = [_stored(row[0]) for row in conn.execute(
             "SELECT v.data FROM packets p JOIN packet_values v ON v.packet_id = p.id "
             "WHERE p.state = 'consumed' AND p.node_name = 'Sink'")]
-        lettered = [pickle.loads(row[0]) for row in conn.execute(
+        lettered = [_stored(row[0]) for row in conn.execute(
             "SELECT value FROM dead_letters WHERE value IS NOT NULL")]
         reasons = sorted({row[0] for row in conn.execute("SELECT reason FROM dead_letters")})
         live = conn.execute("SELECT count(*) FROM packets WHERE state = 'live'").fetchone()[0]

@@ -40,6 +40,10 @@ class Output:
     def json(self, document: Any) -> None:
         sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
 
+    def raw(self, text: str) -> None:
+        """Text on stdout as it is (no wrapping or styling): data for other programs."""
+        sys.stdout.write(text + "\n")
+
     def note(self, text: str, *, style: str = "yellow") -> None:
         """A message about the command itself (warnings, what to do next): on stderr."""
         sys.stdout.flush()  # after what was printed before it, when both go to one terminal

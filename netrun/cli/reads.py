@@ -4,6 +4,7 @@ so they work on a net another process is running, or on one that crashed."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 
@@ -21,8 +22,12 @@ NEXT_STEP = {
 }
 
 
+UNPICKLE_HELP = ("show pickled values by unpickling them: code stored in the file runs (never do it with a "
+                 "database from someone you do not trust)")
+
+
 def status(args: argparse.Namespace, out: Output) -> int:
-    with NetInspector(args.file) as net:
+    with NetInspector(args.file, unpickle=args.unpickle) as net:
         report = net.status(recent=args.recent)
         report["packets_left"] = net.packets_left(limit=args.recent * 2)
     if out.json_mode:
@@ -109,7 +114,7 @@ def sql(args: argparse.Namespace, out: Output) -> int:
 
 
 def trace(args: argparse.Namespace, out: Output) -> int:
-    with NetInspector(args.file) as net:
+    with NetInspector(args.file, unpickle=args.unpickle) as net:
         lineage = net.trace(args.packet, depth=args.depth)
     if out.json_mode:
         out.json(lineage)
@@ -189,6 +194,24 @@ def _print_logs(rows: list[dict], out: Output) -> None:
             out.line(f"{row['timestamp']}  {row['node']:<12} {row['epoch'] or '-'}  {row['text']}")
 
 
+def value(args: argparse.Namespace, out: Output) -> int:
+    with NetInspector(args.file, unpickle=args.unpickle) as net:
+        found = net.value(args.packet)
+    if found["kind"] == "json":
+        out.raw(json.dumps(found["value"], indent=2, ensure_ascii=False))
+        return 0
+    if found["kind"] == "pickle" and args.unpickle:
+        try:
+            out.raw(json.dumps(found["value"], indent=2, ensure_ascii=False, allow_nan=False))
+        except (TypeError, ValueError):  # not JSON: its repr
+            out.raw(repr(found["value"]))
+        return 0
+    what = "a value function (netrun never calls it to show it)" if found["kind"] == "func" else \
+        "a pickled value (--unpickle shows it: code stored in the file runs)"
+    out.note(f"packet {args.packet} holds {what}; preview: {found['preview']}")
+    return 1
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("status", parents=[common], help="the state of a run: per-node counts, what waits, "
                             "what runs, recent failures",
@@ -198,6 +221,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--recent", type=count, default=5, metavar="N", help="how many recent failures to show (5)")
     p.add_argument("--full", action="store_true", help="whole tracebacks of the failures (default: the innermost "
                    "frames)")
+    p.add_argument("--unpickle", action="store_true", help=UNPICKLE_HELP)
     p.set_defaults(func=status)
 
     p = commands.add_parser("history", parents=[common], help="history records, filtered",
@@ -226,7 +250,17 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("file", help="the net's database file")
     p.add_argument("packet", help="the packet ID")
     p.add_argument("--depth", type=count, default=10, metavar="N", help="how many epochs to follow each way (10)")
+    p.add_argument("--unpickle", action="store_true", help=UNPICKLE_HELP)
     p.set_defaults(func=trace)
+
+    p = commands.add_parser("value", parents=[common], help="one packet's whole stored value, as JSON",
+                            description="Print a packet's stored value (live, kept after consumption, or in its "
+                            "dead letter) as JSON on stdout. A pickled value is printed only with --unpickle (as "
+                            "its repr); without it, its preview goes to stderr and the exit code is 1.")
+    p.add_argument("file", help="the net's database file")
+    p.add_argument("packet", help="the packet ID")
+    p.add_argument("--unpickle", action="store_true", help=UNPICKLE_HELP)
+    p.set_defaults(func=value)
 
     p = commands.add_parser("logs", parents=[common], help="lines printed by node functions",
                             description="Print captured output of node functions, oldest first.")

@@ -9,11 +9,12 @@ from ..inspector import NetInspector
 from ..net import Net
 from .numbers import count
 from .output import Output, UsageError, shell
+from .reads import UNPICKLE_HELP
 from ..tracebacks import shorten
 
 
 def dlq_list(args: argparse.Namespace, out: Output) -> int:
-    with NetInspector(args.file) as net:
+    with NetInspector(args.file, unpickle=args.unpickle) as net:
         rows = net.dead_letters(node=args.node, include_resolved=args.all)
     if out.json_mode:
         out.json(rows)
@@ -24,7 +25,7 @@ def dlq_list(args: argparse.Namespace, out: Output) -> int:
 
 
 def dlq_show(args: argparse.Namespace, out: Output) -> int:
-    with NetInspector(args.file) as net:
+    with NetInspector(args.file, unpickle=args.unpickle) as net:
         row = net.dead_letter(args.seq)
     if out.json_mode:
         out.json(row)
@@ -107,11 +108,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                            description="List dead letters, oldest first, with a preview of each value.")
     a.add_argument("--node", help="only this node's dead letters")
     a.add_argument("--all", action="store_true", help="include replayed and discarded ones")
+    a.add_argument("--unpickle", action="store_true", help=UNPICKLE_HELP)
     a.set_defaults(func=dlq_list)
     a = actions.add_parser("show", parents=[common], help="one dead letter with its error and value",
                            description="Show one dead letter: where it was, why, the error and its value.")
     a.add_argument("seq", type=count, help="the dead letter's number (from list)")
     a.add_argument("--full", action="store_true", help="the whole traceback (default: the innermost frames)")
+    a.add_argument("--unpickle", action="store_true", help=UNPICKLE_HELP)
     a.set_defaults(func=dlq_show)
     for name, func, verb in (("replay", dlq_replay, "put back at the input port it came from"),
                              ("discard", dlq_discard, "mark as discarded (the row stays, for the record)")):

@@ -113,7 +113,7 @@ def test_status_json_of_a_finished_run_counts_epochs_as_the_table_does(cli: Cli,
     [left] = report["packets_left"]
     assert (left["packet"], left["location"], left["node"], left["port"]) == (
         total[0]["id"], "input_port", "Merge", "total")
-    assert left["value"].startswith("{'")  # the word total, a dict, previewed
+    assert left["value"].startswith('{"about":')  # the word total, a dict, stored as JSON and previewed
 
 
 def test_status_text_of_a_finished_run_shows_the_counts_and_the_packet_left(cli: Cli, wordfreq_db: Path):
@@ -432,10 +432,10 @@ def test_trace_of_a_tokenize_output_walks_both_ways(cli: Cli, wordfreq_db: Path)
 def test_trace_shows_the_value_of_a_packet_that_has_one_stored(cli: Cli, wordfreq_db: Path):
     packet = scalar(wordfreq_db, "SELECT id FROM packets WHERE state = 'live'")  # the word total
     lineage = cli("trace", wordfreq_db, packet, "--json").json()
-    assert lineage["value"].startswith("{'about': 3, 'all': 3")
+    assert lineage["value"].startswith('{"about":3,"all":3')  # JSON text, as stored
     assert len(lineage["value"]) > 200  # the long preview, not the table's
     text = cli("trace", wordfreq_db, packet).out
-    assert "  value:     {'about': 3, 'all': 3" in text
+    assert '  value:     {"about":3,"all":3' in text
     consumed = scalar(wordfreq_db, "SELECT id FROM packets WHERE state = 'consumed' LIMIT 1")
     assert "value:     (not stored: consumed values are kept only with consumed_packet_storage)" in cli(
         "trace", wordfreq_db, consumed).out

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import signal
 import sqlite3
@@ -30,6 +29,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+
+from tests.integration.helpers import stored_value
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = 1_500
@@ -113,14 +114,14 @@ def repeated_effects(db: Path) -> dict:
 
 def read_outcome(db: Path) -> dict:
     with closing(sqlite3.connect(db)) as conn:
-        delivered = [pickle.loads(row[0]) for row in conn.execute(
+        delivered = [stored_value(row[0]) for row in conn.execute(
             "SELECT v.data FROM packets p JOIN packet_values v ON v.packet_id = p.id "
             "WHERE p.state = 'consumed' AND p.node_name = 'Sink'")]
         letters = conn.execute("SELECT node_name, reason, value_kind, value FROM dead_letters").fetchall()
         return {
             "integrity": conn.execute("PRAGMA integrity_check").fetchall(),
             "delivered": Counter(delivered),
-            "letters": [(node, reason, pickle.loads(value) if kind == "value" else None)
+            "letters": [(node, reason, stored_value(value) if kind != "func" else None)
                         for node, reason, kind, value in letters],
             "live": conn.execute("SELECT count(*) FROM packets WHERE state = 'live'").fetchone()[0],
             "open": conn.execute("SELECT count(*) FROM epochs WHERE state IN ('startable', 'running')").fetchone()[0],

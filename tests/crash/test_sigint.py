@@ -9,7 +9,6 @@ and nothing is dead-lettered.
 
 from __future__ import annotations
 
-import pickle
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import netrun
 
-from tests.integration.helpers import collect, rows
+from tests.integration.helpers import collect, rows, stored_value
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = 300
@@ -89,7 +88,7 @@ def test_sigint_pauses_then_resume_finishes_exactly_once(tmp_path):
     consumed = rows(db, "SELECT p.id, v.data FROM packets p JOIN packet_values v ON v.packet_id = p.id "
                         "WHERE p.node_name = 'Sink' AND p.state = 'consumed'")
     assert len(consumed) == VALUES
-    assert sorted(pickle.loads(r["data"]) for r in consumed) == list(range(VALUES))
+    assert sorted(stored_value(r["data"]) for r in consumed) == list(range(VALUES))
     assert rows(db, "SELECT count(*) AS n FROM dead_letters") == [{"n": 0}]
     assert rows(db, "SELECT count(*) AS n FROM packets WHERE state != 'consumed'") == [{"n": 0}]
     assert rows(db, "SELECT state, count(*) AS n FROM epochs GROUP BY 1") == [{"state": "finished", "n": 3 * VALUES}]

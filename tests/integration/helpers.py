@@ -23,6 +23,17 @@ from pathlib import Path
 from typing import Any
 
 
+def stored_value(data: str | bytes | None) -> Any:
+    """A value as stored in `packet_values.data` or `dead_letters.value`: JSON text, or a pickle."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        return json.loads(data)
+    import pickle
+
+    return pickle.loads(data)
+
+
 def rows(db: str | Path, sql: str, params: Iterable[Any] = ()) -> list[dict]:
     """All rows of `sql` on a (closed) database file, as dicts, via a fresh stdlib connection."""
     with closing(sqlite3.connect(str(db))) as conn:

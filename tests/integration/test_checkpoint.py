@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 import netrun
 from netrun.graphs import chain
 from tests.integration import resume_nodes as rn
-from tests.integration.helpers import rows
+from tests.integration.helpers import rows, stored_value
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = 60
@@ -57,7 +56,7 @@ def pipeline(db: Path, **options) -> netrun.Net:
 
 def outcome(db: Path) -> tuple[Counter, dict]:
     """(multiset of values consumed by Sink, finished epochs per node) of a closed database."""
-    delivered = Counter(pickle.loads(r["data"]) for r in rows(
+    delivered = Counter(stored_value(r["data"]) for r in rows(
         db, "SELECT v.data FROM packets p JOIN packet_values v ON v.packet_id = p.id "
             "WHERE p.state = 'consumed' AND p.node_name = 'Sink'"))
     finished = {r["node_name"]: r["n"] for r in rows(

@@ -10,7 +10,7 @@ import pytest
 import netrun
 from netrun.graphs import chain, edge, simple_node
 
-from .helpers import FakeClock, collect, emit, forward, rows
+from .helpers import collect, emit, FakeClock, forward, rows, stored_value
 
 
 def consume_and_forget(ctx, packets):
@@ -179,7 +179,7 @@ def test_cancelled_epoch_destroys_its_packets_into_dead_letters_without_failing(
     letters = rows(db, "SELECT packet_id, node_name, port_name, epoch_id, reason, value FROM dead_letters")
     assert len(letters) == 2
     assert {(d["node_name"], d["epoch_id"], d["reason"]) for d in letters} == {("A", cancelled["id"], "cancelled")}
-    values = {d["packet_id"]: pickle.loads(d["value"]) for d in letters}
+    values = {d["packet_id"]: stored_value(d["value"]) for d in letters}
     assert values[made_inside[0]] == {"half": "done"}
     [injected] = [pid for pid in values if pid != made_inside[0]]
     assert values[injected] == "reject"
@@ -219,7 +219,7 @@ def test_failed_epoch_records_error_and_dead_letters_its_input(tmp_path):
     assert (letter["packet_id"], letter["node_name"], letter["port_name"], letter["epoch_id"], letter["reason"]) == (
         packet_id, "A", "in", epoch["id"], "failed")
     assert "boom" in letter["error"]
-    assert pickle.loads(letter["value"]) == ("precious", 1)
+    assert stored_value(letter["value"]) == ("precious", 1)
     assert rows(db, "SELECT state, outcome FROM epoch_jobs") == [{"state": "done", "outcome": "failed"}]
     [failure] = failures
     assert isinstance(failure, netrun.NodeExecutionFailed)
@@ -311,7 +311,7 @@ def test_timeout_fails_an_epoch_that_ran_too_long_on_the_injected_clock(tmp_path
         assert net.query("SELECT state FROM packets WHERE epoch_id = ? AND state != 'consumed'", (epoch["id"],)) == [
             {"state": "destroyed"}]
         # ...and so is the input it consumed (kept until the epoch ended): both carry the value
-        assert [(r["port_name"], pickle.loads(r["value"]))
+        assert [(r["port_name"], stored_value(r["value"]))
                 for r in net.query("SELECT port_name, value FROM dead_letters ORDER BY seq")] == [
             ("in", "slow"), (None, "slow")]
 

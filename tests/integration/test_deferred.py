@@ -12,7 +12,7 @@ import netrun
 from netrun.deferred import DeferredPacket
 from netrun.graphs import chain, edge, simple_node
 
-from .helpers import FakeClock, collect, emit, forward, rows
+from .helpers import collect, emit, FakeClock, forward, rows, stored_value
 
 KINDS = {"ConsumePacket", "CreatePacket", "LoadPacketIntoOutputPort", "SendOutputSalvo", "FinishEpoch"}
 
@@ -268,7 +268,7 @@ def test_failing_deferred_epoch_leaves_nothing_in_the_net(tmp_path):
     assert (letter["packet_id"], letter["node_name"], letter["port_name"], letter["reason"]) == (
         injected, "A", "in", "failed")
     assert "after everything" in letter["error"]
-    assert pickle.loads(letter["value"]) == original
+    assert stored_value(letter["value"]) == original
     assert rows(db, "SELECT count(*) AS n FROM packet_values") == [{"n": 0}]
 
 
@@ -363,7 +363,7 @@ def test_always_failing_function_is_tried_retries_plus_one_times_then_dead_lette
         {"state": "failed", "attempt": 3, "error_type": "KeyError"}]
     [letter] = rows(db, "SELECT packet_id, reason, value FROM dead_letters")
     assert (letter["packet_id"], letter["reason"]) == (injected, "failed")
-    assert pickle.loads(letter["value"]) == ("keep", 1)
+    assert stored_value(letter["value"]) == ("keep", 1)
 
 
 # -- exec_failed_node_func ---------------------------------------------------------------------------
@@ -470,7 +470,7 @@ def test_cancel_epoch_in_a_deferred_node_is_not_retried(tmp_path):
         {"state": "cancelled", "attempt": 1, "error": None}]
     [letter] = rows(db, "SELECT packet_id, reason, value FROM dead_letters")
     assert (letter["packet_id"], letter["reason"]) == (injected, "cancelled")
-    assert pickle.loads(letter["value"]) == "cancel me"
+    assert stored_value(letter["value"]) == "cancel me"
     assert created_packets(db) == [injected]
 
 
@@ -503,7 +503,7 @@ def test_deferred_epoch_over_its_timeout_fails_and_sends_nothing(tmp_path):
     assert created_packets(db) == [injected]
     [letter] = rows(db, "SELECT packet_id, reason, value FROM dead_letters")
     assert (letter["packet_id"], letter["reason"]) == (injected, "failed")
-    assert pickle.loads(letter["value"]) == "late"
+    assert stored_value(letter["value"]) == "late"
 
 
 def test_deferred_epoch_within_its_timeout_is_delivered(tmp_path):

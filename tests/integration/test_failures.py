@@ -8,13 +8,12 @@ tables, the questions they answer in one SQL query, and a run fed bad input at v
 from __future__ import annotations
 
 import asyncio
-import pickle
 
 import pytest
 
 import netrun
 from netrun.graphs import chain, edge, simple_node
-from tests.integration.helpers import FakeClock, collect, emit, forward, rows
+from tests.integration.helpers import collect, emit, FakeClock, forward, rows, stored_value
 
 
 def deferred(net: netrun.Net, node: str, **options) -> None:
@@ -216,7 +215,7 @@ def test_which_epochs_failed_and_which_values_are_dead_lettered_are_single_queri
 
     # "Which values are dead-lettered, from which node?"
     letters = rows(db, "SELECT node_name, port_name, epoch_id, reason, value FROM dead_letters ORDER BY node_name")
-    assert [(d["node_name"], d["port_name"], d["epoch_id"], d["reason"], pickle.loads(d["value"]))
+    assert [(d["node_name"], d["port_name"], d["epoch_id"], d["reason"], stored_value(d["value"]))
             for d in letters] == [
         ("A", "in", failed["A"], "failed", "bad-a"),
         ("B", "in", failed["B"], "failed", "bad-b"),
@@ -364,7 +363,7 @@ def test_poison_values_among_a_thousand_are_retried_then_dead_lettered_and_the_r
     letters = rows(db, "SELECT node_name, port_name, reason, epoch_id, value FROM dead_letters")
     assert len(letters) == 10
     assert {(d["node_name"], d["port_name"], d["reason"]) for d in letters} == {("Work", "in", "failed")}
-    assert sorted(pickle.loads(d["value"]) for d in letters) == sorted(poison)
+    assert sorted(stored_value(d["value"]) for d in letters) == sorted(poison)
     # each poison epoch was tried retries + 1 times, every other epoch once
     attempts = rows(db, "SELECT epoch_id, count(*) AS n, group_concat(outcome) AS outcomes FROM epoch_attempts "
                         "WHERE node_name = 'Work' GROUP BY epoch_id HAVING n > 1")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import signal
 import sqlite3
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 import netrun
 from netrun.graphs import chain, edge, simple_node
 from tests.integration import resume_nodes as rn
-from tests.integration.helpers import collect, forward, rows
+from tests.integration.helpers import collect, forward, rows, stored_value
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -323,7 +322,7 @@ def run_faulty_child(tmp_path: Path, *, mid: str, deferred: bool) -> Path:
 
 
 def sink_values(net: netrun.Net) -> list:
-    return [pickle.loads(r["data"]) for r in net.query(
+    return [stored_value(r["data"]) for r in net.query(
         "SELECT v.data FROM packets p JOIN packet_values v ON v.packet_id = p.id "
         "WHERE p.state = 'consumed' AND p.node_name = 'Sink'")]
 
@@ -334,7 +333,7 @@ def test_non_deferred_epoch_killed_mid_epoch_is_cancelled_and_its_input_dead_let
     assert len(running) == 1
     interrupted = running[0]["id"]
     [(port, in_packet)] = json.loads(running[0]["salvo"])
-    in_value = pickle.loads(rows(db, "SELECT data FROM packet_values WHERE packet_id = ?", (in_packet,))[0]["data"])
+    in_value = stored_value(rows(db, "SELECT data FROM packet_values WHERE packet_id = ?", (in_packet,))[0]["data"])
 
     with netrun.Net.resume(db) as net:
         assert net.unrestored_functions == {}
@@ -415,8 +414,8 @@ def test_interrupted_epoch_dead_letters_its_loaded_and_inside_packets_and_keeps_
         letters = net.dead_letter_queue.get_all()
         # the input it consumed is kept until the epoch ends: dead-lettered too, at its port, replayable
         assert sorted((d.packet_id, d.value_kind, d.reason, d.epoch_id) for d in letters) == sorted(
-            [(p["id"], "func" if p["location"] == "node" else "value", "interrupted", interrupted["id"])
-             for p in inside] + [(consumed["id"], "value", "interrupted", interrupted["id"])])
+            [(p["id"], "func" if p["location"] == "node" else "pickle", "interrupted", interrupted["id"])
+             for p in inside] + [(consumed["id"], "json", "interrupted", interrupted["id"])])
         assert sorted(map(repr, (d.value for d in letters))) == sorted(map(repr, [("inside", 7), ("loaded", 7), 7]))
         assert [d.port_name for d in letters if d.packet_id == consumed["id"]] == ["in"]
         assert net.query("SELECT count(*) AS n FROM packet_values WHERE packet_id = ?", (consumed["id"],)) == [{"n": 0}]

@@ -1,17 +1,20 @@
 -- table dead_letters on dead_letters
-CREATE TABLE dead_letters (
-    seq        INTEGER PRIMARY KEY,
-    packet_id  TEXT NOT NULL,
-    node_name  TEXT,
-    port_name  TEXT,
-    epoch_id   TEXT,
-    reason     TEXT NOT NULL,
-    error      TEXT,
-    value      BLOB,
-    value_kind TEXT,
-    created_at TEXT NOT NULL
-, status TEXT NOT NULL DEFAULT 'pending'
-    CHECK (status IN ('pending', 'replayed', 'discarded')), resolved_at TEXT, replayed_as TEXT, traceback TEXT) STRICT;
+CREATE TABLE "dead_letters" (
+    seq           INTEGER PRIMARY KEY,
+    packet_id     TEXT NOT NULL,
+    node_name     TEXT,
+    port_name     TEXT,
+    epoch_id      TEXT,
+    reason        TEXT NOT NULL,
+    error         TEXT,
+    value         ANY,                  -- as packet_values.data, in the format value_kind says
+    value_kind    TEXT CHECK (value_kind IN ('json', 'pickle', 'func')),
+    created_at    TEXT NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'replayed', 'discarded')),
+    resolved_at   TEXT,
+    replayed_as   TEXT,
+    value_preview TEXT
+, traceback TEXT) STRICT;
 
 -- index dead_letters_node on dead_letters
 CREATE INDEX dead_letters_node ON dead_letters (node_name);
@@ -142,10 +145,11 @@ CREATE TABLE node_settings (
 , port_types TEXT NOT NULL DEFAULT '{}') STRICT;
 
 -- table packet_values on packet_values
-CREATE TABLE packet_values (
+CREATE TABLE "packet_values" (
     packet_id    TEXT PRIMARY KEY,
-    kind         TEXT NOT NULL CHECK (kind IN ('value', 'func')),
-    data         BLOB NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('json', 'pickle', 'func')),
+    data         ANY NOT NULL,          -- JSON text (json), or bytes (pickle, func)
+    preview      TEXT,
     consumed_seq INTEGER
 ) STRICT, WITHOUT ROWID;
 

@@ -57,4 +57,4 @@ def test_the_readme_first_command_runs_the_example_with_the_cli(tmp_path, monkey
         assert main(argv) == 0
     out = capsys.readouterr().out
     assert "wordfreq.db: finished" in out
-    assert re.search(r"│ Merge\s+│ total\s+│ \{'about': 3, 'all': 3, 'before': 3", out)  # the result, top words first
+    assert re.search(r'│ Merge\s+│ total\s+│ \{"about":3,"all":3,"before":3', out)  # the result, top words first
