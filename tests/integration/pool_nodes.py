@@ -230,3 +230,18 @@ class UnpicklableError(Exception):
 def raise_unpicklable(ctx, packets):
     ctx.consume_packet(packets["in"][0])
     raise UnpicklableError("cannot travel")
+
+
+def write_through_worker_net(ctx, packets):
+    """Tries to write through what a process worker gives node code as `ctx._net`, both ways: the
+    guarded query and its raw connection. Sends what each attempt raised."""
+    value = ctx.consume_packet(packets["in"][0])
+    outcomes = []
+    for attempt in (lambda: ctx._net.query("INSERT INTO net_meta (key, value) VALUES ('w', 'x')"),
+                    lambda: ctx._net._conn.execute("INSERT INTO net_meta (key, value) VALUES ('w', 'y')")):
+        try:
+            attempt()
+            outcomes.append("written")
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            outcomes.append(type(exc).__name__)
+    _send(ctx, [value, outcomes])
