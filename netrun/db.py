@@ -108,10 +108,11 @@ def transaction(conn: apsw.Connection) -> Iterator[apsw.Connection]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if not conn.getautocommit():  # a failed COMMIT (busy, disk full) leaves the transaction open
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
     finally:
         lock.release()
 

@@ -255,9 +255,11 @@ class Journal:
         ops, history, packets, epochs, callbacks, inserts, values = taken
         # Rows recorded after `taken` was taken are newer: they win where both touch a row.
         self._ops, self._history = ops + self._ops, history + self._history
-        packets.update(self._packets)
-        epochs.update(self._epochs)
-        values.update(self.values)
+        for pid, newer in self._packets.items():
+            packets[pid] = _merge_packet(packets[pid], newer) if pid in packets else newer
+        for eid, newer in self._epochs.items():
+            epochs[eid] = _merge_epoch(epochs[eid], newer) if eid in epochs else newer
+        values.update(self.values)  # whole values (or a deletion): the newer one wins
         self._packets, self._epochs, self.values = packets, epochs, values
         for sql, rows in self._inserts.items():
             inserts.setdefault(sql, []).extend(rows)
@@ -367,6 +369,29 @@ class Journal:
     def commit_if_large(self) -> None:
         if self.pending >= self.max_pending:
             self.commit()
+
+
+def _merge_packet(older: list, newer: list) -> list:
+    """One pending packet row from two (a restore after a failed commit): the newer fields win where
+    it set them, an insert stays an insert."""
+    row = list(older)
+    row[_P_NEW] = older[_P_NEW] or newer[_P_NEW]
+    if newer[_P_MOVED]:
+        for i in (_P_LOC, _P_NODE, _P_PORT, _P_FNODE, _P_FPORT):
+            row[i] = newer[i]
+        row[_P_MOVED] = True
+    for i in (_P_STATE, _P_EPOCH, _P_CREATED, _P_FINISHED):
+        if newer[i] is not None:
+            row[i] = newer[i]
+    return row
+
+
+def _merge_epoch(older: list, newer: list) -> list:
+    """As `_merge_packet`, for an epoch row (attempts started add up)."""
+    row = [n if n is not None else o for o, n in zip(older, newer)]
+    row[_E_NEW] = older[_E_NEW] or newer[_E_NEW]
+    row[_E_ATTEMPTS] = older[_E_ATTEMPTS] + newer[_E_ATTEMPTS]
+    return row
 
 
 def _run_grouped(conn: apsw.Connection, ops: list[tuple[str, Sequence[Any]]]) -> None:

@@ -316,3 +316,37 @@ def test_without_rate_limit_nothing_sleeps(tmp_path):
         net.start()
         assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 10}]
     assert sum(clock.sleeps) == 0
+
+
+def test_a_failed_commit_rolls_back_and_the_retry_writes_exactly_the_rows_it_had(tmp_path):
+    """`then` moves a packet created in the buffer, then the transaction fails: the restored buffer
+    must still insert the packet (with its newer location), and the connection must be usable."""
+    from netrun.clock import SystemClock
+    from netrun.db import open_connection
+    from netrun.journal import Journal
+    from netrun.migrate import migrate
+    from netrun.sim import Event, Location
+
+    db = str(tmp_path / "j.db")
+    conn = open_connection(db)
+    migrate(conn, db)
+    journal = Journal(conn, SystemClock())
+    journal.record("CreatePacket", [Event("PacketCreated", None, "p1", None)], packet_id="p1",
+                   created_at=Location("input_port", "A", "in"))
+    journal.record("RunNetUntilBlocked", [Event("EpochCreated", "e1", None, "A")])
+
+    def then(c):
+        journal.record("Move", [Event("PacketMoved", "e1", "p1", "A", None, Location("node", "A", None, "e1"))])
+        journal.record("StartEpoch", [Event("EpochStarted", "e1", None, "A")])
+        raise OSError("disk full (simulated)")
+
+    with pytest.raises(OSError, match="simulated"):
+        journal.commit(then=then)
+    assert conn.getautocommit()  # rolled back: no transaction left open
+    assert conn.execute("SELECT count(*) FROM packets").fetchone()[0] == 0
+    journal.commit()
+    assert conn.execute("SELECT state, location, node_name, epoch_id FROM packets WHERE id = 'p1'").fetchall() == [
+        ("live", "node", "A", "e1")]
+    assert conn.execute("SELECT state, attempt FROM epochs WHERE id = 'e1'").fetchall() == [("running", 1)]
+    assert conn.execute("SELECT count(*) FROM history").fetchone()[0] == 8  # 4 actions + 4 events, once
+    conn.close()
