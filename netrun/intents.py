@@ -16,6 +16,13 @@ it is left to undo.
 The owner writes an intent only when no buffered row would make work run again with new IDs
 (a deferred epoch's end, an applied pool result: `Journal.rerunnable`); otherwise it commits, as
 before. A torn last line (a kill while writing) is ignored: its epoch's code had not started.
+
+A deferred main-thread epoch's start and end are written too (kind `deferred`, then `end`), under
+either durability: its start is committed only with its end, so without them a process that
+dies in the epoch's code (`os._exit`, a crash of the interpreter) would leave no trace, and the
+epoch would run again on every resume. A deferred start without its end is a death: the
+restorer counts it (an `epoch_attempts` row, error type WorkerLost), and `retries + 1` deaths
+fail the epoch.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class Intent:
     node_name: str
     packets: list[tuple[str, str]]  # (input port, packet ID)
     started_at: str | None = None
+    kind: str = "start"  # "start" (non-deferred) or "deferred"
 
 
 class StartLog:
@@ -50,12 +58,19 @@ class StartLog:
         self._fd: int | None = None
         self.written = False  # whether lines were appended since the file was last emptied
 
-    def write(self, epoch_id: str, node_name: str, packets: list[tuple[str, str]], started_at: str) -> None:
+    def write(self, epoch_id: str, node_name: str, packets: list[tuple[str, str]], started_at: str, *,
+              kind: str = "start") -> None:
         """Append one intent; on return it survives the process being killed (not a power loss)."""
+        self._append([epoch_id, node_name, packets, started_at, kind])
+
+    def ended(self, epoch_id: str) -> None:
+        """A deferred epoch's code returned (its end waits in the buffer for the next commit)."""
+        self._append([epoch_id, None, [], None, "end"])
+
+    def _append(self, record: list) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        line = json.dumps([epoch_id, node_name, packets, started_at], separators=(",", ":")) + "\n"
-        os.write(self._fd, line.encode())
+        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
         self.written = True
 
     def committed(self) -> None:
@@ -79,7 +94,8 @@ class StartLog:
 
 
 def read_intents(db_path: str) -> list[Intent]:
-    """The intents a crashed owner left (none if the file is absent or empty)."""
+    """The starts a crashed (or running) owner logged and the database does not know ended: every
+    non-deferred start, and the deferred ones without their end. None if the file is absent."""
     path = intents_path(db_path)
     try:
         with open(path, "rb") as handle:
@@ -88,16 +104,19 @@ def read_intents(db_path: str) -> list[Intent]:
         return []
     except OSError as exc:
         raise StorageError(f"{path}: cannot read the start intents of {db_path} ({exc})", path=path) from exc
-    out = []
+    out: dict[str, Intent] = {}
     for line in lines:
         if not line:
             continue
         try:
-            epoch_id, node, packets, started_at = json.loads(line)
+            epoch_id, node, packets, started_at, kind = json.loads(line)
         except ValueError:
             continue  # torn by a kill mid-write: that epoch's code never started
-        out.append(Intent(epoch_id, node, [(port, packet) for port, packet in packets], started_at))
-    return out
+        if kind == "end":
+            out.pop(epoch_id, None)
+        else:
+            out[epoch_id] = Intent(epoch_id, node, [(port, packet) for port, packet in packets], started_at, kind)
+    return list(out.values())
 
 
 def remove_intents(db_path: str) -> None:

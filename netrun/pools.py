@@ -343,12 +343,13 @@ class PoolManager:
         rt = self.rt
         node, epoch_id = claim.node_name, claim.epoch_id
         cfg = rt.configs[node]
-        attempt = rt.journal.conn.execute("SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts "
-                                          "WHERE epoch_id = ?", (epoch_id,)).fetchone()[0]
+        attempt, died = rt.journal.conn.execute(
+            "SELECT coalesce(max(attempt) + 1, 0), count(*) FILTER (WHERE error_type = 'WorkerLost') "
+            "FROM epoch_attempts WHERE epoch_id = ?", (epoch_id,)).fetchone()
         if why == "timeout":
             requeue = cfg.defer_net_actions and attempt < cfg.retries
-        else:
-            self.deaths[epoch_id] += 1
+        else:  # deaths count across resumes (the attempts table), wherever the epoch ran
+            self.deaths[epoch_id] = died + 1
             requeue = cfg.defer_net_actions and self.deaths[epoch_id] <= cfg.retries + 1
         error = self._error(node, epoch_id, worker_id, why, pool.kind)
         counted = why == "timeout" or cfg.defer_net_actions
@@ -367,8 +368,6 @@ class PoolManager:
             return True
 
         if not rt.journal.commit(then=take):
-            if why != "timeout":
-                self.deaths[epoch_id] -= 1
             return  # the worker reported first: its result is applied as usual
         if why in ("timeout", "lease"):
             if pool.kind == "process":

@@ -89,9 +89,7 @@ class Restorer:
                 rt.journal.add("UPDATE epochs SET state = 'startable' WHERE id = ?", (epoch_id,))
                 continue
             if node in rt.configs and rt.configs[node].defer_net_actions:
-                rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
-                                  data={"reason": "deferred epoch interrupted: runs again"})
-                rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
+                self._died(epoch_id, node, None)
                 continue
             self._cancel_interrupted(epoch_id, node)
         # Jobs whose epoch is startable again (claimed or queued when the process stopped) are
@@ -108,6 +106,10 @@ class Restorer:
             row = self.conn.execute("SELECT state FROM epochs WHERE id = ?", (intent.epoch_id,)).fetchone()
             if row is not None and row[0] != "startable":
                 continue  # its start was committed after all: the usual recovery applies
+            if intent.kind == "deferred":
+                if row is not None:  # (an epoch never committed is made again from its packets)
+                    self._died(intent.epoch_id, intent.node_name, intent.started_at)
+                continue
             node = intent.node_name
             ports = {packet: port for port, packet in intent.packets}
             live = [packet for packet in ports if self.conn.execute(
@@ -130,6 +132,45 @@ class Restorer:
                 rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (intent.epoch_id,))
         rt.journal.commit()
         remove_intents(self.path)
+
+    def _died(self, epoch_id: str, node: str, started_at: str | None) -> None:
+        """A deferred epoch whose process died while its code ran: the death is counted as a failed
+        attempt (error type WorkerLost), wherever it ran and across resumes; it runs again until it
+        died more than `retries + 1` times (as in a pool): then it fails, its input packets
+        dead-lettered. (A single crash of the whole process must not fail a deferred epoch: it
+        runs again, DESIGN.md's crash semantics.)"""
+        rt = self.rt
+        retries = rt.configs[node].retries if node in rt.configs else 0
+        attempt, deaths = self.conn.execute(
+            "SELECT coalesce(max(attempt) + 1, 0), count(*) FILTER (WHERE error_type = 'WorkerLost') "
+            "FROM epoch_attempts WHERE epoch_id = ?", (epoch_id,)).fetchone()
+        deaths += 1
+        error = (f"WorkerLost: the process died while epoch {epoch_id} of node {node!r} ran ({deaths} time(s); "
+                 f"it fails once it died more than retries + 1 = {retries + 1} times)")
+        now = rt.journal.now()
+        rt.journal.add("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, outcome, "
+                       "error, error_type) VALUES (?, ?, ?, ?, ?, 'failed', ?, 'WorkerLost')",
+                       (epoch_id, attempt, node, started_at or now, now, error))
+        if deaths <= retries + 1:
+            rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                              data={"reason": f"deferred epoch interrupted (death {deaths}): runs again"})
+            rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
+            return
+        salvo = self.conn.execute("SELECT salvo FROM epochs WHERE id = ?", (epoch_id,)).fetchone()[0]
+        ports = {packet: port for port, packet in json.loads(salvo or "[]")}
+        live = [p for p in ports if self.conn.execute(
+            "SELECT 1 FROM packets WHERE id = ? AND state = 'live'", (p,)).fetchone()]
+        events = [Event("PacketDestroyed", epoch_id, packet, node) for packet in live]
+        events.append(Event("EpochCancelled", epoch_id, None, node))
+        rt.journal.record("FailDeadEpoch", events, epoch_id=epoch_id, node_name=node, data={"reason": error})
+        keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
+        for packet in live:
+            stored = rt.values.discard(packet)
+            if keep:
+                rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports[packet], epoch_id=epoch_id,
+                                       reason="failed", error=error, stored=stored)
+        rt.journal.set_epoch_error(epoch_id, "failed", error, "WorkerLost")
+        rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (epoch_id,))
 
     def _cancel_interrupted(self, epoch_id: str, node: str) -> None:
         rt = self.rt

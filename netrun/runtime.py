@@ -90,8 +90,11 @@ class Runtime:
                                   chunk_size=config.history_chunk_size)
         self.journal.commit_hooks.append(self.history)
         # Start intents of non-deferred epochs (netrun.intents); "full" durability commits each start.
-        self.starts = StartLog(net.db_path) if config.durability == "normal" and net.db_path else None
-        self._log_starts = self.starts is not None  # False once the side file could not be written
+        self.starts = StartLog(net.db_path) if net.db_path else None
+        # Non-deferred starts are logged instead of committed under "normal" only; deferred starts and
+        # ends under both (deaths are counted). False once the side file could not be written.
+        self._log_starts = self.starts is not None and config.durability == "normal"
+        self._log_deferred = self.starts is not None
         if self.starts is not None:
             self.journal.commit_hooks.append(lambda _records: self.starts.committed())
         self.functions = {name: NodeFunctions() for name in self.graph_nodes}
@@ -353,25 +356,38 @@ class Runtime:
         job = self._start(item)
         if deferred:
             self.journal.rerunnable = True  # its end, if lost, runs it again
-        elif not (logged and self._log_start(job)):
+            if self._log_deferred:
+                self._log_start(job, "deferred")
+        elif not (logged and self._log_start(job, "start")):
             self.commit()
             return job
         self._grouped += 1
         self.journal.commit_if_large()
         return job
 
-    def _log_start(self, job: Claim) -> bool:
+    def _log_start(self, job: Claim, kind: str) -> bool:
         """Append the start intent; False (and no more intents) if the side file cannot be written."""
         try:
             self.starts.write(job.epoch_id, job.node_name, self.sim.epoch_salvo(job.epoch_id)[1],
-                              self._started_at[job.epoch_id])
-        except OSError as exc:  # full disk, a read-only folder: commit each start instead
-            self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                             (job.epoch_id, job.node_name, self.journal.now(),
-                              f"netrun: cannot write {self.starts.path} ({exc}); starts are committed instead"))
-            self._log_starts = False
+                              self._started_at[job.epoch_id], kind=kind)
+        except OSError as exc:
+            self._no_intents(job, exc)
             return False
         return True
+
+    def _log_end(self, job: Claim) -> None:
+        try:
+            self.starts.ended(job.epoch_id)
+        except OSError as exc:
+            self._no_intents(job, exc)
+
+    def _no_intents(self, job: Claim, exc: OSError) -> None:
+        """The side file cannot be written (full disk, a read-only folder): non-deferred starts are
+        committed instead, and deaths of deferred epochs are no longer counted."""
+        self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                         (job.epoch_id, job.node_name, self.journal.now(),
+                          f"netrun: cannot write {self.starts.path} ({exc}); starts are committed instead"))
+        self._log_starts = self._log_deferred = False
 
     async def _run_job(self, job: Claim, *, asynchronous: bool) -> None:
         self.running.add(job.epoch_id)
@@ -480,7 +496,11 @@ class Runtime:
                             job = self._start_one(found)
                             self._since_advance += 1
                             began = time.perf_counter()
-                            await self._run_job(job, asynchronous=False)
+                            try:
+                                await self._run_job(job, asynchronous=False)
+                            finally:  # an interrupt ends it too; only a dying process leaves no end
+                                if self._log_deferred and self.configs[found.node_name].defer_net_actions:
+                                    self._log_end(job)
                             self._quick[found.node_name] = time.perf_counter() - began < QUICK_EPOCH
                             ran += 1
                         continue

@@ -132,3 +132,14 @@ def effect_identity(ctx, packets):
 
 def effect_swallow(ctx, packets):
     _effect(ctx.node_name, ctx.consume_packet(packets["in"][0]))
+
+
+def exit_on_three(ctx, packets):
+    """Kills its own process (as a crash of the interpreter would) on the value 3; forwards the rest."""
+    import os
+
+    value = ctx.consume_packet(packets["in"][0])
+    if value == 3:
+        os._exit(17)
+    ctx.load_output_port("out", ctx.create_packet(value))
+    ctx.send_output_salvo("send_out")

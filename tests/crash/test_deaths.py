@@ -1,0 +1,69 @@
+"""A deferred epoch whose code kills its process (`os._exit`) is not run again forever: each death
+is counted across resumes (an `epoch_attempts` row, error type WorkerLost), and once it died more
+than `retries + 1` times it fails, its value dead-lettered; the other values are delivered once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+SETUP = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import netrun
+    from netrun.graphs import chain
+    from tests.integration import resume_nodes as rn
+    net = netrun.Net(chain("Src", "Work", "Sink"), db={db!r}, durability={durability!r})
+    net.set_node_exec("Work", rn.exit_on_three)
+    net.set_node_exec("Sink", rn.swallow)
+    net.set_node_config("Work", defer_net_actions=True, retries={retries})
+    for value in range(6):
+        net.inject_packet("Work", "in", value)
+    net.close()
+""")
+
+RESUME = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {root!r})
+    import netrun
+    net = netrun.Net.resume({db!r}, on_error="continue")
+    net.start()
+    print(json.dumps([(d.node_name, d.reason, d.value, d.error) for d in net.dead_letter_queue.get_all()]))
+    net.close()
+""")
+
+
+@pytest.mark.parametrize("retries, durability", [(0, "normal"), (1, "full")])
+def test_a_deferred_epoch_that_kills_its_process_fails_after_retries_plus_one_deaths(tmp_path, retries, durability):
+    db = str(tmp_path / "deaths.db")
+    subprocess.run([sys.executable, "-c", SETUP.format(root=str(REPO), db=db, durability=durability,
+                                                        retries=retries)], check=True, timeout=60)
+    exits = []
+    for _ in range(retries + 4):
+        done = subprocess.run([sys.executable, "-c", RESUME.format(root=str(REPO), db=db)], capture_output=True,
+                              text=True, timeout=60)
+        exits.append(done.returncode)
+        if done.returncode == 0:
+            break
+    assert exits == [17] * (retries + 2) + [0]  # it died retries + 2 times, then it was failed
+    letters = json.loads(done.stdout)
+    [letter] = [entry for entry in letters if entry[0] == "Work"]
+    assert letter[:3] == ["Work", "failed", 3] and "WorkerLost" in letter[3]
+    # Sink epochs logged as started and not committed when a death struck are dead-lettered (crash semantics)
+    assert {(node, reason) for node, reason, _value, _error in letters if node != "Work"} <= {("Sink", "interrupted")}
+    deaths = rows(db, "SELECT attempt, outcome, error_type FROM epoch_attempts WHERE node_name = 'Work' "
+                      "AND error_type IS NOT NULL ORDER BY attempt")
+    assert deaths == [{"attempt": n, "outcome": "failed", "error_type": "WorkerLost"} for n in range(retries + 2)]
+    assert rows(db, "SELECT state, error_type FROM epochs WHERE node_name = 'Work' AND state != 'finished'") == [
+        {"state": "failed", "error_type": "WorkerLost"}]
+    sunk = rows(db, "SELECT count(*) AS n FROM epochs WHERE node_name = 'Sink' AND state = 'finished'")[0]["n"]
+    assert sunk + len(letters) - 1 == 5  # every other value reached Sink once, or its dead letter
