@@ -17,12 +17,13 @@ The owner writes an intent only when no buffered row would make work run again w
 (a deferred epoch's end, an applied pool result: `Journal.rerunnable`); otherwise it commits, as
 before. A torn last line (a kill while writing) is ignored: its epoch's code had not started.
 
-A deferred main-thread epoch's start and end are written too (kind `deferred`, then `end`), under
-either durability: its start is committed only with its end, so without them a process that
-dies in the epoch's code (`os._exit`, a crash of the interpreter) would leave no trace, and the
-epoch would run again on every resume. A deferred start without its end is a death: the
-restorer counts it (an `epoch_attempts` row, error type WorkerLost), and `retries + 1` deaths
-fail the epoch.
+A deferred main-thread epoch's start is written too (kind `deferred`), under either durability:
+its start is committed only with its end, so without it a process that dies in the epoch's code
+(`os._exit`, a crash of the interpreter) would leave no trace, and the epoch would run again on
+every resume. Main-thread sync epochs run one at a time, so only the last line of the file can
+be an epoch that was running when the process died: if it is a deferred start, that is a death.
+The restorer counts it (an `epoch_attempts` row, error type WorkerLost); an epoch that died more
+than `retries + 1` times fails.
 """
 
 from __future__ import annotations
@@ -57,20 +58,23 @@ class StartLog:
         self.path = intents_path(db_path)
         self._fd: int | None = None
         self.written = False  # whether lines were appended since the file was last emptied
+        self._heads: dict[str, str] = {}  # node -> its name as JSON
 
-    def write(self, epoch_id: str, node_name: str, packets: list[tuple[str, str]], started_at: str, *,
-              kind: str = "start") -> None:
-        """Append one intent; on return it survives the process being killed (not a power loss)."""
-        self._append([epoch_id, node_name, packets, started_at, kind])
+    def write(self, epoch_id: str, node_name: str, packets: list[tuple[str, str]], started_at: str) -> None:
+        """Append a non-deferred start; on return it survives the process being killed (not a power loss)."""
+        self._append(json.dumps([epoch_id, node_name, packets, started_at, "start"], separators=(",", ":")))
 
-    def ended(self, epoch_id: str) -> None:
-        """A deferred epoch's code returned (its end waits in the buffer for the next commit)."""
-        self._append([epoch_id, None, [], None, "end"])
+    def write_deferred(self, epoch_id: str, node_name: str) -> None:
+        """Append a deferred start (just the epoch and its node: a death needs no more)."""
+        head = self._heads.get(node_name)
+        if head is None:
+            head = self._heads[node_name] = json.dumps(node_name)
+        self._append(f'["{epoch_id}",{head},[],null,"deferred"]')
 
-    def _append(self, record: list) -> None:
+    def _append(self, line: str) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+        os.write(self._fd, (line + "\n").encode())
         self.written = True
 
     def committed(self) -> None:
@@ -94,8 +98,8 @@ class StartLog:
 
 
 def read_intents(db_path: str) -> list[Intent]:
-    """The starts a crashed (or running) owner logged and the database does not know ended: every
-    non-deferred start, and the deferred ones without their end. None if the file is absent."""
+    """The starts a crashed (or running) owner logged since its last commit: every non-deferred
+    start, and a deferred one if it is the last line (it was running). None if the file is absent."""
     path = intents_path(db_path)
     try:
         with open(path, "rb") as handle:
@@ -104,7 +108,7 @@ def read_intents(db_path: str) -> list[Intent]:
         return []
     except OSError as exc:
         raise StorageError(f"{path}: cannot read the start intents of {db_path} ({exc})", path=path) from exc
-    out: dict[str, Intent] = {}
+    out: list[Intent] = []
     for line in lines:
         if not line:
             continue
@@ -112,11 +116,9 @@ def read_intents(db_path: str) -> list[Intent]:
             epoch_id, node, packets, started_at, kind = json.loads(line)
         except ValueError:
             continue  # torn by a kill mid-write: that epoch's code never started
-        if kind == "end":
-            out.pop(epoch_id, None)
-        else:
-            out[epoch_id] = Intent(epoch_id, node, [(port, packet) for port, packet in packets], started_at, kind)
-    return list(out.values())
+        out.append(Intent(epoch_id, node, [(port, packet) for port, packet in packets], started_at, kind))
+    # a deferred start followed by another start had ended (one main-thread epoch runs at a time)
+    return [intent for i, intent in enumerate(out) if intent.kind == "start" or i == len(out) - 1]
 
 
 def remove_intents(db_path: str) -> None:

@@ -357,29 +357,26 @@ class Runtime:
         if deferred:
             self.journal.rerunnable = True  # its end, if lost, runs it again
             if self._log_deferred:
-                self._log_start(job, "deferred")
-        elif not (logged and self._log_start(job, "start")):
+                self._log_start(job, deferred=True)
+        elif not (logged and self._log_start(job)):
             self.commit()
             return job
         self._grouped += 1
         self.journal.commit_if_large()
         return job
 
-    def _log_start(self, job: Claim, kind: str) -> bool:
+    def _log_start(self, job: Claim, *, deferred: bool = False) -> bool:
         """Append the start intent; False (and no more intents) if the side file cannot be written."""
         try:
-            self.starts.write(job.epoch_id, job.node_name, self.sim.epoch_salvo(job.epoch_id)[1],
-                              self._started_at[job.epoch_id], kind=kind)
+            if deferred:
+                self.starts.write_deferred(job.epoch_id, job.node_name)
+            else:
+                self.starts.write(job.epoch_id, job.node_name, self.sim.epoch_salvo(job.epoch_id)[1],
+                                  self._started_at[job.epoch_id])
         except OSError as exc:
             self._no_intents(job, exc)
             return False
         return True
-
-    def _log_end(self, job: Claim) -> None:
-        try:
-            self.starts.ended(job.epoch_id)
-        except OSError as exc:
-            self._no_intents(job, exc)
 
     def _no_intents(self, job: Claim, exc: OSError) -> None:
         """The side file cannot be written (full disk, a read-only folder): non-deferred starts are
@@ -496,11 +493,7 @@ class Runtime:
                             job = self._start_one(found)
                             self._since_advance += 1
                             began = time.perf_counter()
-                            try:
-                                await self._run_job(job, asynchronous=False)
-                            finally:  # an interrupt ends it too; only a dying process leaves no end
-                                if self._log_deferred and self.configs[found.node_name].defer_net_actions:
-                                    self._log_end(job)
+                            await self._run_job(job, asynchronous=False)
                             self._quick[found.node_name] = time.perf_counter() - began < QUICK_EPOCH
                             ran += 1
                         continue
