@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 import cloudpickle
 
 from . import port_types as port_types_module
+from .capture import install
 from .clock import Clock, SystemClock
 from .config import NodeConfig
 from .db import open_connection, transaction
@@ -301,7 +303,13 @@ def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify:
     import multiprocessing
 
     functions = cloudpickle.loads(spec.functions)
+    for funcs in functions.values():  # print() in node code is captured here too (netrun.capture)
+        for func in (funcs.exec, funcs.start, funcs.stop, funcs.failed):
+            if func is not None:
+                install(func)
     parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="netrun-owner-watch").start()
     def send(item: str) -> None:
         try:
             notify.send(item)
@@ -313,6 +321,14 @@ def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify:
                     lambda: parent is None or parent.is_alive(), heartbeat=True)
     finally:
         notify.close()
+
+
+def _exit_with(parent: Any) -> None:
+    """A process worker dies with its owner: once the owner process is gone (killed, crashed), the
+    worker exits at once, whatever it runs. Its claimed job stays claimed in the table; the next
+    owner takes it back before it runs anything (a result reported later would be refused)."""
+    parent.join()
+    os._exit(0)
 
 
 def thread_main(spec: WorkerSpec, worker_id: str, wake: threading.Semaphore, stop: threading.Event,

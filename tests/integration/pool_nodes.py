@@ -245,3 +245,23 @@ def write_through_worker_net(ctx, packets):
         except Exception as exc:  # noqa: BLE001 - reported to the test
             outcomes.append(type(exc).__name__)
     _send(ctx, [value, outcomes])
+
+
+def printing_forward(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    print(f"worker saw {value}")
+    _send(ctx, value)
+
+
+def pid_then_sleep(ctx, packets):
+    """Writes its worker's pid to $NETRUN_TEST_PIDFILE, then sleeps 30 s (the owner gets killed meanwhile)."""
+    import os
+    import time
+
+    value = ctx.consume_packet(packets["in"][0])
+    path = os.environ["NETRUN_TEST_PIDFILE"]
+    with open(path + ".tmp", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(30)
+    _send(ctx, value)
