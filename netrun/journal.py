@@ -28,6 +28,7 @@ import apsw
 from . import faults
 from .clock import Clock, iso
 from .db import transaction
+from .errors import StorageError
 from .sim import OUTSIDE, Event, Location
 
 _INSERT_HISTORY = (
@@ -59,6 +60,7 @@ _UPSERT_VALUE = ("INSERT OR REPLACE INTO packet_values (packet_id, kind, data, p
 _APPEND_PREFIXES = tuple(f"INSERT INTO {table} " for table in (
     "node_logs", "epoch_attempts", "deferred_actions", "dead_letters", "epoch_jobs", "inbox"))
 _APPEND_ONLY: dict[str, bool] = {}
+_STORAGE_ERRORS = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.CantOpenError, OSError)
 
 HistoryRecord = tuple  # (type, name, action_id, epoch_id, packet_id, node_name, timestamp, data)
 
@@ -82,8 +84,9 @@ class Journal:
         self._packets: dict[str, list] = {}
         self._epochs: dict[str, list] = {}
         self._after_commit: list[Callable[[], None]] = []
-        # Called with the committed history records after every commit.
-        self.commit_hooks: list[Callable[[list[HistoryRecord]], None]] = []
+        # Called after every commit with the committed history records and the `seq` of the first.
+        self.commit_hooks: list[Callable[[list[HistoryRecord], int], None]] = []
+        self._last_history_seq = 0
         # Action IDs: a random prefix per journal plus a counter (unique, short, cheap).
         self._action_prefix = secrets.token_hex(4)
         self._action_count = 0
@@ -302,9 +305,13 @@ class Journal:
                     result = then(self.conn)
                     taken.append(self._take())
                     self._write(taken[1])
-        except BaseException:
+        except BaseException as exc:
             for part in reversed(taken):
                 self._restore(part)
+            if isinstance(exc, _STORAGE_ERRORS):  # the buffer is kept: a later commit writes it
+                raise StorageError(f"{self.conn.filename}: cannot write ({type(exc).__name__}: {exc}); nothing "
+                                   "committed before is lost: make room (or fix the file's permissions) and go "
+                                   "on, or close and resume", path=self.conn.filename) from exc
             raise
         self.rerunnable = False
         faults.hit("after_commit")
@@ -318,8 +325,9 @@ class Journal:
                 except Exception as exc:  # noqa: BLE001 - re-raised below
                     first = first or exc
         history = taken[0][1] + taken[1][1] if len(taken) > 1 else taken[0][1]
+        first_seq = self._last_history_seq - len(history) + 1
         for hook in self.commit_hooks:
-            hook(history)
+            hook(history, first_seq)
         if first is not None:
             raise first
         return result
@@ -329,6 +337,7 @@ class Journal:
         conn = self.conn
         if history:
             conn.executemany(_INSERT_HISTORY, history)
+            self._last_history_seq = conn.last_insert_rowid()  # one writer: the rows' seqs are consecutive
         if packets:
             new, old = [], []
             for pid, r in packets.items():

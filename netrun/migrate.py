@@ -121,6 +121,40 @@ def inspect_file(path: str) -> FileState:
     return FileState(exists=True, version=version)
 
 
+# The tables a resume rebuilds the net from: checked fully (rows and every index) before a resume.
+LIVE_TABLES = ("net_meta", "node_settings", "epochs", "packets", "packet_values", "epoch_jobs", "epoch_results",
+               "inbox", "dead_letters")
+
+
+def check_integrity(conn: apsw.Connection, path: str, *, whole: bool) -> None:
+    """Check the live-state tables and their indexes fully (`PRAGMA integrity_check(TABLE)`: an
+    index missing a row is found, which `quick_check` misses), or, with `whole`, the whole file
+    (after a crash, for a file up to QUICK_CHECK_LIMIT). History may be large: not checked here.
+
+    Raises CorruptDatabase naming the file and what is wrong."""
+    try:
+        if whole:
+            problems = [row[0] for row in conn.execute("PRAGMA integrity_check(20)")]
+        else:
+            present = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+            problems = [row[0] for table in LIVE_TABLES if table in present
+                        for row in conn.execute(f"PRAGMA integrity_check({table})")]
+    except apsw.Error as exc:
+        raise CorruptDatabase(f"{path} is damaged and cannot be resumed: {exc}", path=path) from exc
+    problems = [p for p in problems if p != "ok"]
+    if problems:
+        raise CorruptDatabase(f"{path} is damaged and cannot be resumed: " + "; ".join(problems[:5])
+                              + ("; ..." if len(problems) > 5 else "") + " (restore a checkpoint or a copy)",
+                              path=path)
+
+
+def crashed(path: str) -> bool:
+    """Whether the last process that ran the net did not close it (its write-ahead log or start
+    intents are still there): checked before opening it, which creates a write-ahead log."""
+    real = os.path.realpath(path)
+    return os.path.exists(real + "-wal") or os.path.exists(real + "-starts")
+
+
 def _check_size(path: str, header: bytes) -> None:
     """A file shorter than its header's page count is truncated (checked when no WAL can extend it)."""
     if len(header) < 100 or os.path.exists(os.path.realpath(path) + "-wal"):

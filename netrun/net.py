@@ -33,7 +33,7 @@ from .errors import (
 )
 from .graphio import graph_to_data
 from .history import to_json_record
-from .migrate import inspect_file, migrate
+from .migrate import QUICK_CHECK_LIMIT, check_integrity, crashed, inspect_file, migrate
 from .ownership import OwnerLock
 from .readonly import Readers, read_query
 from .intents import remove_intents
@@ -130,6 +130,7 @@ class Net:
         state = inspect_file(path)
         if not state.exists:
             raise NotANetrunDatabase(f"{path} holds no netrun net", path=path)
+        whole_check = crashed(path) and os.path.getsize(path) <= QUICK_CHECK_LIMIT
         stored = read_meta(path)
         graph = stored_graph(path, stored)
         options = json.loads(stored["config"])
@@ -143,6 +144,7 @@ class Net:
         try:
             net._conn = open_connection(path, durability=net._config.durability)
             try:
+                check_integrity(net._conn, path, whole=whole_check)  # never half-read a damaged file
                 migrate(net._conn, path)
                 net._attach(graph)
                 net.unrestored_functions = Restorer(net._rt, path).restore()

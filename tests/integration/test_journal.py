@@ -340,7 +340,7 @@ def test_a_failed_commit_rolls_back_and_the_retry_writes_exactly_the_rows_it_had
         journal.record("StartEpoch", [Event("EpochStarted", "e1", None, "A")])
         raise OSError("disk full (simulated)")
 
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(netrun.StorageError, match="j.db: cannot write .*simulated"):
         journal.commit(then=then)
     assert conn.getautocommit()  # rolled back: no transaction left open
     assert conn.execute("SELECT count(*) FROM packets").fetchone()[0] == 0

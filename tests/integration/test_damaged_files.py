@@ -1,0 +1,83 @@
+"""Damaged files are reported, never half-read: an index missing rows passes `quick_check` but not
+the full check of the live-state tables that every resume runs (and the whole-file check after a
+crash); the resume raises CorruptDatabase naming the file and the damage, and changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+import netrun
+from netrun.graphs import chain
+
+
+def _damage_index(db: Path) -> None:
+    """The index of live packets now claims another column: its entries no longer match the table
+    rows (a `quick_check` does not compare index content with the table; an `integrity_check` does)."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute("UPDATE sqlite_schema SET sql = replace(sql, ?, ?) WHERE name = 'packets_live'",
+                     ("(location, epoch_id)", "(location, node_name)"))
+        conn.commit()
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+
+
+def _digest(db: Path) -> str:
+    return hashlib.sha256(db.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("after_crash", [False, True])
+def test_a_resume_refuses_a_file_whose_index_misses_rows(tmp_path, after_crash):
+    db = tmp_path / "damaged.db"
+    net = netrun.Net(chain("Src", "Sink"), db=str(db))
+    for value in range(5):
+        net.inject_packet("Sink", "in", value)
+    net.close()
+    _damage_index(db)
+    if after_crash:  # as a killed run leaves it: start intents beside the file (the whole file is checked)
+        Path(str(db) + "-starts").write_text("")
+    before = _digest(db)
+    with pytest.raises(netrun.CorruptDatabase, match="damaged.db is damaged and cannot be resumed: .*packets_live"):
+        netrun.Net.resume(str(db))
+    assert _digest(db) == before
+    with pytest.raises(netrun.CorruptDatabase):  # refused again: nothing was half-applied
+        netrun.Net.resume(str(db))
+
+
+@pytest.mark.parametrize("deferred", [True, False])
+def test_a_full_disk_is_a_storage_error_and_a_resume_after_making_room_loses_nothing(tmp_path, deferred):
+    from tests.integration.helpers import collect
+
+    db = tmp_path / "full.db"
+    values = list(range(300))
+    net = netrun.Net(chain("Src", "A", "Sink"), db=str(db))
+    for node in ("A", "Sink"):
+        net.set_node_config(node, defer_net_actions=deferred)
+    net.set_node_exec("A", lambda ctx, packets: (ctx.load_output_port("out", ctx.create_packet(
+        ["payload" * 50, ctx.consume_packet(packets["in"][0])])), ctx.send_output_salvo("send_out")))
+    net.set_node_exec("Sink", collect([]))
+    for value in values:
+        net.inject_packet("A", "in", value)  # acknowledged: committed when it returns
+    conn = net._rt.journal.conn  # SQLite's own cap on the file: its writes then fail as on a full disk
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 3}")
+    with pytest.raises(netrun.StorageError, match=r"full\.db: cannot write \(FullError"):
+        net.start()
+    with pytest.raises(netrun.StorageError):
+        net.close()  # still full: what it holds stays unwritten, the file as the last commit left it
+    got: list = []
+    with netrun.Net.resume(str(db)) as resumed:  # room again (the cap was the closed connection's)
+        resumed.set_node_exec("A", lambda ctx, packets: (ctx.load_output_port("out", ctx.create_packet(
+            ["payload" * 50, ctx.consume_packet(packets["in"][0])])), ctx.send_output_salvo("send_out")))
+        resumed.set_node_exec("Sink", collect(got))
+        resumed.start()
+        letters = resumed.dead_letter_queue.get_all()
+    delivered = sorted(v[1] for v in got)
+    lettered = sorted(v if isinstance(v, int) else v[1] for v in (d.value for d in letters))
+    assert len(delivered) == len(set(delivered))  # nothing twice
+    assert sorted(delivered + lettered) == values if not deferred else delivered == values
