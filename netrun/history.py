@@ -16,12 +16,14 @@ from typing import Any
 from .journal import HistoryRecord
 
 
-def to_json_record(rec: HistoryRecord) -> dict:
+def to_json_record(rec: HistoryRecord, seq: int | None = None) -> dict:
     kind, name, action_id, epoch_id, packet_id, node_name, timestamp, data = rec[:8]
     if kind == "action":
         out = {"type": "action", "action": name, "timestamp": timestamp, "id": action_id}
     else:
         out = {"type": "event", "event": name, "action_id": action_id, "timestamp": timestamp}
+    if seq is not None:
+        out["seq"] = seq  # the history table's row: the file's catch-up after a crash goes by it
     if epoch_id:
         out["epoch_id"] = epoch_id
     if packet_id:
@@ -43,7 +45,7 @@ class HistoryLog:
         self._recent: deque[HistoryRecord] = deque(maxlen=max_size)
         self.path = path
         self.chunk_size = chunk_size
-        self._pending: list[HistoryRecord] = []
+        self._pending: list[tuple[int, HistoryRecord]] = []  # (seq, record) not yet in the file
         self.keep_memory = max_size is None or max_size > 0
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -52,24 +54,24 @@ class HistoryLog:
         """The in-memory window, oldest first, as the journal built them (see `to_json_record`)."""
         return list(self._recent)
 
-    def __call__(self, records: list[HistoryRecord]) -> None:
+    def __call__(self, records: list[HistoryRecord], first_seq: int) -> None:
         if self.keep_memory:
             self._recent.extend(records)
         if self.path:
-            self._pending.extend(records)
+            self._pending.extend(zip(range(first_seq, first_seq + len(records)), records))
             if len(self._pending) >= self.chunk_size:
                 self.flush(whole_chunks_only=True)
 
     def catch_up(self, conn: Any) -> None:
-        """After a crash: append the committed records the file never got (it holds a prefix)."""
+        """After a crash: append the committed records the file never got. The file holds a prefix of
+        the table, each line with its `seq`; a last line torn by a kill mid-write is cut off first."""
         if not self.path or not os.path.exists(self.path):
             return
-        with open(self.path, "rb") as handle:
-            written = sum(1 for _ in handle)
-        rows = conn.execute("SELECT type, name, action_id, epoch_id, packet_id, node_name, timestamp, data "
-                            "FROM history WHERE seq > ? ORDER BY seq", (written,)).fetchall()
+        last = _last_seq(self.path)
+        rows = conn.execute("SELECT seq, type, name, action_id, epoch_id, packet_id, node_name, timestamp, data "
+                            "FROM history WHERE seq > ? ORDER BY seq", (last,)).fetchall()
         if rows:
-            self._pending[:0] = [tuple(r) for r in rows]
+            self._pending[:0] = [(r[0], tuple(r[1:])) for r in rows]
             self.flush()
 
     def flush(self, *, whole_chunks_only: bool = False) -> None:
@@ -83,5 +85,22 @@ class HistoryLog:
             return
         chunk, self._pending = self._pending[:count], self._pending[count:]
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(to_json_record(r)) + "\n" for r in chunk))
+            handle.write("".join(json.dumps(to_json_record(r, seq)) + "\n" for seq, r in chunk))
             handle.flush()
+
+
+def _last_seq(path: str) -> int:
+    """The `seq` of the file's last whole line (0 when empty); a torn last line is truncated away.
+    Lines written before lines carried `seq` are counted instead (the file then starts at seq 1)."""
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        whole = data.rfind(b"\n") + 1
+        if whole < len(data):
+            handle.truncate(whole)
+    lines = data[:whole].splitlines()
+    if not lines:
+        return 0
+    try:
+        return int(json.loads(lines[-1])["seq"])
+    except (ValueError, KeyError, TypeError):
+        return len(lines)

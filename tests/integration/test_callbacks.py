@@ -13,7 +13,7 @@ import netrun
 from netrun.graphs import chain
 
 from . import capture_targets
-from .helpers import collect, rows
+from .helpers import collect, forward, rows
 
 
 def fail_on(bad):
@@ -188,3 +188,23 @@ def test_pause_inside_a_node_releases_the_claimed_jobs_it_did_not_start(tmp_path
     assert second == [{"state": "done", "n": 20}]
     assert rows(db, "SELECT state, count(*) AS n FROM epochs GROUP BY 1") == [{"state": "finished", "n": 20}]
 
+
+
+def test_a_history_file_torn_by_a_kill_is_caught_up_by_seq_never_spliced(tmp_path):
+    """A kill mid-write leaves half a line: resume cuts it off and appends every committed record
+    after the last whole line, so the file equals the table, line for line."""
+    db, history = str(tmp_path / "h.db"), tmp_path / "history.jsonl"
+    with netrun.Net(chain("Src", "A", "Sink"), db=db, history_file=str(history), history_chunk_size=5) as net:
+        net.set_node_exec("A", forward())
+        net.set_node_exec("Sink", collect([]))
+        for value in range(10):
+            net.inject_packet("A", "in", value)
+        net.start()
+    lines = history.read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))
+    with open(history, "r+b") as handle:  # as a kill in the middle of a write leaves it
+        handle.truncate(len("\n".join(lines[:20]).encode()) + 1 + 17)
+    with netrun.Net.resume(db) as net:
+        table = net.query("SELECT seq, name FROM history ORDER BY seq")
+    again = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [(r["seq"], r.get("action") or r.get("event")) for r in again] == [(r["seq"], r["name"]) for r in table]
