@@ -1,15 +1,20 @@
 """Checkpoints: consistent snapshots of the net's database file.
 
-`save_checkpoint(dir)` copies the live database with SQLite's backup API in one step
-into a temporary file inside `dir`, fsyncs it, renames it to `dir/net.db` and fsyncs the
-folder, so `dir` holds either the previous checkpoint or the new one, never half of one.
-The history JSONL file, when the net has one, is copied beside it as `history.jsonl`, and
-`checkpoint.json` says what the folder holds. Loading copies `net.db` to a new database
-file and resumes that copy: the checkpoint itself is never modified.
+`save_checkpoint(dir)` builds the whole checkpoint in a new folder beside `dir` (the database
+copied with SQLite's backup API in one step, the history JSONL copy when the net has one, and
+`checkpoint.json`), fsyncs every file and the folder, then puts it in place of `dir` at once: on
+Linux an atomic exchange of the two folders (renameat2 RENAME_EXCHANGE), elsewhere two renames
+(a kill between them leaves both folders whole beside each other, and `dir` briefly absent).
+So a kill at any moment leaves `dir` holding the previous checkpoint or the new one, never a mix
+of their files. `dir` holds a checkpoint's files only: a folder with anything else is refused.
+Loading copies `net.db` to a new database file and resumes that copy: the checkpoint itself is
+never modified.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -39,40 +44,75 @@ def _fsync_path(path: str, *, directory: bool = False) -> None:
 
 
 def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str | None, manifest: dict) -> None:
-    """Snapshot `conn`'s database into `directory` atomically (see module docstring)."""
-    os.makedirs(directory, exist_ok=True)
-    for name in os.listdir(directory):  # left by a checkpoint that was killed before its rename
-        if name.startswith(".net-") and name.endswith(".db.tmp"):
-            os.remove(os.path.join(directory, name))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".net-", suffix=".db.tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint gets a new file's usual mode
+    """Snapshot `conn`'s database into `directory` as a whole (see module docstring).
+
+    Raises CheckpointError: `directory` holds files that are not a checkpoint's."""
+    directory = os.path.abspath(directory)
+    parent, name = os.path.split(directory)
+    if os.path.isdir(directory):
+        foreign = sorted(set(os.listdir(directory)) - {DB_NAME, MANIFEST, HISTORY})
+        if foreign:
+            raise CheckpointError(f"{directory} holds files that are not a checkpoint's ({', '.join(foreign[:5])}); "
+                                  "a checkpoint replaces its folder as a whole: choose a new or checkpoint folder",
+                                  path=directory)
+    os.makedirs(parent, exist_ok=True)
+    for leftover in os.listdir(parent):  # left by a checkpoint that was killed half-way
+        if leftover.startswith(f".{name}.new-") or leftover.startswith(f".{name}.old-"):
+            shutil.rmtree(os.path.join(parent, leftover), ignore_errors=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".{name}.new-")
     try:
-        dest = apsw.Connection(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a checkpoint gets a new folder's usual mode
+        dest = apsw.Connection(os.path.join(staging, DB_NAME))
         try:
             with dest.backup("main", conn, "main") as backup:
                 backup.step(-1)  # one step: consistent even with a concurrent writer
             dest.execute("PRAGMA journal_mode = DELETE")
         finally:
             dest.close()
-        _fsync_path(tmp)
-        faults.hit("checkpoint_before_rename")
         if history_file and os.path.exists(history_file):
-            shutil.copyfile(history_file, os.path.join(directory, HISTORY + ".tmp"))
-            _fsync_path(os.path.join(directory, HISTORY + ".tmp"))
-            os.replace(os.path.join(directory, HISTORY + ".tmp"), os.path.join(directory, HISTORY))
-        os.replace(tmp, os.path.join(directory, DB_NAME))
-        with open(os.path.join(directory, MANIFEST + ".tmp"), "w", encoding="utf-8") as handle:
+            shutil.copyfile(history_file, os.path.join(staging, HISTORY))
+        with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(os.path.join(directory, MANIFEST + ".tmp"), os.path.join(directory, MANIFEST))
-        _fsync_path(directory, directory=True)
+        for entry in os.listdir(staging):
+            _fsync_path(os.path.join(staging, entry))
+        _fsync_path(staging, directory=True)
+        faults.hit("checkpoint_before_rename")
+        _put_in_place(staging, directory)
+        _fsync_path(parent, directory=True)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        shutil.rmtree(staging, ignore_errors=True)  # after an exchange: the previous checkpoint
+
+
+def _put_in_place(staging: str, directory: str) -> None:
+    """`staging` becomes `directory`; the previous `directory`, if any, ends up at `staging`."""
+    if not os.path.exists(directory):
+        os.rename(staging, directory)
+        return
+    if _exchange(staging, directory):
+        return
+    parent, name = os.path.split(directory)
+    old = tempfile.mkdtemp(dir=parent, prefix=f".{name}.old-")
+    os.rmdir(old)
+    os.rename(directory, old)
+    os.rename(staging, directory)
+    os.rename(old, staging)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where that is not available."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno_ = ctypes.get_errno()
+    if errno_ in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a file system without the exchange
+        return False
+    raise OSError(errno_, os.strerror(errno_), b)
 
 
 def refuse_own_folder(directory: str, db_path: str) -> None:

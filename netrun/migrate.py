@@ -100,6 +100,8 @@ def inspect_file(path: str) -> FileState:
             # checks stand, and damage elsewhere is reported when a query meets it.
             small = os.path.getsize(path) <= QUICK_CHECK_LIMIT
             check = conn.execute("PRAGMA quick_check(1)").fetchone()[0] if objects and small else "ok"
+            if check == "ok" and app_id == APPLICATION_ID and 0 < version < latest_version():
+                _check_schema_version(conn, path, version)  # it is about to be migrated from there
         finally:
             conn.close()
     except apsw.Error as exc:
@@ -146,6 +148,26 @@ def check_integrity(conn: apsw.Connection, path: str, *, whole: bool) -> None:
         raise CorruptDatabase(f"{path} is damaged and cannot be resumed: " + "; ".join(problems[:5])
                               + ("; ..." if len(problems) > 5 else "") + " (restore a checkpoint or a copy)",
                               path=path)
+
+
+def _schema(conn: apsw.Connection) -> set[tuple[str, str]]:
+    return {(name, sql) for name, sql in conn.execute("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL")}
+
+
+def _check_schema_version(conn: apsw.Connection, path: str, version: int) -> None:
+    """An older file's schema must be the one its `user_version` claims, or migrating it would fail
+    half-way (a column added twice): compared with the migrations up to that version, applied to an
+    empty in-memory database. Raises CorruptDatabase."""
+    expected = apsw.Connection(":memory:")
+    try:
+        for migration in list_migrations()[:version]:
+            expected.execute(migration.sql)
+        if _schema(conn) != _schema(expected):
+            raise CorruptDatabase(f"{path}: its schema is not the one of the version it claims (user_version "
+                                  f"{version}): the file was changed by hand or damaged; restore a checkpoint "
+                                  "or a copy", path=path)
+    finally:
+        expected.close()
 
 
 def crashed(path: str) -> bool:

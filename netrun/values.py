@@ -28,6 +28,7 @@ from collections.abc import Callable
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
+import apsw
 import cloudpickle
 
 from .errors import NotFoundError, StoredValueUnreadable, UnpicklableValue, ValueFunctionFailed
@@ -125,26 +126,40 @@ class ValueStore:
         self._consumed_seq = row[0] or 0
         if keep_path:
             os.makedirs(keep_path, exist_ok=True)
+        self._max_bytes = journal.conn.limit(apsw.SQLITE_LIMIT_LENGTH, -1)  # the most one value may take
 
-    @staticmethod
-    def serialize(value: Any, *, where: str) -> Stored:
-        """Encode a value before its packet exists (JSON, or a pickle). Raises UnpicklableValue naming `where`."""
+    def serialize(self, value: Any, *, where: str) -> Stored:
+        """Encode a value before its packet exists (JSON, or a pickle).
+
+        Raises UnpicklableValue naming `where`: it cannot be pickled, or it is larger than the
+        database takes in one value (SQLite's length limit, 1e9 bytes by default)."""
         try:
-            return encode(value)
+            stored = encode(value)
         except Exception as exc:
             raise UnpicklableValue(f"{where}: a value of type {type(value).__name__} cannot be pickled into "
                                    f"the database: {exc}") from exc
+        return self._fits(stored, where)
 
-    @staticmethod
-    def serialize_func(func: Callable[[], Any], *, where: str) -> Stored:
+    def _fits(self, stored: Stored, where: str) -> Stored:
+        size = len(stored.data)
+        if isinstance(stored.data, str) and size * 4 > self._max_bytes:
+            size = len(stored.data.encode())
+        if size > self._max_bytes:
+            raise UnpicklableValue(f"{where}: a value of {size:,} bytes ({stored.kind}) is larger than the database "
+                                   f"takes in one value ({self._max_bytes:,} bytes): store it elsewhere (a file) "
+                                   "and send its path")
+        return stored
+
+    def serialize_func(self, func: Callable[[], Any], *, where: str) -> Stored:
         """Cloudpickle a value function (lambdas and closures persist across restarts)."""
         if not callable(func):
             raise TypeError(f"{where}: create_packet_from_value_func needs a callable, got {func!r}")
         try:
-            return Stored(FUNC, cloudpickle.dumps(func), shorten(f"<value function {_func_name(func)}>"))
+            stored = Stored(FUNC, cloudpickle.dumps(func), shorten(f"<value function {_func_name(func)}>"))
         except Exception as exc:
             raise UnpicklableValue(f"{where}: the value function {func!r} cannot be serialized, so it would "
                                    f"not survive a restart: {exc}") from exc
+        return self._fits(stored, where)
 
     def store(self, packet_id: str, serialized: Stored) -> None:
         """Store a serialized value (from `serialize`/`serialize_func`) for `packet_id`."""
@@ -207,7 +222,7 @@ class ValueStore:
         if not (self.keep_consumed or self.keep_path):
             return None
         try:
-            return encode(value)
+            return self._fits(encode(value), where)
         except Exception as exc:
             raise UnpicklableValue(f"{where}: the value of packet {packet_id} (a {type(value).__name__}) cannot be "
                                    f"pickled, and consumed_packet_storage keeps consumed values: {exc}",

@@ -247,9 +247,10 @@ def test_checkpoint_killed_before_its_rename_leaves_the_old_one_intact(tmp_path)
     assert "survived" not in out
     assert old["finished"] > 0 and old["startable"]
 
-    # the new snapshot was written (as a temporary file) but never replaced the old one
-    leftovers = sorted(set(os.listdir(target)) - set(old_files))
-    assert leftovers and all(name.startswith(".net-") and name.endswith(".tmp") for name in leftovers)
+    # the new checkpoint was built whole in a folder beside the old one, and never replaced it
+    assert sorted(os.listdir(target)) == sorted(old_files)
+    [staging] = [p for p in tmp_path.iterdir() if p.name.startswith(".ckpt.new-")]
+    assert sorted(os.listdir(staging)) == ["checkpoint.json", "history.jsonl", "net.db"]
     assert {name: sha256(target / name) for name in old_files} == old_files
     with closing(sqlite3.connect(target / "net.db")) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -335,3 +336,24 @@ def test_a_failed_load_into_a_temporary_database_leaves_no_temporary_folder(tmp_
     with pytest.raises(netrun.StorageError, match="stored graph"):
         netrun.Net.load_checkpoint(tmp_path / "cp")
     assert list(scratch.iterdir()) == []
+
+
+def test_a_checkpoint_replaces_its_folder_as_a_whole_and_refuses_a_folder_of_other_files(tmp_path):
+    target = tmp_path / "ckpt"
+    history = tmp_path / "history.jsonl"
+    with pipeline(tmp_path / "run.db", history_file=str(history)) as net:
+        net.run_step()
+        net.save_checkpoint(target)
+        first = folder_hashes(target)
+        net.run_step()
+        net.save_checkpoint(target)  # the second replaces the first: every file is the new one's
+        second = folder_hashes(target)
+        assert sorted(second) == ["checkpoint.json", "history.jsonl", "net.db"]
+        assert all(second[name] != first[name] for name in second)
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ckpt.")] == []  # nothing left beside
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("mine")
+        with pytest.raises(netrun.CheckpointError, match="notes.txt"):
+            net.save_checkpoint(mine)
+        assert (mine / "notes.txt").read_text() == "mine"

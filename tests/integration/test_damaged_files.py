@@ -81,3 +81,38 @@ def test_a_full_disk_is_a_storage_error_and_a_resume_after_making_room_loses_not
     lettered = sorted(v if isinstance(v, int) else v[1] for v in (d.value for d in letters))
     assert len(delivered) == len(set(delivered))  # nothing twice
     assert sorted(delivered + lettered) == values if not deferred else delivered == values
+
+
+def test_a_tampered_user_version_is_a_damaged_file_not_an_upgrade(tmp_path, capsys):
+    from netrun.cli import main
+
+    db = tmp_path / "tampered.db"
+    netrun.Net(chain("Src", "Sink"), db=str(db)).close()
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA user_version = 5")  # the schema is the latest one: migrating from 5 would fail
+        conn.commit()
+    before = _digest(db)
+    with pytest.raises(netrun.CorruptDatabase, match="not the one of the version it claims"):
+        netrun.Net.resume(str(db))
+    with pytest.raises(netrun.CorruptDatabase, match="user_version 5"):
+        netrun.NetInspector(str(db))
+    capsys.readouterr()
+    assert main(["status", str(db)]) != 0
+    err = capsys.readouterr().err
+    assert "not the one of the version it claims" in err and "netrun resume" not in err  # no advice to resume
+    assert _digest(db) == before
+
+
+def test_a_genuinely_older_file_still_migrates(tmp_path, monkeypatch):
+    import netrun.migrate
+    from netrun.db import open_connection
+    from netrun.migrate import inspect_file, list_migrations, migrate
+
+    real = list_migrations()
+    db = str(tmp_path / "old.db")
+    monkeypatch.setattr(netrun.migrate, "list_migrations", lambda: real[:7])
+    conn = open_connection(db)
+    migrate(conn, db)
+    conn.close()
+    monkeypatch.setattr(netrun.migrate, "list_migrations", lambda: real)
+    assert inspect_file(db).version == 7  # its schema is version 7's: accepted, to be migrated

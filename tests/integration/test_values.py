@@ -141,3 +141,34 @@ def test_a_tampered_stored_value_fails_only_the_epoch_that_consumes_it(tmp_path)
         [letter] = net.dead_letter_queue.get_all()
     assert sorted(got) == [(n, n) for n in range(3)] and len(good) == 3
     assert letter.packet_id == bad and "StoredValueUnreadable" in letter.error and bad in letter.error
+
+
+def test_a_100_mb_value_goes_through_and_its_preview_stays_short(tmp_path):
+    db = str(tmp_path / "big.db")
+    big = b"x" * 100_000_000
+    got: list = []
+    with netrun.Net(chain("Src", "Work", "Sink"), db=db) as net:
+        net.set_node_exec("Work", lambda ctx, packets: (
+            ctx.load_output_port("out", ctx.create_packet(len(ctx.consume_packet(packets["in"][0])))),
+            ctx.send_output_salvo("send_out")))
+        net.set_node_exec("Sink", collect(got))
+        packet = net.inject_packet("Work", "in", big)
+        [row] = rows(db, "SELECT kind, length(data) AS n, length(preview) AS p FROM packet_values WHERE packet_id = ?",
+                     (packet,))
+        assert row["kind"] == "pickle" and row["n"] > 100_000_000 and row["p"] <= PREVIEW_CHARS
+        net.start()
+    assert got == [100_000_000]
+
+
+def test_a_value_larger_than_the_database_takes_is_refused_naming_the_call(tmp_path):
+    import apsw
+
+    db = str(tmp_path / "limit.db")
+    with netrun.Net(chain("Src", "Sink"), db=db) as net:
+        kept = net.inject_packet("Sink", "in", "small")
+        net._rt.journal.conn.limit(apsw.SQLITE_LIMIT_LENGTH, 1_000_000)  # SQLite's cap on one value, lowered
+        net._rt.values._max_bytes = 1_000_000
+        with pytest.raises(netrun.UnpicklableValue, match=r"inject_packet\('Sink', 'in'\): a value of 2,000,0\d\d bytes"):
+            net.inject_packet("Sink", "in", b"y" * 2_000_000)
+        assert net.get_packet_value(kept) == "small"  # what was stored is untouched
+    assert rows(db, "SELECT count(*) AS n FROM packet_values") == [{"n": 1}]
