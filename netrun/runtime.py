@@ -57,6 +57,7 @@ LOW_WATER = 8  # below this many ready main-thread epochs, the sim is advanced a
 ADVANCE_EVERY = 8  # ...and after this many main-thread epochs (downstream work shows up early)
 GROUP_LIMIT = 256  # deferred main-thread epochs that may share one commit...
 GROUP_SECONDS = 0.05  # ...and for at most this long (readers see progress; a crash re-runs little)
+INTENT_LIMIT = 64  # non-deferred epochs whose starts are logged, not committed: a crash dead-letters their inputs
 HAND_OVER = 0.0002  # seconds the loop pauses after answering calls from other threads
 QUICK_EPOCH = 0.002  # a node whose last sync epoch ran shorter may share commits; a slower one commits first
 
@@ -124,6 +125,7 @@ class Runtime:
         self.dead_letters = DeadLetterQueue(self)
         self._to_raise: BaseException | None = None
         self._grouped = 0  # deferred main-thread epochs since the last commit
+        self._logged = 0  # non-deferred starts logged as intents since the last commit
         self._committed_at = 0.0
         self._tasks: set[asyncio.Future] = set()
         self._started_at: dict[str, str] = {}  # main-thread epoch -> when it started
@@ -351,6 +353,7 @@ class Runtime:
         quick = self._quick.get(node, False)
         logged = not deferred and quick and self._log_starts and not self.journal.rerunnable
         if (deferred or logged) and (not quick or self.pools.to_signal or self._grouped >= GROUP_LIMIT
+                                     or (logged and self._logged >= INTENT_LIMIT)
                                      or self.clock.monotonic() - self._committed_at > GROUP_SECONDS):
             self.commit()
         job = self._start(item)
@@ -358,7 +361,9 @@ class Runtime:
             self.journal.rerunnable = True  # its end, if lost, runs it again
             if self._log_deferred:
                 self._log_start(job, deferred=True)
-        elif not (logged and self._log_start(job)):
+        elif logged and self._log_start(job):
+            self._logged += 1
+        else:
             self.commit()
             return job
         self._grouped += 1
@@ -408,7 +413,7 @@ class Runtime:
 
     def commit(self) -> None:
         """Commit what the owner wrote since its last commit, then wake the workers for new jobs."""
-        self._grouped = 0
+        self._grouped = self._logged = 0
         self._committed_at = self.clock.monotonic()
         self.journal.commit()
         self.pools.signal()
