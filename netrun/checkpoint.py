@@ -49,6 +49,11 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
     Raises CheckpointError: `directory` holds files that are not a checkpoint's."""
     directory = os.path.abspath(directory)
     parent, name = os.path.split(directory)
+    if os.path.islink(directory):
+        raise CheckpointError(f"{directory} is a symbolic link: a checkpoint replaces its folder as a whole; give "
+                              "the folder itself", path=directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise CheckpointError(f"{directory} is a file; a checkpoint is written into a folder", path=directory)
     if os.path.isdir(directory):
         foreign = sorted(set(os.listdir(directory)) - {DB_NAME, MANIFEST, HISTORY})
         if foreign:

@@ -70,6 +70,15 @@ def write_logs(journal: Any, epoch_id: str | None, node: str, capture: Capture |
                     (epoch_id, node, now, line))
 
 
+def _task_cancelled() -> bool:
+    """Whether the running task is being cancelled from outside (not a CancelledError raised by user code)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    return task is not None and task.cancelling() > 0
+
+
 def salvo_packets(graph_node: ns.Node, salvo: list[tuple[str, str]]) -> tuple[dict[str, list[Packet]], dict]:
     """The `packets` argument of an exec function, and packet ID -> input port."""
     packets: dict[str, list[Packet]] = {port: [] for port in graph_node.in_ports}
@@ -194,7 +203,11 @@ class AttemptLoop:
             except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - user code: every failure is recorded
                 # A CancelledError raised by the node's own code fails its epoch like any error
                 # (netrun's timeout turns into EpochTimeout above); only interpreter exits
-                # (KeyboardInterrupt, SystemExit) escape, once the epoch has ended (EpochRun).
+                # (KeyboardInterrupt, SystemExit) escape, once the epoch has ended (EpochRun), and so
+                # does the cancellation of the epoch's task itself (an interrupt in a neighbour).
+                if isinstance(exc, asyncio.CancelledError) and _task_cancelled():
+                    write_logs(host.journal, self.epoch_id, self.node, capture)
+                    raise
                 error = skip_first_frame(exc)  # its traceback starts in the node's code
             except BaseException:
                 write_logs(host.journal, self.epoch_id, self.node, capture)

@@ -23,13 +23,13 @@ from . import lineage
 from .clock import iso
 from .db import open_connection, rows_as_dicts
 from .definition import split_port_ref
-from .errors import ConfigError, DatabaseVersionError, NotANetrunDatabase, NotFoundError
+from .errors import ConfigError, DatabaseVersionError, NotANetrunDatabase, NotFoundError, StoredValueUnreadable
 from .intents import read_intents
 from .migrate import inspect_file, latest_version
 from .ownership import Owner, find_owner
 from .readonly import read_query
 from .restore import stored_graph
-from .values import FUNC, JSON, PICKLE, shorten
+from .values import FUNC, JSON, PICKLE, decode, shorten
 
 EPOCH_STATES = ("startable", "running", "finished", "failed", "cancelled")
 PREVIEW_CHARS = 120
@@ -48,7 +48,7 @@ def preview(kind: str | None, data: str | bytes | None, stored: str | None = Non
     if data is None:
         return None
     if kind == JSON:
-        return shorten(data, limit)
+        return shorten(data, limit) if isinstance(data, str) else "<damaged: a JSON value stored as bytes>"
     if kind == PICKLE and unpickle:
         try:
             return shorten(repr(pickle.loads(data)), limit)
@@ -250,10 +250,12 @@ class NetInspector:
         row = rows[0]
         out = {"packet": packet_id, "kind": row["kind"], "where": row["place"], "value": None,
                "preview": preview(row["kind"], row["data"], row["preview"], unpickle=self.unpickle)}
-        if row["kind"] == JSON:
-            out["value"] = json.loads(row["data"])
-        elif row["kind"] == PICKLE and self.unpickle:
-            out["value"] = pickle.loads(row["data"])
+        if row["kind"] == JSON or (row["kind"] == PICKLE and self.unpickle):
+            try:
+                out["value"] = decode(packet_id, row["kind"], row["data"])  # StoredValueUnreadable names the packet
+            except RecursionError as exc:
+                raise StoredValueUnreadable(f"{self.path}: the value of packet {packet_id} is nested too deeply to "
+                                            "read here", packet_id=packet_id) from exc
         return out
 
     def packets_left(self, *, limit: int = 20) -> list[dict]:

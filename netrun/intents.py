@@ -32,7 +32,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from .errors import StorageError
+from .errors import CorruptDatabase, StorageError
 
 
 def intents_path(db_path: str) -> str:
@@ -109,14 +109,17 @@ def read_intents(db_path: str) -> list[Intent]:
     except OSError as exc:
         raise StorageError(f"{path}: cannot read the start intents of {db_path} ({exc})", path=path) from exc
     out: list[Intent] = []
-    for line in lines:
-        if not line:
-            continue
+    *whole, _torn = lines  # after the last newline: nothing, or a line torn by a kill mid-write (its code never ran)
+    for number, line in enumerate(whole, start=1):
         try:
             epoch_id, node, packets, started_at, kind = json.loads(line)
-        except ValueError:
-            continue  # torn by a kill mid-write: that epoch's code never started
-        out.append(Intent(epoch_id, node, [(port, packet) for port, packet in packets], started_at, kind))
+            intent = Intent(str(epoch_id), str(node), [(str(port), str(packet)) for port, packet in packets],
+                            started_at, str(kind))
+        except (ValueError, TypeError) as exc:
+            raise CorruptDatabase(f"{path}: line {number} is damaged ({exc}); the epochs it lists ran without a "
+                                  f"committed start, so resuming without it could run their code twice. Restore "
+                                  f"a checkpoint, or delete the file to accept that", path=path) from exc
+        out.append(intent)
     # a deferred start followed by another start had ended (one main-thread epoch runs at a time)
     return [intent for i, intent in enumerate(out) if intent.kind == "start" or i == len(out) - 1]
 

@@ -100,7 +100,7 @@ def inspect_file(path: str) -> FileState:
             # checks stand, and damage elsewhere is reported when a query meets it.
             small = os.path.getsize(path) <= QUICK_CHECK_LIMIT
             check = conn.execute("PRAGMA quick_check(1)").fetchone()[0] if objects and small else "ok"
-            if check == "ok" and app_id == APPLICATION_ID and 0 < version < latest_version():
+            if check == "ok" and app_id == APPLICATION_ID and objects and version < latest_version():
                 _check_schema_version(conn, path, version)  # it is about to be migrated from there
         finally:
             conn.close()
@@ -160,7 +160,7 @@ def _check_schema_version(conn: apsw.Connection, path: str, version: int) -> Non
     empty in-memory database. Raises CorruptDatabase."""
     expected = apsw.Connection(":memory:")
     try:
-        for migration in list_migrations()[:version]:
+        for migration in list_migrations()[:max(version, 0)]:
             expected.execute(migration.sql)
         if _schema(conn) != _schema(expected):
             raise CorruptDatabase(f"{path}: its schema is not the one of the version it claims (user_version "

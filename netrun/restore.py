@@ -89,7 +89,11 @@ class Restorer:
                 rt.journal.add("UPDATE epochs SET state = 'startable' WHERE id = ?", (epoch_id,))
                 continue
             if node in rt.configs and rt.configs[node].defer_net_actions:
-                self._died(epoch_id, node, None)
+                # Not counted as a death: async and pool epochs run many at once, and a kill of the
+                # whole process is none of theirs (a sync epoch's death is in <db>-starts).
+                rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                                  data={"reason": "deferred epoch interrupted: runs again"})
+                rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
                 continue
             self._cancel_interrupted(epoch_id, node)
         # Jobs whose epoch is startable again (claimed or queued when the process stopped) are
@@ -100,20 +104,31 @@ class Restorer:
 
     def _recover_started(self) -> None:
         """Epochs whose start only the intents file knows (see netrun.intents): cancelled, and their
-        input packets the database still holds live dead-lettered 'interrupted'."""
+        input packets the database still holds live dead-lettered 'interrupted'. A deferred sync epoch
+        that was running when the process died (the file's last line) has its death counted."""
         rt = self.rt
-        for intent in read_intents(self.path):
+        intents = read_intents(self.path)
+        dying = intents[-1] if intents and intents[-1].kind == "deferred" else None
+        if dying is not None:
+            row = self.conn.execute("SELECT state FROM epochs WHERE id = ?", (dying.epoch_id,)).fetchone()
+            if row is not None and row[0] in ("startable", "running"):  # (one never committed is made again)
+                self._died(dying.epoch_id, dying.node_name, dying.started_at)
+        seen: set[str] = set()
+        lettered: set[str] = set()
+        for intent in intents:
+            if intent.epoch_id in seen:
+                continue  # (a line written twice)
+            seen.add(intent.epoch_id)
             row = self.conn.execute("SELECT state FROM epochs WHERE id = ?", (intent.epoch_id,)).fetchone()
             if row is not None and row[0] != "startable":
                 continue  # its start was committed after all: the usual recovery applies
             if intent.kind == "deferred":
-                if row is not None:  # (an epoch never committed is made again from its packets)
-                    self._died(intent.epoch_id, intent.node_name, intent.started_at)
-                continue
+                continue  # counted below, with the epochs found running
             node = intent.node_name
             ports = {packet: port for port, packet in intent.packets}
-            live = [packet for packet in ports if self.conn.execute(
+            live = [packet for packet in ports if packet not in lettered and self.conn.execute(
                 "SELECT 1 FROM packets WHERE id = ? AND state = 'live'", (packet,)).fetchone()]
+            lettered.update(live)
             events = [Event("PacketDestroyed", intent.epoch_id, packet, node) for packet in live]
             if row is not None:
                 events.append(Event("EpochCancelled", intent.epoch_id, None, node))

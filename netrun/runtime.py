@@ -97,7 +97,7 @@ class Runtime:
         self._log_starts = self.starts is not None and config.durability == "normal"
         self._log_deferred = self.starts is not None
         if self.starts is not None:
-            self.journal.commit_hooks.append(lambda _records, _first: self.starts.committed())
+            self.journal.commit_hooks.append(lambda _records, _first: self._intents_committed())
         self.functions = {name: NodeFunctions() for name in self.graph_nodes}
         self.configs = {name: NodeConfig() for name in self.graph_nodes}
         # node -> {"in": {port: PortType}, "out": {...}}, only for nodes with typed ports
@@ -130,6 +130,7 @@ class Runtime:
         self._tasks: set[asyncio.Future] = set()
         self._started_at: dict[str, str] = {}  # main-thread epoch -> when it started
         self._quick: dict[str, bool] = {}  # node -> whether its last sync main-thread epoch was quick
+        self._running_deferred: Claim | None = None  # the deferred sync epoch whose code runs now
         self._broken: BaseException | None = None  # set by abandon(): the net must be resumed
 
     # -- lookups ----------------------------------------------------------------------
@@ -361,6 +362,7 @@ class Runtime:
             self.journal.rerunnable = True  # its end, if lost, runs it again
             if self._log_deferred:
                 self._log_start(job, deferred=True)
+                self._running_deferred = job
         elif logged and self._log_start(job):
             self._logged += 1
         else:
@@ -369,6 +371,13 @@ class Runtime:
         self._grouped += 1
         self.journal.commit_if_large()
         return job
+
+    def _intents_committed(self) -> None:
+        """The database holds every start logged: empty the file, but for the deferred sync epoch running
+        now (a commit in its middle, a query from its code say, must not erase the trace of its death)."""
+        self.starts.committed()
+        if self._running_deferred is not None and self._log_deferred:
+            self._log_start(self._running_deferred, deferred=True)
 
     def _log_start(self, job: Claim, *, deferred: bool = False) -> bool:
         """Append the start intent; False (and no more intents) if the side file cannot be written."""
@@ -498,7 +507,10 @@ class Runtime:
                             job = self._start_one(found)
                             self._since_advance += 1
                             began = time.perf_counter()
-                            await self._run_job(job, asynchronous=False)
+                            try:
+                                await self._run_job(job, asynchronous=False)
+                            finally:
+                                self._running_deferred = None
                             self._quick[found.node_name] = time.perf_counter() - began < QUICK_EPOCH
                             ran += 1
                         continue

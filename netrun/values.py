@@ -48,7 +48,7 @@ class Stored(NamedTuple):
     preview: str | None = None
 
 
-def _json_exact(value: Any, depth: int = 0) -> bool:
+def json_exact(value: Any, depth: int = 0) -> bool:
     """Whether JSON gives `value` back exactly, types included (a tuple, an int-keyed dict, a
     float('nan'), a subclass of str or dict would not come back as they went in)."""
     kind = type(value)
@@ -59,9 +59,9 @@ def _json_exact(value: Any, depth: int = 0) -> bool:
     if depth >= _MAX_DEPTH:
         return False
     if kind is list:
-        return all(_json_exact(item, depth + 1) for item in value)
+        return all(json_exact(item, depth + 1) for item in value)
     if kind is dict:
-        return all(type(key) is str and _json_exact(item, depth + 1) for key, item in value.items())
+        return all(type(key) is str and json_exact(item, depth + 1) for key, item in value.items())
     return False
 
 
@@ -85,7 +85,7 @@ def preview_of(value: Any) -> str:
 
 def encode(value: Any) -> Stored:
     """JSON text when JSON carries the value exactly, else a pickle. Raises what pickle raises."""
-    if _json_exact(value):
+    if json_exact(value):
         try:
             text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             if not text.isascii():

@@ -8,7 +8,9 @@ import json
 import re
 import time
 
+from ..errors import StoredValueUnreadable
 from ..inspector import NetInspector
+from ..values import json_exact
 from .numbers import count
 from .output import Output, cell, dead_letter_advice, shell, tracebacks
 
@@ -197,19 +199,33 @@ def _print_logs(rows: list[dict], out: Output) -> None:
 def value(args: argparse.Namespace, out: Output) -> int:
     with NetInspector(args.file, unpickle=args.unpickle) as net:
         found = net.value(args.packet)
-    if found["kind"] == "json":
-        out.raw(json.dumps(found["value"], indent=2, ensure_ascii=False))
-        return 0
-    if found["kind"] == "pickle" and args.unpickle:
-        try:
-            out.raw(json.dumps(found["value"], indent=2, ensure_ascii=False, allow_nan=False))
-        except (TypeError, ValueError):  # not JSON: its repr
-            out.raw(repr(found["value"]))
+    if found["kind"] == "json" or (found["kind"] == "pickle" and args.unpickle):
+        out.raw(_value_text(args.packet, found["value"]))
         return 0
     what = "a value function (netrun never calls it to show it)" if found["kind"] == "func" else \
         "a pickled value (--unpickle shows it: code stored in the file runs)"
     out.note(f"packet {args.packet} holds {what}; preview: {found['preview']}")
     return 1
+
+
+def _value_text(packet: str, value: object) -> str:
+    """JSON when JSON carries the value exactly (valid UTF-8 text: a lone surrogate is escaped), else
+    its repr (a tuple is not a list)."""
+    try:
+        if not json_exact(value):
+            raise TypeError("not a JSON value")
+        text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):  # not JSON (a tuple, nan, an int past the str limit...)
+        try:
+            return repr(value)
+        except (ValueError, RecursionError) as exc:
+            raise StoredValueUnreadable(f"packet {packet}: its value cannot be shown as text ({exc})",
+                                        packet_id=packet) from exc
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = json.dumps(value, indent=2, allow_nan=False)
+    return text
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

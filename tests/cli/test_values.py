@@ -114,3 +114,27 @@ def test_value_of_a_packet_kept_only_in_its_dead_letter(cli: Cli, tmp_path):
         net.run_step()
     result = cli("value", db, packet)
     assert result.code == 0 and result.json() == [1, {"deep": True}]
+
+
+@pytest.mark.parametrize("data", ["{not json", b"\xff\xfe", "[" * 100_000])
+def test_a_damaged_json_value_is_one_error_line_never_a_traceback(cli: Cli, tmp_path, data):
+    db = tmp_path / "d.db"
+    with netrun.Net(chain("Src", "Sink"), db=str(db)) as net:
+        packet = net.inject_packet("Sink", "in", {"ok": 1})
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("UPDATE packet_values SET data = ? WHERE packet_id = ?", (data, packet))
+        conn.commit()
+    result = cli("value", db, packet)
+    assert result.code == 1 and packet in result.err and "Traceback" not in result.err
+    for argv in (["trace", db, packet], ["status", db]):
+        assert cli(*argv).code == 0
+
+
+def test_values_that_json_cannot_print_come_out_as_their_repr(cli: Cli, tmp_path):
+    db = tmp_path / "r.db"
+    with netrun.Net(chain("Src", "Sink"), db=str(db)) as net:
+        ids = [net.inject_packet("Sink", "in", value) for value in (10**5000 // 10**4990, ("a", 1), "\udcff")]
+    outs = [cli("value", db, packet, "--unpickle") for packet in ids]
+    assert [o.code for o in outs] == [0, 0, 0]
+    assert outs[1].out.strip() == "('a', 1)"
+    assert outs[2].out.strip() == '"\\udcff"'  # valid UTF-8 JSON: the lone surrogate escaped

@@ -67,3 +67,55 @@ def test_a_deferred_epoch_that_kills_its_process_fails_after_retries_plus_one_de
         {"state": "failed", "error_type": "WorkerLost"}]
     sunk = rows(db, "SELECT count(*) AS n FROM epochs WHERE node_name = 'Sink' AND state = 'finished'")[0]["n"]
     assert sunk + len(letters) - 1 == 5  # every other value reached Sink once, or its dead letter
+
+
+ASYNC_RUN = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import netrun
+    from netrun.graphs import chain
+    from tests.integration import resume_nodes as rn
+    import os
+    if sys.argv[1] == "new":
+        net = netrun.Net(chain("Src", "Work", "Sink"), db={db!r})
+        net.set_node_exec("Work", rn.slow_async_forward)
+        net.set_node_exec("Sink", rn.swallow)
+        net.set_node_config("Work", defer_net_actions=True)
+        for value in range(20):
+            net.inject_packet("Work", "in", value)
+    else:
+        net = netrun.Net.resume({db!r})
+    net.start()
+    net.close()
+""")
+
+
+def test_a_whole_process_killed_twice_counts_no_death_for_the_async_epochs_it_ran(tmp_path):
+    """Many async epochs run at once: a kill of the whole process is none of theirs. Killed twice
+    (more than retries + 1 = 1 times), every value still arrives once."""
+    import os
+    import signal
+    import time
+
+    db = str(tmp_path / "async.db")
+    script = ASYNC_RUN.format(root=str(REPO), db=db)
+    for run in range(2):
+        child = subprocess.Popen([sys.executable, "-c", script, "new" if run == 0 else "resume"])
+        deadline = time.monotonic() + 30
+        while True:
+            assert child.poll() is None and time.monotonic() < deadline
+            try:
+                if os.path.exists(db) and rows(db, "SELECT count(*) AS n FROM epochs "
+                                                   "WHERE state = 'running'")[0]["n"] >= 20:
+                    break
+            except Exception:  # noqa: BLE001 - not created yet
+                pass
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+    done = subprocess.run([sys.executable, "-c", script, "resume"], env={**os.environ, "NETRUN_TEST_FAST": "1"}, timeout=60)
+    assert done.returncode == 0
+    assert rows(db, "SELECT count(*) AS n FROM epoch_attempts WHERE error_type = 'WorkerLost'") == [{"n": 0}]
+    assert rows(db, "SELECT count(*) AS n FROM epochs WHERE node_name = 'Sink' AND state = 'finished'") == [
+        {"n": 20}]
+    assert rows(db, "SELECT count(*) AS n FROM dead_letters") == [{"n": 0}]

@@ -57,7 +57,8 @@ RESUME = textwrap.dedent("""
 """)
 
 
-def run(tmp_path: Path, *, deferred: dict, kill_at: int, durability: str = "normal") -> tuple[Path, dict]:
+def run(tmp_path: Path, *, deferred: dict, kill_at: int, durability: str = "normal",
+        tamper=None) -> tuple[Path, dict]:
     db = tmp_path / "net.db"
     env = {**os.environ, "NETRUN_TEST_EFFECTS": str(tmp_path / "effects")}
     script = tmp_path / "run.py"
@@ -70,6 +71,9 @@ def run(tmp_path: Path, *, deferred: dict, kill_at: int, durability: str = "norm
                   "starts": (Path(str(db) + "-starts").read_text().splitlines()
                              if Path(str(db) + "-starts").exists() else None)}
     from netrun import NetInspector
+
+    if tamper is not None:
+        tamper(Path(str(db) + "-starts"))
 
     with NetInspector(str(db)) as inspector:  # reading changes nothing, the intents included
         killed["status"] = inspector.status()["state"]
@@ -162,3 +166,26 @@ def test_an_intents_file_that_cannot_be_written_makes_every_start_a_commit(tmp_p
     blocker.rmdir()
     with netrun.Net.resume(str(db)) as resumed:
         assert resumed.dead_letter_queue.get_all() == []
+
+
+
+def test_intents_damaged_in_the_middle_are_refused_a_torn_last_line_is_not(tmp_path):
+    import netrun
+    from netrun.intents import read_intents
+
+    db = str(tmp_path / "x.db")
+    good = '["e1","A",[["in","p1"]],null,"start"]\n'
+    Path(db + "-starts").write_text(good + "\x00garbage\n" + good)
+    with pytest.raises(netrun.CorruptDatabase, match="line 2 is damaged"):
+        read_intents(db)
+    Path(db + "-starts").write_text(good + good + '["e2","A",[["in"')  # torn by a kill: ignored
+    assert [i.epoch_id for i in read_intents(db)] == ["e1", "e1"]
+
+
+def test_a_line_written_twice_dead_letters_its_packet_once(tmp_path):
+    def repeat(starts: Path) -> None:
+        lines = starts.read_text().splitlines(keepends=True)
+        starts.write_text("".join(lines + lines))
+
+    db, out = run(tmp_path, deferred={"A": False, "B": False, "Sink": False}, kill_at=4, tamper=repeat)
+    assert out["letters"] == [("A", "interrupted", 7)]

@@ -143,3 +143,15 @@ def exit_on_three(ctx, packets):
         os._exit(17)
     ctx.load_output_port("out", ctx.create_packet(value))
     ctx.send_output_salvo("send_out")
+
+
+async def slow_async_forward(ctx, packets):
+    """Sleeps 30 s unless $NETRUN_TEST_FAST is set, then forwards its value (async)."""
+    import asyncio
+    import os
+
+    value = await ctx.consume_packet(packets["in"][0])
+    if not os.environ.get("NETRUN_TEST_FAST"):
+        await asyncio.sleep(30)
+    await ctx.load_output_port("out", await ctx.create_packet(value))
+    await ctx.send_output_salvo("send_out")

@@ -317,3 +317,30 @@ def test_run_step_inside_a_running_loop_is_refused(tmp_path):
 
     assert asyncio.run(main()) == []  # the refused calls started no epoch
     assert got == [2]
+
+
+@pytest.mark.parametrize("deferred", [True, False])
+def test_an_interrupt_in_one_async_epoch_interrupts_its_neighbours_by_the_crash_semantics(deferred):
+    """KeyboardInterrupt in one async epoch cancels the others running beside it: that is not their
+    failure (deferred: they run again; non-deferred: dead-lettered 'interrupted', never 'failed')."""
+    async def work(ctx, packets):
+        value = await ctx.consume_packet(packets["in"][0])
+        await asyncio.sleep(0.01)
+        if value == 2:
+            raise KeyboardInterrupt
+
+    net = netrun.Net(chain("Src", "W"), db=None, on_error="continue")
+    net.set_node_exec("W", work)
+    net.set_node_config("W", defer_net_actions=deferred)
+    for value in range(5):
+        net.inject_packet("W", "in", value)
+    with pytest.raises(KeyboardInterrupt):
+        net.start()
+    assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'failed'") == [{"n": 0}]
+    letters = net.query("SELECT value, reason FROM dead_letters ORDER BY value")
+    if deferred:
+        assert letters == []
+        assert len(net.get_startable_epochs()) == 3  # 2 and the two cancelled beside it run again
+    else:
+        assert [r["reason"] for r in letters] == ["interrupted"] * 3
+    net.close()

@@ -357,3 +357,21 @@ def test_a_checkpoint_replaces_its_folder_as_a_whole_and_refuses_a_folder_of_oth
         with pytest.raises(netrun.CheckpointError, match="notes.txt"):
             net.save_checkpoint(mine)
         assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_a_checkpoint_into_a_file_or_a_symbolic_link_is_refused(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    folder = tmp_path / "real"
+    folder.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pipeline(tmp_path / "run.db") as net:
+        net.run_step()
+        for target, why in ((afile, "is a file"), (link, "symbolic link"), (dangling, "symbolic link")):
+            with pytest.raises(netrun.CheckpointError, match=why):
+                net.save_checkpoint(target)
+    assert afile.read_text() == "x" and link.is_symlink() and os.listdir(folder) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

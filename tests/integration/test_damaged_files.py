@@ -116,3 +116,14 @@ def test_a_genuinely_older_file_still_migrates(tmp_path, monkeypatch):
     conn.close()
     monkeypatch.setattr(netrun.migrate, "list_migrations", lambda: real)
     assert inspect_file(db).version == 7  # its schema is version 7's: accepted, to be migrated
+
+
+@pytest.mark.parametrize("version", [0, -3])
+def test_a_user_version_of_zero_or_below_on_a_netrun_file_is_damage(tmp_path, version):
+    db = tmp_path / "v.db"
+    netrun.Net(chain("Src", "Sink"), db=str(db)).close()
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.commit()
+    with pytest.raises(netrun.CorruptDatabase, match="not the one of the version it claims"):
+        netrun.Net.resume(str(db))
