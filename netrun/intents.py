@@ -23,7 +23,9 @@ its start is committed only with its end, so without it a process that dies in t
 every resume. Main-thread sync epochs run one at a time, so only the last line of the file can
 be an epoch that was running when the process died: if it is a deferred start, that is a death.
 The restorer counts it (an `epoch_attempts` row, error type WorkerLost); an epoch that died more
-than `retries + 1` times fails.
+than `retries + 1` times fails. The line of the deferred epoch running when the owner commits is
+written again after the file is emptied. Lines damaged before the last one are refused
+(CorruptDatabase): without them, node code could run twice.
 """
 
 from __future__ import annotations
