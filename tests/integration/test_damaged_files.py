@@ -127,3 +127,21 @@ def test_a_user_version_of_zero_or_below_on_a_netrun_file_is_damage(tmp_path, ve
         conn.commit()
     with pytest.raises(netrun.CorruptDatabase, match="not the one of the version it claims"):
         netrun.Net.resume(str(db))
+
+
+def test_a_missing_folder_and_a_read_only_file_are_storage_errors_naming_the_file(tmp_path):
+    import subprocess
+
+    with pytest.raises(netrun.StorageError, match=r"nowhere/net\.db.*does not exist"):
+        netrun.Net(chain("Src", "Sink"), db=str(tmp_path / "nowhere" / "net.db"))
+    db = tmp_path / "ro.db"
+    netrun.Net(chain("Src", "Sink"), db=str(db)).close()
+    before = _digest(db)
+    subprocess.run(["chattr", "+i", str(db)], check=True)  # read-only even for root
+    try:
+        with pytest.raises(netrun.StorageError, match=r"ro\.db: cannot write \(ReadOnlyError"):
+            netrun.Net.resume(str(db))
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    assert _digest(db) == before
+    netrun.Net.resume(str(db)).close()  # writable again: it resumes
