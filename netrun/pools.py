@@ -20,6 +20,7 @@ compare-and-set so that a report racing it wins or loses exactly once:
 from __future__ import annotations
 
 import itertools
+import secrets
 import multiprocessing
 import multiprocessing.connection
 import threading
@@ -59,6 +60,7 @@ class Pool:
         self.workers: dict[str, Any] = {}
         self.retired: dict[str, threading.Event] = {}  # thread worker -> its "stop after this job" flag
         self._ids = itertools.count(1)
+        self._token = secrets.token_hex(4)  # process worker IDs are unique across owners
         if kind == "thread":
             self.wake: Any = threading.Semaphore(0)
             self.stop_event: Any = threading.Event()
@@ -84,6 +86,8 @@ class Pool:
 
     def _start_worker(self, spec: WorkerSpec) -> None:
         worker_id = f"{self.kind}:{self.name}:{next(self._ids)}"
+        if self.kind == "process":  # a job re-queued after a resume is never mistaken for one an orphan held
+            worker_id += f"@{self._token}"
         if self.kind == "thread":
             retire = threading.Event()
             self.retired[worker_id] = retire

@@ -60,7 +60,7 @@ def test_values_go_through_a_pool_node_and_its_jobs_are_recorded(tmp_path, kind)
     assert len(jobs) == 6
     for job in jobs:
         assert job["pool"] == "p"
-        assert re.fullmatch(rf"{kind}:p:[12]", job["worker"]), job
+        assert re.fullmatch(rf"{kind}:p:[12](@[0-9a-f]{{8}})?", job["worker"]), job
         assert (job["outcome"], job["state"], job["epoch_state"]) == ("finished", "done", "finished")
     sink_jobs = rows(db, "SELECT DISTINCT pool, worker FROM epoch_jobs WHERE node_name = 'Sink'")
     assert sink_jobs == [{"pool": None, "worker": "main"}]
