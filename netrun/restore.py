@@ -15,6 +15,7 @@ Both are journaled as netrun actions (`RecoverEpoch`, `CancelInterruptedEpoch`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 import netrun_sim as ns
 
@@ -123,28 +124,13 @@ class Restorer:
             if row is not None and row[0] != "startable":
                 continue  # its start was committed after all: the usual recovery applies
             if intent.kind == "deferred":
-                continue  # counted below, with the epochs found running
-            node = intent.node_name
+                continue  # its death, if it was running, is counted above
             ports = {packet: port for port, packet in intent.packets}
-            live = [packet for packet in ports if packet not in lettered and self.conn.execute(
-                "SELECT 1 FROM packets WHERE id = ? AND state = 'live'", (packet,)).fetchone()]
+            live = [packet for packet in self._live(ports) if packet not in lettered]
             lettered.update(live)
-            events = [Event("PacketDestroyed", intent.epoch_id, packet, node) for packet in live]
-            if row is not None:
-                events.append(Event("EpochCancelled", intent.epoch_id, None, node))
-            rt.journal.record("CancelInterruptedEpoch", events, epoch_id=intent.epoch_id, node_name=node,
-                              data={"reason": "interrupted"})
-            keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
-            for packet in live:
-                stored = rt.values.discard(packet)
-                if keep:
-                    rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports[packet],
-                                           epoch_id=intent.epoch_id, reason="interrupted", error=INTERRUPTED,
-                                           stored=stored)
-                rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (packet,))
-            if row is not None:
-                rt.journal.set_epoch_error(intent.epoch_id, "cancelled", INTERRUPTED, "Interrupted")
-                rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (intent.epoch_id,))
+            self._end_epoch(intent.epoch_id, intent.node_name, ports, live, action="CancelInterruptedEpoch",
+                            reason="interrupted", error=INTERRUPTED, error_type="Interrupted",
+                            known=row is not None)
         rt.journal.commit()
         remove_intents(self.path)
 
@@ -171,26 +157,13 @@ class Restorer:
                               data={"reason": f"deferred epoch interrupted (death {deaths}): runs again"})
             rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
             return
-        salvo = self.conn.execute("SELECT salvo FROM epochs WHERE id = ?", (epoch_id,)).fetchone()[0]
-        ports = {packet: port for port, packet in json.loads(salvo or "[]")}
-        live = [p for p in ports if self.conn.execute(
-            "SELECT 1 FROM packets WHERE id = ? AND state = 'live'", (p,)).fetchone()]
-        events = [Event("PacketDestroyed", epoch_id, packet, node) for packet in live]
-        events.append(Event("EpochCancelled", epoch_id, None, node))
-        rt.journal.record("FailDeadEpoch", events, epoch_id=epoch_id, node_name=node, data={"reason": error})
-        keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
-        for packet in live:
-            stored = rt.values.discard(packet)
-            if keep:
-                rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports[packet], epoch_id=epoch_id,
-                                       reason="failed", error=error, stored=stored)
-        rt.journal.set_epoch_error(epoch_id, "failed", error, "WorkerLost")
-        rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (epoch_id,))
+        ports = self._salvo_ports(epoch_id)
+        self._end_epoch(epoch_id, node, ports, self._live(ports), action="FailDeadEpoch", reason="failed",
+                        error=error, error_type="WorkerLost", state="failed")
 
     def _cancel_interrupted(self, epoch_id: str, node: str) -> None:
         rt = self.rt
-        salvo_row = self.conn.execute("SELECT salvo FROM epochs WHERE id = ?", (epoch_id,)).fetchone()
-        ports = {packet: port for port, packet in json.loads(salvo_row[0] or "[]")}
+        ports = self._salvo_ports(epoch_id)
         inside = [row[0] for row in self.conn.execute(
             "SELECT id FROM packets WHERE state = 'live' AND location IN ('node', 'output_port') AND epoch_id = ?",
             (epoch_id,))]
@@ -199,19 +172,41 @@ class Restorer:
         held = [row[0] for row in self.conn.execute(
             "SELECT p.id FROM packet_values v CROSS JOIN packets p ON p.id = v.packet_id "  # values are fewer
             "WHERE v.consumed_seq IS NULL AND p.epoch_id = ? AND p.state = 'consumed' ORDER BY p.id", (epoch_id,))]
-        events = [Event("PacketDestroyed", epoch_id, packet, node) for packet in inside]
-        events.append(Event("EpochCancelled", epoch_id, None, node))
-        rt.journal.record("CancelInterruptedEpoch", events, epoch_id=epoch_id, node_name=node,
-                          data={"reason": "interrupted"})
+        self._end_epoch(epoch_id, node, ports, inside, action="CancelInterruptedEpoch", reason="interrupted",
+                        error=INTERRUPTED, error_type="Interrupted", also_lettered=held)
+        rt.journal.add("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = 'cancelled' "
+                       "WHERE epoch_id = ? AND state != 'done'", (rt.journal.now(), epoch_id))
+
+    def _salvo_ports(self, epoch_id: str) -> dict[str, str]:
+        """The epoch's input packets as stored: packet ID -> input port."""
+        salvo = self.conn.execute("SELECT salvo FROM epochs WHERE id = ?", (epoch_id,)).fetchone()[0]
+        return {packet: port for port, packet in json.loads(salvo or "[]")}
+
+    def _live(self, packets: Iterable[str]) -> list[str]:
+        return [p for p in packets
+                if self.conn.execute("SELECT 1 FROM packets WHERE id = ? AND state = 'live'", (p,)).fetchone()]
+
+    def _end_epoch(self, epoch_id: str, node: str, ports: dict[str, str], destroyed: list[str], *, action: str,
+                   reason: str, error: str, error_type: str, state: str = "cancelled", known: bool = True,
+                   also_lettered: list[str] = ()) -> None:
+        """End an epoch in the file, before the sim is rebuilt: `destroyed` packets (and the values it held,
+        `also_lettered`) go to the dead letters with `reason`; the epoch row (when the file `known`s it)
+        gets `state` and the error; injected work of it still in the inbox is dropped."""
+        rt = self.rt
+        events = [Event("PacketDestroyed", epoch_id, packet, node) for packet in destroyed]
+        if known:
+            events.append(Event("EpochCancelled", epoch_id, None, node))
+        rt.journal.record(action, events, epoch_id=epoch_id, node_name=node, data={"reason": reason})
         keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
-        for packet in held + inside:
+        for packet in [*also_lettered, *destroyed]:
             stored = rt.values.discard(packet)
             if keep:
                 rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports.get(packet),
-                                       epoch_id=epoch_id, reason="interrupted", error=INTERRUPTED, stored=stored)
-        rt.journal.set_epoch_error(epoch_id, "cancelled", INTERRUPTED, "Interrupted")
-        rt.journal.add("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = 'cancelled' "
-                       "WHERE epoch_id = ? AND state != 'done'", (rt.journal.now(), epoch_id))
+                                       epoch_id=epoch_id, reason=reason, error=error, stored=stored)
+        for item in (*destroyed, epoch_id):
+            rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (item,))
+        if known:
+            rt.journal.set_epoch_error(epoch_id, state, error, error_type)
 
     def _apply_results(self, results: dict[str, bytes]) -> None:
         """Results written by pool workers but not yet applied when the process stopped."""
