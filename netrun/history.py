@@ -13,17 +13,16 @@ import os
 from collections import deque
 from typing import Any
 
-from .journal import HistoryRecord
+from .historyrows import Action, Decoder, Record, expand, size
 
 
-def to_json_record(rec: HistoryRecord, seq: int | None = None) -> dict:
-    kind, name, action_id, epoch_id, packet_id, node_name, timestamp, data = rec[:8]
+def to_json_record(rec: Record) -> dict:
+    kind, name, action_id, epoch_id, packet_id, node_name, timestamp, data, seq = rec
     if kind == "action":
         out = {"type": "action", "action": name, "timestamp": timestamp, "id": action_id}
     else:
         out = {"type": "event", "event": name, "action_id": action_id, "timestamp": timestamp}
-    if seq is not None:
-        out["seq"] = seq  # the history table's row: the file's catch-up after a crash goes by it
+    out["seq"] = seq  # the history table's row: the file's catch-up after a crash goes by it
     if epoch_id:
         out["epoch_id"] = epoch_id
     if packet_id:
@@ -35,30 +34,43 @@ def to_json_record(rec: HistoryRecord, seq: int | None = None) -> dict:
     return out
 
 
-class HistoryLog:
-    """Receives committed history records (a journal commit hook).
+def records(actions: list[Action], limit: int | None = None) -> list[Record]:
+    """The records of `actions` (netrun.historyrows), the last `limit` of them."""
+    out = [rec for action in actions for rec in expand(action)]
+    return out if limit is None else out[len(out) - limit:] if limit else []
 
-    Records are kept as the journal built them and turned into dicts only when read
+
+class HistoryLog:
+    """Receives committed history actions (a journal commit hook).
+
+    Actions are kept as the journal built them and turned into records only when read
     (`recent()`) or written to the file: most runs never read the in-memory window."""
 
     def __init__(self, *, max_size: int | None, path: str | None, chunk_size: int) -> None:
-        self._recent: deque[HistoryRecord] = deque(maxlen=max_size)
+        self.max_size = max_size
+        self._recent: deque[Action] = deque()
+        self._recent_size = 0  # records in `_recent`
         self.path = path
         self.chunk_size = chunk_size
-        self._pending: list[tuple[int, HistoryRecord]] = []  # (seq, record) not yet in the file
+        self._pending: list[Record] = []  # not yet in the file
         self.keep_memory = max_size is None or max_size > 0
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
-    def recent(self) -> list[HistoryRecord]:
-        """The in-memory window, oldest first, as the journal built them (see `to_json_record`)."""
-        return list(self._recent)
+    def recent(self) -> list[Record]:
+        """The in-memory window, oldest first (`history_max_size` records at most)."""
+        return records(list(self._recent), self.max_size)
 
-    def __call__(self, records: list[HistoryRecord], first_seq: int) -> None:
+    def __call__(self, actions: list[Action]) -> None:
         if self.keep_memory:
-            self._recent.extend(records)
+            recent = self._recent
+            recent.extend(actions)
+            self._recent_size += sum(1 + len(a[8]) for a in actions)
+            if self.max_size is not None:
+                while recent and self._recent_size - size(recent[0]) >= self.max_size:
+                    self._recent_size -= size(recent.popleft())
         if self.path:
-            self._pending.extend(zip(range(first_seq, first_seq + len(records)), records))
+            self._pending.extend(records(actions))
             if len(self._pending) >= self.chunk_size:
                 self.flush(whole_chunks_only=True)
 
@@ -68,10 +80,13 @@ class HistoryLog:
         if not self.path or not os.path.exists(self.path):
             return
         last = _last_seq(self.path)
-        rows = conn.execute("SELECT seq, type, name, action_id, epoch_id, packet_id, node_name, timestamp, data "
-                            "FROM history WHERE seq > ? ORDER BY seq", (last,)).fetchall()
-        if rows:
-            self._pending[:0] = [(r[0], tuple(r[1:])) for r in rows]
+        legacy = conn.execute("SELECT seq, type, name, action_id, epoch_id, packet_id, node_name, timestamp, data "
+                              "FROM history_legacy WHERE seq > ? ORDER BY seq", (last,)).fetchall()
+        missed = [(*r[1:], r[0]) for r in legacy]
+        first = conn.execute("SELECT max(seq) FROM history_actions WHERE seq <= ?", (last,)).fetchone()[0]
+        missed += [rec for rec in records(Decoder(conn).actions("seq >= ?", (first or 0,))) if rec[8] > last]
+        if missed:
+            self._pending[:0] = missed
             self.flush()
 
     def flush(self, *, whole_chunks_only: bool = False) -> None:
@@ -85,7 +100,7 @@ class HistoryLog:
             return
         chunk, self._pending = self._pending[:count], self._pending[count:]
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(to_json_record(r, seq)) + "\n" for seq, r in chunk))
+            handle.write("".join(json.dumps(to_json_record(r)) + "\n" for r in chunk))
             handle.flush()
 
 

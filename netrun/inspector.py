@@ -24,6 +24,7 @@ from .clock import iso
 from .db import open_connection, rows_as_dicts
 from .definition import split_port_ref
 from .errors import ConfigError, DatabaseVersionError, NotANetrunDatabase, NotFoundError, StoredValueUnreadable
+from .historyrows import Decoder
 from .intents import read_intents
 from .migrate import inspect_file, latest_version
 from .ownership import Owner, find_owner
@@ -206,15 +207,15 @@ class NetInspector:
             "SELECT epoch_id AS epoch, node_name AS node, attempt, finished_at, error_type, error, traceback "
             "FROM epoch_attempts "
             "WHERE outcome = 'failed' ORDER BY finished_at DESC, epoch_id DESC LIMIT ?", (recent,))
-        last = self._rows("SELECT seq, timestamp FROM history ORDER BY seq DESC LIMIT 1")
+        last_seq, last_at = Decoder(self._conn).last()
         return {
             "path": self.path,
             "state": state,
             "owner": None if owner is None else {"pid": owner.pid, "host": owner.host, "since": owner.since},
             "created_at": self.meta.get("created_at"),
             "netrun_version": self.meta.get("netrun_version"),
-            "last_activity": last[0]["timestamp"] if last else None,
-            "history_rows": last[0]["seq"] if last else 0,
+            "last_activity": last_at,
+            "history_rows": last_seq,
             "nodes": counts,
             "running_epochs": running,
             "waiting": waiting,
@@ -277,15 +278,36 @@ class NetInspector:
 
         Raises NotFoundError for a node the graph does not have, ConfigError for a bad `since`.
         """
-        where, params = ["seq > ?"], [after_seq]
         if node is not None:
             self.check_node(node)
+        since_text = parse_since(since) if since is not None else None
+        if epoch is None and packet is None:
+            return self._history_scan(node, kind, since_text, after_seq, limit)
+        # an epoch's or a packet's records: key lookups (history_refs), the other filters here
+        wanted = kind.lower() if kind is not None else None
+        rows = []
+        for rec in Decoder(self._conn).mentioning([i for i in (epoch, packet) if i is not None]):
+            kind_, name, action_id, epoch_id, packet_id, node_name, timestamp, data, seq = rec
+            if (seq <= after_seq or (epoch is not None and epoch_id != epoch)
+                    or (packet is not None and packet_id != packet) or (node is not None and node_name != node)
+                    or (wanted is not None and wanted not in (kind_, name.lower()))
+                    or (since_text is not None and timestamp < since_text)):
+                continue
+            rows.append({"seq": seq, "type": kind_, "name": name, "action_id": action_id, "epoch_id": epoch_id,
+                         "packet_id": packet_id, "node_name": node_name, "timestamp": timestamp,
+                         "data": json.loads(data) if data else None})
+        return rows[len(rows) - limit:] if limit is not None else rows
+
+    def history_mentioning(self, ids: list[str]) -> list[tuple]:
+        """The records of every action that mentions one of `ids` (see historyrows.Decoder)."""
+        return Decoder(self._conn).mentioning(ids)
+
+    def _history_scan(self, node: str | None, kind: str | None, since: str | None, after_seq: int,
+                      limit: int | None) -> list[dict]:
+        where, params = ["seq > ?"], [after_seq]
+        if node is not None:
             where.append("node_name = ?")
             params.append(node)
-        for column, value in (("epoch_id", epoch), ("packet_id", packet)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
         if kind is not None:
             if kind.lower() in ("action", "event"):
                 where.append("type = ?")
@@ -295,7 +317,7 @@ class NetInspector:
                 params.append(kind)
         if since is not None:
             where.append("timestamp >= ?")
-            params.append(parse_since(since))
+            params.append(since)
         sql = f"SELECT * FROM history WHERE {' AND '.join(where)} ORDER BY seq"
         if limit is not None:
             # the newest `limit` records, still printed oldest first

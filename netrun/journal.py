@@ -18,7 +18,6 @@ at the end of a step, when work is injected) and whenever the buffer grows past
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,12 +28,9 @@ from . import faults
 from .clock import Clock, iso
 from .db import transaction
 from .errors import StorageError
+from .historyrows import Action, Encoder, micros, next_seq
 from .sim import OUTSIDE, Event, Location
 
-_INSERT_HISTORY = (
-    "INSERT INTO history (type, name, action_id, epoch_id, packet_id, node_name, timestamp, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _INSERT_PACKET = (
     "INSERT INTO packets (id, state, location, node_name, port_name, epoch_id, from_node, from_port, "
     "created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -62,7 +58,6 @@ _APPEND_PREFIXES = tuple(f"INSERT INTO {table} " for table in (
 _APPEND_ONLY: dict[str, bool] = {}
 _STORAGE_ERRORS = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.CantOpenError, OSError)
 
-HistoryRecord = tuple  # (type, name, action_id, epoch_id, packet_id, node_name, timestamp, data)
 
 # Pending packet row: [new, state, location, node, port, epoch, from_node, from_port, created_at, finished_at, moved]
 _P_NEW, _P_STATE, _P_LOC, _P_NODE, _P_PORT, _P_EPOCH, _P_FNODE, _P_FPORT, _P_CREATED, _P_FINISHED, _P_MOVED = range(11)
@@ -80,17 +75,14 @@ class Journal:
         self.clock = clock
         self.max_pending = max_pending
         self._ops: list[tuple[str, Sequence[Any]]] = []
-        self._history: list[HistoryRecord] = []
+        self._history: list[Action] = []  # see netrun.historyrows
         self._packets: dict[str, list] = {}
         self._epochs: dict[str, list] = {}
         self._after_commit: list[Callable[[], None]] = []
-        # Called after every commit with the committed history records and the `seq` of the first.
-        self.commit_hooks: list[Callable[[list[HistoryRecord], int], None]] = []
-        self._last_history_seq = 0
-        # Action IDs: a random prefix per journal plus a counter (unique, short, cheap).
-        self._action_prefix = secrets.token_hex(4)
-        self._action_count = 0
-        self._moved_json: dict[tuple, str] = {}
+        # Called after every commit with the committed history actions (netrun.historyrows.Action).
+        self.commit_hooks: list[Callable[[list[Action]], None]] = []
+        self._codes: Encoder | None = None  # made on the first commit (the schema is migrated by then)
+        self._seq = 0  # the seq of the last history record (0: not read from the file yet)
         self.wrote = True  # whether the last commit wrote its buffer (see `only_if`)
         # Whether the buffer holds work that a crash would run again with new IDs (a deferred epoch's
         # end, an applied pool result): the owner then commits a non-deferred start (netrun.intents).
@@ -104,21 +96,27 @@ class Journal:
         # The system clock's ISO text is reused for 0.2 ms (it costs ~1.5 us per call, and an epoch
         # takes a dozen); an injected clock is asked every time.
         self._fast_clock = type(clock).__name__ == "SystemClock"
-        self._stamp = ("", -1.0)
+        self._stamp = ("", 0, -1.0)
         # Set by `abandon()`: memory no longer matches the file, so nothing more is written.
         self.abandoned: BaseException | None = None
 
     # -- buffering ---------------------------------------------------------------------
     def now(self) -> str:
+        return self.stamp()[0]
+
+    def stamp(self) -> tuple[str, int]:
+        """The time as ISO text and as microseconds since 1970 (history stores the number)."""
         if self._fast_clock:
             tick = time.monotonic()
-            text, at = self._stamp
+            text, us, at = self._stamp
             if tick - at < 0.0002:
-                return text
-            text = iso(self.clock.now())
-            self._stamp = (text, tick)
-            return text
-        return iso(self.clock.now())
+                return text, us
+            moment = self.clock.now()
+            text, us = iso(moment), micros(moment)
+            self._stamp = (text, us, tick)
+            return text, us
+        moment = self.clock.now()
+        return iso(moment), micros(moment)
 
     def add(self, sql: str, params: Sequence[Any]) -> None:
         """Queue one statement for the next commit (run after the state rows, in order; an insert into
@@ -183,15 +181,6 @@ class Journal:
                 self._json_cache[key] = text
         return text
 
-    def _moved(self, loc: Location) -> str:
-        key = (loc.kind, loc.node_name, loc.port_name)
-        text = self._moved_json.get(key)
-        if text is None:
-            text = json.dumps({"to": loc.kind, "node": loc.node_name, "port": loc.port_name})
-            if len(self._moved_json) < 10_000:
-                self._moved_json[key] = text
-        return text
-
     def record(self, action: str, events: list[Event], *, epoch_id: str | None = None,
                packet_id: str | None = None, node_name: str | None = None,
                data: dict | None = None, created_at: Location | None = None) -> str:
@@ -200,12 +189,11 @@ class Journal:
         `created_at` is where a packet created by this action starts (the sim's
         PacketCreated event does not say).
         """
-        now = self.now()
-        self._action_count += 1
-        action_id = f"{self._action_prefix}-{self._action_count:x}"
-        history = self._history
-        history.append(("action", action, action_id, epoch_id, packet_id, node_name, now,
-                        self._json(data) if data else None))
+        now, us = self.stamp()
+        if not self._seq:
+            self._seq = next_seq(self.conn) - 1
+        seq = self._seq + 1
+        recorded: list[tuple] = []
         for ev in events:
             kind = ev.kind
             extra = None
@@ -216,8 +204,7 @@ class Journal:
                 row[_P_FNODE], row[_P_FPORT], row[_P_MOVED] = loc.from_node, loc.from_port, True
                 if loc.epoch_id is not None:
                     row[_P_EPOCH] = loc.epoch_id
-                extra = self._moved(loc) if kind == "PacketMoved" else \
-                    self._json({"salvo_condition": ev.salvo_condition})
+                extra = (loc.kind, loc.node_name, loc.port_name) if kind == "PacketMoved" else ev.salvo_condition
             elif kind == "PacketCreated":
                 loc = created_at or OUTSIDE
                 row = self._packet(ev.packet_id)
@@ -234,7 +221,7 @@ class Journal:
             elif kind == "InputSalvoTriggered" or kind == "OutputSalvoTriggered":
                 if kind == "InputSalvoTriggered":
                     self._epoch(ev.epoch_id)[_E_SALVO] = ev.salvo_condition
-                extra = self._json({"salvo_condition": ev.salvo_condition})
+                extra = ev.salvo_condition
             elif kind == "EpochStarted":
                 row = self._epoch(ev.epoch_id)
                 row[_E_STATE], row[_E_STARTED] = "running", now
@@ -243,8 +230,11 @@ class Journal:
                 row = self._epoch(ev.epoch_id)
                 row[_E_STATE] = "finished" if kind == "EpochFinished" else "cancelled"
                 row[_E_FINISHED] = now
-            history.append(("event", kind, action_id, ev.epoch_id, ev.packet_id, ev.node_name or node_name, now, extra))
-        return action_id
+            recorded.append((kind, ev.epoch_id, ev.packet_id, ev.node_name, extra))
+        self._seq = seq + len(recorded)
+        self._history.append((seq, action, epoch_id, packet_id, node_name, now, us,
+                              self._json(data) if data else None, recorded))
+        return str(seq)
 
     # -- committing -----------------------------------------------------------------------
     def _take(self) -> tuple:
@@ -306,6 +296,8 @@ class Journal:
                     taken.append(self._take())
                     self._write(taken[1])
         except BaseException as exc:
+            if self._codes is not None:
+                self._codes.rolled_back()
             for part in reversed(taken):
                 self._restore(part)
             if isinstance(exc, _STORAGE_ERRORS):  # the buffer is kept: a later commit writes it
@@ -314,6 +306,8 @@ class Journal:
                                    "on, or close and resume", path=self.conn.filename) from exc
             raise
         self.rerunnable = False
+        if self._codes is not None:
+            self._codes.committed()
         faults.hit("after_commit")
         # Everything below runs once the data is durable; one failing callback must not
         # skip the others or the history hooks. The first error is raised at the end.
@@ -325,9 +319,8 @@ class Journal:
                 except Exception as exc:  # noqa: BLE001 - re-raised below
                     first = first or exc
         history = taken[0][1] + taken[1][1] if len(taken) > 1 else taken[0][1]
-        first_seq = self._last_history_seq - len(history) + 1
         for hook in self.commit_hooks:
-            hook(history, first_seq)
+            hook(history)
         if first is not None:
             raise first
         return result
@@ -336,8 +329,9 @@ class Journal:
         ops, history, packets, epochs, _, inserts, values = taken
         conn = self.conn
         if history:
-            conn.executemany(_INSERT_HISTORY, history)
-            self._last_history_seq = conn.last_insert_rowid()  # one writer: the rows' seqs are consecutive
+            if self._codes is None:
+                self._codes = Encoder(conn)
+            self._codes.write(history)
         if packets:
             new, old = [], []
             for pid, r in packets.items():

@@ -6,9 +6,9 @@ An epoch's inputs are its salvo (`epochs.salvo`); its outputs are the packets cr
 its ID (`CreatePacket` history actions). Walking both ways gives the ancestors (the packets
 this one was made from) and the descendants (what was made from it).
 
-Cost: each level of the walk is one scan of the history table (which has no index on
-packet or epoch, to keep the write path lean), so a trace over a million history rows
-takes a few tenths of a second per level. `depth` and `limit` bound the walk.
+Cost: each level of the walk is a few key lookups (`history_refs` lists the actions that
+mention an epoch or a packet), whatever the size of the history. `depth` and `limit` bound
+the walk.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ class Lineage:
         self.ends: dict[str, dict] = {}  # packet -> how it ended (or where it is)
 
     def learn_origins(self, packets: list[str], epochs: list[str]) -> list[dict]:
-        """One history scan: how `packets` came to be, and which packets `epochs` created."""
+        """How `packets` came to be, and which packets `epochs` created (key lookups)."""
         if not packets and not epochs:
             return []
-        rows = self.db._rows(
-            f"SELECT seq, type, name, epoch_id, packet_id, node_name, data FROM history WHERE type = 'action' AND "
-            f"name IN ('CreatePacket', 'TransportPacketToLocation') AND (packet_id IN ({_marks(packets)}) OR "
-            f"epoch_id IN ({_marks(epochs)})) ORDER BY seq", [*packets, *epochs])
+        rows = [{"seq": r[8], "type": r[0], "name": r[1], "epoch_id": r[3], "packet_id": r[4], "node_name": r[5],
+                 "data": r[7]} for r in self.db.history_mentioning([*packets, *epochs])
+                if r[0] == "action" and r[1] in ("CreatePacket", "TransportPacketToLocation")
+                and (r[4] in set(packets) or r[3] in set(epochs))]
         return self.absorb(rows)
 
     def absorb(self, rows: list[dict]) -> list[dict]:

@@ -97,7 +97,7 @@ class Runtime:
         self._log_starts = self.starts is not None and config.durability == "normal"
         self._log_deferred = self.starts is not None
         if self.starts is not None:
-            self.journal.commit_hooks.append(lambda _records, _first: self._intents_committed())
+            self.journal.commit_hooks.append(lambda _actions: self._intents_committed())
         self.functions = {name: NodeFunctions() for name in self.graph_nodes}
         self.configs = {name: NodeConfig() for name in self.graph_nodes}
         # node -> {"in": {port: PortType}, "out": {...}}, only for nodes with typed ports

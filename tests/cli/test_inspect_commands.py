@@ -343,16 +343,16 @@ def test_sql_with_no_rows_says_so(cli: Cli, wordfreq_db: Path):
 
 
 @pytest.mark.parametrize("statement", [
-    "DELETE FROM history",
+    "DELETE FROM history_actions",
     "UPDATE epochs SET state = 'failed'",
     "INSERT INTO node_logs (node_name, timestamp, text) VALUES ('Read', 'now', 'x')",
     "DROP TABLE history",
     "PRAGMA user_version = 7",
-    "WITH gone AS (SELECT 1) DELETE FROM history",
-    "SELECT 1; DELETE FROM history",
+    "WITH gone AS (SELECT 1) DELETE FROM history_actions",
+    "SELECT 1; DELETE FROM history_actions",
     # SQLite applies query_only while compiling the pragma, even under EXPLAIN: the guard must refuse it then
-    "EXPLAIN PRAGMA query_only = 0; WITH gone AS (SELECT 1) DELETE FROM history",
-    "EXPLAIN PRAGMA query_only = 0; DELETE FROM history",
+    "EXPLAIN PRAGMA query_only = 0; WITH gone AS (SELECT 1) DELETE FROM history_actions",
+    "EXPLAIN PRAGMA query_only = 0; DELETE FROM history_actions",
 ])
 def test_sql_refuses_a_statement_that_writes_and_the_file_is_unchanged(cli: Cli, wordfreq_db: Path, statement):
     before = file_state(wordfreq_db.parent, shm=False)

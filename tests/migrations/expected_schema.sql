@@ -94,8 +94,57 @@ CREATE TABLE epochs (
 -- index epochs_open on epochs
 CREATE INDEX epochs_open ON epochs (node_name) WHERE state IN ('startable', 'running');
 
--- table history on history
-CREATE TABLE history (
+-- view history on history
+CREATE VIEW history (seq, type, name, action_id, epoch_id, packet_id, node_name, timestamp, data) AS
+SELECT seq, type, name, action_id, epoch_id, packet_id, node_name, timestamp, data FROM history_legacy
+UNION ALL
+SELECT a.seq, 'action',
+       (SELECT word FROM history_words WHERE code = a.name),
+       CAST(a.seq AS TEXT),
+       (SELECT id FROM history_ids WHERE n = a.epoch),
+       (SELECT id FROM history_ids WHERE n = a.packet),
+       (SELECT word FROM history_words WHERE code = a.node),
+       strftime('%Y-%m-%dT%H:%M:%S', a.ts / 1000000, 'unixepoch') || printf('.%06d+00:00', a.ts % 1000000),
+       a.data
+FROM history_actions a
+UNION ALL
+SELECT a.seq + 1 + e.key, 'event', w.word,
+       CAST(a.seq AS TEXT),
+       (SELECT id FROM history_ids WHERE n = e.value ->> 1),
+       (SELECT id FROM history_ids WHERE n = e.value ->> 2),
+       (SELECT word FROM history_words WHERE code = coalesce(e.value ->> 3, a.node)),
+       strftime('%Y-%m-%dT%H:%M:%S', a.ts / 1000000, 'unixepoch') || printf('.%06d+00:00', a.ts % 1000000),
+       CASE
+           WHEN w.word = 'PacketMoved' THEN json_object(
+               'to', (SELECT word FROM history_words WHERE code = e.value ->> 4),
+               'node', (SELECT word FROM history_words WHERE code = e.value ->> 5),
+               'port', (SELECT word FROM history_words WHERE code = e.value ->> 6))
+           WHEN e.value ->> 4 IS NOT NULL THEN json_object(
+               'salvo_condition', (SELECT word FROM history_words WHERE code = e.value ->> 4))
+       END
+FROM history_actions a, json_each(a.events) e
+JOIN history_words w ON w.code = e.value ->> 0;
+
+-- table history_actions on history_actions
+CREATE TABLE history_actions (
+    seq    INTEGER PRIMARY KEY,
+    name   INTEGER NOT NULL,     -- word code of the NetAction kind
+    epoch  INTEGER,              -- history_ids.n
+    packet INTEGER,              -- history_ids.n
+    node   INTEGER,              -- word code
+    ts     INTEGER NOT NULL,     -- microseconds since 1970-01-01 UTC
+    data   TEXT,                 -- JSON of the action's other fields, or NULL
+    events TEXT                  -- JSON array of events (see above), or NULL
+) STRICT;
+
+-- table history_ids on history_ids
+CREATE TABLE history_ids (
+    n  INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE
+) STRICT;
+
+-- table history_legacy on history_legacy
+CREATE TABLE "history_legacy" (
     seq        INTEGER PRIMARY KEY,
     type       TEXT NOT NULL CHECK (type IN ('action', 'event')),
     name       TEXT NOT NULL,
@@ -105,6 +154,19 @@ CREATE TABLE history (
     node_name  TEXT,
     timestamp  TEXT NOT NULL,
     data       TEXT                    -- JSON with the remaining fields, or NULL
+) STRICT;
+
+-- table history_refs on history_refs
+CREATE TABLE history_refs (
+    ref INTEGER NOT NULL,        -- history_ids.n of an epoch or a packet
+    seq INTEGER NOT NULL,        -- history_actions.seq of an action that mentions it
+    PRIMARY KEY (ref, seq)
+) STRICT, WITHOUT ROWID;
+
+-- table history_words on history_words
+CREATE TABLE history_words (
+    code INTEGER PRIMARY KEY,
+    word TEXT NOT NULL UNIQUE
 ) STRICT;
 
 -- table inbox on inbox
@@ -175,6 +237,12 @@ CREATE TABLE packets (
 CREATE INDEX packets_live ON packets (location, epoch_id) WHERE state = 'live';
 
 -- index sqlite_autoindex_epoch_jobs_2 on epoch_jobs
+-- (no sql);
+
+-- index sqlite_autoindex_history_ids_1 on history_ids
+-- (no sql);
+
+-- index sqlite_autoindex_history_words_1 on history_words
 -- (no sql);
 
 -- index sqlite_autoindex_inbox_1 on inbox

@@ -1,0 +1,267 @@
+"""History rows: one per action, its events inside, strings and IDs as integer codes.
+
+The journal records an action as an `Action` tuple (IDs and names as text). At commit the
+`Encoder` turns the batch into three JSON documents that SQLite unpacks itself (three statements
+per commit however many actions): the action rows, the new ID numbers and the references that
+make `history --packet/--epoch` and `trace` key lookups. New words (node, port and record names)
+are rare and inserted one by one. `expand` turns an `Action` back into the contract's records;
+`Decoder` reads stored rows back as `Action`s. The layout is described in
+migrations/0010_compact_history.sql, whose `history` view reads the same rows in SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import apsw
+
+# Action = (seq, name, epoch_id, packet_id, node_name, timestamp, ts_us, data_json, events)
+# event  = (kind, epoch_id, packet_id, node_name, extra): extra is None, a salvo condition (str),
+#          or where a PacketMoved event went: (location kind, node, port).
+Action = tuple
+# Record = (type, name, action_id, epoch_id, packet_id, node_name, timestamp, data_json, seq)
+Record = tuple
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ID_CACHE = 100_000  # ID numbers kept in memory; older ones are looked up again when needed
+
+_INSERT_ACTIONS = (
+    "INSERT INTO history_actions (seq, name, epoch, packet, node, ts, data, events) "
+    "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, "
+    "value ->> 7 FROM json_each(?)")
+_INSERT_IDS = "INSERT INTO history_ids (n, id) SELECT value ->> 0, value ->> 1 FROM json_each(?)"
+_INSERT_REFS = "INSERT INTO history_refs (ref, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?)"
+_MOVED_JSON: dict[tuple, str] = {}
+_SALVO_JSON: dict[str, str] = {}
+
+
+def micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def iso_of(us: int) -> str:
+    return (_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds")
+
+
+def next_seq(conn: apsw.Connection) -> int:
+    """The seq the next record takes (records are numbered from 1, across both layouts)."""
+    last = conn.execute("SELECT seq + coalesce(json_array_length(events), 0) FROM history_actions "
+                        "ORDER BY seq DESC LIMIT 1").fetchone()
+    if last is not None:
+        return last[0] + 1
+    legacy = conn.execute("SELECT max(seq) FROM history_legacy").fetchone()[0]
+    return (legacy or 0) + 1
+
+
+def _event_data(kind: str, extra: Any) -> str | None:
+    if extra is None:
+        return None
+    if kind == "PacketMoved":
+        text = _MOVED_JSON.get(extra)
+        if text is None:
+            text = _MOVED_JSON[extra] = json.dumps({"to": extra[0], "node": extra[1], "port": extra[2]})
+        return text
+    text = _SALVO_JSON.get(extra)
+    if text is None:
+        text = _SALVO_JSON[extra] = json.dumps({"salvo_condition": extra})
+    return text
+
+
+def expand(action: Action) -> list[Record]:
+    """The action's record and its events' records, as the `history` view shows them."""
+    seq, name, epoch_id, packet_id, node_name, timestamp, _us, data, events = action
+    action_id = str(seq)
+    out = [("action", name, action_id, epoch_id, packet_id, node_name, timestamp, data, seq)]
+    for i, (kind, ev_epoch, ev_packet, ev_node, extra) in enumerate(events):
+        out.append(("event", kind, action_id, ev_epoch, ev_packet, ev_node or node_name, timestamp,
+                    _event_data(kind, extra), seq + 1 + i))
+    return out
+
+
+def size(action: Action) -> int:
+    """How many records the action is."""
+    return 1 + len(action[8])
+
+
+class Encoder:
+    """Word codes and ID numbers of one database, for the owner's writes."""
+
+    def __init__(self, conn: apsw.Connection) -> None:
+        self.conn = conn
+        self.words: dict[str, int] = dict(conn.execute("SELECT word, code FROM history_words"))
+        self.ids: dict[str, int] = {}
+        self.next_n = (conn.execute("SELECT max(n) FROM history_ids").fetchone()[0] or 0) + 1
+        self._new_words: list[str] = []
+        self._new_ids: list[str] = []
+
+    def _word(self, word: str | None) -> int | None:
+        if word is None:
+            return None
+        code = self.words.get(word)
+        if code is None:
+            code = self.words[word] = len(self.words) + 1
+            self._new_words.append(word)
+            self.conn.execute("INSERT INTO history_words (code, word) VALUES (?, ?)", (code, word))
+        return code
+
+    def _number(self, id_: str, new_ids: list) -> int:
+        n = self.ids.get(id_)
+        if n is None:
+            row = self.conn.execute("SELECT n FROM history_ids WHERE id = ?", (id_,)).fetchone()
+            if row is not None:
+                n = self.ids[id_] = row[0]
+            else:
+                n = self._create(id_, new_ids)
+        return n
+
+    def _create(self, id_: str, new_ids: list) -> int:
+        n = self.ids[id_] = self.next_n
+        self.next_n += 1
+        self._new_ids.append(id_)
+        new_ids.append((n, id_))
+        return n
+
+    def write(self, actions: Iterable[Action]) -> None:
+        """Insert the actions (inside the caller's transaction)."""
+        rows, new_ids, refs = [], [], []
+        ids, word, number = self.ids, self._word, self._number
+        for seq, name, epoch_id, packet_id, node_name, _ts, us, data, events in actions:
+            mentioned: set[int] = set()
+            encoded = []
+            for kind, ev_epoch, ev_packet, ev_node, extra in events:
+                if kind == "PacketCreated" and ev_packet not in ids:
+                    self._create(ev_packet, new_ids)
+                elif kind == "EpochCreated" and ev_epoch not in ids:
+                    self._create(ev_epoch, new_ids)
+                ev = [word(kind), None if ev_epoch is None else number(ev_epoch, new_ids),
+                      None if ev_packet is None else number(ev_packet, new_ids), word(ev_node)]
+                if ev[1] is not None:
+                    mentioned.add(ev[1])
+                if ev[2] is not None:
+                    mentioned.add(ev[2])
+                if extra is not None:
+                    if kind == "PacketMoved":
+                        ev += [word(extra[0]), word(extra[1]), word(extra[2])]
+                    else:
+                        ev.append(word(extra))
+                while ev and ev[-1] is None:
+                    ev.pop()
+                encoded.append(ev)
+            epoch_n = None if epoch_id is None else number(epoch_id, new_ids)
+            packet_n = None if packet_id is None else number(packet_id, new_ids)
+            if epoch_n is not None:
+                mentioned.add(epoch_n)
+            if packet_n is not None:
+                mentioned.add(packet_n)
+            refs.extend([n, seq] for n in mentioned)
+            rows.append([seq, word(name), epoch_n, packet_n, word(node_name), us, data,
+                         json.dumps(encoded, separators=(",", ":")) if encoded else None])
+        conn = self.conn
+        if new_ids:
+            conn.execute(_INSERT_IDS, (json.dumps(new_ids, separators=(",", ":")),))
+        if rows:
+            conn.execute(_INSERT_ACTIONS, (json.dumps(rows, separators=(",", ":")),))
+        if refs:
+            conn.execute(_INSERT_REFS, (json.dumps(refs, separators=(",", ":")),))
+
+    def committed(self) -> None:
+        """The last `write` is durable: its new words and IDs are known for good."""
+        self._new_words.clear()
+        self._new_ids.clear()
+        if len(self.ids) > ID_CACHE:
+            for id_ in list(self.ids)[:len(self.ids) - ID_CACHE // 2]:
+                del self.ids[id_]
+
+    def rolled_back(self) -> None:
+        """The last `write` was rolled back: forget what it numbered (it will be numbered again)."""
+        for word in self._new_words:
+            del self.words[word]
+        for id_ in self._new_ids:
+            self.ids.pop(id_, None)
+        self.next_n -= len(self._new_ids)
+        self._new_words.clear()
+        self._new_ids.clear()
+
+
+class Decoder:
+    """Reads stored actions back (for readers: the inspector, the JSONL catch-up)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.words: dict[int, str] = dict(conn.execute("SELECT code, word FROM history_words").fetchall())
+
+    def _ids(self, numbers: set[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        todo = sorted(n for n in numbers if n is not None)
+        for i in range(0, len(todo), 500):
+            chunk = todo[i:i + 500]
+            found.update(self.conn.execute(
+                f"SELECT n, id FROM history_ids WHERE n IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return found
+
+    def actions(self, where: str, params: Iterable[Any] = ()) -> list[Action]:
+        """Stored actions matching `where` (SQL over history_actions), in seq order."""
+        rows = self.conn.execute(f"SELECT seq, name, epoch, packet, node, ts, data, events FROM history_actions "
+                                 f"WHERE {where} ORDER BY seq", tuple(params)).fetchall()
+        parsed = [(row, json.loads(row[7]) if row[7] else []) for row in rows]
+        numbers: set[int] = set()
+        for row, events in parsed:
+            numbers.update((row[2], row[3]))
+            for ev in events:
+                numbers.update(ev[1:3])
+        ids = self._ids(numbers)
+        words = self.words
+        if any(code not in words for row, events in parsed for code in (row[1], row[4]) if code is not None):
+            self.words = words = dict(self.conn.execute("SELECT code, word FROM history_words").fetchall())
+        out = []
+        for (seq, name, epoch, packet, node, us, data, _), events in parsed:
+            decoded = []
+            for ev in events:
+                ev = ev + [None] * (7 - len(ev))
+                kind = words.get(ev[0])
+                if kind == "PacketMoved":
+                    extra: Any = (words.get(ev[4]), words.get(ev[5]), words.get(ev[6]))
+                else:
+                    extra = words.get(ev[4])
+                decoded.append((kind, ids.get(ev[1]), ids.get(ev[2]), words.get(ev[3]), extra))
+            out.append((seq, words.get(name), ids.get(epoch), ids.get(packet), words.get(node), iso_of(us), us,
+                        data, decoded))
+        return out
+
+    def number(self, id_: str) -> int | None:
+        row = self.conn.execute("SELECT n FROM history_ids WHERE id = ?", (id_,)).fetchone()
+        return None if row is None else row[0]
+
+    def mentioning(self, ids: list[str]) -> list[Record]:
+        """Every record of the actions that mention one of `ids` (epochs or packets) anywhere, in seq
+        order: key lookups through history_refs (plus a scan of rows from before version 10)."""
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        seqs = [row[0] for row in self.conn.execute(
+            f"SELECT DISTINCT r.seq FROM history_ids i JOIN history_refs r ON r.ref = i.n WHERE i.id IN ({marks})",
+            ids).fetchall()]
+        found = []
+        for i in range(0, len(seqs), 500):
+            chunk = seqs[i:i + 500]
+            found += self.actions(f"seq IN ({', '.join('?' * len(chunk))})", chunk)
+        found.sort(key=lambda action: action[0])
+        out = [rec for action in found for rec in expand(action)]
+        if self.conn.execute("SELECT 1 FROM history_legacy LIMIT 1").fetchone():
+            legacy = self.conn.execute(
+                f"SELECT type, name, action_id, epoch_id, packet_id, node_name, timestamp, data, seq FROM history_legacy "
+                f"WHERE epoch_id IN ({marks}) OR packet_id IN ({marks}) ORDER BY seq", [*ids, *ids]).fetchall()
+            out = [tuple(row) for row in legacy] + out
+        return out
+
+    def last(self) -> tuple[int, str | None]:
+        """The seq and timestamp of the last record (0, None for none)."""
+        row = self.conn.execute("SELECT seq + coalesce(json_array_length(events), 0), ts FROM history_actions "
+                                "ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            return row[0], iso_of(row[1])
+        row = self.conn.execute("SELECT seq, timestamp FROM history_legacy ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, None)
