@@ -28,12 +28,12 @@ Record = tuple
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ID_CACHE = 100_000  # ID numbers kept in memory; older ones are looked up again when needed
 
-_INSERT_ACTIONS = (
-    "INSERT INTO history_actions (seq, name, epoch, packet, node, ts, data, events) "
-    "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, "
-    "value ->> 7 FROM json_each(?)")
-_INSERT_IDS = "INSERT INTO history_ids (n, id) SELECT value ->> 0, value ->> 1 FROM json_each(?)"
-_INSERT_REFS = "INSERT INTO history_refs (ref, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?)"
+_INSERT_ACTIONS = "INSERT INTO history_actions (seq, name, epoch, packet, node, ts, data, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# New IDs are numbered consecutively: one JSON array of them, numbered from the first.
+_INSERT_IDS = "INSERT INTO history_ids (n, id) SELECT ?1 + key, value FROM json_each(?2)"
+# A reference (n, seq) travels as one integer, (seq - first seq of the batch) << 40 | n, unpacked by
+# SQLite (a batch spans far fewer than 2**23 records; IDs are numbered below 2**40).
+_INSERT_REFS = "INSERT INTO history_refs (ref, seq) SELECT value & 1099511627775, ?1 + (value >> 40) FROM json_each(?2)"
 _MOVED_JSON: dict[tuple, str] = {}
 _SALVO_JSON: dict[str, str] = {}
 
@@ -96,6 +96,7 @@ class Encoder:
         self.next_n = (conn.execute("SELECT max(n) FROM history_ids").fetchone()[0] or 0) + 1
         self._new_words: list[str] = []
         self._new_ids: list[str] = []
+        self._shapes: dict[tuple, tuple] = {}
 
     def _word(self, word: str | None) -> int | None:
         if word is None:
@@ -124,48 +125,80 @@ class Encoder:
         new_ids.append((n, id_))
         return n
 
+    def _shape(self, kind: str, node: str | None, extra: Any) -> tuple:
+        """An event's word codes (kind, node, where it went or its salvo condition), cached: the same
+        few shapes recur constantly."""
+        key = (kind, node, extra)
+        shape = self._shapes.get(key)
+        if shape is None:
+            word = self._word
+            if extra is None:
+                tail: tuple = ()
+            elif kind == "PacketMoved":
+                tail = (word(extra[0]), word(extra[1]), word(extra[2]))
+            else:
+                tail = (word(extra),)
+            shape = (word(kind), word(node), tail)
+            if not self._new_words:  # a shape made of words not yet committed is not kept
+                self._shapes[key] = shape
+        return shape
+
     def write(self, actions: Iterable[Action]) -> None:
-        """Insert the actions (inside the caller's transaction)."""
-        rows, new_ids, refs = [], [], []
-        ids, word, number = self.ids, self._word, self._number
+        """Insert the actions (inside the caller's transaction): three statements however many."""
+        rows: list[list] = []
+        new_ids: list[tuple[int, str]] = []
+        refs: list[int] = []
+        ids, shape_of, word, number, create = self.ids, self._shape, self._word, self._number, self._create
+        base = -1
         for seq, name, epoch_id, packet_id, node_name, _ts, us, data, events in actions:
+            if base < 0:
+                base = seq
             mentioned: set[int] = set()
             encoded = []
+            for kind, ev_epoch, ev_packet, _node, _extra in events:  # what this action creates is new
+                if kind == "EpochCreated":
+                    if ev_epoch not in ids:
+                        create(ev_epoch, new_ids)
+                elif kind == "PacketCreated" and ev_packet not in ids:
+                    create(ev_packet, new_ids)
             for kind, ev_epoch, ev_packet, ev_node, extra in events:
-                if kind == "PacketCreated" and ev_packet not in ids:
-                    self._create(ev_packet, new_ids)
-                elif kind == "EpochCreated" and ev_epoch not in ids:
-                    self._create(ev_epoch, new_ids)
-                ev = [word(kind), None if ev_epoch is None else number(ev_epoch, new_ids),
-                      None if ev_packet is None else number(ev_packet, new_ids), word(ev_node)]
-                if ev[1] is not None:
-                    mentioned.add(ev[1])
-                if ev[2] is not None:
-                    mentioned.add(ev[2])
-                if extra is not None:
-                    if kind == "PacketMoved":
-                        ev += [word(extra[0]), word(extra[1]), word(extra[2])]
-                    else:
-                        ev.append(word(extra))
-                while ev and ev[-1] is None:
-                    ev.pop()
-                encoded.append(ev)
-            epoch_n = None if epoch_id is None else number(epoch_id, new_ids)
-            packet_n = None if packet_id is None else number(packet_id, new_ids)
-            if epoch_n is not None:
+                kcode, ncode, tail = shape_of(kind, ev_node, extra)
+                e_n = p_n = None
+                if ev_epoch is not None:
+                    e_n = ids.get(ev_epoch) or number(ev_epoch, new_ids)
+                    mentioned.add(e_n)
+                if ev_packet is not None:
+                    p_n = ids.get(ev_packet) or number(ev_packet, new_ids)
+                    mentioned.add(p_n)
+                if tail:
+                    encoded.append([kcode, e_n, p_n, ncode, *tail])
+                elif ncode is not None:
+                    encoded.append([kcode, e_n, p_n, ncode])
+                elif p_n is not None:
+                    encoded.append([kcode, e_n, p_n])
+                elif e_n is not None:
+                    encoded.append([kcode, e_n])
+                else:
+                    encoded.append([kcode])
+            epoch_n = packet_n = None
+            if epoch_id is not None:
+                epoch_n = ids.get(epoch_id) or number(epoch_id, new_ids)
                 mentioned.add(epoch_n)
-            if packet_n is not None:
+            if packet_id is not None:
+                packet_n = ids.get(packet_id) or number(packet_id, new_ids)
                 mentioned.add(packet_n)
-            refs.extend([n, seq] for n in mentioned)
-            rows.append([seq, word(name), epoch_n, packet_n, word(node_name), us, data,
-                         json.dumps(encoded, separators=(",", ":")) if encoded else None])
+            offset = (seq - base) << 40
+            refs.extend([offset | n for n in mentioned])
+            # lists of ints and None only: their repr is JSON once None is spelled null
+            rows.append((seq, word(name), epoch_n, packet_n, word(node_name), us, data,
+                         repr(encoded).replace(" ", "").replace("None", "null") if encoded else None))
         conn = self.conn
         if new_ids:
-            conn.execute(_INSERT_IDS, (json.dumps(new_ids, separators=(",", ":")),))
+            conn.execute(_INSERT_IDS, (new_ids[0][0], json.dumps([id_ for _, id_ in new_ids])))
         if rows:
-            conn.execute(_INSERT_ACTIONS, (json.dumps(rows, separators=(",", ":")),))
+            conn.executemany(_INSERT_ACTIONS, rows)
         if refs:
-            conn.execute(_INSERT_REFS, (json.dumps(refs, separators=(",", ":")),))
+            conn.execute(_INSERT_REFS, (base, repr(refs).replace(" ", "")))
 
     def committed(self) -> None:
         """The last `write` is durable: its new words and IDs are known for good."""
