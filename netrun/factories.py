@@ -70,6 +70,18 @@ def import_from_path(path: str) -> Any:
     return target
 
 
+def dotted_path(path: str, target: Any) -> str:
+    """`path` in the spec's dotted form ("pkg.mod:qual.name" -> "pkg.mod.qual.name") when that form imports
+    `target` too; else `path` as it is (a name that a submodule of the same name would shadow)."""
+    dotted = path.replace(":", ".")
+    if dotted == path:
+        return path
+    try:
+        return dotted if import_from_path(dotted) == target else path
+    except ConfigError:
+        return path
+
+
 def check_factory_args(args: Any, where: str) -> None:
     """Refuse factory arguments that a definition cannot store.
 
