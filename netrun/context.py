@@ -44,7 +44,8 @@ class NodeExecutionContext:
 
     def __init__(self, *, epoch_id: str, node_name: str, net: Any, actions: EpochActions,
                  retry_count: int = 0, retry_timestamps: list[datetime] | None = None,
-                 retry_exceptions: list[BaseException] | None = None) -> None:
+                 retry_exceptions: list[BaseException] | None = None,
+                 check_deadline: Callable[[], None] | None = None) -> None:
         self.epoch_id = epoch_id
         self.node_name = node_name
         self.retry_count = retry_count
@@ -53,12 +54,16 @@ class NodeExecutionContext:
         self._net = net
         self._actions = actions
         self._task = _current_task()
+        self._check_deadline = check_deadline  # raises EpochTimeout once the epoch's timeout has passed
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} node={self.node_name!r} epoch={self.epoch_id}>"
 
     def _guard(self, method: str) -> None:
-        """A sync context used from inside a coroutine its exec function started is a mix-up."""
+        """Past the epoch's timeout every call raises EpochTimeout (nothing more reaches the net); a sync
+        context used from inside a coroutine its exec function started is a mix-up."""
+        if self._check_deadline is not None:
+            self._check_deadline()
         if _current_task() is not self._task:
             raise ContextUsageError(
                 f"node {self.node_name!r}: ctx.{method}() of a sync exec function was called from async code; "
@@ -93,6 +98,8 @@ class NodeExecutionContext:
     def heartbeat(self) -> None:
         """Tell netrun this epoch is alive. A thread-pool epoch renews its lease on every context
         call; one that computes longer than the net's `lease_seconds` without any should call this."""
+        if self._check_deadline is not None:
+            self._check_deadline()
         self._actions.heartbeat()
 
     def cancel_epoch(self) -> NoReturn:
