@@ -14,6 +14,9 @@ from datetime import datetime
 from typing import Any, NoReturn, Protocol
 
 from .errors import ContextUsageError, EpochCancelled
+from .params import Params
+
+EMPTY = Params()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +48,10 @@ class NodeExecutionContext:
     def __init__(self, *, epoch_id: str, node_name: str, net: Any, actions: EpochActions,
                  retry_count: int = 0, retry_timestamps: list[datetime] | None = None,
                  retry_exceptions: list[BaseException] | None = None,
-                 check_deadline: Callable[[], None] | None = None) -> None:
+                 check_deadline: Callable[[], None] | None = None, params: Params = EMPTY) -> None:
         self.epoch_id = epoch_id
         self.node_name = node_name
+        self.params = params  # the node's params: read-only, nested values frozen
         self.retry_count = retry_count
         self.retry_timestamps = list(retry_timestamps or [])
         self.retry_exceptions = list(retry_exceptions or [])
@@ -190,3 +194,23 @@ class NodeFailureContext:
     input_salvo: dict[str, list[Packet]]
     packet_values: dict[str, Any] = field(default_factory=dict)
     _net: Any = None
+    params: Params = EMPTY  # the node's params, as `ctx.params` of the exec function
+
+
+class NodeNet:
+    """What `start_node_func(net)` and `stop_node_func(net)` receive: the net seen from one node.
+
+    `net.params` and `net.node_name` are the node's, `net.net` the net itself; everything else
+    is the net's own (`query`, `db_path`, ..., looked up on the net it wraps).
+    """
+
+    def __init__(self, net: Any, node_name: str, params: Params) -> None:
+        self.net = net
+        self.node_name = node_name
+        self.params = params
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.net, name)
+
+    def __repr__(self) -> str:
+        return f"<NodeNet node={self.node_name!r} of {self.net!r}>"

@@ -220,8 +220,11 @@ def _document(net: Net, notes: Notes, config: dict[str, Any]) -> dict:
                     spec[f"{side}_salvo_conditions"] = _conditions_doc(
                         data[f"{side}_salvo_conditions"], side, data[f"{side}_ports"], source, where)
         options = _non_default(net.get_node_config(name), NodeConfig().to_json(), f"{where} options", source)
+        params = options.pop("params", None)
         if options:
             spec["options"] = options
+        if params:
+            spec["params"] = params
         if name in notes.node_meta:
             spec["meta"] = notes.node_meta[name]
         nodes[name] = spec

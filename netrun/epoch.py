@@ -124,7 +124,7 @@ class AttemptLoop:
             began = host.clock.monotonic()
             ctx = (AsyncNodeExecutionContext if asynchronous else NodeExecutionContext)(
                 epoch_id=self.epoch_id, node_name=self.node, net=host.net, actions=actions, retry_count=attempt,
-                retry_timestamps=timestamps, retry_exceptions=exceptions, check_deadline=None if asynchronous else self._deadline(began))
+                retry_timestamps=timestamps, retry_exceptions=exceptions, check_deadline=None if asynchronous else self._deadline(began), params=cfg.params)
             try:
                 error, cancelled = await self._call_exec(ctx, began)
             except BaseException as exc:  # an interrupt (KeyboardInterrupt, SystemExit): EpochRun ends the epoch
@@ -249,7 +249,8 @@ class AttemptLoop:
         host, cfg = self.host, self.config
         ctx = NodeFailureContext(epoch_id=self.epoch_id, node_name=self.node, retry_count=attempt,
                                  retry_timestamps=list(timestamps), retry_exceptions=[*exceptions, error],
-                                 input_salvo=self.packets, packet_values=dict(actions.received), _net=host.net)
+                                 input_salvo=self.packets, packet_values=dict(actions.received), _net=host.net,
+                                 params=cfg.params)
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
                 result = func(ctx)
