@@ -208,8 +208,8 @@ class Reader:
         try:
             return check_params(name, table)
         except ConfigError as exc:
-            key = getattr(exc, "key", None)
-            raise self.fail("", str(exc), (*at, "params", *([key] if key else [])), node=name, key=key) from exc
+            keys = getattr(exc, "keys", ())
+            raise self.fail("", str(exc), (*at, "params", *keys), node=name, key=getattr(exc, "key", None)) from exc
 
     def function(self, path: str, where: str, at: KeyPath) -> Callable[..., Any]:
         try:

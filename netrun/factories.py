@@ -16,7 +16,7 @@ from typing import Any
 import netrun_sim as ns
 
 from .errors import ConfigError
-from .params import find_non_data
+from .params import find_non_data, subscripts
 
 SPEC_KEYS = ("name", "in_ports", "out_ports", "in_salvo_conditions", "out_salvo_conditions")
 FUNC_ROLES = ("exec_node_func", "start_node_func", "stop_node_func", "exec_failed_node_func")
@@ -94,9 +94,10 @@ def check_factory_args(args: Any, where: str) -> None:
     if not isinstance(args, dict):
         raise ConfigError(f"{where}: factory_args must be a table of argument name -> value, got {args!r}")
     for name, value in args.items():
-        found = find_non_data(value, repr(name))
+        found = find_non_data(value)
         if found:
-            label, bad, is_key = found
+            keys, bad, is_key = found
+            label = repr(name) + subscripts(keys)
             if is_key:
                 raise ConfigError(f"{where}: factory argument {label} has a non-string key {bad!r}")
             hint = " pass its import path as a string instead;" if callable(bad) else ""

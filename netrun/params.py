@@ -73,24 +73,29 @@ class Params(Mapping[str, Any]):
         return self
 
 
-def find_non_data(value: Any, label: str) -> tuple[str, Any, bool] | None:
-    """The first place in `value` that is not JSON/TOML data, or None: (label of the place, what is there,
-    whether it is a table's key rather than a value)."""
+def find_non_data(value: Any, keys: tuple = ()) -> tuple[tuple, Any, bool] | None:
+    """The first place in `value` that is not JSON/TOML data, or None: (its keys and indexes from the top,
+    what is there, whether that is a table's key rather than a value)."""
     if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
         return None
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            found = find_non_data(item, f"{label}[{i}]")
+            found = find_non_data(item, (*keys, i))
             if found:
                 return found
         return None
     if isinstance(value, Mapping):
         for key, item in value.items():
-            found = (label, key, True) if not isinstance(key, str) else find_non_data(item, f"{label}[{key!r}]")
+            found = (keys, key, True) if not isinstance(key, str) else find_non_data(item, (*keys, key))
             if found:
                 return found
         return None
-    return label, value, False
+    return keys, value, False
+
+
+def subscripts(keys: tuple) -> str:
+    """`['a'][0]` for the keys ('a', 0)."""
+    return "".join(f"[{key!r}]" for key in keys)
 
 
 def check_params(node: str, params: Any) -> Params:
@@ -103,13 +108,13 @@ def check_params(node: str, params: Any) -> Params:
     if not isinstance(params, Mapping):
         raise ConfigError(f"node {node!r} option 'params' must be a table (a dict of name -> value), got {params!r}",
                           option="params", node=node)
-    for key, value in params.items():
-        found = find_non_data({key: value}, "params")
-        if found:
-            place, bad, is_key = found
-            what = f"{place} has a non-string key {bad!r}, which" if is_key else f"{place} = {bad!r}"
-            hint = " (pass its import path or name as a string)" if callable(bad) else ""
-            raise ConfigError(f"node {node!r} {what} cannot be stored{hint}: params must be strings, numbers, "
-                              "booleans, arrays or tables with string keys (data both JSON and TOML hold)",
-                              option="params", node=node, key=key if isinstance(key, str) else None)
+    found = find_non_data(params)
+    if found:
+        keys, bad, is_key = found
+        place = f"params{subscripts(keys)}"
+        what = f"{place} has a non-string key {bad!r}, which" if is_key else f"{place} = {bad!r}"
+        hint = " (pass its import path or name as a string)" if callable(bad) else ""
+        raise ConfigError(f"node {node!r} {what} cannot be stored{hint}: params must be strings, numbers, booleans, "
+                          "arrays or tables with string keys (data both JSON and TOML hold)",
+                          option="params", node=node, key=keys[0] if keys else None, keys=keys)
     return params if isinstance(params, Params) else Params(params)
