@@ -18,7 +18,7 @@ import cycle, type-only imports included):
     journal        sim steps -> rows, committed atomically; values: packet values
     sim            the only importer of netrun_sim.NetSim; netrun <-> sim ID maps
     migrate, db, ownership, readonly, history, capture, checkpoint   the store
-    config, errors, clock, graphio, faults, version   leaves used by all of the above
+    config -> params, errors, clock, graphio, faults, version   leaves used by all of the above
     definition -> {expressions, factories, port_types}   the TOML definition layer
 
     cli            the `netrun` command, over net and:

@@ -209,7 +209,9 @@ class NodeNet:
         self.node_name = node_name
         self.params = params
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # only for names the view itself lacks
+        if name == "net":  # (not set yet, as in a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.net, name)
 
     def __repr__(self) -> str:

@@ -159,15 +159,13 @@ class Net:
         return net
 
     def save_checkpoint(self, directory: str | os.PathLike) -> None:
-        """Write a consistent snapshot of the net's database into `directory`.
+        """Write a consistent snapshot of the net's database into `directory`; atomic (the previous or this one).
 
-        Only while the net is paused (`pause()`, or a run that paused itself), stopped (closed:
-        its file is checkpointed as `checkpoint_file` does), or has not run since it was opened
-        (SPEC "Checkpointing"). Atomic: `directory` holds the previous checkpoint or this one.
+        Only while the net is paused, stopped (closed: its file is checkpointed as `checkpoint_file`
+        does) or has not run since it was opened (SPEC "Checkpointing").
 
         Raises:
-            CheckpointError: the net ran and is not paused (after `run_step()`/`start()`: call
-                `pause()` first), or an epoch is running.
+            CheckpointError: the net ran and is not paused (call `pause()` first), or an epoch runs.
             NetClosedError: a stopped net whose temporary database is gone.
         """
         if self._closed and self._tmpdir is None and os.path.exists(self.db_path):
