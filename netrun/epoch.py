@@ -124,7 +124,8 @@ class AttemptLoop:
             began = host.clock.monotonic()
             ctx = (AsyncNodeExecutionContext if asynchronous else NodeExecutionContext)(
                 epoch_id=self.epoch_id, node_name=self.node, net=host.net, actions=actions, retry_count=attempt,
-                retry_timestamps=timestamps, retry_exceptions=exceptions, check_deadline=None if asynchronous else self._deadline(began), params=cfg.params)
+                retry_timestamps=timestamps, retry_exceptions=exceptions, params=cfg.params,
+                check_deadline=None if asynchronous else self._deadline(began))  # async: cancelled at the deadline
             try:
                 error, cancelled = await self._call_exec(ctx, began)
             except BaseException as exc:  # an interrupt (KeyboardInterrupt, SystemExit): EpochRun ends the epoch
