@@ -18,7 +18,7 @@ import cycle, type-only imports included):
     journal        sim steps -> rows, committed atomically; values: packet values
     sim            the only importer of netrun_sim.NetSim; netrun <-> sim ID maps
     migrate, db, ownership, readonly, history, capture, checkpoint   the store
-    config, errors, clock, graphio, faults, version   leaves used by all of the above
+    config -> params, errors, clock, graphio, faults, version   leaves used by all of the above
     definition -> {expressions, factories, port_types}   the TOML definition layer
 
     cli            the `netrun` command, over net and:
@@ -57,10 +57,18 @@ from netrun_sim import (  # noqa: E402 - graph types and sim errors, re-exported
     PortSlotSpec,
     PortState,
     PortType,
+    RequestCycleDetectedError,
+    RequestNodeNotFoundError,
+    RequestUnconnectedPortError,
     SalvoCondition,
     SalvoConditionNotFoundError,
     SalvoConditionNotMetError,
     SalvoConditionTerm,
+    UndoError,
+    UndoInternalError,
+    UndoNotFoundError,
+    UndoNotUndoableError,
+    UndoStateMismatchError,
     UnsentOutputSalvoError,
 )
 from netrun_sim import NetrunError as NetActionError  # noqa: E402 - the sim errors' base
@@ -166,6 +174,9 @@ __all__ = [
     "PortType",
     "QueryError",
     "ReadOnlyQueryError",
+    "RequestCycleDetectedError",
+    "RequestNodeNotFoundError",
+    "RequestUnconnectedPortError",
     "SalvoCondition",
     "SalvoConditionError",
     "SalvoConditionNotFoundError",
@@ -173,6 +184,11 @@ __all__ = [
     "SalvoConditionTerm",
     "StorageError",
     "StoredValueUnreadable",
+    "UndoError",
+    "UndoInternalError",
+    "UndoNotFoundError",
+    "UndoNotUndoableError",
+    "UndoStateMismatchError",
     "UnfinishedEpochError",
     "UnpicklableValue",
     "UnsentOutputSalvoError",

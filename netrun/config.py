@@ -12,6 +12,7 @@ from typing import Any
 
 from .clock import Clock, SystemClock
 from .errors import ConfigError
+from .params import Params, check_params, thaw
 
 _ON_ERROR = ("continue", "pause", "raise")
 _DURABILITY = ("normal", "full")
@@ -141,9 +142,17 @@ class NodeConfig:
     capture_stdout: bool = True
     echo_stdout: bool = False
     pool_init_mode: str = "per_worker"
+    # `ctx.params`: JSON/TOML data, frozen (a table read back from the database is frozen here)
+    params: Params = field(default_factory=Params)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, Params):
+            object.__setattr__(self, "params", Params(self.params))
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["params"] = thaw(self.params)
+        return out
 
 
 def update_node_config(node: str, current: NodeConfig, options: dict[str, Any], *,
@@ -184,10 +193,12 @@ def update_node_config(node: str, current: NodeConfig, options: dict[str, Any], 
     if "retry_wait" in o:
         _check(owner, "retry_wait", _is_number(o["retry_wait"]) and o["retry_wait"] >= 0,
                "a non-negative number", o["retry_wait"])
+    if "params" in o:
+        o = {**o, "params": check_params(node, o["params"])}
     if "pool_init_mode" in o:
         _check(owner, "pool_init_mode", o["pool_init_mode"] in _POOL_INIT, "'per_worker' or 'global'",
                o["pool_init_mode"])
-    updated = dataclasses.replace(current, **options)
+    updated = dataclasses.replace(current, **o)
     if updated.retries > 0 and not updated.defer_net_actions:
         raise ConfigError(f"{owner}: retries={updated.retries} needs defer_net_actions=True "
                           "(set both in the same set_node_config call)", option="retries", node=node)

@@ -14,6 +14,9 @@ from datetime import datetime
 from typing import Any, NoReturn, Protocol
 
 from .errors import ContextUsageError, EpochCancelled
+from .params import Params
+
+EMPTY = Params()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +47,27 @@ class NodeExecutionContext:
 
     def __init__(self, *, epoch_id: str, node_name: str, net: Any, actions: EpochActions,
                  retry_count: int = 0, retry_timestamps: list[datetime] | None = None,
-                 retry_exceptions: list[BaseException] | None = None) -> None:
+                 retry_exceptions: list[BaseException] | None = None,
+                 check_deadline: Callable[[], None] | None = None, params: Params = EMPTY) -> None:
         self.epoch_id = epoch_id
         self.node_name = node_name
+        self.params = params  # the node's params: read-only, nested values frozen
         self.retry_count = retry_count
         self.retry_timestamps = list(retry_timestamps or [])
         self.retry_exceptions = list(retry_exceptions or [])
         self._net = net
         self._actions = actions
         self._task = _current_task()
+        self._check_deadline = check_deadline  # raises EpochTimeout once the epoch's timeout has passed
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} node={self.node_name!r} epoch={self.epoch_id}>"
 
     def _guard(self, method: str) -> None:
-        """A sync context used from inside a coroutine its exec function started is a mix-up."""
+        """Past the epoch's timeout every call raises EpochTimeout (nothing more reaches the net); a sync
+        context used from inside a coroutine its exec function started is a mix-up."""
+        if self._check_deadline is not None:
+            self._check_deadline()
         if _current_task() is not self._task:
             raise ContextUsageError(
                 f"node {self.node_name!r}: ctx.{method}() of a sync exec function was called from async code; "
@@ -93,6 +102,8 @@ class NodeExecutionContext:
     def heartbeat(self) -> None:
         """Tell netrun this epoch is alive. A thread-pool epoch renews its lease on every context
         call; one that computes longer than the net's `lease_seconds` without any should call this."""
+        if self._check_deadline is not None:
+            self._check_deadline()
         self._actions.heartbeat()
 
     def cancel_epoch(self) -> NoReturn:
@@ -183,3 +194,25 @@ class NodeFailureContext:
     input_salvo: dict[str, list[Packet]]
     packet_values: dict[str, Any] = field(default_factory=dict)
     _net: Any = None
+    params: Params = EMPTY  # the node's params, as `ctx.params` of the exec function
+
+
+class NodeNet:
+    """What `start_node_func(net)` and `stop_node_func(net)` receive: the net seen from one node.
+
+    `net.params` and `net.node_name` are the node's, `net.net` the net itself; everything else
+    is the net's own (`query`, `db_path`, ..., looked up on the net it wraps).
+    """
+
+    def __init__(self, net: Any, node_name: str, params: Params) -> None:
+        self.net = net
+        self.node_name = node_name
+        self.params = params
+
+    def __getattr__(self, name: str) -> Any:  # only for names the view itself lacks
+        if name == "net":  # (not set yet, as in a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.net, name)
+
+    def __repr__(self) -> str:
+        return f"<NodeNet node={self.node_name!r} of {self.net!r}>"

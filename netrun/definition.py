@@ -7,8 +7,9 @@ functions (imported), factories (run), edges and the graph (netrun-sim's validat
     [net]                          Net options; [net.meta] is freeform
     [nodes.<name>]                 in_ports / out_ports: a list of names, or tables with
                                    `slots` and `type`; in_salvo_conditions / out_salvo_conditions
-                                   (`when`, `ports`, `max_salvos`); options; meta; functions
-                                   by import path; or `factory` + `factory_args`
+                                   (`when`, `ports`, `max_salvos`); options; params (the
+                                   node's `ctx.params`); meta; functions by import path; or
+                                   `factory` + `factory_args`
     edges = [{ from = "A.out", to = "B.in" }]   or   [[edges]] tables with a `meta` table
 
 Defaults (DESIGN "open points" 10): an input condition's `max_salvos` is 1, an output
@@ -37,6 +38,7 @@ import netrun_sim as ns
 from . import expressions, port_types
 from .config import NodeConfig, parse_net_config, update_node_config
 from .errors import ConfigError, DefinitionError
+from .params import Params, check_params
 from .factories import FUNC_ROLES, check_factory_args, from_factory, import_from_path, is_import_path, node_from_spec
 from .tomlpos import KeyPath, Locator, toml_error_position
 
@@ -44,7 +46,7 @@ STRING_SOURCE = "<string>"
 MAX_COUNT = expressions.MAX_COUNT
 TOP_KEYS = ("net", "nodes", "edges")
 PORT_KEYS = ("in_ports", "out_ports", "in_salvo_conditions", "out_salvo_conditions")
-NODE_KEYS = ("factory", "factory_args", *FUNC_ROLES, *PORT_KEYS, "options", "meta")
+NODE_KEYS = ("factory", "factory_args", *FUNC_ROLES, *PORT_KEYS, "options", "params", "meta")
 CONDITION_KEYS = ("when", "ports", "max_salvos")
 EDGE_KEYS = ("from", "to", "meta")
 SIDES = {"in": "input", "out": "output"}
@@ -174,11 +176,16 @@ class Reader:
         if "meta" in spec:
             notes.node_meta[name] = self.table(spec["meta"], f"{where} meta", (*at, "meta"))
         options = self.table(spec.get("options", {}), f"{where} options", (*at, "options"))
+        if "params" in options:
+            raise self.fail(f"{where} options", "params go in a table of their own: [nodes.NAME.params]",
+                            (*at, "options", "params"), node=name, key="params")
         try:
             update_node_config(name, NodeConfig(), options, pools=pools)
         except ConfigError as exc:
             raise self.fail(f"{where} options", str(exc), (*at, "options", *option_path(getattr(exc, "option", None))),
                             node=name) from exc
+        if "params" in spec:
+            options = {**options, "params": self.params(name, spec["params"], where, at)}
         if "factory" in spec:
             return self.factory_node(name, spec, options, notes)
         if "factory_args" in spec:
@@ -195,6 +202,14 @@ class Reader:
         node = ns.Node(name=name, in_ports=ports["in"], out_ports=ports["out"],
                        in_salvo_conditions=conditions["in"], out_salvo_conditions=conditions["out"])
         return NodeDef(node, functions, types, options)
+
+    def params(self, name: str, value: Any, where: str, at: KeyPath) -> Params:
+        table = self.table(value, f"{where} params", (*at, "params"))
+        try:
+            return check_params(name, table)
+        except ConfigError as exc:
+            keys = getattr(exc, "keys", ())
+            raise self.fail("", str(exc), (*at, "params", *keys), node=name, key=getattr(exc, "key", None)) from exc
 
     def function(self, path: str, where: str, at: KeyPath) -> Callable[..., Any]:
         try:

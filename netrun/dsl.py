@@ -22,7 +22,7 @@ from . import expressions
 from .config import NetConfig, NodeConfig, parse_net_config
 from .definition import DEFAULT_MAX_SALVOS, SIDES, Notes, fail, parse_toml, read_definition, split_port_ref
 from .errors import ConfigError, DefinitionError
-from .factories import FUNC_ROLES, check_factory_args, from_factory, import_from_path, node_from_spec
+from .factories import FUNC_ROLES, check_factory_args, dotted_path, from_factory, import_from_path, node_from_spec
 from .graphio import graph_to_data, term_from_data
 
 # `net.py` calls into this module (Net.load_definition, Net.resume, save_definition) and hands it
@@ -130,9 +130,16 @@ def _ports_doc(ports: dict[str, int | None], types: dict[str, Any]) -> list | di
         if ports[port] is not None:
             spec["slots"] = ports[port]
         if port in types:
-            spec["type"] = types[port]
+            spec["type"] = _dotted_type(types[port])
         out[port] = spec
     return out
+
+
+def _dotted_type(data: Any) -> Any:
+    """A port type's data with its class as the spec's dotted import path (a class name stays as it is)."""
+    if not isinstance(data, dict):
+        return data
+    return {**data, "class": dotted_path(data["class"], import_from_path(data["class"]))}
 
 
 def _conditions_doc(conditions: dict[str, dict], side: str, ports: dict, source: str, where: str) -> dict:
@@ -171,7 +178,7 @@ def _functions_doc(net: Net, name: str, stored: dict[str, str | None], source: s
         except ConfigError as exc:
             raise fail(source, f"node {name!r}", f"its {key} {func!r} cannot be saved ({exc}); use a module-level "
                                                   "function, or a factory", node=name, key=key) from None
-        out[key] = path
+        out[key] = dotted_path(path, func)  # the spec's form: "module.func"
     return out
 
 
@@ -213,8 +220,11 @@ def _document(net: Net, notes: Notes, config: dict[str, Any]) -> dict:
                     spec[f"{side}_salvo_conditions"] = _conditions_doc(
                         data[f"{side}_salvo_conditions"], side, data[f"{side}_ports"], source, where)
         options = _non_default(net.get_node_config(name), NodeConfig().to_json(), f"{where} options", source)
+        params = options.pop("params", None)
         if options:
             spec["options"] = options
+        if params:
+            spec["params"] = params
         if name in notes.node_meta:
             spec["meta"] = notes.node_meta[name]
         nodes[name] = spec

@@ -121,11 +121,13 @@ class AttemptLoop:
             started_at = host.journal.now()
             actions = self.actions = (DeferredActions if self.deferred else ImmediateActions)(
                 host, self.epoch_id, self.node, self.ports)
+            began = host.clock.monotonic()
             ctx = (AsyncNodeExecutionContext if asynchronous else NodeExecutionContext)(
                 epoch_id=self.epoch_id, node_name=self.node, net=host.net, actions=actions, retry_count=attempt,
-                retry_timestamps=timestamps, retry_exceptions=exceptions)
+                retry_timestamps=timestamps, retry_exceptions=exceptions, params=cfg.params,
+                check_deadline=None if asynchronous else self._deadline(began))  # async: cancelled at the deadline
             try:
-                error, cancelled = await self._call_exec(ctx)
+                error, cancelled = await self._call_exec(ctx, began)
             except BaseException as exc:  # an interrupt (KeyboardInterrupt, SystemExit): EpochRun ends the epoch
                 self.interrupt_traceback = format_traceback(exc)
                 self.interrupted_attempt = attempt
@@ -180,9 +182,22 @@ class AttemptLoop:
             self.host.journal.add("INSERT INTO deferred_actions (epoch_id, attempt, seq, action, packet, port_name, "
                                   "salvo_condition, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
-    async def _call_exec(self, ctx: NodeExecutionContext) -> tuple[BaseException | None, bool]:
+    def _deadline(self, began: float) -> Callable[[], None] | None:
+        """What a sync context calls before each operation: past the timeout it raises EpochTimeout, so
+        an output made after the deadline is never sent (a sync function cannot be interrupted)."""
+        timeout, clock = self.config.timeout, self.host.clock
+        if timeout is None:
+            return None
+
+        def check() -> None:
+            elapsed = clock.monotonic() - began
+            if elapsed > timeout:
+                raise self.timeout_error(elapsed)
+
+        return check
+
+    async def _call_exec(self, ctx: NodeExecutionContext, began: float) -> tuple[BaseException | None, bool]:
         host, cfg = self.host, self.config
-        began = host.clock.monotonic()
         error: BaseException | None = None
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
@@ -235,7 +250,8 @@ class AttemptLoop:
         host, cfg = self.host, self.config
         ctx = NodeFailureContext(epoch_id=self.epoch_id, node_name=self.node, retry_count=attempt,
                                  retry_timestamps=list(timestamps), retry_exceptions=[*exceptions, error],
-                                 input_salvo=self.packets, packet_values=dict(actions.received), _net=host.net)
+                                 input_salvo=self.packets, packet_values=dict(actions.received), _net=host.net,
+                                 params=cfg.params)
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
                 result = func(ctx)

@@ -10,13 +10,13 @@ import path (a string), which the factory resolves with `import_from_path`.
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Callable
 from typing import Any
 
 import netrun_sim as ns
 
 from .errors import ConfigError
+from .params import find_non_data, subscripts
 
 SPEC_KEYS = ("name", "in_ports", "out_ports", "in_salvo_conditions", "out_salvo_conditions")
 FUNC_ROLES = ("exec_node_func", "start_node_func", "stop_node_func", "exec_failed_node_func")
@@ -70,6 +70,18 @@ def import_from_path(path: str) -> Any:
     return target
 
 
+def dotted_path(path: str, target: Any) -> str:
+    """`path` in the spec's dotted form ("pkg.mod:qual.name" -> "pkg.mod.qual.name") when that form imports
+    `target` too; else `path` as it is (a name that a submodule of the same name would shadow)."""
+    dotted = path.replace(":", ".")
+    if dotted == path:
+        return path
+    try:
+        return dotted if import_from_path(dotted) == target else path
+    except ConfigError:
+        return path
+
+
 def check_factory_args(args: Any, where: str) -> None:
     """Refuse factory arguments that a definition cannot store.
 
@@ -79,27 +91,18 @@ def check_factory_args(args: Any, where: str) -> None:
     Raises:
         ConfigError: naming `where` and the offending argument, saying what to pass instead.
     """
-    def walk(value: Any, label: str) -> None:
-        if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
-            return
-        if isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                walk(item, f"{label}[{i}]")
-            return
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise ConfigError(f"{where}: factory argument {label} has a non-string key {key!r}")
-                walk(item, f"{label}[{key!r}]")
-            return
-        hint = " pass its import path as a string instead;" if callable(value) else ""
-        raise ConfigError(f"{where}: factory argument {label} = {value!r} cannot be saved in a definition;{hint} "
-                          "factory arguments must be strings, numbers, booleans, lists or tables")
-
     if not isinstance(args, dict):
         raise ConfigError(f"{where}: factory_args must be a table of argument name -> value, got {args!r}")
     for name, value in args.items():
-        walk(value, repr(name))
+        found = find_non_data(value)
+        if found:
+            keys, bad, is_key = found
+            label = repr(name) + subscripts(keys)
+            if is_key:
+                raise ConfigError(f"{where}: factory argument {label} has a non-string key {bad!r}")
+            hint = " pass its import path as a string instead;" if callable(bad) else ""
+            raise ConfigError(f"{where}: factory argument {label} = {bad!r} cannot be saved in a definition;{hint} "
+                              "factory arguments must be strings, numbers, booleans, lists or tables")
 
 
 def node_from_spec(spec: dict, name: str, *, where: str) -> ns.Node:

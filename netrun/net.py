@@ -21,7 +21,7 @@ from .config import NetConfig, parse_net_config, update_node_config
 from .control import NetStatus
 from .deadletters import DeadLetterQueue
 from .db import open_connection, transaction
-from .checkpoint import DB_NAME, copy_checkpoint, copy_history, refuse_own_folder, write_checkpoint
+from .checkpoint import DB_NAME, checkpoint_file, copy_checkpoint, copy_history, refuse_own_folder, write_checkpoint
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -159,18 +159,27 @@ class Net:
         return net
 
     def save_checkpoint(self, directory: str | os.PathLike) -> None:
-        """Write a consistent snapshot of the net's database into `directory`.
+        """Write a consistent snapshot of the net's database into `directory`; atomic (the previous or this one).
 
-        Only while no epoch is running (from outside `run_step()`/`start()`, or after
-        `pause()`). Atomic: `directory` holds the previous checkpoint or this one.
+        Only while the net is paused, stopped (closed: its file is checkpointed as `checkpoint_file`
+        does) or has not run since it was opened (SPEC "Checkpointing").
 
         Raises:
-            CheckpointError: an epoch is running.
+            CheckpointError: the net ran and is not paused (call `pause()` first), or an epoch runs.
+            NetClosedError: a stopped net whose temporary database is gone.
         """
+        if self._closed and self._tmpdir is None and os.path.exists(self.db_path):
+            checkpoint_file(self.db_path, os.fspath(directory))
+            return
         rt = self._live()
         refuse_own_folder(os.fspath(directory), self.db_path)
 
         def snapshot() -> None:
+            state = rt.control.state
+            if rt.started and state != "paused":
+                raise CheckpointError(f"cannot checkpoint the net on {self.db_path} while it is {state}: a checkpoint "
+                                      "is taken while the net is paused, stopped, or before it first runs; call "
+                                      "pause() first", path=os.fspath(directory))
             running = sorted(rt.running) or sorted(rt.pools.dispatched)
             if running:
                 raise CheckpointError(f"cannot checkpoint while epoch {running[0]} is running; call pause() "

@@ -35,6 +35,7 @@ import netrun_sim as ns
 from .capture import Capture, capturing, install
 from .clock import SystemClock, iso
 from .config import NetConfig, NodeConfig
+from .context import NodeNet
 from .deadletters import DeadLetterQueue
 from .epoch import EpochRun, run_sync, write_logs
 from .tracebacks import error_text
@@ -217,7 +218,7 @@ class Runtime:
         cfg = self.configs[node]
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
-                resolve_sync(func(self.net))
+                resolve_sync(func(NodeNet(self.net, node, cfg.params)))
             except Exception as exc:
                 raise NodeExecutionFailed(f"{role} of node {node!r} raised {type(exc).__name__}: {exc}",
                                           node_name=node) from exc

@@ -28,6 +28,7 @@ from . import port_types as port_types_module
 from .capture import install
 from .clock import Clock, SystemClock
 from .config import NodeConfig
+from .context import NodeNet
 from .db import open_connection, transaction
 from .epoch import AttemptLoop, Outcome, check_deferred_complete
 from .errors import NetrunError
@@ -237,7 +238,7 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
             func = getattr(functions[node], role)
             if func is not None:
                 try:
-                    result = func(host.net)
+                    result = func(NodeNet(host.net, node, spec.nodes[node].params))
                     if asyncio.iscoroutine(result):
                         loop.run_until_complete(result)
                 except Exception as exc:  # noqa: BLE001 - reported to the owner

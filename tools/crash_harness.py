@@ -113,6 +113,7 @@ def child(args: argparse.Namespace) -> int:
         net.run_step()
         steps += 1
         if steps % 2 == 0:  # exercise the checkpoint fault point now and then
+            net.pause()  # a checkpoint is taken while the net is paused; the next run_step() goes on
             net.save_checkpoint(args.db + ".ckpt")
         if not net.get_startable_epochs() and not net.query(
                 "SELECT 1 FROM packets WHERE state = 'live' AND location IN ('edge', 'input_port') LIMIT 1"):

@@ -56,3 +56,13 @@ class SpecialPoint(Point):
 
 
 NOT_A_FUNCTION = 42
+
+
+class Stages:
+    """Node functions as static methods: their import path has a nested qualname (module.Class.method)."""
+
+    @staticmethod
+    def triple(ctx, packets):
+        for packet in packets["in"]:
+            ctx.load_output_port("out", ctx.create_packet(ctx.consume_packet(packet) * 3))
+        ctx.send_output_salvo("send_out")

@@ -86,12 +86,72 @@ def test_checkpoint_from_inside_a_node_function_is_refused(tmp_path):
     assert not (target / "net.db").exists()
 
 
+@pytest.mark.parametrize("run", ["run_step", "start"])
+def test_checkpoint_after_a_run_is_refused_until_the_net_is_paused(tmp_path, run):
+    target = tmp_path / "ckpt"
+    with pipeline(tmp_path / "run.db") as net:
+        getattr(net, run)()
+        assert net.poll().state == "blocked"
+        with pytest.raises(netrun.CheckpointError, match="while it is blocked.*call pause\\(\\) first"):
+            net.save_checkpoint(target)
+        assert not target.exists()
+        net.pause()
+        assert net.poll().state == "paused"
+        net.save_checkpoint(target)
+        assert sorted(os.listdir(target)) == ["checkpoint.json", "net.db"]
+        net.run_step()  # running again: refused again
+        with pytest.raises(netrun.CheckpointError, match="call pause"):
+            net.save_checkpoint(tmp_path / "again")
+
+
+def test_checkpoint_while_a_background_run_goes_on_is_refused(tmp_path):
+    import threading
+
+    release = threading.Event()
+
+    def slow(ctx, packets):
+        release.wait(10)
+        rn.identity(ctx, packets)
+
+    target = tmp_path / "ckpt"
+    with pipeline(tmp_path / "run.db") as net:
+        net.set_node_exec("A", slow)
+        net.start(threaded=True)
+        threading.Timer(0.2, release.set).start()  # the call is answered between two epochs
+        with pytest.raises(netrun.CheckpointError, match="while it is running"):
+            net.save_checkpoint(target)
+        net.pause()
+        net.save_checkpoint(target)
+    assert (target / "net.db").exists()
+
+
+def test_checkpoint_before_the_first_run_after_a_resume_and_after_a_stop(tmp_path):
+    db = tmp_path / "run.db"
+    with pipeline(db) as net:
+        net.save_checkpoint(tmp_path / "never-ran")  # never ran
+        net.run_step()
+    with netrun.Net.resume(db) as net:
+        net.save_checkpoint(tmp_path / "resumed")  # has not run since it was opened
+        net.set_node_exec("A", rn.times_ten)
+        net.set_node_exec("B", rn.identity)
+        net.set_node_exec("Sink", rn.swallow)
+        net.start()
+        net.stop()
+        assert net.poll().state == "stopped"
+        net.save_checkpoint(tmp_path / "stopped")  # stopped: the file is checkpointed as it is
+    finished = "SELECT count(*) AS n FROM epochs WHERE state = 'finished'"
+    assert rows(tmp_path / "never-ran" / "net.db", finished)[0]["n"] == 0
+    assert 0 < rows(tmp_path / "resumed" / "net.db", finished)[0]["n"] < 3 * VALUES
+    assert rows(tmp_path / "stopped" / "net.db", finished)[0]["n"] == 3 * VALUES
+
+
 def test_checkpoint_from_outside_writes_database_manifest_and_history(tmp_path):
     history = tmp_path / "history.jsonl"
     target = tmp_path / "ckpt"
     with pipeline(tmp_path / "run.db", history_file=str(history), history_chunk_size=7) as net:
         net.run_step()
         net.run_step()
+        net.pause()  # a checkpoint is taken while the net is paused
         net.save_checkpoint(target)
         history_then = history.read_bytes()
         finished_then = net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'")[0]["n"]
@@ -116,6 +176,7 @@ def test_checkpoint_without_history_file_has_no_history_copy(tmp_path):
     target = tmp_path / "ckpt"
     with pipeline(tmp_path / "run.db") as net:
         net.run_step()
+        net.pause()  # a checkpoint is taken while the net is paused
         net.save_checkpoint(target)
     assert sorted(os.listdir(target)) == ["checkpoint.json", "net.db"]
 
@@ -125,6 +186,7 @@ def test_checkpoint_database_passes_integrity_check(tmp_path):
     with pipeline(tmp_path / "run.db") as net:
         net.run_step()
         net.run_step()
+        net.pause()  # a checkpoint is taken while the net is paused
         net.save_checkpoint(target)
         with closing(sqlite3.connect(target / "net.db")) as conn:  # a separate file: safe while the net is open
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -146,6 +208,7 @@ def test_run_continued_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path):
     with pipeline(tmp_path / "first.db") as net:
         net.run_step()                    # A's epochs run; their outputs wait on the edge to B
         net.run_step(start_epochs=False)  # B's epochs are created, not started
+        net.pause()  # a checkpoint is taken while the net is paused
         net.save_checkpoint(target)
         live = net.query(LIVE)
         halfway = net.query("SELECT node_name, count(*) AS n FROM epochs WHERE state = 'finished' GROUP BY 1")
@@ -172,6 +235,7 @@ def test_load_checkpoint_refuses_a_non_empty_target_and_a_folder_without_databas
     target = tmp_path / "ckpt"
     with pipeline(tmp_path / "run.db") as net:
         net.run_step()
+        net.pause()  # a checkpoint is taken while the net is paused
         net.save_checkpoint(target)
     saved = folder_hashes(target)
 
@@ -215,6 +279,7 @@ CHILD = textwrap.dedent("""
         net.inject_packet("A", "in", value)
     net.run_step()
     net.run_step(start_epochs=False)
+    net.pause()  # a checkpoint is taken while the net is paused
     net.save_checkpoint(target)
     finished = net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'")[0]["n"]
     print(json.dumps({{"finished": finished,
@@ -223,6 +288,7 @@ CHILD = textwrap.dedent("""
     net.run_step()
     net.run_step()
     faults.arm("checkpoint_before_rename", 1)
+    net.pause()  # a checkpoint is taken while the net is paused
     net.save_checkpoint(target)
     print("the process survived the fault point", flush=True)
 """)
@@ -274,6 +340,7 @@ def test_checkpoint_into_the_folder_of_the_live_database_is_refused(tmp_path):
             net.inject_packet("A", "in", i)
         net.run_step()
         with pytest.raises(netrun.CheckpointError, match="own"):
+            net.pause()  # a checkpoint is taken while the net is paused
             net.save_checkpoint(folder)
         net.start()
         assert net.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
@@ -288,6 +355,7 @@ def test_a_loaded_checkpoint_writes_its_own_history_file(tmp_path):
     for i in range(5):
         net.inject_packet("A", "in", i)
     net.run_step()
+    net.pause()  # a checkpoint is taken while the net is paused
     net.save_checkpoint(tmp_path / "ckpt")
     net.start()
     net.close()
@@ -343,9 +411,11 @@ def test_a_checkpoint_replaces_its_folder_as_a_whole_and_refuses_a_folder_of_oth
     history = tmp_path / "history.jsonl"
     with pipeline(tmp_path / "run.db", history_file=str(history)) as net:
         net.run_step()
+        net.pause()  # a checkpoint is taken while the net is paused
         net.save_checkpoint(target)
         first = folder_hashes(target)
         net.run_step()
+        net.pause()  # a checkpoint is taken while the net is paused
         net.save_checkpoint(target)  # the second replaces the first: every file is the new one's
         second = folder_hashes(target)
         assert sorted(second) == ["checkpoint.json", "history.jsonl", "net.db"]
@@ -370,6 +440,7 @@ def test_a_checkpoint_into_a_file_or_a_symbolic_link_is_refused(tmp_path):
     dangling.symlink_to(tmp_path / "nowhere")
     with pipeline(tmp_path / "run.db") as net:
         net.run_step()
+        net.pause()
         for target, why in ((afile, "is a file"), (link, "symbolic link"), (dangling, "symbolic link")):
             with pytest.raises(netrun.CheckpointError, match=why):
                 net.save_checkpoint(target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 
 import pytest
 
@@ -314,6 +315,58 @@ def test_timeout_fails_an_epoch_that_ran_too_long_on_the_injected_clock(tmp_path
         assert [(r["port_name"], stored_value(r["value"]))
                 for r in net.query("SELECT port_name, value FROM dead_letters ORDER BY seq")] == [
             ("in", "slow"), (None, "slow")]
+
+
+def test_an_output_made_after_the_timeout_never_reaches_downstream(tmp_path):
+    received: list = []
+    failures: list = []
+
+    def late(ctx, packets):
+        value = ctx.consume_packet(packets["in"][0])
+        time.sleep(0.2)  # past the 0.05 s timeout: a sync function cannot be interrupted...
+        ctx.load_output_port("out", ctx.create_packet(value))  # ...but its ctx calls now raise EpochTimeout
+        ctx.send_output_salvo("send_out")
+
+    def sink(ctx, packets):
+        received.append(ctx.consume_packet(packets["in"][0]))
+
+    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", on_error="continue",
+                    error_callback=failures.append) as net:
+        net.set_node_exec("A", late)
+        net.set_node_exec("Sink", sink)
+        net.set_node_config("A", timeout=0.05)
+        net.inject_packet("A", "in", "late")
+        net.start()
+        assert received == []
+        assert net.query("SELECT node_name, state, error_type FROM epochs") == [
+            {"node_name": "A", "state": "failed", "error_type": "EpochTimeout"}]
+        assert isinstance(failures[0].__cause__, netrun.EpochTimeout)
+        assert net.query("SELECT count(*) AS n FROM packets WHERE node_name = 'Sink'")[0]["n"] == 0
+        # the consumed input goes to the dead letters, so nothing is lost
+        assert [stored_value(r["value"]) for r in net.query("SELECT value FROM dead_letters")] == ["late"]
+
+
+def test_a_late_ctx_call_raises_even_when_the_node_swallows_the_first_timeout(tmp_path):
+    clock = FakeClock()
+    seen: list = []
+
+    def stubborn(ctx, packets):
+        value = ctx.consume_packet(packets["in"][0])
+        clock.elapsed += 5.0
+        for call in (lambda: ctx.create_packet(value), ctx.heartbeat, lambda: ctx.send_output_salvo("send_out")):
+            try:
+                call()
+            except netrun.EpochTimeout as exc:
+                seen.append(str(exc))
+
+    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", clock=clock, on_error="continue") as net:
+        net.set_node_exec("A", stubborn)
+        net.set_node_config("A", timeout=2)
+        net.inject_packet("A", "in", 1)
+        net.start()
+        assert len(seen) == 3 and all("over its timeout of 2s" in text for text in seen)
+        assert net.query("SELECT state, error_type FROM epochs") == [{"state": "failed", "error_type": "EpochTimeout"}]
+        assert net.query("SELECT count(*) AS n FROM packets")[0]["n"] == 1  # only the input: nothing was created
 
 
 def test_failing_value_function_fails_the_consuming_epoch(tmp_path):

@@ -175,23 +175,24 @@ def test_start_function_runs_once_before_first_epoch_and_stop_function_at_close(
         emit(1)(ctx, packets)
 
     net = netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db")
-    net.set_node_exec("Source", source, start_node_func=lambda n: calls.append(("start", n)),
-                      stop_node_func=lambda n: calls.append(("stop", n)))
-    net.set_node_exec("A", forward(), start_func=lambda n: calls.append(("start-short", n)),
-                      stop_func=lambda n: calls.append(("stop-short", n)))
+    # start/stop functions get the net seen from their node (`n.net` is the net itself; `n.node_name`, `n.params`)
+    net.set_node_exec("Source", source, start_node_func=lambda n: calls.append(("start", n.net, n.node_name)),
+                      stop_node_func=lambda n: calls.append(("stop", n.net, n.node_name)))
+    net.set_node_exec("A", forward(), start_func=lambda n: calls.append(("start-short", n.net, n.node_name)),
+                      stop_func=lambda n: calls.append(("stop-short", n.net, n.node_name)))
     net.set_node_exec("Sink", collect([]), start_func=_announce_start)
     assert calls == []
     net.inject_source_epoch("Source")
     net.start()
     net.inject_source_epoch("Source")
     net.start()
-    assert sorted(calls[:2], key=lambda c: c[0]) == [("start", net), ("start-short", net)]
+    assert sorted(calls[:2], key=lambda c: c[0]) == [("start", net, "Source"), ("start-short", net, "A")]
     assert calls[2:] == ["exec", "exec"]
     # a start function's prints are the node's log lines, outside any epoch
     assert net.query("SELECT node_name, epoch_id, text FROM node_logs") == [
         {"node_name": "Sink", "epoch_id": None, "text": "warming up"}]
     net.close()
-    assert sorted(calls[4:], key=lambda c: c[0]) == [("stop", net), ("stop-short", net)]
+    assert sorted(calls[4:], key=lambda c: c[0]) == [("stop", net, "Source"), ("stop-short", net, "A")]
     net.close()  # idempotent: stop functions are not called again
     assert len(calls) == 6
 

@@ -53,3 +53,25 @@ def test_graph_types_are_netrun_sims():
                  "SalvoConditionTerm", "PortState", "PacketCount", "MaxSalvos"):
         assert getattr(netrun, name) is getattr(netrun_sim, name), name
     assert netrun.NetActionError is netrun_sim.NetrunError
+
+
+def _sim_errors() -> dict[str, type]:
+    """Every error class netrun_sim defines below its base (found by walking the module, so a new one counts)."""
+    import netrun_sim
+
+    base = netrun_sim.NetrunError
+    return {name: value for name, value in vars(netrun_sim).items()
+            if isinstance(value, type) and issubclass(value, base) and value is not base}
+
+
+def test_every_netrun_sim_error_is_reexported_under_its_own_name():
+    errors = _sim_errors()
+    assert "RequestCycleDetectedError" in errors and "UndoError" in errors  # netrun-sim 0.2.0's, at least
+    missing = sorted(name for name, cls in errors.items() if getattr(netrun, name, None) is not cls)
+    assert missing == []
+    assert sorted(set(errors) - set(netrun.__all__)) == []
+
+
+def test_sim_errors_are_not_netrun_errors():
+    for name, cls in _sim_errors().items():
+        assert issubclass(cls, netrun.NetActionError) and not issubclass(cls, netrun.NetrunError), name
