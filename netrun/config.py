@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import Clock, SystemClock
+from .durations import find_duration
 from .errors import ConfigError
 from .params import Params, check_params, thaw
 
@@ -64,6 +65,8 @@ class NetConfig:
     pool_selection: str = "least_busy"
     # Seconds a pool worker's claim on an epoch lasts unless renewed (see README "Leases").
     lease_seconds: float = 60.0
+    # Remove what ended epochs left behind once older than this ("7d", "12h"...; see netrun.retention).
+    retention: str | None = None
     clock: Clock = field(default_factory=SystemClock)
 
     def to_json(self) -> dict:
@@ -102,6 +105,9 @@ def parse_net_config(options: dict[str, Any]) -> NetConfig:
     for name in ("consumed_packet_storage_path", "history_file", "dead_letter_path"):
         if o.get(name) is not None:
             _check(owner, name, isinstance(o[name], str) and o[name] != "", "a path string", o[name])
+    if o.get("retention") is not None:
+        _check(owner, "retention", find_duration(o["retention"]) is not None,
+               "a duration such as '30s', '10m', '12h' or '7d'", o["retention"])
     for name in ("thread_pools", "process_pools"):
         if name in o:
             _check_pools(owner, name, o[name])

@@ -20,6 +20,8 @@ import apsw
 Durability = Literal["normal", "full"]
 
 BUSY_TIMEOUT_MS = 30_000
+WAL_PAGES = 4000  # ~16 MB of 4 KiB pages
+WAL_LIMIT = 16 * 1024 * 1024
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
 
@@ -44,10 +46,16 @@ def open_connection(path: str, *, durability: Durability = "normal", readonly: b
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
     if not readonly:
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # a new file: pages freed by `netrun prune` go back to the file system (PRAGMA incremental_vacuum)
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA wal_autocheckpoint = 10000")
+        # The WAL is checkpointed every WAL_PAGES pages and cut back to WAL_LIMIT bytes once reset; a
+        # reader that stays in one transaction for long stops the reset, and the WAL grows until it ends.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
     return conn
 
 

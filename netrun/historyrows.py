@@ -235,10 +235,10 @@ class Decoder:
                 f"SELECT n, id FROM history_ids WHERE n IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
         return found
 
-    def actions(self, where: str, params: Iterable[Any] = ()) -> list[Action]:
-        """Stored actions matching `where` (SQL over history_actions), in seq order."""
+    def actions(self, where: str, params: Iterable[Any] = (), *, limit: int = -1) -> list[Action]:
+        """Stored actions matching `where` (SQL over history_actions), in seq order, `limit` at most."""
         rows = self.conn.execute(f"SELECT seq, name, epoch, packet, node, ts, data, events FROM history_actions "
-                                 f"WHERE {where} ORDER BY seq", tuple(params)).fetchall()
+                                 f"WHERE {where} ORDER BY seq LIMIT ?", (*params, limit)).fetchall()
         parsed = [(row, json.loads(row[7]) if row[7] else []) for row in rows]
         numbers: set[int] = set()
         for row, events in parsed:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import netrun_sim as ns
@@ -24,6 +23,7 @@ from .clock import iso
 from .db import open_connection, rows_as_dicts
 from .definition import split_port_ref
 from .errors import ConfigError, DatabaseVersionError, NotANetrunDatabase, NotFoundError, StoredValueUnreadable
+from .durations import find_duration
 from .historyrows import Decoder
 from .intents import read_intents
 from .migrate import inspect_file, latest_version
@@ -34,8 +34,6 @@ from .values import FUNC, JSON, PICKLE, decode, shorten
 
 EPOCH_STATES = ("startable", "running", "finished", "failed", "cancelled")
 PREVIEW_CHARS = 120
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 NOT_SHOWN = "<pickled value: not shown without --unpickle>"
@@ -63,11 +61,10 @@ def preview(kind: str | None, data: str | bytes | None, stored: str | None = Non
 def parse_since(text: str, now: datetime | None = None) -> str:
     """`--since` as a stored timestamp: an ISO date/time (UTC unless it says otherwise) or an
     age such as `30s`, `10m`, `2h`, `1d`. Raises ConfigError for anything else."""
-    match = _DURATION.match(text.strip())
-    if match:
-        amount, unit = match.groups()
+    age = find_duration(text)
+    if age is not None:
         try:
-            return iso((now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: float(amount)}))
+            return iso((now or datetime.now(UTC)) - age)
         except OverflowError:  # further back than datetime reaches: every record is newer
             return iso(datetime.min.replace(tzinfo=UTC))
     try:

@@ -50,6 +50,7 @@ from .journal import Journal
 from .control import Controller
 from .owner import Owner
 from .pools import PoolManager
+from .retention import RetentionPolicy
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
 
@@ -91,6 +92,7 @@ class Runtime:
         self.history = HistoryLog(max_size=config.history_max_size, path=config.history_file,
                                   chunk_size=config.history_chunk_size)
         self.journal.commit_hooks.append(self.history)
+        self.retention = RetentionPolicy(conn, config.retention, config.clock) if config.retention else None
         # Start intents of non-deferred epochs (netrun.intents); "full" durability commits each start.
         self.starts = StartLog(net.db_path) if net.db_path else None
         # Non-deferred starts are logged instead of committed under "normal" only; deferred starts and
@@ -489,6 +491,8 @@ class Runtime:
                 notices.clear()
                 ran += self._reap()
                 self.pools.maintain()
+                if self.retention is not None:
+                    self.retention.tick()
                 if self.paused:
                     self.withdraw()
                 elif not round_:

@@ -7,6 +7,7 @@ import argparse
 from ..checkpoint import checkpoint_file
 from ..inspector import NetInspector
 from ..net import Net
+from ..retention import describe, prune_file
 from .numbers import count
 from .output import Output, UsageError, shell
 from .reads import UNPICKLE_HELP
@@ -98,6 +99,15 @@ def checkpoint(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def prune(args: argparse.Namespace, out: Output) -> int:
+    report = prune_file(args.file, args.older_than, dry_run=args.dry_run)
+    if out.json_mode:
+        out.json({"cutoff": report.cutoff, "dry_run": report.dry_run, "removed": report.removed})
+    else:
+        out.line(describe(report))
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("dlq", help="the dead-letter queue: list, show, replay, discard",
                             description="Read and repair the dead-letter queue of a stored net. replay and discard "
@@ -132,3 +142,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("file", help="the net's database file")
     p.add_argument("directory", help="the checkpoint folder (created; a previous checkpoint in it is replaced)")
     p.set_defaults(func=checkpoint)
+
+    p = commands.add_parser("prune", parents=[common], help="remove what ended epochs left behind, past an age",
+                            description="Remove what epochs that ended more than DURATION ago left behind (history, "
+                            "attempts, logs, job rows, consumed values, resolved dead letters), in short batches: "
+                            "safe while a process runs the net. Live packets, open epochs and pending dead letters "
+                            "are never touched.")
+    p.add_argument("file", help="the net's database file")
+    p.add_argument("--older-than", required=True, metavar="DURATION", help="an age: 30s, 10m, 12h, 7d")
+    p.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    p.set_defaults(func=prune)

@@ -1,0 +1,257 @@
+"""Retention: remove what ended epochs left behind once it is older than a limit.
+
+`prune(conn, older_than)` deletes, in short transactions of at most `batch` objects each (a
+running net's owner waits for one of them at most a few milliseconds):
+- epochs that ended (finished, cancelled, failed) before the limit, with their attempts, job
+  rows, deferred action queues, results and log lines;
+- packets consumed or destroyed before the limit, with their kept values;
+- dead letters replayed or discarded before the limit;
+- history actions older than the limit that mention nothing still stored (an action that
+  mentions a live packet, an open epoch or anything not pruned stays);
+- net-level log lines older than the limit.
+Never touched: live packets, startable and running epochs, pending dead letters, and the epoch
+that created a live packet (so a live packet's lineage still starts at its maker).
+Objects are visited in ID order, which is creation order (ULIDs), so each pass stops at the
+first object created after the limit. Freed pages are reused by later writes; a file created
+with incremental auto-vacuum also gives them back to the file system.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import apsw
+
+from .clock import iso
+from .db import open_connection, transaction
+from .durations import parse_duration
+from .errors import DatabaseVersionError, NotANetrunDatabase
+from .historyrows import Decoder, iso_of, micros
+from .migrate import inspect_file, latest_version
+
+BATCH = 500
+_ENDED = ("finished", "cancelled", "failed")
+
+
+@dataclass
+class PruneReport:
+    cutoff: str
+    removed: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def add(self, table: str, count: int) -> None:
+        if count:
+            self.removed[table] = self.removed.get(table, 0) + count
+
+
+def _marks(items: list) -> str:
+    return ", ".join("?" * len(items))
+
+
+class Pruner:
+    def __init__(self, conn: apsw.Connection, *, batch: int = BATCH) -> None:
+        self.conn = conn
+        self.batch = batch
+        self._doomed: set[str] = set()  # a dry run's epochs and packets that a real run would remove
+        self._deadline = float("inf")
+
+    def prune(self, older_than: timedelta, now: datetime, *, dry_run: bool = False,
+              seconds: float | None = None) -> PruneReport:
+        """Remove (or with `dry_run` count) what ended before `now - older_than`. With `seconds`, stop
+        after about that long (the owner prunes a slice at a time; the next call goes on)."""
+        cutoff = now - older_than
+        report = PruneReport(cutoff=iso(cutoff), dry_run=dry_run)
+        self._doomed.clear()
+        self._deadline = time.monotonic() + seconds if seconds is not None else float("inf")
+        keep = self._kept_epochs()
+        self._epochs(report, keep, dry_run)
+        self._packets(report, dry_run)
+        self._history(report, micros(cutoff), dry_run)
+        self._rest(report, dry_run)
+        if not dry_run and self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            self.conn.execute("PRAGMA incremental_vacuum")
+        return report
+
+    def _out_of_time(self) -> bool:
+        return time.monotonic() > self._deadline
+
+    def _kept_epochs(self) -> set[str]:
+        """Epochs that made a live packet or hold a pending dead letter: kept whatever their age."""
+        conn = self.conn
+        live = [row[0] for row in conn.execute("SELECT id FROM packets WHERE state = 'live'")]
+        keep = {row[0] for row in conn.execute(
+            "SELECT DISTINCT epoch_id FROM dead_letters WHERE status = 'pending' AND epoch_id IS NOT NULL")}
+        decoder = Decoder(conn)
+        for i in range(0, len(live), 500):
+            for record in decoder.mentioning(live[i:i + 500]):
+                if record[0] == "action" and record[1] == "CreatePacket" and record[3] is not None:
+                    keep.add(record[3])
+        return keep
+
+    def _walk(self, table: str, columns: str, cutoff_column: str | None = None):
+        """Rows of `table` in ID order, a batch at a time."""
+        after = ""
+        while True:
+            rows = self.conn.execute(f"SELECT id, {columns} FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
+                                     (after, self.batch)).fetchall()
+            if not rows:
+                return
+            yield rows
+            if self._out_of_time():
+                return
+            after = rows[-1][0]
+
+    def _epochs(self, report: PruneReport, keep: set[str], dry_run: bool) -> None:
+        cutoff = report.cutoff
+        for rows in self._walk("epochs", "state, created_at, finished_at"):
+            gone = [r[0] for r in rows if r[1] in _ENDED and r[3] is not None and r[3] < cutoff
+                    and r[0] not in keep]
+            if gone:
+                self._doomed.update(gone)
+                self._delete(report, dry_run, [
+                    ("epochs", "id", gone), ("epoch_attempts", "epoch_id", gone), ("epoch_jobs", "epoch_id", gone),
+                    ("epoch_results", "epoch_id", gone), ("deferred_actions", "epoch_id", gone),
+                    ("node_logs", "epoch_id", gone)])
+            if rows[-1][2] >= cutoff:  # created after the limit: so is every epoch after it
+                return
+
+    def _packets(self, report: PruneReport, dry_run: bool) -> None:
+        cutoff = report.cutoff
+        pending = {row[0] for row in self.conn.execute("SELECT packet_id FROM dead_letters WHERE status = 'pending'")}
+        for rows in self._walk("packets", "state, created_at, finished_at"):
+            gone = [r[0] for r in rows if r[1] != "live" and r[3] is not None and r[3] < cutoff and r[0] not in pending]
+            if gone:
+                self._doomed.update(gone)
+                self._delete(report, dry_run, [("packets", "id", gone), ("packet_values", "packet_id", gone)])
+            if rows[-1][2] >= cutoff:
+                return
+
+    def _history(self, report: PruneReport, cutoff_us: int, dry_run: bool) -> None:
+        conn, decoder = self.conn, Decoder(self.conn)
+        after = 0
+        # the last action stays, whatever its age: the next record's seq is counted from it
+        last = conn.execute("SELECT max(seq) FROM history_actions").fetchone()[0]
+        while not self._out_of_time():
+            batch = decoder.actions("seq > ?", (after,), limit=self.batch)
+            actions = [a for a in batch if a[6] < cutoff_us]
+            if not actions:
+                break
+            after = actions[-1][0]
+            mentions = {a[0]: {i for i in (a[2], a[3], *(x for ev in a[8] for x in ev[1:3])) if i is not None}
+                        for a in actions}
+            ids = sorted(set().union(*mentions.values()))
+            stored = set()
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                stored.update(row[0] for row in conn.execute(
+                    f"SELECT id FROM epochs WHERE id IN ({_marks(chunk)}) UNION ALL "
+                    f"SELECT id FROM packets WHERE id IN ({_marks(chunk)})", chunk + chunk))
+            stored -= self._doomed
+            gone = [seq for seq, mentioned in mentions.items() if not mentioned & stored and seq != last]
+            if gone:
+                self._forget(report, dry_run, gone, mentions)
+            if len(actions) < len(batch):
+                break  # the rest is newer than the limit
+        condition = ("seq < (SELECT max(seq) FROM history_legacy) AND timestamp < ? AND (epoch_id IS NULL OR epoch_id NOT IN (SELECT id FROM epochs)) AND "
+                     "(packet_id IS NULL OR packet_id NOT IN (SELECT id FROM packets))")
+        self._chunked(report, dry_run, "history_legacy", "seq", condition, (iso_of(cutoff_us),))
+
+    def _forget(self, report: PruneReport, dry_run: bool, gone: list[int], mentions: dict[int, set[str]]) -> None:
+        """Delete history actions, their references, and the ID numbers nothing refers to any more."""
+        report.add("history_actions", len(gone))
+        if dry_run:
+            return
+        conn = self.conn
+        unused = sorted(set().union(*(mentions[seq] for seq in gone)))
+        with transaction(conn):
+            numbers = dict(conn.execute(f"SELECT id, n FROM history_ids WHERE id IN ({_marks(unused)})",
+                                        unused).fetchall()) if unused else {}
+            pairs = [(numbers[i], seq) for seq in gone for i in mentions[seq] if i in numbers]
+            conn.executemany("DELETE FROM history_refs WHERE ref = ? AND seq = ?", pairs)
+            conn.execute(f"DELETE FROM history_actions WHERE seq IN ({_marks(gone)})", gone)
+            conn.executemany("DELETE FROM history_ids WHERE n = ?1 AND NOT EXISTS "
+                             "(SELECT 1 FROM history_refs WHERE ref = ?1)", [(n,) for n in numbers.values()])
+
+    def _rest(self, report: PruneReport, dry_run: bool) -> None:
+        self._chunked(report, dry_run, "dead_letters", "seq", "status != 'pending' AND created_at < ?",
+                      (report.cutoff,))
+        self._chunked(report, dry_run, "node_logs", "seq", "epoch_id IS NULL AND timestamp < ?", (report.cutoff,))
+
+    def _chunked(self, report: PruneReport, dry_run: bool, table: str, key: str, condition: str,
+                 params: tuple) -> None:
+        """Delete the rows of `table` matching `condition`, a batch per transaction."""
+        conn = self.conn
+        if dry_run:
+            report.add(table, conn.execute(f"SELECT count(*) FROM {table} WHERE {condition}", params).fetchone()[0])
+            return
+        while not self._out_of_time():
+            with transaction(conn):
+                conn.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} "
+                             f"LIMIT ?)", (*params, self.batch))
+                count = conn.changes()
+            report.add(table, count)
+            if count < self.batch:
+                return
+
+    def _delete(self, report: PruneReport, dry_run: bool, parts: list[tuple[str, str, list[str]]]) -> None:
+        """Delete rows by key, every part in one transaction."""
+        conn = self.conn
+        if dry_run:
+            for table, column, keys in parts:
+                report.add(table, conn.execute(f"SELECT count(*) FROM {table} WHERE {column} IN ({_marks(keys)})",
+                                               keys).fetchone()[0])
+            return
+        with transaction(conn):
+            for table, column, keys in parts:
+                conn.execute(f"DELETE FROM {table} WHERE {column} IN ({_marks(keys)})", keys)
+                report.add(table, conn.changes())
+
+
+def describe(report: PruneReport) -> str:
+    verb = "would remove" if report.dry_run else "removed"
+    parts = ", ".join(f"{count} {table}" for table, count in sorted(report.removed.items())) or "nothing"
+    return f"{verb} {parts} (ended before {report.cutoff})"
+
+
+def prune_file(db: str, older_than: str, *, dry_run: bool = False, now: datetime | None = None) -> PruneReport:
+    """Prune a net's database file (the `netrun prune` command), whether or not a process runs the net:
+    each batch is its own short transaction, so a running owner only waits for one at a time.
+
+    Raises ConfigError for a bad duration; NotANetrunDatabase, DatabaseVersionError (an older file:
+    resume it once to upgrade it), CorruptDatabase for a file that cannot be pruned."""
+    age = parse_duration(older_than, what="--older-than")
+    state = inspect_file(db)
+    if not state.exists:
+        raise NotANetrunDatabase(f"{db} holds no netrun net to prune", path=db)
+    if state.version < latest_version():
+        raise DatabaseVersionError(f"{db} was written by an older netrun (schema version {state.version}); resume "
+                                   "it once (netrun resume, or Net.resume) to upgrade it, then prune it",
+                                   path=db, version=state.version)
+    conn = open_connection(db)
+    try:
+        return Pruner(conn).prune(age, now or datetime.now(UTC), dry_run=dry_run)
+    finally:
+        conn.close()
+
+
+class RetentionPolicy:
+    """A running net's `retention` option: the owner prunes a slice of at most SLICE seconds every
+    EVERY seconds, so a long run keeps its file bounded without ever stalling for long."""
+
+    EVERY = 1.0
+    SLICE = 0.05
+
+    def __init__(self, conn: apsw.Connection, retention: str, clock: Any) -> None:
+        self.age = parse_duration(retention, what="retention")
+        self.pruner = Pruner(conn)
+        self.clock = clock
+        self._next = clock.monotonic() + self.EVERY
+
+    def tick(self) -> None:
+        now = self.clock.monotonic()
+        if now >= self._next:
+            self.pruner.prune(self.age, self.clock.now(), seconds=self.SLICE)
+            self._next = self.clock.monotonic() + self.EVERY

@@ -1,0 +1,192 @@
+"""Retention: `netrun prune` and `Net(retention=...)` remove what ended epochs left behind, and
+never what a run still needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import netrun
+from netrun.graphs import chain
+from netrun.retention import prune_file
+
+from .helpers import rows, scalar
+
+NODES = os.path.join(os.path.dirname(__file__), "retention_nodes.py")
+
+
+def _forward(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    ctx.load_output_port("out", ctx.create_packet(value))
+    ctx.send_output_salvo("send_out")
+
+
+def _sink(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
+
+
+def _failing(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
+    raise ValueError("refused")
+
+
+def _counts(db: Path) -> dict[str, int]:
+    return {table: scalar(db, f"SELECT count(*) FROM {table}")
+            for table in ("epochs", "packets", "history_actions", "epoch_attempts", "dead_letters")}
+
+
+def _net_with_leftovers(db: Path) -> dict[str, str]:
+    """A finished chain, a packet left live at a node without exec, and a pending dead letter."""
+    with netrun.Net(chain("A", "B", "C", "Sink"), db=str(db)) as net:
+        net.set_node_exec("B", _forward)
+        net.set_node_exec("C", _failing)
+        net.set_node_exec("Sink", _sink)
+        for value in range(20):
+            net.inject_packet("B", "in", value)
+        net.start()
+        failed = net.query("SELECT packet_id FROM dead_letters WHERE status = 'pending' LIMIT 1")[0]["packet_id"]
+    # a live packet: made by B, waiting at C whose exec is gone (a fresh resume without C)
+    with netrun.Net.resume(str(db)) as net:
+        net.set_node_exec("B", _forward)
+        net.inject_packet("B", "in", 99)
+        net.run_step()  # B runs once: its output waits on the edge to C, which does not start here
+        live = net.query("SELECT id FROM packets WHERE state = 'live'")
+    return {"dead_letter": failed, "live": [r["id"] for r in live]}
+
+
+def test_prune_removes_what_ended_and_keeps_what_a_run_needs(tmp_path):
+    db = tmp_path / "net.db"
+    kept = _net_with_leftovers(db)
+    assert kept["live"], "the setup leaves a live packet"
+    before = _counts(db)
+    open_epochs = "SELECT id FROM epochs WHERE state IN ('startable', 'running') ORDER BY id"
+    open_before = rows(db, open_epochs)
+    pending = "SELECT seq FROM dead_letters WHERE status = 'pending' ORDER BY seq"
+    pending_before = rows(db, pending)
+    with netrun.NetInspector(str(db)) as net:
+        origins = {packet: net.trace(packet)["origin"] for packet in kept["live"]}
+    assert any(origin["how"] == "created" for origin in origins.values())
+    report = prune_file(str(db), "0s", now=datetime.now(UTC) + timedelta(seconds=1))
+    after = _counts(db)
+    assert report.removed["epochs"] > 0 and report.removed["history_actions"] > 0
+    assert after["epochs"] < before["epochs"] and after["history_actions"] < before["history_actions"]
+    # never touched: live packets, open epochs, pending dead letters (and their packets)
+    assert {r["id"] for r in rows(db, "SELECT id FROM packets WHERE state = 'live'")} == set(kept["live"])
+    assert rows(db, open_epochs) == open_before != []
+    assert rows(db, pending) == pending_before != []
+    assert scalar(db, "SELECT count(*) FROM packets WHERE id = ?", (kept["dead_letter"],)) == 1
+    # a live packet's lineage still starts at the epoch that made it
+    with netrun.NetInspector(str(db)) as net:
+        for packet, origin in origins.items():
+            assert net.trace(packet)["origin"] == origin
+            if origin["how"] == "created":
+                assert scalar(db, "SELECT count(*) FROM epochs WHERE id = ?", (origin["epoch"],)) == 1
+    # every number the remaining history uses still resolves
+    assert scalar(db, "SELECT count(*) FROM history_refs WHERE ref NOT IN (SELECT n FROM history_ids)") == 0
+    assert scalar(db, "SELECT count(*) FROM history WHERE type = 'event' AND name = 'PacketCreated' "
+                      "AND packet_id IS NULL") == 0
+
+
+def test_a_dry_run_counts_and_changes_nothing(tmp_path):
+    db = tmp_path / "net.db"
+    _net_with_leftovers(db)
+    before = _counts(db)
+    dry = prune_file(str(db), "0s", dry_run=True, now=datetime.now(UTC) + timedelta(seconds=1))
+    assert _counts(db) == before
+    real = prune_file(str(db), "0s", now=datetime.now(UTC) + timedelta(seconds=1))
+    assert dry.removed == real.removed and dry.dry_run and not real.dry_run
+
+
+def test_nothing_newer_than_the_limit_is_removed(tmp_path):
+    db = tmp_path / "net.db"
+    _net_with_leftovers(db)
+    before = _counts(db)
+    report = prune_file(str(db), "1h")
+    assert report.removed == {} and _counts(db) == before
+
+
+def test_numbering_goes_on_after_everything_was_pruned(tmp_path):
+    db = tmp_path / "net.db"
+    with netrun.Net(chain("A", "B", "Sink"), db=str(db)) as net:
+        net.set_node_exec("B", _forward)
+        net.set_node_exec("Sink", _sink)
+        net.inject_packet("B", "in", 1)
+        net.start()
+    last = scalar(db, "SELECT max(seq) FROM history")
+    prune_file(str(db), "0s", now=datetime.now(UTC) + timedelta(seconds=1))
+    with netrun.Net.resume(str(db)) as net:
+        net.set_node_exec("B", _forward)
+        net.set_node_exec("Sink", _sink)
+        net.inject_packet("B", "in", 2)
+        net.start()
+    seqs = [r["seq"] for r in rows(db, "SELECT seq FROM history ORDER BY seq")]
+    assert seqs[0] <= last < seqs[-1] and len(seqs) == len(set(seqs))
+    assert min(s for s in seqs if s > last) == last + 1
+
+
+def test_the_retention_option_keeps_a_running_net_small(tmp_path):
+    db = tmp_path / "net.db"
+    delivered = []
+
+    def sink(ctx, packets):
+        delivered.append(ctx.consume_packet(packets["in"][0]))
+        time.sleep(0.002)
+
+    with netrun.Net(chain("A", "B", "Sink"), db=str(db), retention="0s") as net:
+        net.set_node_exec("B", _forward)
+        net.set_node_exec("Sink", sink)
+        for value in range(600):
+            net.inject_packet("B", "in", value)
+        net.start()
+        left = net.query("SELECT count(*) AS n FROM epochs")[0]["n"]
+    assert sorted(delivered) == list(range(600))
+    assert left < 1200  # pruned while running (1,200 epochs ran)
+
+
+def test_a_bad_retention_is_refused():
+    with pytest.raises(netrun.ConfigError, match="retention"):
+        netrun.Net(chain("A", "B"), retention="a week")
+
+
+def test_prune_while_another_process_runs_the_net(tmp_path):
+    db = tmp_path / "net.db"
+    with subprocess.Popen([sys.executable, NODES, str(db), "400"], stdout=subprocess.PIPE, text=True) as runner:
+        _prune_meanwhile(db, runner)
+        delivered = json.loads(runner.stdout.read())
+    assert sorted(delivered) == list(range(400))  # each value once, none lost
+
+
+def _prune_meanwhile(db: Path, runner: subprocess.Popen) -> None:
+    try:
+        assert runner.stdout.readline().strip() == "started"
+        pruned = 0
+        deadline = time.monotonic() + 60
+        while runner.poll() is None and time.monotonic() < deadline:
+            done = subprocess.run([sys.executable, "-m", "netrun", "prune", str(db), "--older-than", "0s", "--json"],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            pruned += json.loads(done.stdout)["removed"].get("epochs", 0)
+        assert runner.wait(timeout=60) == 0
+    except BaseException:
+        runner.kill()
+        raise
+    assert pruned > 0
+
+
+def test_retention_from_a_definition(tmp_path):
+    toml = tmp_path / "net.toml"
+    toml.write_text('[net]\nretention = "12h"\n\n[nodes.A]\nout_ports = ["out"]\n\n[nodes.B]\nin_ports = ["in"]\n\n'
+                    '[[edges]]\nfrom = "A.out"\nto = "B.in"\n')
+    net = netrun.Net.load_definition(str(toml), db=str(tmp_path / "net.db"))
+    try:
+        assert net._config.retention == "12h"
+        assert net._rt.retention is not None and net._rt.retention.age == timedelta(hours=12)
+    finally:
+        net.close()
