@@ -20,5 +20,6 @@ CREATE TABLE operator_requests (
     answered_at   TEXT,
     answer        TEXT  -- done: what was done (JSON: the new IDs); rejected, withdrawn: why
 ) STRICT;
--- The owner's poll reads only requests still open.
-CREATE INDEX operator_requests_open ON operator_requests (id) WHERE state IN ('pending', 'taken');
+-- The owner's poll reads only the requests not yet taken (its query repeats this WHERE, so that
+-- SQLite uses the index however many answered requests the table keeps).
+CREATE INDEX operator_requests_pending ON operator_requests (id) WHERE state = 'pending';

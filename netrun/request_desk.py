@@ -64,8 +64,9 @@ class RequestDesk:
         self._next = 0.0  # monotonic time of the next look (0: at the loop's first turn)
         self._version: int | None = None
         self._stops: list[int] = []  # stops taken; answered when the loop ends
-        self._answer_sql("withdrawn", "the owner it was meant for is gone", where="kind = 'stop' AND state IN "
-                         "('pending', 'taken')")
+        stale = "kind = 'stop' AND state IN ('pending', 'taken')"
+        if self._conn.execute(f"SELECT 1 FROM operator_requests WHERE {stale} LIMIT 1").fetchone():
+            self._answer_sql("withdrawn", "the owner it was meant for is gone", where=stale)
 
     # -- the loop's calls -------------------------------------------------------------------
     def poll(self) -> None:

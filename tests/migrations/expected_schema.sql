@@ -158,8 +158,8 @@ CREATE TABLE operator_requests (
     answer        TEXT  -- done: what was done (JSON: the new IDs); rejected, withdrawn: why
 ) STRICT;
 
--- index operator_requests_open on operator_requests
-CREATE INDEX operator_requests_open ON operator_requests (id) WHERE state IN ('pending', 'taken');
+-- index operator_requests_pending on operator_requests
+CREATE INDEX operator_requests_pending ON operator_requests (id) WHERE state = 'pending';
 
 -- table packet_values on packet_values
 CREATE TABLE "packet_values" (
