@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -146,12 +148,9 @@ def test_a_stop_left_open_by_a_gone_owner_is_withdrawn_when_the_net_is_next_open
     with netrun.Net(netrun.Graph([simple_node("Sink", ["in"])], []), db=db) as net:
         net.set_node_exec("Sink", lambda ctx, packets: ctx.consume_packet(packets["in"][0]))
         net.query("SELECT 1")
-    with netrun.Net.resume(db) as net:  # a stop written for an earlier owner, never answered
-        pass
-    import sqlite3
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:  # a stop written for an earlier owner, never answered
         conn.execute("INSERT INTO operator_requests (kind, requested_at, requested_by) VALUES ('stop', 'x', 'y')")
-    conn.close()
+        conn.commit()
     with netrun.Net.resume(db) as net:
         net.set_node_exec("Sink", lambda ctx, packets: ctx.consume_packet(packets["in"][0]))
         net.inject_packet("Sink", "in", 1)
