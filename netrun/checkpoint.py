@@ -25,10 +25,11 @@ import apsw
 from . import faults
 from .version import __version__
 from .clock import SystemClock, iso
-from .db import open_connection
-from .errors import CheckpointError, NotANetrunDatabase, StorageError
+from .db import open_connection, transaction
+from .errors import CheckpointError, NetInUse, NotANetrunDatabase, StorageError
+from .intents import intents_path, remove_intents
 from .migrate import inspect_file
-from .ownership import OwnerLock
+from .ownership import OwnerLock, find_owner
 
 DB_NAME = "net.db"
 MANIFEST = "checkpoint.json"
@@ -140,16 +141,121 @@ def copy_history(directory: str, db: str) -> str:
 
 
 def copy_checkpoint(directory: str, db: str) -> None:
-    """Copy the checkpoint's database to `db` (which must not exist yet)."""
+    """Copy the checkpoint's database to `db` (which must not exist yet), reading the checkpoint only.
+
+    A checkpoint's `net.db` has no WAL, unless someone ran it in place: then its `-wal` (and start
+    intents) hold committed work, and are copied too; the WAL is folded into the copy, never into
+    the checkpoint. The copy is checked before it takes the name `db`.
+
+    Raises:
+        StorageError: not a checkpoint, or `db` exists. NetInUse: a process runs the checkpoint's
+        database in place. NotANetrunDatabase, CorruptDatabase...: its database is not a net's.
+    """
     source = os.path.join(directory, DB_NAME)
     if not os.path.isfile(source):
         raise StorageError(f"{directory} is not a netrun checkpoint (no {DB_NAME} in it)", path=directory)
     if os.path.exists(db) and os.path.getsize(db) > 0:
-        raise StorageError(f"{db} already exists; load_checkpoint writes a new database file", path=db)
+        raise StorageError(f"{db} already exists; a checkpoint is restored into a new database file", path=db)
+    if os.path.realpath(db) == os.path.realpath(source):
+        raise CheckpointError(f"{db} is the checkpoint's own database; restore it into another file", path=db)
+    owner = find_owner(source)
+    if owner is not None:
+        raise NetInUse(f"{source} is being run in place by {owner.describe()}: the checkpoint is changing; stop "
+                       "that run first", path=source, pid=owner.pid)
     tmp = db + ".loading"
-    shutil.copyfile(source, tmp)
-    _fsync_path(tmp)
-    os.replace(tmp, db)
+    _remove_files(tmp)
+    try:
+        shutil.copyfile(source, tmp)
+        wal = os.path.realpath(source) + "-wal"
+        if os.path.exists(wal):
+            shutil.copyfile(wal, tmp + "-wal")
+            conn = apsw.Connection(tmp)  # reads the copied WAL; closing folds it into the copy
+            try:
+                conn.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                conn.close()
+        try:
+            if not inspect_file(tmp).exists:
+                raise NotANetrunDatabase(f"{source} holds no netrun net; {directory} is not a netrun checkpoint",
+                                         path=source)
+        except StorageError as exc:  # the message names the checkpoint's file, not the copy
+            raise type(exc)(str(exc).replace(tmp, source), path=source) from None
+        _fsync_path(tmp)
+        os.replace(tmp, db)
+    finally:
+        _remove_files(tmp)
+    starts = intents_path(source)
+    if os.path.exists(starts):  # its start intents: what a crash of that run in place left to recover
+        shutil.copyfile(starts, intents_path(db))
+    else:
+        remove_intents(db)  # left by an earlier file of that name: not this net's
+
+
+def _remove_files(db: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.exists(db + suffix):
+            os.remove(db + suffix)
+
+
+def checkpoint_of(db_path: str) -> str | None:
+    """The checkpoint folder whose database `db_path` is (a `net.db` beside a `checkpoint.json` naming
+    it), or None."""
+    real = os.path.realpath(db_path)
+    folder = os.path.dirname(real)
+    if os.path.basename(real) != DB_NAME:
+        return None
+    try:
+        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return folder if isinstance(manifest, dict) and manifest.get("database") == DB_NAME else None
+
+
+def refuse_checkpoint_db(db_path: str, doing: str) -> None:
+    """A checkpoint is never changed: refuse to open its database for writing.
+
+    Raises CheckpointError naming the checkpoint and the command that restores it."""
+    folder = checkpoint_of(db_path)
+    if folder is not None:
+        raise CheckpointError(f"{db_path} is the database of the checkpoint {folder}; {doing} would change the "
+                              f"checkpoint. Restore it into a new file and use that: netrun restore {folder} --db "
+                              "NEW.db", path=db_path)
+
+
+def restore_checkpoint(directory: str, db: str) -> dict:
+    """Make the new database file `db` from a checkpoint folder, which is only read (the `netrun restore`
+    command); `Net.resume(db)` continues it. Returns the checkpoint's manifest.
+
+    The history file of a net that keeps one is copied beside `db` (`<db>.history.jsonl`), as
+    `Net.load_checkpoint` does; the restored net's options name it.
+
+    Raises:
+        StorageError: `directory` is not a checkpoint, or `db` exists. NetInUse: a process runs the
+        checkpoint's database in place.
+    """
+    manifest_path = os.path.join(directory, MANIFEST)
+    copy_checkpoint(directory, db)
+    try:
+        conn = open_connection(db)
+        try:
+            with transaction(conn):
+                meta = dict(conn.execute("SELECT key, value FROM net_meta").fetchall())
+                config = json.loads(meta.get("config", "{}"))
+                if config.get("history_file"):
+                    config["history_file"] = copy_history(directory, db)
+                    conn.execute("UPDATE net_meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
+        finally:
+            conn.close()
+    except BaseException:
+        _remove_files(db)
+        remove_intents(db)
+        raise
+    try:
+        with open(manifest_path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
 
 
 def checkpoint_file(db: str, directory: str) -> dict:

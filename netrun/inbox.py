@@ -32,7 +32,7 @@ class Inbox:
         self._seen = 0
         self.pending = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
 
-    def inject_epoch(self, node_name: str) -> str:
+    def inject_epoch(self, node_name: str, *, commit: bool = True) -> str:
         rt = self.rt
         rt.node(node_name)
         epoch_id = str(ULID())
@@ -40,7 +40,8 @@ class Inbox:
                           node_name=node_name, data={"salvo_condition": "inject"})
         rt.journal.set_epoch_salvo(epoch_id, "inject", [])
         rt.journal.add("INSERT INTO inbox (kind, item_id, node_name) VALUES ('epoch', ?, ?)", (epoch_id, node_name))
-        rt.journal.commit()
+        if commit:
+            rt.journal.commit()
         self.pending += 1
         return epoch_id
 

@@ -21,7 +21,15 @@ from .config import NetConfig, parse_net_config, update_node_config
 from .control import NetStatus
 from .deadletters import DeadLetterQueue
 from .db import open_connection, transaction
-from .checkpoint import DB_NAME, checkpoint_file, copy_checkpoint, copy_history, refuse_own_folder, write_checkpoint
+from .checkpoint import (
+    DB_NAME,
+    checkpoint_file,
+    copy_checkpoint,
+    copy_history,
+    refuse_checkpoint_db,
+    refuse_own_folder,
+    write_checkpoint,
+)
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -122,11 +130,13 @@ class Net:
         Raises:
             NotANetrunDatabase, DatabaseVersionError, CorruptDatabase: the file cannot be
                 resumed (it is left unchanged).
+            CheckpointError: the file is a checkpoint's database (restore it into a new file).
             StorageError: the stored graph fails validation.
         """
         path = os.fspath(db)
         if not os.path.exists(path):
             raise NotANetrunDatabase(f"{path} does not exist; nothing to resume", path=path)
+        refuse_checkpoint_db(path, "resuming it")
         state = inspect_file(path)
         if not state.exists:
             raise NotANetrunDatabase(f"{path} holds no netrun net", path=path)
@@ -200,10 +210,6 @@ class Net:
         `db=None` copies to a temporary database deleted by `close()`. The checkpoint is
         never modified.
         """
-        source = os.path.join(os.fspath(directory), DB_NAME)
-        if os.path.isfile(source) and not inspect_file(source).exists:  # checked before anything is copied
-            raise NotANetrunDatabase(f"{source} holds no netrun net; {directory} is not a netrun checkpoint",
-                                     path=source)
         tmpdir = None
         if db is None:
             tmpdir = tempfile.mkdtemp(prefix="netrun-")

@@ -8,7 +8,7 @@ running net's owner waits for one of them at most a few milliseconds):
 - dead letters replayed or discarded before the limit;
 - history actions older than the limit that mention nothing still stored (an action that
   mentions a live packet, an open epoch or anything not pruned stays);
-- net-level log lines older than the limit.
+- net-level log lines and answered operator requests older than the limit.
 Never touched: live packets, startable and running epochs, pending dead letters, and the epoch
 that created a live packet (so a live packet's lineage still starts at its maker).
 Objects are visited in ID order, which is creation order (ULIDs), so each pass stops at the
@@ -179,6 +179,8 @@ class Pruner:
         self._chunked(report, dry_run, "dead_letters", "seq", "status != 'pending' AND created_at < ?",
                       (report.cutoff,))
         self._chunked(report, dry_run, "node_logs", "seq", "epoch_id IS NULL AND timestamp < ?", (report.cutoff,))
+        self._chunked(report, dry_run, "operator_requests", "id",
+                      "state IN ('done', 'rejected', 'withdrawn') AND answered_at < ?", (report.cutoff,))
 
     def _chunked(self, report: PruneReport, dry_run: bool, table: str, key: str, condition: str,
                  params: tuple) -> None:

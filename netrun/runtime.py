@@ -3,7 +3,8 @@
 One thread owns netrun-sim, the run state and the write connection while the net runs
 (see `owner.py`). Its loop, repeated until nothing can run (or the net pauses):
 
-1. answer the calls other threads handed over (`Owner.serve`);
+1. answer the calls other threads handed over (`Owner.serve`), and the stops and injections
+   other processes asked for (`RequestDesk.poll`: a clock read, a look every 0.1 s);
 2. apply what arrived: pool results, ended async epochs; sweep expired leases;
 3. let the sim advance (admit injected work, run until blocked) and dispatch what became
    startable at once, downstream nodes first and with bounded work in flight: pool epochs
@@ -50,6 +51,7 @@ from .journal import Journal
 from .control import Controller
 from .owner import Owner
 from .pools import PoolManager
+from .request_desk import RequestDesk
 from .retention import RetentionPolicy
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
@@ -126,6 +128,7 @@ class Runtime:
         self.pools = PoolManager(self)
         self.control = Controller(self)
         self.dead_letters = DeadLetterQueue(self)
+        self.requests = RequestDesk(self)  # stops and injections other processes ask for
         self._to_raise: BaseException | None = None
         self._grouped = 0  # deferred main-thread epochs since the last commit
         self._logged = 0  # non-deferred starts logged as intents since the last commit
@@ -487,6 +490,7 @@ class Runtime:
                     # Let the callers just answered take the GIL: with no commit per epoch the loop
                     # may not release it for a while, and each would wait a switch interval (5 ms).
                     time.sleep(HAND_OVER)
+                self.requests.poll()
                 ran += self.pools.apply_arrived(notices)
                 notices.clear()
                 ran += self._reap()
@@ -535,6 +539,7 @@ class Runtime:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 self._tasks.clear()
+            self.requests.loop_ended()
             self.commit()
         if self.config.history_flush_on_pause and (self.paused or not round_):
             self.history.flush()
@@ -575,7 +580,7 @@ class Runtime:
             self.clock.sleep(timeout)
             return self.owner.wait(0)
         if not (asynchronous and self._tasks):
-            return self.owner.wait(timeout)
+            return self.owner.wait(self.requests.wait_bound(timeout))
         # the event loop runs the async epochs meanwhile; their ends post a wake-up
         bounded = 0.05 if timeout is None else min(timeout, 0.05)
         return await asyncio.get_running_loop().run_in_executor(None, self.owner.wait, bounded)

@@ -217,5 +217,9 @@ class Sim:
         loc = ns.PacketLocation.output_port(self._sim_id(epoch_id), port_name)
         return [self._netrun_id(p) for p in self._net.get_packets_at_location(loc)]
 
+    def input_port_count(self, node_name: str, port_name: str) -> int:
+        """How many packets wait at an input port (a finite port's room is its capacity less these)."""
+        return self._net.packet_count_at(ns.PacketLocation.input_port(node_name, port_name))
+
     def is_blocked(self) -> bool:
         return self._net.is_blocked()

@@ -7,7 +7,7 @@ one place that turns an error into a message and an exit code:
     0  success
     1  a netrun error (bad definition, unusable file, failed run...), printed as one message
     2  a usage error (unknown option, missing argument, a command line that cannot work)
-    130  `run`/`resume` paused by Ctrl-C (resume continues the run)
+    130  `run`/`resume` paused by Ctrl-C or `netrun stop` (resume continues the run)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from netrun_sim import NetrunError as NetActionError
 
 from ..version import __version__
 from ..errors import NetrunError
-from . import definitions, reads, repair, running
+from . import definitions, operate, reads, repair, running
 from .output import Output, UsageError, console
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -32,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of text")
     parser = argparse.ArgumentParser(
         prog="netrun", description="Run flow-based nets durably in SQLite, and inspect and repair their runs.",
-        epilog="Every command has --help. Exit codes: 0 ok, 1 error, 2 usage, 130 paused by Ctrl-C.")
+        epilog="Every command has --help. Exit codes: 0 ok, 1 error, 2 usage, 130 paused (Ctrl-C, netrun stop).")
     parser.add_argument("--version", action="version", version=f"netrun {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     running.register(commands, common)
     reads.register(commands, common)
     repair.register(commands, common)
+    operate.register(commands, common)
     definitions.register(commands, common)
     return parser
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import NotFoundError
+from ..errors import NotANetrunDatabase, NotFoundError
+from ..migrate import inspect_file
+from ..ownership import OwnerLock
 
 
 def add_import_paths(extra: list[str] | None, *also: str) -> None:
@@ -22,3 +24,19 @@ def existing_file(path: str, what: str) -> str:
         problem = "is a folder" if os.path.isdir(path) else "does not exist"
         raise NotFoundError(f"{path} {problem} (expected {what})", path=path)
     return path
+
+
+def remove_old_net(path: str, option: str = "--overwrite") -> None:
+    """--overwrite, --force: delete a previous netrun database (never another program's file, never a live run's)."""
+    if not os.path.exists(path):
+        return
+    if not inspect_file(path).exists and os.path.getsize(path) > 0:
+        raise NotANetrunDatabase(f"{path} is not a netrun database; {option} only replaces netrun databases",
+                                 path=path)
+    lock = OwnerLock(path, "overwrite")  # raises NetInUse while a process runs it; none can start meanwhile
+    try:
+        for suffix in ("-wal", "-shm", ""):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    finally:
+        lock.release()

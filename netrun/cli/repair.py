@@ -94,8 +94,8 @@ def checkpoint(args: argparse.Namespace, out: Output) -> int:
     if out.json_mode:
         out.json(manifest)
     else:
-        out.line(f"checkpoint of {args.file} written to {args.directory}; continue from it with "
-                 f"Net.load_checkpoint({args.directory!r}, db=...)")
+        out.line(f"checkpoint of {args.file} written to {args.directory}; continue from it with: netrun restore "
+                 f"{shell(args.directory)} --db NEW.db (in Python: Net.load_checkpoint({args.directory!r}, db=...))")
     return 0
 
 

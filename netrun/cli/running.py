@@ -15,17 +15,15 @@ import os
 import time
 from typing import Any
 
-from ..errors import NetrunError, NotANetrunDatabase
+from ..errors import NetrunError
 from ..inspector import NetInspector
-from ..migrate import inspect_file
 from ..net import Net
-from ..ownership import OwnerLock
-from .files import add_import_paths, existing_file
+from .files import add_import_paths, existing_file, remove_old_net
 from .numbers import seconds
 from .output import Output, UsageError, dead_letter_advice, shell, tracebacks
 from .progress import LiveProgress, PlainProgress, Progress
 
-EXIT_INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"
+EXIT_INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"; also a pause asked by `netrun stop`
 
 
 def _parse_packet(spec: str) -> tuple[str, str, Any]:
@@ -38,22 +36,6 @@ def _parse_packet(spec: str) -> tuple[str, str, Any]:
     except ValueError:
         value = text  # not JSON: the text itself
     return node, port, value
-
-
-def _remove_old_net(path: str) -> None:
-    """--overwrite: delete a previous netrun database (never another program's file, never a live run's)."""
-    if not os.path.exists(path):
-        return
-    if not inspect_file(path).exists and os.path.getsize(path) > 0:
-        raise NotANetrunDatabase(f"{path} is not a netrun database; --overwrite only replaces netrun databases",
-                                 path=path)
-    lock = OwnerLock(path, "overwrite")  # raises NetInUse while a process runs it; none can start meanwhile
-    try:
-        for suffix in ("-wal", "-shm", ""):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
-    finally:
-        lock.release()
 
 
 def _inject(net: Net, args: argparse.Namespace, packets: list[tuple[str, str, Any]]) -> list[str]:
@@ -78,7 +60,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if os.path.isdir(args.db):
         raise UsageError(f"--db {args.db} is a folder; give the path of the database file to create")
     if args.overwrite:
-        _remove_old_net(args.db)
+        remove_old_net(args.db)
     elif os.path.exists(args.db) and os.path.getsize(args.db) > 0:
         raise UsageError(f"{args.db} already exists; continue it with: netrun resume {shell(args.db)} "
                          "(or add --overwrite to start over)")
@@ -88,7 +70,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             sources = _inject(net, args, packets)
         except BaseException:
             net.close()
-            _remove_old_net(args.db)  # created above, nothing ran in it: the corrected command may use the name
+            remove_old_net(args.db)  # created above, nothing ran in it: the corrected command may use the name
             raise
         if not out.json_mode:
             what = [f"a source epoch at {n}" for n in sources] + [f"a packet at {n}.{p}" for n, p, _ in packets]
@@ -125,6 +107,8 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
         before = sum(c["finished"] + c["failed"] + c["cancelled"] for c in earlier.values())
         interrupted_query = "SELECT count(*) AS n FROM dead_letters WHERE reason = 'interrupted'"
         letters_before = inspector.query(interrupted_query)[0]["n"]
+        stops_query = "SELECT count(*) AS n FROM operator_requests WHERE kind = 'stop' AND state = 'done' AND id > ?"
+        requests_before = inspector.query("SELECT coalesce(max(id), 0) AS n FROM operator_requests")[0]["n"]
         interrupted = False
         if display:
             display.start()
@@ -141,6 +125,7 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
                 display.stop()
         paused = net.poll().state == "paused"
         net.close()
+        stopped = paused and inspector.query(stops_query, (requests_before,))[0]["n"] > 0  # by `netrun stop`
         elapsed = time.monotonic() - started
         report = inspector.status()
         report["packets_left"] = inspector.packets_left()
@@ -149,7 +134,8 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
     done = sum(c["finished"] + c["failed"] + c["cancelled"] for c in report["nodes"].values()) - before
     report["run"] = {"seconds": round(elapsed, 3), "epochs_ended": done,
                      "epochs_per_second": round(done / elapsed, 1) if elapsed > 0 else None,
-                     "interrupted": interrupted, "paused_by_failure": paused and not interrupted}
+                     "interrupted": interrupted, "stopped": stopped,
+                     "paused_by_failure": paused and not interrupted and not stopped}
     if out.json_mode:
         out.json(report)
     else:
@@ -162,6 +148,9 @@ def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
         return EXIT_INTERRUPTED
     if interrupted:
         out.note(f"paused by Ctrl-C after the running epochs finished; continue with: netrun resume {word}")
+        return EXIT_INTERRUPTED
+    if stopped:
+        out.note(f"paused by netrun stop after the running epochs finished; continue with: netrun resume {word}")
         return EXIT_INTERRUPTED
     if paused:
         then = (f"put its dead letters back with netrun dlq {word} replay --all and continue with netrun resume "

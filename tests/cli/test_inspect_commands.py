@@ -563,6 +563,8 @@ COMMANDS = [
     ["checkpoint", "{db}", "{checkpoint}"],
     ["resume", "{db}"],
     ["graph", "{db}"],
+    ["stop", "{db}"],
+    ["inject", "{db}", "--source", "Emit"],
 ]
 def make_missing(folder: Path, wordfreq: Path) -> Path:
     return folder / "missing.db"

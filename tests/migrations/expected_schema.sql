@@ -206,6 +206,23 @@ CREATE TABLE node_settings (
     functions  TEXT NOT NULL DEFAULT '{}'  -- JSON: role -> "module.qualname"
 , port_types TEXT NOT NULL DEFAULT '{}') STRICT;
 
+-- table operator_requests on operator_requests
+CREATE TABLE operator_requests (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: askers poll their own row by it
+    kind          TEXT NOT NULL CHECK (kind IN ('stop', 'inject')),
+    -- inject: [{"node": N, "port": P, "value": V} (a packet) | {"node": N} (a source epoch), ...]
+    payload       TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(payload)),
+    state         TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'taken', 'done', 'rejected', 'withdrawn')),
+    requested_at  TEXT NOT NULL,
+    requested_by  TEXT NOT NULL,  -- "pid N on HOST"
+    answered_at   TEXT,
+    answer        TEXT  -- done: what was done (JSON: the new IDs); rejected, withdrawn: why
+) STRICT;
+
+-- index operator_requests_pending on operator_requests
+CREATE INDEX operator_requests_pending ON operator_requests (id) WHERE state = 'pending';
+
 -- table packet_values on packet_values
 CREATE TABLE "packet_values" (
     packet_id    TEXT PRIMARY KEY,

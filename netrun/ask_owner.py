@@ -1,0 +1,184 @@
+"""Asking a net's owner from another process: `netrun stop` and `netrun inject`.
+
+The owner (the process holding `<db>-lock`) alone writes run state. An asker writes one row
+into `operator_requests`, a mailbox that is no part of run state, in its own short IMMEDIATE
+transaction, and polls that row for the owner's answer (`request_desk.py` is the owner's
+side). An injection is written the same way whether a process runs the net or not: a running
+owner applies it within about 0.1 s; otherwise the next run of the net (`netrun resume`)
+applies it when it starts. Nothing here ever touches run state, so there are never two
+writers of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .clock import SystemClock, iso
+from .checkpoint import refuse_checkpoint_db
+from .db import open_connection, transaction
+from .errors import NetInUse, NotANetrunDatabase, StorageError
+from .migrate import inspect_file, latest_version, migrate
+from .ownership import Owner, OwnerLock, find_owner
+from .request_desk import check_target
+from .restore import read_meta, stored_graph
+
+POLL = 0.05  # seconds between two reads of the request's row
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a request.
+
+    `state`: for a stop, `paused` (the owner's loop ended), `not running` (no process ran the
+    net: nothing was asked), `exited` (the owner went away before answering: the net is not
+    running), `pausing` (the owner took it, its running epochs had not finished in time) or
+    `unanswered` (the owner never took it in time: withdrawn). For an injection, `injected`
+    (`items` holds the new IDs) or `queued` (no process took it yet: the next run does).
+    """
+
+    state: str
+    request_id: int | None = None
+    owner: Owner | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def request_stop(path: str, *, timeout: float) -> Outcome:
+    """Ask the process running the net in `path` to pause, and wait up to `timeout` s until it has.
+
+    Raises:
+        NotANetrunDatabase, DatabaseVersionError, CorruptDatabase: not a net's file.
+        StorageError: the owner runs an older netrun that takes no requests.
+    """
+    _check_file(path)
+    owner = find_owner(path)
+    if owner is None:
+        return Outcome("not running")
+    with _Mailbox(path, owner) as box:
+        request_id = box.submit("stop", [])
+        state, _answer = box.wait(request_id, ("done",), timeout)
+        if state == "done":
+            return Outcome("paused", request_id, owner)
+        if state == "gone":
+            return Outcome("exited", request_id, owner)
+        if state == "pending" and box.withdraw(request_id, f"not taken within {timeout:g} s"):
+            return Outcome("unanswered", request_id, owner)
+        state, _answer = box.wait(request_id, ("done",), 0)  # taken meanwhile: it pauses
+        return Outcome({"done": "paused", "gone": "exited"}.get(state, "pausing"), request_id, owner)
+
+
+def request_injection(path: str, items: list[dict[str, Any]], *, timeout: float) -> Outcome:
+    """Inject packets (`{"node", "port", "value"}`, a JSON value) and source epochs (`{"node"}`) into
+    the net in `path`, all or nothing: applied by its running owner (waiting up to `timeout` s for
+    the new IDs), or by the next run when no process runs it.
+
+    Raises:
+        NotFoundError / PortNotFound: an unknown node or input port (nothing is written).
+        the owner's error (PortFull...): it refused the request (nothing was injected).
+        NotANetrunDatabase, CheckpointError...: the file cannot take requests.
+    """
+    _check_file(path)
+    refuse_checkpoint_db(path, "injecting into it")
+    nodes = stored_graph(path, read_meta(path)).nodes()
+    for item in items:
+        check_target(nodes, item["node"], item.get("port"))
+    owner = find_owner(path)
+    with _Mailbox(path, owner) as box:
+        request_id = box.submit("inject", items)
+        if owner is None:
+            return Outcome("queued", request_id)
+        state, answer = box.wait(request_id, ("done", "rejected"), timeout)
+        if state == "gone":
+            state, answer = box.wait(request_id, ("done", "rejected"), 0)
+    if state == "rejected":
+        refused = json.loads(answer)
+        error = getattr(errors, refused.get("error", ""), None)
+        error = error if isinstance(error, type) and issubclass(error, errors.NetrunError) else errors.ConfigError
+        raise error(f"the process running {path} refused the injection, nothing was injected: {refused['message']}",
+                    path=path)
+    if state == "done":
+        return Outcome("injected", request_id, owner, json.loads(answer))
+    return Outcome("queued", request_id, owner)
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise NotANetrunDatabase(f"{path} does not exist", path=path)
+    if not inspect_file(path).exists:
+        raise NotANetrunDatabase(f"{path} holds no netrun net", path=path)
+
+
+class _Mailbox:
+    """A short write connection to the requests table of one net, and its owner as found at first."""
+
+    def __init__(self, path: str, owner: Owner | None) -> None:
+        self.path = path
+        self.owner = owner
+        version = inspect_file(path).version
+        self.conn = open_connection(path)
+        try:
+            if version < latest_version():
+                self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _migrate(self) -> None:
+        """A file of an older netrun gets the requests table, unless an older netrun runs it now."""
+        try:
+            lock = OwnerLock(self.path, iso(SystemClock().now()))
+        except NetInUse as exc:
+            raise StorageError(f"{self.path} is run by {exc.pid and f'pid {exc.pid}' or 'a process'} with an older "
+                               "netrun, which takes no requests from other processes; stop it there (Ctrl-C)",
+                               path=self.path) from None
+        try:
+            migrate(self.conn, self.path)
+        finally:
+            lock.release()
+
+    def __enter__(self) -> _Mailbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    def submit(self, kind: str, payload: list) -> int:
+        asker = f"pid {os.getpid()} on {socket.gethostname()}"
+        with transaction(self.conn):
+            self.conn.execute("INSERT INTO operator_requests (kind, payload, requested_at, requested_by) "
+                              "VALUES (?, ?, ?, ?)", (kind, json.dumps(payload), iso(SystemClock().now()), asker))
+            return self.conn.last_insert_rowid()
+
+    def read(self, request_id: int) -> tuple[str, str | None]:
+        row = self.conn.execute("SELECT state, answer FROM operator_requests WHERE id = ?", (request_id,)).fetchone()
+        return (row[0], row[1]) if row else ("withdrawn", None)
+
+    def wait(self, request_id: int, final: tuple[str, ...], timeout: float) -> tuple[str, str | None]:
+        """Poll the request until its state is one of `final`, `timeout` passes (its state then), or
+        the owner is gone ("gone", after a last read: it may have answered before it left)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state, answer = self.read(request_id)
+            if state in final:
+                return state, answer
+            if find_owner(self.path) != self.owner:
+                state, answer = self.read(request_id)
+                return (state, answer) if state in final else ("gone", answer)
+            if time.monotonic() >= deadline:
+                return state, answer
+            time.sleep(POLL)
+
+    def withdraw(self, request_id: int, why: str) -> bool:
+        """Withdraw the request if the owner has not taken it yet; whether it was withdrawn."""
+        with transaction(self.conn):
+            self.conn.execute("UPDATE operator_requests SET state = 'withdrawn', answered_at = ?, answer = ? "
+                              "WHERE id = ? AND state = 'pending'", (iso(SystemClock().now()), why, request_id))
+            return self.conn.changes() > 0
+
+
+__all__ = ["Outcome", "request_injection", "request_stop"]
