@@ -49,7 +49,7 @@ def _remove_old_net(path: str) -> None:
                                  path=path)
     lock = OwnerLock(path, "overwrite")  # raises NetInUse while a process runs it; none can start meanwhile
     try:
-        for suffix in ("-wal", "-shm", ""):
+        for suffix in ("-wal", "-shm", "-search", ""):  # -search: the search index of `logs --search`
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
     finally:
