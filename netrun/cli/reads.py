@@ -13,7 +13,8 @@ from ..inspector import NetInspector
 from ..values import json_exact
 from .numbers import count
 from ..tabular import write_rows
-from .output import Output, UsageError, cell, dead_letter_advice, shell, tracebacks
+from ..shortids import short_id
+from .output import Output, UsageError, cell, dead_letter_advice, shell, short_time, tracebacks
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # JSON's number syntax
 NEXT_STEP = {
@@ -89,10 +90,10 @@ def history(args: argparse.Namespace, out: Output) -> int:
 
 
 def _history_line(row: dict) -> str:
-    parts = [f"{row['seq']:>7}", row["timestamp"], f"{row['type']:<6}", row["name"]]
+    parts = [f"{row['seq']:>7}", short_time(row["timestamp"]), f"{row['type']:<6}", row["name"]]
     for label, key in (("node", "node_name"), ("epoch", "epoch_id"), ("packet", "packet_id")):
         if row[key]:
-            parts.append(f"{label}={row[key]}")
+            parts.append(f"{label}={short_id(row[key])}")
     if row["data"]:
         parts.append(cell(row["data"]))
     return "  ".join(parts)
@@ -141,8 +142,8 @@ def trace(args: argparse.Namespace, out: Output) -> int:
                                 "(not stored: consumed values are kept only with consumed_packet_storage)"))
     out.line("path:", style="bold")
     for row in lineage["path"]:
-        where = " ".join(f"{k}={row[k]}" for k in ("node", "epoch") if row[k])
-        out.line(f"  {row['timestamp']}  {row['name']:<26} {where}  {cell(row['data'])}".rstrip())
+        where = " ".join(f"{k}={short_id(row[k])}" for k in ("node", "epoch") if row[k])
+        out.line(f"  {short_time(row['timestamp'])}  {row['name']:<26} {where}  {cell(row['data'])}".rstrip())
     for title, entries in (("made from (ancestors)", lineage["ancestors"]),
                            ("made into (descendants)", lineage["descendants"])):
         out.line(f"{title}:", style="bold")
@@ -150,7 +151,7 @@ def trace(args: argparse.Namespace, out: Output) -> int:
             out.line("  (none)", style="dim")
         for entry in entries:
             indent = "  " * abs(entry["depth"])
-            out.line(f"{indent}{entry['packet']}  from {_origin(entry['origin'])}; {_end(entry['end'])}")
+            out.line(f"{indent}{short_id(entry['packet'])}  from {_origin(entry['origin'])}; {_end(entry['end'])}")
     if lineage["truncated"]:
         out.line("(truncated: too many packets to list; a smaller --depth, or SQL over the history table, "
                  "shows the rest)", style="dim")
@@ -161,9 +162,9 @@ def _origin(origin: dict | None) -> str:
     if origin is None:
         return "unknown (no history record)"
     if origin["how"] == "created":
-        return f"epoch {origin['epoch']} of {origin['node']}"
+        return f"epoch {short_id(origin['epoch'])} of {origin['node']}"
     if origin["how"] == "replayed":
-        return f"a replay of dead letter packet {origin['replay_of']} at {origin['node']}.{origin['port']}"
+        return f"a replay of dead letter packet {short_id(origin['replay_of'])} at {origin['node']}.{origin['port']}"
     return f"injected at {origin.get('node')}.{origin.get('port')}"
 
 
@@ -173,11 +174,11 @@ def _end(end: dict | None) -> str:
     if end["state"] == "live":
         place = f"{end['node']}.{end['port']}" if end.get("port") else end.get("node") or ""
         return f"live ({end['location']} {place})".rstrip()
-    text = f"{end['state']} in epoch {end['epoch']} of {end['node']}"
+    text = f"{end['state']} in epoch {short_id(end['epoch'])} of {end['node']}"
     letter = end.get("dead_letter")
     if letter:
         text += f" (dead letter #{letter['seq']}, {letter['reason']}, {letter['status']}" + (
-            f" as {letter['replayed_as']})" if letter["replayed_as"] else ")")
+            f" as {short_id(letter['replayed_as'])})" if letter["replayed_as"] else ")")
     return text
 
 

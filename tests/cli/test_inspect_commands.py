@@ -241,7 +241,7 @@ def test_history_text_prints_one_line_per_record(cli: Cli, wordfreq_db: Path):
     lines = cli("history", wordfreq_db, "--node", "Merge", "--limit", "3").out.splitlines()
     assert len(lines) == 3
     for line, row in zip(lines, expected):
-        assert line.split()[:4] == [str(row["seq"]), row["timestamp"], row["type"], row["name"]]
+        assert line.split()[:5] == [str(row["seq"]), *short_time(row["timestamp"]).split(), row["type"], row["name"]]
         assert "node=Merge" in line
 
 
@@ -426,9 +426,9 @@ def test_trace_of_a_tokenize_output_walks_both_ways(cli: Cli, wordfreq_db: Path)
     assert lineage["truncated"] is False
 
     text = cli("trace", wordfreq_db, packet).out
-    assert f"came from: epoch {tokenize_epoch} of Tokenize" in text
-    assert f"went to:   consumed in epoch {count_epoch} of Count" in text
-    assert line in text and document in text and all(p in text for p in counted)
+    assert f"came from: epoch {short_id(tokenize_epoch)} of Tokenize" in text
+    assert f"went to:   consumed in epoch {short_id(count_epoch)} of Count" in text
+    assert short_id(line) in text and short_id(document) in text and all(short_id(p) in text for p in counted)
 
 
 def test_trace_shows_the_value_of_a_packet_that_has_one_stored(cli: Cli, wordfreq_db: Path):

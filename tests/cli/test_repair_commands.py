@@ -130,7 +130,7 @@ def test_replay_by_number_puts_a_new_packet_at_the_port_and_resume_runs_it(
     [made] = lineage["descendants"]
     assert (made["packet"], made["depth"], made["parent_epoch"], made["origin"]["how"]) == (
         packet, 1, None, "replayed")
-    assert f"replayed as {packet}" in cli("trace", failing_db, original["packet_id"]).out
+    assert f"replayed as {short_id(packet)}" in cli("trace", failing_db, original["packet_id"]).out
 
     monkeypatch.setenv(ACCEPT_ODD, "1")  # the cause is fixed: Check now passes odd numbers
     assert cli("resume", failing_db, "--path", HERE, "--no-progress").code == 0
