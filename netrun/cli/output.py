@@ -9,8 +9,9 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -47,13 +48,14 @@ class Output:
     def __init__(self, *, json_mode: bool = False) -> None:
         self.json_mode = json_mode
         self.console = console()
+        self.stdout: TextIO | None = None  # where the document goes while `json_only_stdout` holds stdout
 
     def json(self, document: Any) -> None:
-        sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
+        (self.stdout or sys.stdout).write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
 
     def raw(self, text: str) -> None:
         """Text on stdout as it is (no wrapping or styling): data for other programs."""
-        sys.stdout.write(text + "\n")
+        (self.stdout or sys.stdout).write(text + "\n")
 
     def note(self, text: str, *, style: str = "yellow") -> None:
         """A message about the command itself (warnings, what to do next): on stderr."""
@@ -99,6 +101,42 @@ def _shown(value: Any, column: str) -> str:
     if column in TIME_COLUMNS:
         return short_time(value)
     return cell(value)
+
+
+@contextmanager
+def json_only_stdout(out: Output) -> Iterator[None]:
+    """With --json: everything else written to stdout inside the block goes to stderr (node `print`s,
+    echoed or not captured, `sys.stdout` writes, C code and pool processes writing to file descriptor
+    1), so that stdout holds exactly the one JSON document `out.json` writes. Without --json: nothing."""
+    if not out.json_mode:
+        yield
+        return
+    original = sys.stdout
+    original.flush()
+    try:
+        fd = original.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): Python-level only
+        fd = None
+    kept = None
+    if fd is not None:
+        sys.stderr.flush()
+        kept = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)  # inherited by spawned pool processes too
+        out.stdout = open(os.dup(kept), "w", encoding="utf-8", closefd=True)
+    else:
+        out.stdout = original
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if kept is not None:
+            original.flush()  # what Python buffered for fd 1 meanwhile belongs to stderr too
+            out.stdout.flush()
+            os.dup2(kept, fd)
+            os.close(kept)
+            out.stdout.close()
+        out.stdout = None
 
 
 def tracebacks(out: Output, failures: Sequence[dict], *, full: bool, limit: int | None = None) -> None:

@@ -22,7 +22,7 @@ from ..net import Net
 from ..ownership import OwnerLock
 from .files import add_import_paths, existing_file
 from .numbers import seconds
-from .output import Output, UsageError, dead_letter_advice, shell, tracebacks
+from .output import Output, UsageError, dead_letter_advice, json_only_stdout, shell, tracebacks
 from .progress import LiveProgress, PlainProgress, Progress
 
 EXIT_INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"
@@ -72,6 +72,11 @@ def _inject(net: Net, args: argparse.Namespace, packets: list[tuple[str, str, An
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    with json_only_stdout(out):  # --json: one document on stdout, whatever the nodes print
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Output) -> int:
     existing_file(args.net, "a TOML definition")
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
     packets = [_parse_packet(spec) for spec in args.packet or []]
@@ -97,6 +102,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def resume(args: argparse.Namespace, out: Output) -> int:
+    with json_only_stdout(out):
+        return _resume(args, out)
+
+
+def _resume(args: argparse.Namespace, out: Output) -> int:
     add_import_paths(args.path)
     net = Net.resume(args.file)
     with net:
