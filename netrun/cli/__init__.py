@@ -21,7 +21,7 @@ from netrun_sim import NetrunError as NetActionError
 
 from ..version import __version__
 from ..errors import NetrunError
-from . import definitions, logs, reads, repair, running
+from . import definitions, export, logs, reads, repair, running
 from .output import Output, UsageError, console
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.register(commands, common)
     reads.register(commands, common)
     logs.register(commands, common)
+    export.register(commands, common)
     repair.register(commands, common)
     definitions.register(commands, common)
     return parser
