@@ -25,6 +25,7 @@ from .db import open_connection, rows_as_dicts
 from .definition import split_port_ref
 from .errors import ConfigError, DatabaseVersionError, NotANetrunDatabase, NotFoundError, StoredValueUnreadable
 from .intents import read_intents
+from .jobs import pool_jobs_by_node
 from .migrate import inspect_file, latest_version
 from .ownership import Owner, find_owner
 from .readonly import read_query
@@ -32,7 +33,7 @@ from .restore import stored_graph
 from .shortids import resolve_id
 from .values import FUNC, JSON, PICKLE, decode, shorten
 
-EPOCH_STATES = ("startable", "running", "finished", "failed", "cancelled")
+COUNTS = ("startable", "queued", "running", "finished", "failed", "cancelled")  # node_counts(), poll()
 PREVIEW_CHARS = 120
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -149,10 +150,16 @@ class NetInspector:
         return node_meta, edge_meta
 
     def node_counts(self) -> dict[str, dict[str, int]]:
-        """Epochs per node and state (every node of the graph, zeros included)."""
-        counts = {name: dict.fromkeys(EPOCH_STATES, 0) for name in sorted(self.graph.nodes())}
+        """Epochs per node and state (every node of the graph, zeros included), as `Net.poll()` counts
+        them: of the `startable` ones, those in a pool's queue are `queued` instead."""
+        counts = {name: dict.fromkeys(COUNTS, 0) for name in sorted(self.graph.nodes())}
         for node, state, n in self._conn.execute("SELECT node_name, state, count(*) FROM epochs GROUP BY 1, 2"):
-            counts.setdefault(node, dict.fromkeys(EPOCH_STATES, 0))[state] = n
+            counts.setdefault(node, dict.fromkeys(COUNTS, 0))[state] = n
+        for node, jobs in pool_jobs_by_node(self._conn).items():
+            if node in counts:
+                queued = min(jobs["queued"], counts[node]["startable"])
+                counts[node]["queued"] = queued
+                counts[node]["startable"] -= queued
         return counts
 
     def waiting(self) -> dict[str, list[dict]]:

@@ -47,7 +47,7 @@ def status(args: argparse.Namespace, out: Output) -> int:
                 ("live packets", report["live_packets"]),
                 ("dead letters", f"{report['dead_letters_pending']} pending")])
     rows = [{"node": name, **counts} for name, counts in report["nodes"].items()]
-    out.table(rows, ["node", "startable", "running", "finished", "failed", "cancelled"], title="Epochs")
+    out.table(rows, ["node", "startable", "queued", "running", "finished", "failed", "cancelled"], title="Epochs")
     waiting = report["waiting"]
     out.table(waiting["edges"], ["from", "to", "packets"], title="Packets on edges")
     out.table(waiting["input_ports"], ["node", "port", "packets"], title="Packets at input ports")

@@ -195,7 +195,7 @@ def _summary(report: dict, out: Output, *, full: bool = False) -> None:
     out.line(f"{report['path']}: {report['state']} — {run['epochs_ended']} epochs in {run['seconds']:.2f} s"
              + (f" ({run['epochs_per_second']:.0f}/s)" if run["epochs_per_second"] else ""), style="bold")
     rows = [{"node": name, **counts} for name, counts in report["nodes"].items()]
-    out.table(rows, ["node", "startable", "running", "finished", "failed", "cancelled"], title="Epochs")
+    out.table(rows, ["node", "startable", "queued", "running", "finished", "failed", "cancelled"], title="Epochs")
     if report["recent_failures"]:
         out.table(report["recent_failures"], ["node", "epoch", "attempt", "error_type", "error"],
                   title="Recent failures")

@@ -27,7 +27,7 @@ from .conftest import (DEADLINE, HERE, Cli, copy_db, file_state, read_until, row
                        wait_for)
 
 NODES = ["Count", "Merge", "Read", "Split", "Tokenize"]
-STATES = ["startable", "running", "finished", "failed", "cancelled"]
+STATES = ["startable", "queued", "running", "finished", "failed", "cancelled"]  # queued: none in these runs
 
 HOLD_TOML = """
 [nodes.Hold]
