@@ -102,10 +102,21 @@ class SearchIndex:
                                      {"key": "identity", "value": self.identity}])
 
     def refresh(self, rows: Rows) -> dict[str, Any]:
-        """Add what the database holds and the index does not. Idempotent, batch by batch (each its
-        own transaction): a refresh cut short, or two at once, leave no duplicate, and the next one
-        goes on. Returns {"added": rows indexed now, "seconds": time taken, "rebuilt": bool}."""
+        """Add what the database holds and the index does not, in one transaction of the side file (a
+        search running meanwhile waits for it; sqlite-utils nests its own as savepoints): one commit,
+        not one per chunk of rows. Returns {"added": rows indexed now, "seconds": time taken,
+        "rebuilt": bool}."""
         began = time.perf_counter()
+        self.db.execute("BEGIN IMMEDIATE")  # taken up front: a deferred one that reads, then writes, fails at once
+        try:
+            figures = self._refresh(rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return {**figures, "seconds": time.perf_counter() - began}
+
+    def _refresh(self, rows: Rows) -> dict[str, Any]:
         added = 0
         state = self._state()
         rebuilt = state.get("schema") != str(SCHEMA_VERSION) or state.get("identity") != self.identity
@@ -123,7 +134,7 @@ class SearchIndex:
         for start in range(0, len(new), BATCH):
             added += self._add("attempt", [rows(_ATTEMPT, (r["epoch_id"], r["attempt"]))[0]
                                            for r in new[start:start + BATCH]])
-        return {"added": added, "seconds": time.perf_counter() - began, "rebuilt": rebuilt}
+        return {"added": added, "rebuilt": rebuilt}
 
     def _add(self, source: str, batch: list[dict]) -> int:
         self.db["entries"].insert_all(({"source": source, **r, "ref": str(r["ref"])} for r in batch),
