@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import sqlite_utils
 
 from .errors import ConfigError, NotFoundError
-from .tabular import EXTENSIONS, FORMATS, Json, write_rows
+from .tabular import EXTENSIONS, Json, write_rows
 
 # The tables of "The database" (README), exported when no table is named, in this order.
 CONTRACT_TABLES = ("history", "epochs", "epoch_attempts", "packets", "packet_values", "dead_letters", "node_logs",
