@@ -13,7 +13,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+import apsw
+
 from .host import RunHost
+from .jobs import pool_jobs_by_node
 from .worker import in_worker_thread
 
 STATES = ("running", "pausing", "paused", "blocked", "stopped")
@@ -21,11 +25,17 @@ STATES = ("running", "pausing", "paused", "blocked", "stopped")
 
 @dataclass(frozen=True)
 class NodeStatus:
+    """A node's epochs, each counted once: `startable` (not handed to a worker yet, or waiting for the
+    main thread), `queued` (in a pool's queue, no worker has it yet), `running` (its code runs, or ran
+    and its result is not applied yet), `finished`, `failed`, `cancelled`. `netrun status` counts the
+    same way from the database."""
+
     startable: int = 0
     running: int = 0
     finished: int = 0
     failed: int = 0
     cancelled: int = 0
+    queued: int = 0
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,9 @@ class NetStatus:
 class Controller:
     """The background runner thread, pausing, SIGINT and `poll()`.
 
-    `poll()` reads counters the owner keeps (plain reads, never a walk over run state), so it
-    answers at once from any thread. `pause()` from another thread only raises the flag and
+    `poll()` reads counters the owner keeps (plain reads, never a walk over run state), and with
+    pool jobs out one indexed read of the database (which of them a worker claimed), so it answers
+    at once from any thread. `pause()` from another thread only raises the flag and
     wakes the owner, then waits for the runner to stop.
     """
 
@@ -59,17 +70,31 @@ class Controller:
         self.error: BaseException | None = None
         self.state = "blocked"
         self.counts: Counter[tuple[str, str]] = Counter()  # (node, outcome) -> epochs
+        self.reader: Callable[[], apsw.Connection] | None = None  # the calling thread's read-only connection
 
     # -- status -----------------------------------------------------------------------------
     def poll(self) -> NetStatus:
         rt = self.rt
         nodes = {}
+        claimed = self._pool_running() if rt.pools.dispatched else {}
         for name, waiting in rt.waiting.items():
-            nodes[name] = NodeStatus(startable=len(waiting) + rt.ready_count[name],
-                                     running=rt.running_count[name] + rt.pools.per_node[name],
+            dispatched = rt.pools.per_node[name]
+            pooled = min(dispatched, claimed.get(name, 0))  # the database may be a commit ahead
+            nodes[name] = NodeStatus(startable=len(waiting) + rt.ready_count[name], queued=dispatched - pooled,
+                                     running=rt.running_count[name] + pooled,
                                      finished=self.counts[(name, "finished")], failed=self.counts[(name, "failed")],
                                      cancelled=self.counts[(name, "cancelled")])
         return NetStatus(self.state, nodes, self.error)
+
+    def _pool_running(self) -> dict[str, int]:
+        """Pool epochs a worker has claimed, per node: only the database knows (workers claim there,
+        process workers included), read through this thread's read-only connection, by index."""
+        if self.reader is None:
+            return {}
+        try:
+            return {node: c["running"] for node, c in pool_jobs_by_node(self.reader()).items()}
+        except apsw.Error:  # a status is a courtesy: never fail the caller over it
+            return {}
 
     @property
     def in_background(self) -> bool:

@@ -106,10 +106,23 @@ class Reader:
     and `at`, its key path, for the line of the error (found in `text`, when given).
     """
 
-    def __init__(self, source: str, text: str | None = None) -> None:
+    def __init__(self, source: str, text: str | None = None, *, collect: bool = False) -> None:
         self.source = source
         self.text = text
         self._locator: Locator | None = None
+        # collect=True: record every error and go on with the other nodes and edges (`check_definition`)
+        self.errors: list[DefinitionError] | None = [] if collect else None
+        self.failed_nodes: set[str] = set()
+
+    def each(self, default: Any, check: Callable[..., Any], *args: Any) -> Any:
+        """`check(*args)`; when collecting, an error is recorded and `default` returned instead."""
+        if self.errors is None:
+            return check(*args)
+        try:
+            return check(*args)
+        except DefinitionError as exc:
+            self.errors.append(exc)
+            return default
 
     def fail(self, where: str, message: str, at: KeyPath = (), *, within: int | None = None,
              **fields: Any) -> DefinitionError:
@@ -144,17 +157,28 @@ class Reader:
 
     # -- the document ----------------------------------------------------------------------
     def read(self, doc: dict) -> Definition:
-        self.keys(doc, TOP_KEYS, "", ())
+        self.each(None, self.keys, doc, TOP_KEYS, "", ())
         notes = Notes()
-        net_options = self.net(doc.get("net", {}), notes)
+        net_options = self.each({}, self.net, doc.get("net", {}), notes)
         pools = set(net_options.get("thread_pools", {})) | set(net_options.get("process_pools", {}))
-        nodes_table = self.table(doc.get("nodes", {}), "[nodes]", ("nodes",))
-        nodes = {name: self.node(name, self.table(spec, f"node {name!r}", ("nodes", name)), pools, notes)
-                 for name, spec in nodes_table.items()}
-        edges = self.edges(doc.get("edges", []), {n: d.node for n, d in nodes.items()}, notes)
+        nodes_table = self.each({}, self.table, doc.get("nodes", {}), "[nodes]", ("nodes",))
+        nodes = {}
+        for name, spec in nodes_table.items():
+            node = self.each(None, lambda: self.node(name, self.table(spec, f"node {name!r}", ("nodes", name)), pools,
+                                                     notes))
+            if node is None:
+                self.failed_nodes.add(name)
+            else:
+                nodes[name] = node
+        edges = self.each([], self.edges, doc.get("edges", []), {n: d.node for n, d in nodes.items()}, notes)
         graph = ns.Graph([d.node for d in nodes.values()], edges)
+        if self.errors:  # a graph with parts left out would report problems that are not there
+            return Definition(self.source, net_options, nodes, graph, notes)
         problems = graph.validate()
-        if problems:
+        if problems and self.errors is not None:
+            self.errors.extend(self.fail("", f"the graph is invalid: {p.message}", graph_problem_place(p, edges))
+                               for p in problems)
+        elif problems:
             raise self.fail("", "the graph is invalid: " + "; ".join(p.message for p in problems),
                             graph_problem_place(problems[0], edges))
         return Definition(self.source, net_options, nodes, graph, notes)
@@ -195,10 +219,12 @@ class Reader:
         conditions = {side: self.conditions(spec.get(f"{side}_salvo_conditions"), side, ports[side], where, at)
                       for side in SIDES}
         functions = {}
-        for key in FUNC_ROLES:
+        for key in FUNC_ROLES:  # each checked: a node with two bad functions reports both
             if key in spec:
                 here = f"{where} {key}"
-                functions[key] = self.function(self.string(spec[key], here, (*at, key)), here, (*at, key))
+                func = self.each(None, lambda: self.function(self.string(spec[key], here, (*at, key)), here, (*at, key)))
+                if func is not None:
+                    functions[key] = func
         node = ns.Node(name=name, in_ports=ports["in"], out_ports=ports["out"],
                        in_salvo_conditions=conditions["in"], out_salvo_conditions=conditions["out"])
         return NodeDef(node, functions, types, options)
@@ -323,27 +349,31 @@ class Reader:
             raise self.fail("edges", f"must be a list of {{ from = \"Node.port\", to = \"Node.port\" }}, got {value!r}",
                             ("edges",))
         seen: set[EdgeKey] = set()
-        edges = []
-        for i, spec in enumerate(value, 1):
-            where, at = f"edge {i}", ("edges", i - 1)
-            spec = self.table(spec, where, at)
-            self.keys(spec, EDGE_KEYS, where, at)
-            for key in ("from", "to"):
-                if key not in spec:
-                    raise self.fail(where, f"needs {key!r} (\"Node.port\")", at, key=key)
-            ends = [self.string(spec[key], f"{where} {key}", (*at, key)) for key in ("from", "to")]
-            where = f"edge {i} ({ends[0]!r} -> {ends[1]!r})"
-            source = self.port_ref(ends[0], "out", nodes, where, (*at, "from"))
-            target = self.port_ref(ends[1], "in", nodes, where, (*at, "to"))
-            key = (*source, *target)
-            if key in seen:
-                raise self.fail(where, "is listed twice", at)
-            seen.add(key)
-            if "meta" in spec:
-                notes.edge_meta[key] = self.table(spec["meta"], f"{where} meta", (*at, "meta"))
-            edges.append(ns.Edge(ns.PortRef(source[0], ns.PortType.Output, source[1]),
-                                 ns.PortRef(target[0], ns.PortType.Input, target[1])))
-        return edges
+        edges = [self.each(None, self.edge, i, spec, nodes, notes, seen) for i, spec in enumerate(value, 1)]
+        return [edge for edge in edges if edge is not None]
+
+    def edge(self, i: int, spec: Any, nodes: dict[str, ns.Node], notes: Notes, seen: set[EdgeKey]) -> ns.Edge | None:
+        """Edge number `i` (from 1); None for one that names a node whose own errors were reported."""
+        where, at = f"edge {i}", ("edges", i - 1)
+        spec = self.table(spec, where, at)
+        self.keys(spec, EDGE_KEYS, where, at)
+        for key in ("from", "to"):
+            if key not in spec:
+                raise self.fail(where, f"needs {key!r} (\"Node.port\")", at, key=key)
+        ends = [self.string(spec[key], f"{where} {key}", (*at, key)) for key in ("from", "to")]
+        if any(end.startswith(f"{name}.") for end in ends for name in self.failed_nodes):
+            return None
+        where = f"edge {i} ({ends[0]!r} -> {ends[1]!r})"
+        source = self.port_ref(ends[0], "out", nodes, where, (*at, "from"))
+        target = self.port_ref(ends[1], "in", nodes, where, (*at, "to"))
+        key = (*source, *target)
+        if key in seen:
+            raise self.fail(where, "is listed twice", at)
+        seen.add(key)
+        if "meta" in spec:
+            notes.edge_meta[key] = self.table(spec["meta"], f"{where} meta", (*at, "meta"))
+        return ns.Edge(ns.PortRef(source[0], ns.PortType.Output, source[1]),
+                       ns.PortRef(target[0], ns.PortType.Input, target[1]))
 
     def port_ref(self, text: str, side: str, nodes: dict[str, ns.Node], where: str, at: KeyPath) -> tuple[str, str]:
         found = split_port_ref(text, side, nodes)

@@ -26,13 +26,15 @@ from .errors import ConfigError, DatabaseVersionError, NotANetrunDatabase, NotFo
 from .durations import find_duration
 from .historyrows import Decoder
 from .intents import read_intents
+from .jobs import pool_jobs_by_node
 from .migrate import inspect_file, latest_version
 from .ownership import Owner, find_owner
 from .readonly import read_query
 from .restore import stored_graph
+from .shortids import resolve_id
 from .values import FUNC, JSON, PICKLE, decode, shorten
 
-EPOCH_STATES = ("startable", "running", "finished", "failed", "cancelled")
+COUNTS = ("startable", "queued", "running", "finished", "failed", "cancelled")  # node_counts(), poll()
 PREVIEW_CHARS = 120
 
 
@@ -146,10 +148,16 @@ class NetInspector:
         return node_meta, edge_meta
 
     def node_counts(self) -> dict[str, dict[str, int]]:
-        """Epochs per node and state (every node of the graph, zeros included)."""
-        counts = {name: dict.fromkeys(EPOCH_STATES, 0) for name in sorted(self.graph.nodes())}
+        """Epochs per node and state (every node of the graph, zeros included), as `Net.poll()` counts
+        them: of the `startable` ones, those in a pool's queue are `queued` instead."""
+        counts = {name: dict.fromkeys(COUNTS, 0) for name in sorted(self.graph.nodes())}
         for node, state, n in self._conn.execute("SELECT node_name, state, count(*) FROM epochs GROUP BY 1, 2"):
-            counts.setdefault(node, dict.fromkeys(EPOCH_STATES, 0))[state] = n
+            counts.setdefault(node, dict.fromkeys(COUNTS, 0))[state] = n
+        for node, jobs in pool_jobs_by_node(self._conn).items():
+            if node in counts:
+                queued = min(jobs["queued"], counts[node]["startable"])
+                counts[node]["queued"] = queued
+                counts[node]["startable"] -= queued
         return counts
 
     def waiting(self) -> dict[str, list[dict]]:
@@ -343,9 +351,24 @@ class NetInspector:
             params.append(limit)
         return list(reversed(self._rows(sql, params)))
 
+    def search(self, text: str, *, node: str | None = None, epoch: str | None = None,
+               limit: int | None = None) -> tuple[list[dict], dict[str, Any]]:
+        """Log lines, failed attempts and dead letters holding every word of `text`, oldest first (the
+        newest `limit`): (matches, what refreshing the index cost). See `netrun.search`: the index is a
+        side file, `<db>-search`; the database is never written."""
+        from .search import search_logs  # sqlite-utils takes ~80 ms to import: only a search pays it
+
+        return search_logs(self._rows, self.path, self.meta.get("created_at") or "", text, node=node, epoch=epoch,
+                           limit=limit)
+
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[dict]:
         """Read-only SQL; a statement that would write raises ReadOnlyQueryError."""
         return read_query(self._conn, sql, params)
+
+    def resolve_id(self, text: str, kind: str = "packet") -> str:
+        """The full ID of the packet (or `kind="epoch"`) that `text` names: the ID, a prefix or the short
+        form tables show (see `netrun.shortids`). Raises NotFoundError: unknown, or ambiguous."""
+        return resolve_id(self._rows, kind, text, path=self.path)
 
     def check_node(self, node: str) -> None:
         if node not in self.graph.nodes():

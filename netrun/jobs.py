@@ -144,3 +144,27 @@ def claimed_in_pool(conn: Any) -> list[tuple[Claim, str, str | None]]:
 
 def next_seq(conn: Any) -> int:
     return conn.execute("SELECT coalesce(max(seq), 0) FROM epoch_jobs").fetchone()[0]
+
+
+# Pool jobs by node: `queued` (no worker has it yet) and `running` (claimed, or reported and not yet
+# applied: the epoch is `running` in the epochs table until the owner applies its result). Each part
+# reads a partial index (or the small epoch_results table, first: CROSS JOIN keeps that order), never
+# a scan of the whole queue.
+_POOL_JOBS = """
+SELECT node_name, 'queued', count(*) FROM epoch_jobs WHERE state = 'queued' AND pool IS NOT NULL GROUP BY 1
+UNION ALL
+SELECT node_name, 'running', count(*) FROM epoch_jobs WHERE state = 'claimed' AND pool IS NOT NULL GROUP BY 1
+UNION ALL
+SELECT j.node_name, 'running', count(*) FROM epoch_results r CROSS JOIN epoch_jobs j ON j.epoch_id = r.epoch_id
+WHERE j.state = 'reported' GROUP BY 1
+"""
+
+
+def pool_jobs_by_node(conn: Any) -> dict[str, dict[str, int]]:
+    """{node: {"queued": n, "running": n}} for the nodes with pool jobs not done (one meaning of
+    "running" everywhere: an epoch whose code a worker runs, or ran and whose result waits)."""
+    counts: dict[str, dict[str, int]] = {}
+    for node, kind, n in conn.execute(_POOL_JOBS):
+        entry = counts.setdefault(node, {"queued": 0, "running": 0})
+        entry[kind] += n
+    return counts

@@ -112,6 +112,7 @@ class Net:
         self._readers = Readers(self.db_path)
         self._closing = threading.Lock()
         self._rt = Runtime(self, graph, self._conn, self._config)
+        self._rt.control.reader = self._readers.get  # poll() counts claimed pool jobs through it
         self.unrestored_functions: dict[str, list[str]] = {}
         self.definition_problems: dict[str, str] = {}
         self._closed = False

@@ -13,6 +13,7 @@ figure (pool start included) is printed too.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -88,7 +89,9 @@ def timed_run(func, values: int, *, pool: dict | None, pool_kind: str | None, no
         return cold_start + warm, warm
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)  # no options: --help prints the description and exits, before any run
     print("1. sleep 10 ms per value, 200 values")
     _, main_io = timed_run(sleepy, 200, pool=None, pool_kind=None)
     cold, warm = timed_run(sleepy, 200, pool={"io": {"size": 16}}, pool_kind="thread")

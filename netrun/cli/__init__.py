@@ -21,7 +21,7 @@ from netrun_sim import NetrunError as NetActionError
 
 from ..version import __version__
 from ..errors import NetrunError
-from . import definitions, operate, reads, repair, running
+from . import definitions, export, logs, operate, reads, repair, running
 from .output import Output, UsageError, console
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     running.register(commands, common)
     reads.register(commands, common)
+    logs.register(commands, common)
+    export.register(commands, common)
     repair.register(commands, common)
     operate.register(commands, common)
     definitions.register(commands, common)

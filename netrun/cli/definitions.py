@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..checks import check_definition
 from ..definition import read_definition
 from ..graphtext import FORMATS, render_graph
 from ..inspector import NetInspector
@@ -36,21 +37,32 @@ def graph(args: argparse.Namespace, out: Output) -> int:
 
 def validate(args: argparse.Namespace, out: Output) -> int:
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
-    # raises DefinitionError naming the file, the line and the place
-    definition = read_definition(existing_file(args.net, "a TOML definition"))
-    report = {"file": args.net, "valid": True, "nodes": sorted(definition.nodes),
-              "edges": len(definition.graph.edges()),
-              "functions": {name: sorted(node.functions) for name, node in sorted(definition.nodes.items())
-                            if node.functions}}
+    checked = check_definition(existing_file(args.net, "a TOML definition"))
+    definition = checked.definition
+    report = {"file": args.net, "valid": definition is not None,
+              "errors": [{"line": e.line, "column": e.column, "message": str(e)} for e in checked.errors],
+              "warnings": [{"line": w.line, "message": w.message} for w in checked.warnings]}
+    if definition is not None:
+        report |= {"nodes": sorted(definition.nodes), "edges": len(definition.graph.edges()),
+                   "functions": {name: sorted(node.functions) for name, node in sorted(definition.nodes.items())
+                                 if node.functions}}
     if out.json_mode:
         out.json(report)
-    else:
-        nodes, edges = len(report["nodes"]), report["edges"]
-        if not nodes:
-            out.note(f"{args.net} defines no nodes: there is nothing to run")
-        names = f" ({', '.join(report['nodes'])})" if nodes else ""
-        out.line(f"{args.net}: valid — {nodes} node{'s' * (nodes != 1)}{names}, "
-                 f"{edges} edge{'s' * (edges != 1)}; every function imported")
+        return 0 if definition is not None else 1
+    for error in checked.errors:
+        out.note(f"error: {error}", style="red")
+    for warning in checked.warnings:
+        out.note(str(warning))
+    if definition is None:
+        return 1
+    nodes, edges = len(report["nodes"]), report["edges"]
+    if not nodes:
+        out.note(f"{args.net} defines no nodes: there is nothing to run")
+    names = f" ({', '.join(report['nodes'])})" if nodes else ""
+    warned = len(checked.warnings)
+    out.line(f"{args.net}: valid — {nodes} node{'s' * (nodes != 1)}{names}, "
+             f"{edges} edge{'s' * (edges != 1)}; every function imported"
+             + (f"; {warned} warning{'s' * (warned != 1)}" if warned else ""))
     return 0
 
 
@@ -67,7 +79,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     p = commands.add_parser("validate", parents=[common, paths], help="check a TOML definition",
                             description="Check a TOML definition without running it: syntax, options, ports, "
-                            "salvo expressions, functions (imported), factories and edges. Errors name the file "
-                            "and line.")
+                            "salvo expressions, functions (imported), factories and edges. Every error is listed "
+                            "with its file and line, then warnings (unconnected ports, nodes without an exec "
+                            "function, nodes no source node reaches). Exit code 1 for errors only.")
     p.add_argument("net", help="the net's TOML definition")
     p.set_defaults(func=validate)

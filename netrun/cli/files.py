@@ -35,7 +35,7 @@ def remove_old_net(path: str, option: str = "--overwrite") -> None:
                                  path=path)
     lock = OwnerLock(path, "overwrite")  # raises NetInUse while a process runs it; none can start meanwhile
     try:
-        for suffix in ("-wal", "-shm", ""):
+        for suffix in ("-wal", "-shm", "-search", ""):  # -search: the index of `logs --search`
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
     finally:

@@ -6,15 +6,18 @@ Text that comes from a run (log lines, errors, values) is never read as rich mar
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..shortids import short_id
 from ..tracebacks import shorten
 
 
@@ -27,7 +30,16 @@ def console(*, stderr: bool = False) -> Console:
     highlighting; plain text, never ANSI codes, when the stream is not a terminal."""
     stream = sys.stderr if stderr else sys.stdout
     return Console(file=stream, markup=False, highlight=False, emoji=False, soft_wrap=True,
-                   width=None if stream.isatty() else 200)
+                   width=None if stream.isatty() else _pipe_width())
+
+
+def _pipe_width() -> int:
+    """Columns when the output is not a terminal: `COLUMNS` if set (shells do not export it: set it
+    to see what a narrow terminal shows), else 200, so that lines in logs and pipes seldom wrap."""
+    try:
+        return max(20, int(os.environ["COLUMNS"]))
+    except (KeyError, ValueError):
+        return 200
 
 
 class Output:
@@ -36,13 +48,14 @@ class Output:
     def __init__(self, *, json_mode: bool = False) -> None:
         self.json_mode = json_mode
         self.console = console()
+        self.stdout: TextIO | None = None  # where the document goes while `json_only_stdout` holds stdout
 
     def json(self, document: Any) -> None:
-        sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
+        (self.stdout or sys.stdout).write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
 
     def raw(self, text: str) -> None:
         """Text on stdout as it is (no wrapping or styling): data for other programs."""
-        sys.stdout.write(text + "\n")
+        (self.stdout or sys.stdout).write(text + "\n")
 
     def note(self, text: str, *, style: str = "yellow") -> None:
         """A message about the command itself (warnings, what to do next): on stderr."""
@@ -53,16 +66,21 @@ class Output:
         self.console.print(Text(text, style=style or ""))
 
     def table(self, rows: Sequence[dict], columns: Sequence[str], *, title: str | None = None,
-              headers: Sequence[str] | None = None, empty: str = "(none)") -> None:
+              headers: Sequence[str] | None = None, empty: str = "(none)", shorten: bool = True) -> None:
+        """Rows as a table that fits the terminal (80 columns too): with `shorten`, IDs in the short
+        form (never folded: they are copied into other commands) and timestamps to the second."""
         if not rows:
             self.line(f"{title}: {empty}" if title else empty, style="dim")
             return
         table = Table(title=title, title_justify="left", header_style="bold")
-        for header, column in zip(headers or columns, columns):
+        texts = [[_shown(row.get(c), c if shorten else "") for c in columns] for row in rows]
+        for i, (header, column) in enumerate(zip(headers or columns, columns)):
             numeric = all(isinstance(r.get(column), int | float) or r.get(column) is None for r in rows)
-            table.add_column(header, justify="right" if numeric else "left", overflow="fold")
-        for row in rows:
-            table.add_row(*(Text(cell(row.get(c))) for c in columns))
+            whole = shorten and column in ID_COLUMNS | TIME_COLUMNS  # IDs are copied: never folded
+            table.add_column(header, justify="right" if numeric else "left", overflow="fold", no_wrap=whole,
+                             min_width=max(len(t[i]) for t in texts) if whole else None)
+        for row in texts:
+            table.add_row(*(Text(text) for text in row))
         self.console.print(table)
 
     def fields(self, pairs: Iterable[tuple[str, Any]]) -> None:
@@ -71,6 +89,54 @@ class Output:
         width = max((len(k) for k, _ in pairs), default=0)
         for key, value in pairs:
             self.line(f"{key + ':':<{width + 1}} {cell(value)}")
+
+
+ID_COLUMNS = frozenset({"packet", "epoch", "replayed_as", "id", "packet_id", "epoch_id"})
+TIME_COLUMNS = frozenset({"timestamp", "since", "created_at", "started_at", "finished_at", "resolved_at"})
+
+
+def _shown(value: Any, column: str) -> str:
+    if column in ID_COLUMNS and isinstance(value, str):
+        return short_id(value)
+    if column in TIME_COLUMNS:
+        return short_time(value)
+    return cell(value)
+
+
+@contextmanager
+def json_only_stdout(out: Output) -> Iterator[None]:
+    """With --json: everything else written to stdout inside the block goes to stderr (node `print`s,
+    echoed or not captured, `sys.stdout` writes, C code and pool processes writing to file descriptor
+    1), so that stdout holds exactly the one JSON document `out.json` writes. Without --json: nothing."""
+    if not out.json_mode:
+        yield
+        return
+    original = sys.stdout
+    original.flush()
+    try:
+        fd = original.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): Python-level only
+        fd = None
+    kept = None
+    if fd is not None:
+        sys.stderr.flush()
+        kept = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)  # inherited by spawned pool processes too
+        out.stdout = open(os.dup(kept), "w", encoding="utf-8", closefd=True)
+    else:
+        out.stdout = original
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if kept is not None:
+            original.flush()  # what Python buffered for fd 1 meanwhile belongs to stderr too
+            out.stdout.flush()
+            os.dup2(kept, fd)
+            os.close(kept)
+            out.stdout.close()
+        out.stdout = None
 
 
 def tracebacks(out: Output, failures: Sequence[dict], *, full: bool, limit: int | None = None) -> None:
@@ -104,6 +170,14 @@ def cell(value: Any) -> str:
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
     return str(value)
+
+
+def short_time(stamp: str | None) -> str:
+    """A stored ISO timestamp (UTC) as `2026-11-28 03:41:56`, for tables and lines people read;
+    anything else as it is. `--json` keeps the stored text."""
+    if isinstance(stamp, str) and len(stamp) >= 19 and stamp[10] == "T" and stamp.endswith("+00:00"):
+        return f"{stamp[:10]} {stamp[11:19]}"
+    return cell(stamp)
 
 
 def shell(path: str) -> str:

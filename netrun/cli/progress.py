@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from ..inspector import NetInspector
     from ..net import Net
 
-_COLUMNS = ("startable", "started", "running", "finished", "failed", "cancelled")
+# "running": epochs whose code runs (a worker claimed them, or the main thread started them): the
+# meaning `netrun status` has. "queued": handed to a pool, waiting for a worker of it.
+_COLUMNS = ("startable", "queued", "running", "finished", "failed", "cancelled")
 
 
 class Progress(ABC):
@@ -46,6 +48,7 @@ class Progress(ABC):
             now = status.nodes.get(name)
             row = {key: earlier[key] + (getattr(now, key) if now else 0) for key in ("finished", "failed", "cancelled")}
             row["startable"] = now.startable if now else earlier["startable"]
+            row["queued"] = now.queued if now else earlier.get("queued", 0)
             row["running"] = now.running if now else 0
             row["started"] = row["running"] + row["finished"] + row["failed"] + row["cancelled"]
             counts[name] = row
@@ -60,7 +63,8 @@ class Progress(ABC):
         ended = self.ended(counts)
         total = {k: sum(c[k] for c in counts.values()) for k in _COLUMNS}
         return (f"{elapsed:7.1f} s  {ended} epochs ended ({ended / elapsed if elapsed > 0 else 0:.0f}/s)  "
-                f"running {total['running']}  startable {total['startable']}  failed {total['failed']}")
+                f"running {total['running']}  queued {total['queued']}  startable {total['startable']}  "
+                f"failed {total['failed']}")
 
     @abstractmethod
     def start(self) -> None:

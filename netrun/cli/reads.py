@@ -6,15 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import time
+import sys
 
 from ..errors import StoredValueUnreadable
 from ..inspector import NetInspector
 from ..values import json_exact
 from .numbers import count
-from .output import Output, cell, dead_letter_advice, shell, tracebacks
+from ..tabular import write_rows
+from ..shortids import short_id
+from .output import Output, UsageError, cell, dead_letter_advice, shell, short_time, tracebacks
 
-FOLLOW_INTERVAL = 0.5  # seconds between polls of `logs --follow`
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # JSON's number syntax
 NEXT_STEP = {
     "running": "the run is going on; watch it with: netrun status {path} (or netrun logs {path} --follow)",
@@ -46,7 +47,7 @@ def status(args: argparse.Namespace, out: Output) -> int:
                 ("live packets", report["live_packets"]),
                 ("dead letters", f"{report['dead_letters_pending']} pending")])
     rows = [{"node": name, **counts} for name, counts in report["nodes"].items()]
-    out.table(rows, ["node", "startable", "running", "finished", "failed", "cancelled"], title="Epochs")
+    out.table(rows, ["node", "startable", "queued", "running", "finished", "failed", "cancelled"], title="Epochs")
     waiting = report["waiting"]
     out.table(waiting["edges"], ["from", "to", "packets"], title="Packets on edges")
     out.table(waiting["input_ports"], ["node", "port", "packets"], title="Packets at input ports")
@@ -56,8 +57,7 @@ def status(args: argparse.Namespace, out: Output) -> int:
         out.table(waiting["inbox"], ["kind", "node", "port", "items"], title="Injected, not yet admitted")
     if report["running_epochs"]:
         out.table(report["running_epochs"], ["epoch", "node", "attempt", "started_at"], title="Running epochs")
-    out.table(report["recent_failures"], ["finished_at", "node", "epoch", "attempt", "error_type", "error"],
-              title="Recent failures")
+    out.table(report["recent_failures"], ["finished_at", "node", "epoch", "attempt", "error"], title="Recent failures")
     tracebacks(out, report["recent_failures"], full=args.full)
     if report["packets_left"]:
         out.table(report["packets_left"], ["packet", "location", "node", "port", "value"], title="Live packets")
@@ -70,7 +70,9 @@ def status(args: argparse.Namespace, out: Output) -> int:
 
 def history(args: argparse.Namespace, out: Output) -> int:
     with NetInspector(args.file) as net:
-        rows = net.history(node=args.node, epoch=args.epoch, packet=args.packet, kind=args.kind, since=args.since,
+        epoch = None if args.epoch is None else net.resolve_id(args.epoch, "epoch")  # unknown: NotFoundError
+        packet = None if args.packet is None else net.resolve_id(args.packet, "packet")
+        rows = net.history(node=args.node, epoch=epoch, packet=packet, kind=args.kind, since=args.since,
                            limit=args.limit or None)
         names = [] if rows or not args.kind else [r["name"] for r in net.query(
             "SELECT DISTINCT name FROM history ORDER BY name")]
@@ -88,10 +90,10 @@ def history(args: argparse.Namespace, out: Output) -> int:
 
 
 def _history_line(row: dict) -> str:
-    parts = [f"{row['seq']:>7}", row["timestamp"], f"{row['type']:<6}", row["name"]]
+    parts = [f"{row['seq']:>7}", short_time(row["timestamp"]), f"{row['type']:<6}", row["name"]]
     for label, key in (("node", "node_name"), ("epoch", "epoch_id"), ("packet", "packet_id")):
         if row[key]:
-            parts.append(f"{label}={row[key]}")
+            parts.append(f"{label}={short_id(row[key])}")
     if row["data"]:
         parts.append(cell(row["data"]))
     return "  ".join(parts)
@@ -106,18 +108,30 @@ def _param(text: str) -> int | float | str:
 
 
 def sql(args: argparse.Namespace, out: Output) -> int:
+    fmt = _data_format(args, out)
     with NetInspector(args.file) as net:
         rows = net.query(args.statement, [_param(text) for text in args.param or ()])
-    if out.json_mode:
+    if fmt:  # no rows: no header either (SQLite names a statement's columns only while it returns rows)
+        columns = list(rows[0]) if rows else []
+        write_rows(sys.stdout, columns, ([row[c] for c in columns] for row in rows), fmt)
+    elif out.json_mode:
         out.json(rows)
     else:
-        out.table(rows, list(rows[0]) if rows else [], empty="(no rows)")
+        out.table(rows, list(rows[0]) if rows else [], empty="(no rows)", shorten=False)  # the data as selected
     return 0
+
+
+def _data_format(args: argparse.Namespace, out: Output) -> str | None:
+    """`--csv` or `--tsv` (one of them, not with --json), else None."""
+    chosen = [name for name in ("csv", "tsv") if getattr(args, name)]
+    if len(chosen) + out.json_mode > 1:
+        raise UsageError("sql: choose one output format among --json, --csv and --tsv")
+    return chosen[0] if chosen else None
 
 
 def trace(args: argparse.Namespace, out: Output) -> int:
     with NetInspector(args.file, unpickle=args.unpickle) as net:
-        lineage = net.trace(args.packet, depth=args.depth)
+        lineage = net.trace(net.resolve_id(args.packet), depth=args.depth)
     if out.json_mode:
         out.json(lineage)
         return 0
@@ -128,8 +142,8 @@ def trace(args: argparse.Namespace, out: Output) -> int:
                                 "(not stored: consumed values are kept only with consumed_packet_storage)"))
     out.line("path:", style="bold")
     for row in lineage["path"]:
-        where = " ".join(f"{k}={row[k]}" for k in ("node", "epoch") if row[k])
-        out.line(f"  {row['timestamp']}  {row['name']:<26} {where}  {cell(row['data'])}".rstrip())
+        where = " ".join(f"{k}={short_id(row[k])}" for k in ("node", "epoch") if row[k])
+        out.line(f"  {short_time(row['timestamp'])}  {row['name']:<26} {where}  {cell(row['data'])}".rstrip())
     for title, entries in (("made from (ancestors)", lineage["ancestors"]),
                            ("made into (descendants)", lineage["descendants"])):
         out.line(f"{title}:", style="bold")
@@ -137,7 +151,7 @@ def trace(args: argparse.Namespace, out: Output) -> int:
             out.line("  (none)", style="dim")
         for entry in entries:
             indent = "  " * abs(entry["depth"])
-            out.line(f"{indent}{entry['packet']}  from {_origin(entry['origin'])}; {_end(entry['end'])}")
+            out.line(f"{indent}{short_id(entry['packet'])}  from {_origin(entry['origin'])}; {_end(entry['end'])}")
     if lineage["truncated"]:
         out.line("(truncated: too many packets to list; a smaller --depth, or SQL over the history table, "
                  "shows the rest)", style="dim")
@@ -148,9 +162,9 @@ def _origin(origin: dict | None) -> str:
     if origin is None:
         return "unknown (no history record)"
     if origin["how"] == "created":
-        return f"epoch {origin['epoch']} of {origin['node']}"
+        return f"epoch {short_id(origin['epoch'])} of {origin['node']}"
     if origin["how"] == "replayed":
-        return f"a replay of dead letter packet {origin['replay_of']} at {origin['node']}.{origin['port']}"
+        return f"a replay of dead letter packet {short_id(origin['replay_of'])} at {origin['node']}.{origin['port']}"
     return f"injected at {origin.get('node')}.{origin.get('port')}"
 
 
@@ -160,51 +174,23 @@ def _end(end: dict | None) -> str:
     if end["state"] == "live":
         place = f"{end['node']}.{end['port']}" if end.get("port") else end.get("node") or ""
         return f"live ({end['location']} {place})".rstrip()
-    text = f"{end['state']} in epoch {end['epoch']} of {end['node']}"
+    text = f"{end['state']} in epoch {short_id(end['epoch'])} of {end['node']}"
     letter = end.get("dead_letter")
     if letter:
         text += f" (dead letter #{letter['seq']}, {letter['reason']}, {letter['status']}" + (
-            f" as {letter['replayed_as']})" if letter["replayed_as"] else ")")
+            f" as {short_id(letter['replayed_as'])})" if letter["replayed_as"] else ")")
     return text
-
-
-def logs(args: argparse.Namespace, out: Output) -> int:
-    with NetInspector(args.file) as net:
-        rows = net.logs(node=args.node, epoch=args.epoch, limit=args.limit or None)
-        _print_logs(rows, out)
-        if not args.follow:
-            return 0
-        last = max((r["seq"] for r in rows), default=0)
-        try:
-            while True:  # until the run ends (no process owns the net) or Ctrl-C
-                running = net.owner() is not None
-                rows = net.logs(node=args.node, epoch=args.epoch, after_seq=last)
-                _print_logs(rows, out)
-                last = max((r["seq"] for r in rows), default=last)
-                if not running:
-                    return 0
-                time.sleep(FOLLOW_INTERVAL)
-        except KeyboardInterrupt:
-            return 0
-
-
-def _print_logs(rows: list[dict], out: Output) -> None:
-    for row in rows:
-        if out.json_mode:
-            out.line(cell(row))  # one JSON object per line, so --follow streams
-        else:
-            out.line(f"{row['timestamp']}  {row['node']:<12} {row['epoch'] or '-'}  {row['text']}")
 
 
 def value(args: argparse.Namespace, out: Output) -> int:
     with NetInspector(args.file, unpickle=args.unpickle) as net:
-        found = net.value(args.packet)
+        found = net.value(net.resolve_id(args.packet))
     if found["kind"] == "json" or (found["kind"] == "pickle" and args.unpickle):
-        out.raw(_value_text(args.packet, found["value"]))
+        out.raw(_value_text(found["packet"], found["value"]))
         return 0
     what = "a value function (netrun never calls it to show it)" if found["kind"] == "func" else \
         "a pickled value (--unpickle shows it: code stored in the file runs)"
-    out.note(f"packet {args.packet} holds {what}; preview: {found['preview']}")
+    out.note(f"packet {found['packet']} holds {what}; preview: {found['preview']}")
     return 1
 
 
@@ -258,6 +244,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("statement", help='the query, e.g. "SELECT node_name, count(*) FROM epochs GROUP BY 1"')
     p.add_argument("--param", action="append", metavar="VALUE", help="a value for the next ? in the query: a "
                    "number if written as one, else text (repeatable)")
+    p.add_argument("--csv", action="store_true", help="print CSV (a header line, then the rows; BLOBs as base64)")
+    p.add_argument("--tsv", action="store_true", help="print tab-separated values (as --csv, with tabs)")
     p.set_defaults(func=sql)
 
     p = commands.add_parser("trace", parents=[common], help="a packet's lineage: where it came from, where it went",
@@ -277,13 +265,3 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("packet", help="the packet ID")
     p.add_argument("--unpickle", action="store_true", help=UNPICKLE_HELP)
     p.set_defaults(func=value)
-
-    p = commands.add_parser("logs", parents=[common], help="lines printed by node functions",
-                            description="Print captured output of node functions, oldest first.")
-    p.add_argument("file", help="the net's database file")
-    p.add_argument("--node", help="only this node's lines")
-    p.add_argument("--epoch", help="only this epoch's lines")
-    p.add_argument("--limit", type=count, default=0, metavar="N", help="only the newest N lines (0 = all)")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines while a process runs the "
-                   "net; ends when that run ends (or on Ctrl-C)")
-    p.set_defaults(func=logs)

@@ -20,8 +20,10 @@ def dlq_list(args: argparse.Namespace, out: Output) -> int:
     if out.json_mode:
         out.json(rows)
     else:
-        out.table(rows, ["seq", "node", "port", "packet", "reason", "status", "created_at", "value"],
-                  title="Dead letters" + ("" if args.all else " (pending)"), empty="none")
+        columns = ["seq", "node", "packet", "reason", *(["status"] if args.all else []), "error", "value"]
+        for row in rows:
+            row["error"] = (row["error"] or "").strip().split("\n")[0]  # its first line (all of it: dlq show)
+        out.table(rows, columns, title="Dead letters" + ("" if args.all else " (pending)"), empty="none")
     return 0
 
 

@@ -20,7 +20,7 @@ from ..inspector import NetInspector
 from ..net import Net
 from .files import add_import_paths, existing_file, remove_old_net
 from .numbers import seconds
-from .output import Output, UsageError, dead_letter_advice, shell, tracebacks
+from .output import Output, UsageError, dead_letter_advice, json_only_stdout, shell, tracebacks
 from .progress import LiveProgress, PlainProgress, Progress
 
 EXIT_INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"; also a pause asked by `netrun stop`
@@ -54,6 +54,11 @@ def _inject(net: Net, args: argparse.Namespace, packets: list[tuple[str, str, An
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    with json_only_stdout(out):  # --json: one document on stdout, whatever the nodes print
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Output) -> int:
     existing_file(args.net, "a TOML definition")
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
     packets = [_parse_packet(spec) for spec in args.packet or []]
@@ -79,6 +84,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def resume(args: argparse.Namespace, out: Output) -> int:
+    with json_only_stdout(out):
+        return _resume(args, out)
+
+
+def _resume(args: argparse.Namespace, out: Output) -> int:
     add_import_paths(args.path)
     net = Net.resume(args.file)
     with net:
@@ -174,7 +184,7 @@ def _summary(report: dict, out: Output, *, full: bool = False) -> None:
     out.line(f"{report['path']}: {report['state']} — {run['epochs_ended']} epochs in {run['seconds']:.2f} s"
              + (f" ({run['epochs_per_second']:.0f}/s)" if run["epochs_per_second"] else ""), style="bold")
     rows = [{"node": name, **counts} for name, counts in report["nodes"].items()]
-    out.table(rows, ["node", "startable", "running", "finished", "failed", "cancelled"], title="Epochs")
+    out.table(rows, ["node", "startable", "queued", "running", "finished", "failed", "cancelled"], title="Epochs")
     if report["recent_failures"]:
         out.table(report["recent_failures"], ["node", "epoch", "attempt", "error_type", "error"],
                   title="Recent failures")

@@ -8,6 +8,7 @@ can fail some epochs, then replay their dead letters into a run that succeeds.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -60,3 +61,22 @@ def wait_for_file(ctx, packets):
     print(f"saw {path.name}")
     ctx.load_output_port("out", ctx.create_packet(str(path)))
     ctx.send_output_salvo("send_out")
+
+
+def chatty(ctx, packets):
+    """Write to stdout every way a node can: print (captured, and echoed with echo_stdout), sys.stdout,
+    and the file descriptor itself; then pass the values on."""
+    for value in chatty_end(ctx, packets):
+        ctx.load_output_port("out", ctx.create_packet(value))
+    ctx.send_output_salvo("send_out")
+
+
+def chatty_end(ctx, packets):
+    """`chatty` for a node without output ports: returns the values (the salvo takes every waiting one)."""
+    values = [ctx.consume_packet(packet) for packet in packets["in"]]
+    for value in values:
+        print(f"print {value}")
+        sys.stdout.write(f"sys.stdout {value}\n")
+        sys.stdout.flush()
+        os.write(1, f"fd 1 {value}\n".encode())
+    return values

@@ -145,8 +145,10 @@ def test_validate_of_a_broken_definition_names_the_file_and_the_problem(cli: Cli
     assert line.startswith(f"netrun: error: {path}")
     assert says in line
     assert file_state(tmp_path) == before  # validating creates nothing
-    error = json.loads(cli("validate", path, "--json").err)
-    assert error["error"] == "DefinitionError" and str(path) in error["message"]
+    checked = cli("validate", path, "--json")
+    assert checked.code == 1
+    report = checked.json()  # the report, with its errors, on stdout
+    assert report["valid"] is False and [e["message"] for e in report["errors"]] == [line.split(": error: ", 1)[1]]
     assert cli("graph", path).code == 1  # graph reads the definition the same way
 
 

@@ -18,14 +18,16 @@ from types import SimpleNamespace
 import pytest
 from freezegun import freeze_time
 
-from netrun.cli import reads
+from netrun.cli import logs as logs_command
+from netrun.cli.output import short_time
+from netrun.shortids import short_id
 from netrun.inspector import NetInspector
 
 from .conftest import (DEADLINE, HERE, Cli, copy_db, file_state, read_until, rows, scalar, start_child, stop_child,
                        wait_for)
 
 NODES = ["Count", "Merge", "Read", "Split", "Tokenize"]
-STATES = ["startable", "running", "finished", "failed", "cancelled"]
+STATES = ["startable", "queued", "running", "finished", "failed", "cancelled"]  # queued: none in these runs
 
 HOLD_TOML = """
 [nodes.Hold]
@@ -124,7 +126,7 @@ def test_status_text_of_a_finished_run_shows_the_counts_and_the_packet_left(cli:
     counts = expected_counts(wordfreq_db)
     assert epoch_table(result.out) == {node: [counts[node][s] for s in STATES] for node in NODES}
     packet = scalar(wordfreq_db, "SELECT id FROM packets WHERE state = 'live'")
-    assert any(packet in line and "Merge" in line and "total" in line for line in lines)
+    assert any(short_id(packet) in line and "Merge" in line and "total" in line for line in lines)
 
 
 def test_status_of_a_net_with_startable_work_left_is_stopped(cli: Cli, stopped_db: Path):
@@ -239,7 +241,7 @@ def test_history_text_prints_one_line_per_record(cli: Cli, wordfreq_db: Path):
     lines = cli("history", wordfreq_db, "--node", "Merge", "--limit", "3").out.splitlines()
     assert len(lines) == 3
     for line, row in zip(lines, expected):
-        assert line.split()[:4] == [str(row["seq"]), row["timestamp"], row["type"], row["name"]]
+        assert line.split()[:5] == [str(row["seq"]), *short_time(row["timestamp"]).split(), row["type"], row["name"]]
         assert "node=Merge" in line
 
 
@@ -424,9 +426,9 @@ def test_trace_of_a_tokenize_output_walks_both_ways(cli: Cli, wordfreq_db: Path)
     assert lineage["truncated"] is False
 
     text = cli("trace", wordfreq_db, packet).out
-    assert f"came from: epoch {tokenize_epoch} of Tokenize" in text
-    assert f"went to:   consumed in epoch {count_epoch} of Count" in text
-    assert line in text and document in text and all(p in text for p in counted)
+    assert f"came from: epoch {short_id(tokenize_epoch)} of Tokenize" in text
+    assert f"went to:   consumed in epoch {short_id(count_epoch)} of Count" in text
+    assert short_id(line) in text and short_id(document) in text and all(short_id(p) in text for p in counted)
 
 
 def test_trace_shows_the_value_of_a_packet_that_has_one_stored(cli: Cli, wordfreq_db: Path):
@@ -476,22 +478,22 @@ def test_logs_by_node_epoch_and_limit(cli: Cli, failing_db: Path):
     sink = log_rows(failing_db, "node_name = 'Sink'")
     assert [r["text"] for r in sink] == ["collected 20", "collected 40", "collected 60"]
     lines = cli("logs", failing_db, "--node", "Sink").out.splitlines()
-    assert [line.split(None, 3)[3] for line in lines] == [r["text"] for r in sink]
-    assert all(line.split()[1:3] == ["Sink", r["epoch"]] for line, r in zip(lines, sink))
+    assert [line.split(None, 4)[4] for line in lines] == [r["text"] for r in sink]
+    assert all(line.split()[2:4] == ["Sink", short_id(r["epoch"])] for line, r in zip(lines, sink))
     one = sink[1]
     assert cli("logs", failing_db, "--epoch", one["epoch"]).out.splitlines() == [
-        f"{one['timestamp']}  Sink         {one['epoch']}  collected 40"]
+        f"{short_time(one['timestamp'])}  Sink         {short_id(one['epoch'])}  collected 40"]
     everything = log_rows(failing_db)
     assert {r["node"] for r in everything} == {"Check", "Sink"}
     newest = cli("logs", failing_db, "--limit", "2").out.splitlines()
     assert [line.rsplit("  ", 1)[1] for line in newest] == [r["text"] for r in everything[-2:]]
 
 
-def test_logs_json_is_one_object_per_line(cli: Cli, wordfreq_db: Path):
+def test_logs_json_is_one_document(cli: Cli, wordfreq_db: Path):
     result = cli("logs", wordfreq_db, "--node", "Split", "--json")
     assert result.code == 0
-    assert [json.loads(line) for line in result.out.splitlines()] == log_rows(wordfreq_db, "node_name = 'Split'")
-    assert len(result.out.splitlines()) == 5  # one line per document of the corpus
+    assert result.json() == log_rows(wordfreq_db, "node_name = 'Split'")
+    assert len(result.json()) == 5  # one line per document of the corpus
 
 
 def test_logs_of_an_unknown_node_is_an_error_naming_it(cli: Cli, wordfreq_db: Path):
@@ -506,7 +508,7 @@ def test_logs_follow_on_a_finished_run_prints_and_returns_at_once(
     def no_waiting(seconds: float) -> None:
         raise AssertionError("logs --follow waited for more lines of a run that has ended")
 
-    monkeypatch.setattr(reads, "time", SimpleNamespace(sleep=no_waiting))
+    monkeypatch.setattr(logs_command, "time", SimpleNamespace(sleep=no_waiting))
     result = cli("logs", wordfreq_db, "--follow", "--json")
     assert result.code == 0
     assert [json.loads(line) for line in result.out.splitlines()] == log_rows(wordfreq_db)
@@ -539,11 +541,11 @@ def test_logs_follow_prints_lines_written_later_until_the_run_ends(
         return found
 
     monkeypatch.setattr(NetInspector, "logs", logs_then_go)
-    monkeypatch.setattr(reads, "FOLLOW_INTERVAL", 0.02)
+    monkeypatch.setattr(logs_command, "FOLLOW_INTERVAL", 0.02)
     result = cli("logs", db, "--follow")
     assert result.code == 0
     assert answers[0] == [f"relay {go}"]  # the first read: only what was there
-    assert [line.split(None, 3)[3] for line in result.out.splitlines()] == [
+    assert [line.split(None, 4)[4] for line in result.out.splitlines()] == [
         f"relay {go}", "saw go", f"collected {go}"]
     assert child.wait(timeout=10) == 0  # follow ended because the run ended
 

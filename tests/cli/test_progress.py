@@ -44,9 +44,9 @@ def test_the_live_table_shows_counts_per_node_and_packets_waiting(tmp_path, monk
             net.start()
             screen.print(display.render())
     text = screen.export_text()
-    assert re.search(r"1 epochs ended \(\d+/s\)\s+running 0\s+startable 0\s+failed 0", text)
-    # columns: startable, started, running, finished, failed, cancelled
-    assert re.search(r"│ Emit\s+│\s+0 │\s+1 │\s+0 │\s+1 │\s+0 │\s+0 │", text)
+    assert re.search(r"1 epochs ended \(\d+/s\)\s+running 0\s+queued 0\s+startable 0\s+failed 0", text)
+    # columns: startable, queued, running, finished, failed, cancelled
+    assert re.search(r"│ Emit\s+│\s+0 │\s+0 │\s+0 │\s+1 │\s+0 │\s+0 │", text)
     assert re.search(r"│ Hold\s+│\s+0 │\s+0 │\s+0 │\s+0 │\s+0 │\s+0 │", text)
     assert "packets waiting" in text
     assert re.search(r"│ \(at port\)\s+│ Hold\.in\s+│\s+7 │", text)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import netrun
+from netrun.shortids import short_id
 
 from .conftest import FAILING_TOML, HERE, Cli, copy_db, file_state, read_until, rows, scalar, start_child
 from .cli_nodes import ACCEPT_ODD
@@ -62,10 +63,11 @@ def test_dlq_list_text_previews_each_value(cli: Cli, failing_db: Path):
     result = cli("dlq", failing_db, "list")
     assert result.code == 0
     assert "Dead letters (pending)" in result.out
-    body = table_cells(result.out, 8)  # seq node port packet reason status created_at value
-    assert [(c[0], c[1], c[2], c[3], c[4], c[5], c[7]) for c in body] == [
-        (str(s["seq"]), "Check", "in", s["packet_id"], "failed", "pending", value)
-        for s, value in zip(letters(failing_db), ("1", "3", "5"))]
+    body = table_cells(result.out, 6)  # seq node packet reason error value
+    assert body == [[str(s["seq"]), "Check", short_id(s["packet_id"]), "failed", f"ValueError: odd value {value} "
+                     "refused", value] for s, value in zip(letters(failing_db), ("1", "3", "5"))]
+    every = table_cells(cli("dlq", failing_db, "list", "--all").out, 7)  # with the status
+    assert [row[4] for row in every] == ["pending"] * 3
 
 
 def test_dlq_list_by_node(cli: Cli, failing_db: Path):
@@ -128,7 +130,7 @@ def test_replay_by_number_puts_a_new_packet_at_the_port_and_resume_runs_it(
     [made] = lineage["descendants"]
     assert (made["packet"], made["depth"], made["parent_epoch"], made["origin"]["how"]) == (
         packet, 1, None, "replayed")
-    assert f"replayed as {packet}" in cli("trace", failing_db, original["packet_id"]).out
+    assert f"replayed as {short_id(packet)}" in cli("trace", failing_db, original["packet_id"]).out
 
     monkeypatch.setenv(ACCEPT_ODD, "1")  # the cause is fixed: Check now passes odd numbers
     assert cli("resume", failing_db, "--path", HERE, "--no-progress").code == 0

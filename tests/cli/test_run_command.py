@@ -48,7 +48,7 @@ def test_run_injects_the_source_runs_to_completion_and_summarizes(tmp_path, caps
                      r"Emit 1/1/0, Sink \d+/\d+/0, Work \d+/\d+/0$", out, re.MULTILINE)
     assert "\x1b[" not in out
     assert re.search(rf"{re.escape(str(db))}: finished — 61 epochs in", out)
-    assert re.search(r"│ Sink\s+│\s+0 │\s+0 │\s+30 │", out)
+    assert re.search(r"│ Sink\s+│\s+0 │\s+0 │\s+0 │\s+30 │", out)  # startable, queued, running, finished
     assert sink_values(db) == [i * 10 for i in range(30)]
 
 

@@ -1,0 +1,150 @@
+"""Export a net's tables as CSV, TSV, JSON or JSON lines (`netrun export`), with sqlite-utils.
+
+sqlite-utils cannot wrap apsw, so the export reads through its own stdlib `sqlite3` connection,
+which cannot write (see `open_readonly`): it never writes the database and works while a process
+runs the net (it sees what was committed when it began). Nothing is unpickled: a pickled value (or a
+value function) is exported as its stored preview, with its kind in the kind column; a JSON
+value, a history record's data and the JSON settings are exported as JSON by the JSON formats
+(as their text in CSV/TSV). A file is written to a temporary name beside it and renamed when
+complete, so an error never leaves half a file; a folder of tables likewise.
+
+Do not call this in a process that holds the net open through apsw (see README "The database":
+two SQLite libraries in one process do not share file locks); the `netrun` command never does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import sys
+import secrets
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from typing import Any, TextIO
+
+import sqlite_utils
+
+from .errors import ConfigError, NotFoundError
+from .tabular import EXTENSIONS, Json, write_rows
+
+# The tables of "The database" (README), exported when no table is named, in this order.
+CONTRACT_TABLES = ("history", "epochs", "epoch_attempts", "packets", "packet_values", "dead_letters", "node_logs",
+                   "deferred_actions", "epoch_jobs", "inbox", "net_meta", "node_settings")
+# table -> (value column, kind column, preview column): values that may be pickles
+VALUE_COLUMNS = {"packet_values": ("data", "kind", "preview"), "dead_letters": ("value", "value_kind", "value_preview")}
+JSON_COLUMNS = {"history": ("data",), "epochs": ("salvo",), "node_settings": ("config", "functions", "port_types")}
+
+def open_readonly(path: str) -> sqlite_utils.Database:
+    """A sqlite-utils Database over a stdlib connection to `path` (which must exist) that cannot write.
+
+    As `db.open_connection(readonly=True)` does for apsw, and for the same reason, it is opened
+    `mode=rw` with `PRAGMA query_only` when the file can be written: a `mode=ro` connection to a WAL
+    database leaves `-wal` and `-shm` files behind (SQLite removes them only when the last connection
+    to close can write). A file that cannot be written is opened `mode=ro`."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+    try:
+        conn = sqlite3.connect(uri + "?mode=rw", uri=True)
+    except sqlite3.OperationalError:  # no write permission: truly read-only
+        conn = sqlite3.connect(uri + "?mode=ro", uri=True)
+    conn.execute("PRAGMA query_only = ON")
+    return sqlite_utils.Database(conn)
+
+
+def table_names(db: sqlite_utils.Database) -> list[str]:
+    """Every table and view that may be exported: the contract tables first, then the others
+    (SQLite's own and FTS shadow tables left out)."""
+    present = [n for n in [*db.table_names(), *db.view_names()] if not n.startswith("sqlite_")]
+    return [t for t in CONTRACT_TABLES if t in present] + sorted(t for t in present if t not in CONTRACT_TABLES)
+
+
+def _rows(db: sqlite_utils.Database, table: str) -> tuple[list[str], Iterator[list[Any]]]:
+    """The table's columns and its rows as exported: no pickle, JSON marked as JSON."""
+    columns = [c.name for c in db[table].columns]
+    value = VALUE_COLUMNS.get(table)
+    json_columns = set(JSON_COLUMNS.get(table, ())) & set(columns)
+    positions = {c: i for i, c in enumerate(columns)}
+
+    def rows() -> Iterator[list[Any]]:
+        for row in db.execute(f"SELECT * FROM [{table}]"):
+            row = list(row)
+            for column in json_columns:
+                if isinstance(row[positions[column]], str):
+                    row[positions[column]] = Json(row[positions[column]])
+            if value and all(c in positions for c in value):
+                data, kind, preview = (positions[c] for c in value)
+                if row[kind] == "json" and isinstance(row[data], str):
+                    row[data] = Json(row[data])
+                elif row[data] is not None:  # a pickle or a value function: never unpickled, never shown
+                    row[data] = row[preview]
+            yield row
+
+    return columns, rows()
+
+
+def _check_table(db: sqlite_utils.Database, table: str, path: str) -> None:
+    names = table_names(db)
+    if table not in names:
+        raise NotFoundError(f"{path} has no table {table!r}; its tables: {', '.join(names)}", table=table)
+
+
+def export_table(path: str, table: str, fmt: str, stream: TextIO | None = None, *, output: str | None = None) -> int:
+    """Write `table` of the net at `path` in `fmt` to `output` (a file, replaced atomically) or `stream`
+    (stdout by default). Returns the number of rows. Raises NotFoundError for an unknown table."""
+    with closing(open_readonly(path).conn) as conn:
+        db = sqlite_utils.Database(conn)
+        _check_table(db, table, path)
+        columns, rows = _rows(db, table)
+        if output is None:
+            return write_rows(stream or sys.stdout, columns, rows, fmt)
+        with _atomic_file(output) as handle:
+            return write_rows(handle, columns, rows, fmt)
+
+
+def export_folder(path: str, folder: str, fmt: str, tables: list[str] | None = None) -> dict[str, int]:
+    """Write every table (or `tables`) of the net at `path` into a new `folder`, one `<table>.<ext>` file each,
+    all read in one transaction (one consistent state of the net). The folder appears complete, or not at
+    all. Returns {table: rows}. Raises ConfigError if `folder` exists and is not empty."""
+    if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
+        raise ConfigError(f"{folder} already exists and is not an empty folder; name a new folder for the export",
+                          path=folder)
+    work = _temporary_name(folder)
+    os.mkdir(work)  # the usual permissions (mkdtemp's would be private)
+    try:
+        counts = {}
+        with closing(open_readonly(path).conn) as conn:
+            db = sqlite_utils.Database(conn)
+            conn.execute("BEGIN")  # every table from the same snapshot
+            for table in tables or table_names(db):
+                _check_table(db, table, path)
+                columns, rows = _rows(db, table)
+                with open(os.path.join(work, f"{table}.{EXTENSIONS[fmt]}"), "w", encoding="utf-8", newline="") as f:
+                    counts[table] = write_rows(f, columns, rows, fmt)
+            conn.execute("COMMIT")
+        os.replace(work, folder)  # an empty folder of that name is replaced too
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return counts
+
+
+def _temporary_name(target: str) -> str:
+    """A new hidden name beside `target` (same folder, so the final rename is atomic)."""
+    folder, name = os.path.split(os.path.abspath(target))
+    return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+@contextmanager
+def _atomic_file(target: str) -> Iterator[TextIO]:
+    """A file written under a temporary name beside `target`, renamed to it once complete (removed on error)."""
+    temporary = _temporary_name(target)
+    try:
+        with open(temporary, "x", encoding="utf-8", newline="") as handle:  # the usual permissions
+            yield handle
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+

@@ -1,0 +1,136 @@
+"""`netrun export`: tables as CSV, TSV, JSON or JSON lines, read-only, never unpickling, never
+leaving half a file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import netrun
+from netrun import export as export_module
+from netrun.export import CONTRACT_TABLES
+from netrun.graphs import chain
+
+from .conftest import Cli, rows
+
+
+class Trap:
+    """A value whose unpickling creates a file (what a hostile pickle could do)."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+    def __repr__(self) -> str:
+        return "Trap()"
+
+
+@pytest.fixture
+def values_db(tmp_path: Path) -> tuple[Path, Path]:
+    """A net with three live packets: a JSON value, a pickled tuple and a pickle that must not be loaded."""
+    db, marker = tmp_path / "values.db", tmp_path / "unpickled"
+    trap = Trap()
+    trap.marker = str(marker)
+    with netrun.Net(chain("A", "B"), db=str(db)) as net:
+        net.inject_packet("B", "in", {"city": "Oslo", "n": [1, 2]})
+        net.inject_packet("B", "in", (1, "two"))
+        net.inject_packet("B", "in", trap)
+    return db, marker
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_one_table_as_csv_on_stdout(cli: Cli, wordfreq_db: Path):
+    result = cli("export", wordfreq_db, "--table", "epochs")
+    assert result.code == 0
+    got = list(csv.DictReader(io.StringIO(result.out)))
+    expected = rows(wordfreq_db, "SELECT * FROM epochs")
+    assert len(got) == len(expected) and got[0].keys() == expected[0].keys()
+    assert [r["id"] for r in got] == [r["id"] for r in expected]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "tsv"])
+def test_every_format_holds_the_rows(cli: Cli, wordfreq_db: Path, tmp_path: Path, fmt: str):
+    out = tmp_path / f"logs.{fmt}"
+    assert cli("export", wordfreq_db, "--table", "node_logs", "--format", fmt, "-o", out).code == 0
+    text = out.read_text()
+    expected = rows(wordfreq_db, "SELECT * FROM node_logs")
+    if fmt == "json":
+        got = json.loads(text)
+    elif fmt == "jsonl":
+        got = [json.loads(line) for line in text.splitlines()]
+    else:
+        got = [{k: int(v) if k == "seq" else v for k, v in r.items()} for r in
+               csv.DictReader(io.StringIO(text), delimiter="\t")]
+    assert got == expected
+
+
+def test_json_flag_is_format_json(cli: Cli, wordfreq_db: Path):
+    assert cli("export", wordfreq_db, "--table", "net_meta", "--json").json() == \
+        json.loads(cli("export", wordfreq_db, "--table", "net_meta", "--format", "json").out)
+
+
+def test_values_export_as_json_or_their_preview_and_are_never_unpickled(cli: Cli, values_db, tmp_path: Path):
+    db, marker = values_db
+    for fmt in ("json", "csv"):
+        out = tmp_path / f"values.{fmt}"
+        assert cli("export", db, "--table", "packet_values", "--format", fmt, "-o", out).code == 0
+    assert not marker.exists()  # nothing was unpickled
+    exported = {r["kind"] + ":" + str(r["preview"]): r["data"] for r in json.loads((tmp_path / "values.json").read_text())}
+    assert exported == {'json:{"city":"Oslo","n":[1,2]}': {"city": "Oslo", "n": [1, 2]},
+                        "pickle:(1, 'two')": "(1, 'two')", "pickle:Trap()": "Trap()"}
+    text = list(csv.DictReader(io.StringIO((tmp_path / "values.csv").read_text())))
+    assert sorted(r["data"] for r in text) == sorted(['{"city":"Oslo","n":[1,2]}', "(1, 'two')", "Trap()"])
+
+
+def test_without_a_table_every_table_goes_into_a_new_folder(cli: Cli, wordfreq_db: Path, tmp_path: Path):
+    before = _files(wordfreq_db.parent)
+    folder = tmp_path / "exported"
+    result = cli("export", wordfreq_db, "--format", "jsonl", "-o", folder)
+    assert result.code == 0, result.err
+    names = {p.name for p in folder.iterdir()}
+    assert {f"{t}.jsonl" for t in CONTRACT_TABLES} <= names
+    assert _files(wordfreq_db.parent) == before  # the database is unchanged, no -wal or -shm left
+    history = (folder / "history.jsonl").read_text().splitlines()
+    assert len(history) == len(rows(wordfreq_db, "SELECT seq FROM history"))
+    assert json.loads(history[0])["seq"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_an_export_cut_short_leaves_no_file(cli: Cli, wordfreq_db: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch):
+    real = export_module.write_rows
+
+    def fail_after_some(stream, columns, rows_, fmt):
+        real(stream, columns, (row for _, row in zip(range(3), rows_)), fmt)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_module, "write_rows", fail_after_some)
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.csv").write_text("kept\n")
+    assert cli("export", wordfreq_db, "--table", "history", "-o", target / "old.csv").code == 1
+    assert cli("export", wordfreq_db, "-o", tmp_path / "folder").code == 1
+    assert _files(target) == {"old.csv": b"kept\n"}  # the old file stays whole; no temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "wf.db"]
+
+
+def test_refusals(cli: Cli, wordfreq_db: Path, tmp_path: Path):
+    result = cli("export", wordfreq_db, "--table", "nope")
+    assert result.code == 1 and "'nope'" in result.err and "history" in result.err
+    assert cli("export", wordfreq_db).code == 2  # every table needs a folder
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("")
+    result = cli("export", wordfreq_db, "-o", full)
+    assert result.code == 1 and str(full) in result.err
+    assert os.listdir(full) == ["x"]
+    assert cli("export", tmp_path / "missing.db", "--table", "history").code == 1
