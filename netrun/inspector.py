@@ -151,7 +151,10 @@ class NetInspector:
         """Epochs per node and state (every node of the graph, zeros included), as `Net.poll()` counts
         them: of the `startable` ones, those in a pool's queue are `queued` instead."""
         counts = {name: dict.fromkeys(COUNTS, 0) for name in sorted(self.graph.nodes())}
-        for node, state, n in self._conn.execute("SELECT node_name, state, count(*) FROM epochs GROUP BY 1, 2"):
+        # open epochs through the epochs_open index, ended ones from node_counts (kept by triggers)
+        for node, state, n in self._conn.execute(
+                "SELECT node_name, state, count(*) FROM epochs WHERE state IN ('startable', 'running') GROUP BY 1, 2 "
+                "UNION ALL SELECT node_name, state, n FROM node_counts"):
             counts.setdefault(node, dict.fromkeys(COUNTS, 0))[state] = n
         for node, jobs in pool_jobs_by_node(self._conn).items():
             if node in counts:

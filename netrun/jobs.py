@@ -66,11 +66,6 @@ INSERT_JOB = ("INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, pool,
               "iif(?6 = 'claimed', ?8, NULL), ?9, ?10)")
 
 
-# A main-thread epoch's job, written once when it ends (its `running` mark is the epochs row).
-INSERT_MAIN_JOB = ("INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, state, worker, enqueued_at, claimed_at, "
-                   "done_at, outcome) VALUES (?1, ?2, ?3, ?4, 'done', 'main', ?5, ?5, ?6, ?7)")
-
-
 def job_params(job: NewJob) -> tuple:
     return (job.epoch_id, job.seq, job.node_name, job.priority, job.pool, job.state, job.worker,
             job.enqueued_at, job.not_before, job.attempt)

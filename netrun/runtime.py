@@ -46,7 +46,7 @@ from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
 from .inbox import Inbox
 from .intents import StartLog
-from .jobs import INSERT_MAIN_JOB, Claim, NewJob, next_seq
+from .jobs import Claim, NewJob, next_seq
 from .journal import Journal
 from .control import Controller
 from .owner import Owner
@@ -420,11 +420,8 @@ class Runtime:
         finally:
             self.running.discard(job.epoch_id)
             self.running_count[job.node_name] -= 1
-            started = self._started_at.pop(job.epoch_id, None)
-            if outcome is not None and started is not None:
-                self.job_seq += 1
-                self.journal.add(INSERT_MAIN_JOB, (job.epoch_id, self.job_seq, job.node_name,
-                                                   self.depth[job.node_name], started, self.journal.now(), outcome))
+            # A main-thread epoch has no job row: its attempt row (epoch_attempts) is its record.
+            self._started_at.pop(job.epoch_id, None)
 
     def commit(self) -> None:
         """Commit what the owner wrote since its last commit, then wake the workers for new jobs."""

@@ -38,10 +38,10 @@ def test_error_callback_that_raises_does_not_stall_the_net(tmp_path):
         for value in (1, 2, 3, 4):
             net.inject_packet("A", "in", value)
         net.start()
-        jobs = net.query("SELECT state, count(*) AS n FROM epoch_jobs GROUP BY 1")
+        jobs = net.query("SELECT count(*) AS n FROM epoch_attempts WHERE outcome IS NOT NULL")
         log = net.get_node_log("A")
     assert sorted(seen) == [1, 3, 4]
-    assert jobs == [{"state": "done", "n": 7}]
+    assert jobs == [{"n": 7}]
     assert rows(db, "SELECT count(*) AS n FROM epoch_jobs WHERE state IN ('claimed', 'queued')") == [{"n": 0}]
     assert sum("error_callback raised ZeroDivisionError" in line for line in log) == 1
     assert rows(db, "SELECT state, count(*) AS n FROM epochs WHERE node_name = 'A' GROUP BY 1 ORDER BY 1") == [
@@ -178,14 +178,15 @@ def test_pause_inside_a_node_releases_the_claimed_jobs_it_did_not_start(tmp_path
             net.inject_packet("Sink", "in", value)
         net.start()
         assert len(seen) == 3
-        first = net.query("SELECT state, count(*) AS n FROM epoch_jobs GROUP BY 1 ORDER BY 1")
-        # main-thread epochs get their job row when they start: the 17 others are simply startable
-        assert first == [{"state": "done", "n": 3}]
+        first = net.query("SELECT outcome, count(*) AS n FROM epoch_attempts GROUP BY 1 ORDER BY 1")
+        # main-thread epochs have no job row; 3 ran, the 17 others are simply startable
+        assert first == [{"outcome": "finished", "n": 3}]
+        assert net.query("SELECT count(*) AS n FROM epoch_jobs") == [{"n": 0}]
         assert len(net.get_startable_epochs()) == 17
         net.start()
-        second = net.query("SELECT state, count(*) AS n FROM epoch_jobs GROUP BY 1")
+        second = net.query("SELECT outcome, count(*) AS n FROM epoch_attempts GROUP BY 1")
     assert sorted(seen) == list(range(20))
-    assert second == [{"state": "done", "n": 20}]
+    assert second == [{"outcome": "finished", "n": 20}]
     assert rows(db, "SELECT state, count(*) AS n FROM epochs GROUP BY 1") == [{"state": "finished", "n": 20}]
 
 

@@ -130,7 +130,7 @@ def test_context_misuse_fails_the_epoch_with_a_specific_error(tmp_path, func, er
         assert failure.node_name == "A" and failure.epoch_id == epoch["id"]
         assert "'A'" in str(failure) and epoch["id"] in str(failure)
         assert net.query("SELECT count(*) AS n FROM packets WHERE state = 'live'") == [{"n": 0}]
-        assert net.query("SELECT outcome FROM epoch_jobs") == [{"outcome": "failed"}]
+        assert net.query("SELECT outcome FROM epoch_attempts") == [{"outcome": "failed"}]
     assert seen == []
 
 
@@ -172,7 +172,7 @@ def test_cancelled_epoch_destroys_its_packets_into_dead_letters_without_failing(
     assert states == [{"state": "cancelled", "n": 1}, {"state": "finished", "n": 2}]
     [cancelled] = rows(db, "SELECT id, error, error_type FROM epochs WHERE state = 'cancelled'")
     assert cancelled["error"] is None and cancelled["error_type"] is None
-    assert rows(db, "SELECT outcome FROM epoch_jobs WHERE epoch_id = ?", (cancelled["id"],)) == [
+    assert rows(db, "SELECT outcome FROM epoch_attempts WHERE epoch_id = ?", (cancelled["id"],)) == [
         {"outcome": "cancelled"}]
     packets = rows(db, "SELECT id, state FROM packets WHERE epoch_id = ?", (cancelled["id"],))
     assert len(packets) == 2 and {p["state"] for p in packets} == {"destroyed"}
@@ -221,7 +221,7 @@ def test_failed_epoch_records_error_and_dead_letters_its_input(tmp_path):
         packet_id, "A", "in", epoch["id"], "failed")
     assert "boom" in letter["error"]
     assert stored_value(letter["value"]) == ("precious", 1)
-    assert rows(db, "SELECT state, outcome FROM epoch_jobs") == [{"state": "done", "outcome": "failed"}]
+    assert rows(db, "SELECT outcome FROM epoch_attempts") == [{"outcome": "failed"}]
     [failure] = failures
     assert isinstance(failure, netrun.NodeExecutionFailed)
     assert (failure.node_name, failure.epoch_id) == ("A", epoch["id"])
@@ -438,5 +438,5 @@ def test_pause_from_a_node_finishes_its_epoch_and_starts_no_other(tmp_path):
         assert net.query("SELECT count(*) AS n FROM epoch_jobs WHERE state = 'claimed'") == [{"n": 0}]
         net.start()
         assert seen == [1, 2, 3]
-        assert net.query("SELECT state, outcome, count(*) AS n FROM epoch_jobs GROUP BY 1, 2") == [
-            {"state": "done", "outcome": "finished", "n": 3}]
+        assert net.query("SELECT outcome, count(*) AS n FROM epoch_attempts GROUP BY 1") == [
+            {"outcome": "finished", "n": 3}]

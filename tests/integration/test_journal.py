@@ -235,7 +235,7 @@ def test_history_max_size_bounds_memory_not_the_table(tmp_path):
 
 TIMESTAMP_COLUMNS = [("history", "timestamp"), ("epochs", "created_at"), ("epochs", "started_at"),
                      ("epochs", "finished_at"), ("packets", "created_at"), ("packets", "finished_at"),
-                     ("epoch_jobs", "enqueued_at"), ("epoch_jobs", "done_at"), ("node_logs", "timestamp")]
+                     ("epoch_attempts", "started_at"), ("epoch_attempts", "finished_at"), ("node_logs", "timestamp")]
 
 
 def test_timestamps_are_iso_text_that_sqlite_understands(tmp_path):

@@ -79,19 +79,19 @@ def test_history_has_every_action_and_event_kind_linked_by_action_id(tmp_path):
     assert scalar(db, "SELECT count(*) FROM history WHERE type = 'event' AND name = 'EpochFinished'") == finished
 
 
-def test_every_epoch_goes_through_the_job_queue(tmp_path):
+def test_every_epoch_has_one_attempt_row_and_main_thread_epochs_no_job_row(tmp_path):
     with chain_net(tmp_path, []) as net:
         net.inject_source_epoch("Source")
         net.inject_packet("A", "in", 10)
         net.start()
     db = tmp_path / "run.db"
-    jobs = rows(db, "SELECT e.id, count(j.epoch_id) AS jobs, min(j.state) AS state, min(j.outcome) AS outcome, "
-                    "min(j.node_name = e.node_name) AS same_node "
-                    "FROM epochs e LEFT JOIN epoch_jobs j ON j.epoch_id = e.id GROUP BY e.id")
-    assert len(jobs) == 9
-    for job in jobs:
-        assert (job["jobs"], job["state"], job["outcome"], job["same_node"]) == (1, "done", "finished", 1), job
-    assert scalar(db, "SELECT count(*) FROM epoch_jobs") == 9
+    attempts = rows(db, "SELECT e.id, count(a.epoch_id) AS attempts, min(a.outcome) AS outcome, "
+                        "min(a.node_name = e.node_name) AS same_node "
+                        "FROM epochs e LEFT JOIN epoch_attempts a ON a.epoch_id = e.id GROUP BY e.id")
+    assert len(attempts) == 9
+    for attempt in attempts:
+        assert (attempt["attempts"], attempt["outcome"], attempt["same_node"]) == (1, "finished", 1), attempt
+    assert scalar(db, "SELECT count(*) FROM epoch_jobs") == 0
 
 
 def test_packet_and_epoch_ids_are_ulids(tmp_path):

@@ -45,6 +45,9 @@ CREATE TABLE epoch_attempts (
     PRIMARY KEY (epoch_id, attempt)
 ) STRICT, WITHOUT ROWID;
 
+-- index epoch_attempts_failed on epoch_attempts
+CREATE INDEX epoch_attempts_failed ON epoch_attempts (finished_at) WHERE outcome = 'failed';
+
 -- table epoch_jobs on epoch_jobs
 CREATE TABLE "epoch_jobs" (
     epoch_id     TEXT PRIMARY KEY,
@@ -183,6 +186,31 @@ CREATE TABLE net_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) STRICT;
+
+-- table node_counts on node_counts
+CREATE TABLE node_counts (
+    node_name TEXT NOT NULL,
+    state     TEXT NOT NULL CHECK (state IN ('finished', 'cancelled', 'failed')),
+    n         INTEGER NOT NULL,
+    PRIMARY KEY (node_name, state)
+) STRICT, WITHOUT ROWID;
+
+-- trigger node_counts_insert on epochs
+CREATE TRIGGER node_counts_insert AFTER INSERT ON epochs
+WHEN NEW.state IN ('finished', 'cancelled', 'failed')
+BEGIN
+    INSERT INTO node_counts (node_name, state, n) VALUES (NEW.node_name, NEW.state, 1)
+    ON CONFLICT (node_name, state) DO UPDATE SET n = n + 1;
+END;
+
+-- trigger node_counts_update on epochs
+CREATE TRIGGER node_counts_update AFTER UPDATE OF state ON epochs
+WHEN NEW.state IS NOT OLD.state AND NEW.state IN ('finished', 'cancelled', 'failed')
+BEGIN
+    INSERT INTO node_counts (node_name, state, n) VALUES (NEW.node_name, NEW.state, 1)
+    ON CONFLICT (node_name, state) DO UPDATE SET n = n + 1;
+    UPDATE node_counts SET n = n - 1 WHERE node_name = OLD.node_name AND state = OLD.state;
+END;
 
 -- table node_logs on node_logs
 CREATE TABLE node_logs (
