@@ -1,0 +1,120 @@
+"""A long run with a retention policy: does the file stay bounded and the pace steady?
+
+Source -> A -> B -> Sink, durability normal, `retention` (default "1m"). Each Source epoch emits
+--per-source values, so --values values take values / per-source source epochs (injected up front)
+plus 3 epochs per value. Once a second the main thread samples the values that reached Sink and
+the size of the database file plus its WAL. Reports:
+  - the largest size seen, and the final size after the run;
+  - epochs per second over the first and the last 10 % of the values, and their ratio;
+  - bytes per epoch at the end.
+
+    python tools/soak.py --values 1000000
+    python tools/soak.py --values 50000 --retention 10s --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
+if TOOLS_DIR not in sys.path:
+    sys.path.insert(0, TOOLS_DIR)
+
+PER_SOURCE = 100
+_reached = [0]
+
+
+def source(ctx, packets):
+    for i in range(ctx.params.get("per_source", PER_SOURCE)):
+        ctx.load_output_port("out", ctx.create_packet(i))
+        ctx.send_output_salvo("send_out")
+
+
+def forward(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    ctx.load_output_port("out", ctx.create_packet(value))
+    ctx.send_output_salvo("send_out")
+
+
+def sink(ctx, packets):
+    ctx.consume_packet(packets["in"][0])
+    _reached[0] += 1
+
+
+def _size(path: str) -> int:
+    return sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
+
+
+def _rate(samples: list[tuple[float, int]], low: int, high: int) -> float:
+    """Values per second while the count went from `low` to `high` (interpolated between samples)."""
+    def at(count: int) -> float:
+        for (t0, c0), (t1, c1) in zip(samples, samples[1:]):
+            if c0 <= count <= c1 and c1 > c0:
+                return t0 + (t1 - t0) * (count - c0) / (c1 - c0)
+        return samples[-1][0]
+    return (high - low) / max(at(high) - at(low), 1e-9)
+
+
+def soak(values: int, per_source: int, retention: str, path: str) -> dict:
+    import netrun
+    from netrun.graphs import chain
+
+    net = netrun.Net(chain("Source", "A", "B", "Sink"), db=path, retention=retention, history_max_size=0)
+    try:
+        for name, func in {"Source": source, "A": forward, "B": forward, "Sink": sink}.items():
+            net.set_node_exec(name, func)
+            net.set_node_config(name, capture_stdout=False)
+        net.set_node_config("Source", params={"per_source": per_source})
+        for _ in range(values // per_source):
+            net.inject_source_epoch("Source")
+        total = values // per_source * per_source
+        began = time.perf_counter()
+        samples = [(0.0, 0)]
+        largest = _size(path)
+        net.start(threaded=True)
+        while True:
+            time.sleep(1.0)
+            samples.append((time.perf_counter() - began, _reached[0]))
+            largest = max(largest, _size(path))
+            if _reached[0] >= total or net.poll().state in ("blocked", "paused", "stopped"):
+                break
+        net.wait_until_blocked(60)
+        elapsed = time.perf_counter() - began
+        samples.append((elapsed, _reached[0]))
+        epochs_per_value = 3 + 1 / per_source
+        first = _rate(samples, 0, total // 10) * epochs_per_value
+        last = _rate(samples, total - total // 10, total) * epochs_per_value
+        stored = net.query("SELECT count(*) AS n FROM epochs")[0]["n"]
+    finally:
+        net.close()
+    final = _size(path)
+    return {"values": total, "retention": retention, "reached": _reached[0], "seconds": round(elapsed, 1),
+            "largest_mb": round(largest / 1e6, 1), "final_mb": round(final / 1e6, 1),
+            "epochs_per_s_first_10pct": round(first), "epochs_per_s_last_10pct": round(last),
+            "last_over_first": round(last / first, 3), "epochs_still_stored": stored}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--values", type=int, default=1_000_000, help="values through the chain (default 1,000,000)")
+    parser.add_argument("--per-source", type=int, default=PER_SOURCE, help="values per Source epoch (default 100)")
+    parser.add_argument("--retention", default="1m", help="the net's retention option (default 1m)")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = soak(args.values, args.per_source, args.retention, os.path.join(tmp, "soak.db"))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>26}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
