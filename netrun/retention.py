@@ -62,7 +62,10 @@ class Pruner:
               seconds: float | None = None) -> PruneReport:
         """Remove (or with `dry_run` count) what ended before `now - older_than`. With `seconds`, stop
         after about that long (the owner prunes a slice at a time; the next call goes on)."""
-        cutoff = now - older_than
+        try:
+            cutoff = now - older_than
+        except OverflowError:  # further back than datetime reaches: nothing is that old
+            cutoff = datetime.min.replace(tzinfo=UTC)
         report = PruneReport(cutoff=iso(cutoff), dry_run=dry_run)
         self._doomed.clear()
         self._deadline = time.monotonic() + seconds if seconds is not None else float("inf")

@@ -150,6 +150,22 @@ def test_the_retention_option_keeps_a_running_net_small(tmp_path):
     assert left < 1200  # pruned while running (1,200 epochs ran)
 
 
+def test_a_limit_further_back_than_the_calendar_removes_nothing(tmp_path, monkeypatch):
+    """1000000d reaches back before year 1: nothing is that old, and neither prune nor a run fails."""
+    db = tmp_path / "net.db"
+    _net_with_leftovers(db)
+    before = _counts(db)
+    assert prune_file(str(db), "1000000d").removed == {} and _counts(db) == before
+    monkeypatch.setattr(netrun.retention.RetentionPolicy, "EVERY", 0.0)  # prune on every turn of the loop
+    with netrun.Net(chain("A", "B", "Sink"), db=str(tmp_path / "run.db"), retention="1000000d") as net:
+        net.set_node_exec("B", _forward)
+        net.set_node_exec("Sink", _sink)
+        for value in range(5):
+            net.inject_packet("B", "in", value)
+        net.start()
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 10}]
+
+
 def test_a_bad_retention_is_refused():
     with pytest.raises(netrun.ConfigError, match="retention"):
         netrun.Net(chain("A", "B"), retention="a week")
