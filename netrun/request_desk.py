@@ -133,7 +133,7 @@ class RequestDesk:
         rt = self.rt
         try:
             raw = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's decoder goes
             raw = None
         if not isinstance(raw, list) or not raw or not all(isinstance(i, dict) and isinstance(i.get("node"), str)
                                                           for i in raw):
