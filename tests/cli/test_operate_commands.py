@@ -232,13 +232,17 @@ def test_an_injection_the_owner_cannot_apply_whole_is_rejected_and_applies_nothi
         assert net.query("SELECT count(*) AS n FROM packets")[0]["n"] == 2  # the second request's only
 
 
-def test_a_pending_injection_too_deep_to_decode_is_rejected_and_the_net_still_resumes(echo_db: Path):
-    """The mailbox is an ordinary table: a row nobody can decode is refused, it never stops the owner."""
+@pytest.mark.parametrize("payload", [
     # as deep as SQLite's json_valid() (the table's CHECK) takes, deeper than Python's decoder goes
-    deep = json.dumps([{"node": "Echo", "port": "in", "value": 1}])[:-1] + ", " + "[" * 999 + "]" * 999 + "]"
+    json.dumps([{"node": "Echo", "port": "in", "value": 1}])[:-1] + ", " + "[" * 999 + "]" * 999 + "]",
+    json.dumps([{"node": "Echo", "port": ["in"], "value": 1}]),  # a port that is no name
+    json.dumps([{"node": "Echo", "port": {"in": 1}, "value": 1}]),
+])
+def test_a_pending_injection_the_owner_cannot_read_is_rejected_and_the_net_still_resumes(echo_db: Path, payload):
+    """The mailbox is an ordinary table: a row nobody can read is refused, it never stops the owner."""
     with closing(sqlite3.connect(echo_db)) as conn:
         conn.execute("INSERT INTO operator_requests (kind, payload, requested_at, requested_by) VALUES "
-                     "('inject', ?, '2026-01-01T00:00:00+00:00', 'a test')", (deep,))
+                     "('inject', ?, '2026-01-01T00:00:00+00:00', 'a test')", (payload,))
         conn.commit()
     with netrun.Net.resume(echo_db) as net:
         net.run_step()
