@@ -25,6 +25,7 @@ from typing import Any
 
 import apsw
 
+from .checkpoint import refuse_checkpoint_db
 from .clock import iso
 from .db import open_connection, transaction
 from .durations import parse_duration
@@ -236,9 +237,10 @@ def prune_file(db: str, older_than: str, *, dry_run: bool = False, now: datetime
     """Prune a net's database file (the `netrun prune` command), whether or not a process runs the net:
     each batch is its own short transaction, so a running owner only waits for one at a time.
 
-    Raises ConfigError for a bad duration; NotANetrunDatabase, DatabaseVersionError (an older file:
+    Raises ConfigError for a bad duration; CheckpointError for a checkpoint's database; NotANetrunDatabase, DatabaseVersionError (an older file:
     resume it once to upgrade it), CorruptDatabase for a file that cannot be pruned."""
     age = parse_duration(older_than, what="--older-than")
+    refuse_checkpoint_db(db, "pruning it")
     state = inspect_file(db)
     if not state.exists:
         raise NotANetrunDatabase(f"{db} holds no netrun net to prune", path=db)

@@ -339,7 +339,8 @@ def test_restore_of_a_folder_that_is_no_checkpoint_is_an_error(cli: Cli, tmp_pat
     assert not (tmp_path / "new.db").exists()
 
 
-@pytest.mark.parametrize("command", [["resume", "{db}"], ["inject", "{db}", "--source", "Emit"]])
+@pytest.mark.parametrize("command", [["resume", "{db}"], ["inject", "{db}", "--source", "Emit"],
+                                     ["prune", "{db}", "--older-than", "0s"]])
 def test_commands_that_would_change_a_checkpoints_database_refuse_and_name_restore(cli: Cli, checkpoint: Path,
                                                                                    command):
     before = _stamps(checkpoint)
