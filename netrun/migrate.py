@@ -19,7 +19,7 @@ from pathlib import Path
 
 import apsw
 
-from .db import transaction
+from .db import BUSY_TIMEOUT_MS, transaction
 from .errors import CorruptDatabase, DatabaseVersionError, NotANetrunDatabase, StorageError
 
 APPLICATION_ID = 1852142706  # b"netr"
@@ -89,6 +89,7 @@ def inspect_file(path: str) -> FileState:
         # next to a file we may refuse. With one (a crashed run), its content counts.
         if os.path.exists(os.path.realpath(path) + "-wal"):  # SQLite keeps it beside the real file
             conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+            conn.setbusytimeout(BUSY_TIMEOUT_MS)  # a run that ends holds the file while it folds its WAL back
         else:
             uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
             conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)

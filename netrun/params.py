@@ -73,10 +73,21 @@ class Params(Mapping[str, Any]):
         return self
 
 
+def _is_text(value: Any) -> bool:
+    """A string that has a UTF-8 form (a lone surrogate has none: no TOML or JSON file can hold it)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def find_non_data(value: Any, keys: tuple = ()) -> tuple[tuple, Any, bool] | None:
     """The first place in `value` that is not JSON/TOML data, or None: (its keys and indexes from the top,
     what is there, whether that is a table's key rather than a value)."""
-    if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+    if _is_text(value) or isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
         return None
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
@@ -86,7 +97,7 @@ def find_non_data(value: Any, keys: tuple = ()) -> tuple[tuple, Any, bool] | Non
         return None
     if isinstance(value, Mapping):
         for key, item in value.items():
-            found = (keys, key, True) if not isinstance(key, str) else find_non_data(item, (*keys, key))
+            found = (keys, key, True) if not _is_text(key) else find_non_data(item, (*keys, key))
             if found:
                 return found
         return None

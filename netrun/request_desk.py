@@ -133,10 +133,11 @@ class RequestDesk:
         rt = self.rt
         try:
             raw = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's decoder goes
             raw = None
-        if not isinstance(raw, list) or not raw or not all(isinstance(i, dict) and isinstance(i.get("node"), str)
-                                                          for i in raw):
+        if not isinstance(raw, list) or not raw or not all(
+                isinstance(i, dict) and isinstance(i.get("node"), str) and isinstance(i.get("port"), (str, type(None)))
+                for i in raw):
             raise NetrunError(f"malformed injection request {payload[:200]!r}: expected a list of "
                               '{"node": N, "port": P, "value": V} or {"node": N}')
         items = []

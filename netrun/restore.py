@@ -44,6 +44,9 @@ class Restorer:
     def restore(self) -> dict[str, list[str]]:
         """Rebuild node settings and sim state. Returns node -> roles whose function could not be imported."""
         try:
+            # first: the file catches up with the table before the records the crash semantics add
+            # below are committed (the commit hook queues those for the file after the caught-up ones)
+            self.rt.history.catch_up(self.conn)
             self._settings()
             results = dict(self.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall())
             self._recover_started()
@@ -51,7 +54,6 @@ class Restorer:
             self._rebuild_sim()
             self._apply_results(results)
             self.rt.journal.commit()
-            self.rt.history.catch_up(self.conn)
         except apsw.CorruptError as exc:
             raise CorruptDatabase(f"{self.path} is damaged and cannot be resumed: {exc}", path=self.path) from exc
         return self.unrestored

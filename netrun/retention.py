@@ -25,6 +25,7 @@ from typing import Any
 
 import apsw
 
+from .checkpoint import refuse_checkpoint_db
 from .clock import iso
 from .db import open_connection, transaction
 from .durations import parse_duration
@@ -33,6 +34,7 @@ from .historyrows import iso_of, micros
 from .migrate import inspect_file, latest_version
 
 BATCH = 500
+VACUUM_PAGES = 2000  # pages given back to the file system per transaction (8 MB of 4 KiB pages)
 _ENDED = ("finished", "cancelled", "failed")
 
 
@@ -67,7 +69,10 @@ class Pruner:
               seconds: float | None = None) -> PruneReport:
         """Remove (or with `dry_run` count) what ended before `now - older_than`. With `seconds`, stop
         after about that long (the owner prunes a slice at a time; the next call goes on)."""
-        cutoff = now - older_than
+        try:
+            cutoff = now - older_than
+        except OverflowError:  # further back than datetime reaches: nothing is that old
+            cutoff = datetime.min.replace(tzinfo=UTC)
         report = PruneReport(cutoff=iso(cutoff), dry_run=dry_run)
         self._doomed.clear()
         self.out_of_time = False  # set when a `seconds` limit cut this call short
@@ -78,8 +83,18 @@ class Pruner:
         self._history(report, micros(cutoff), dry_run)
         self._rest(report, dry_run)
         if not dry_run and self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
-            self.conn.execute("PRAGMA incremental_vacuum")
+            self._vacuum()
         return report
+
+    def _vacuum(self) -> None:
+        """Give the free pages back to the file system, VACUUM_PAGES per write transaction. (The pragma
+        frees one page per step: a statement run without reading its rows would free one page.)"""
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        while free and not self._out_of_time():
+            self.conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+            free, before = self.conn.execute("PRAGMA freelist_count").fetchone()[0], free
+            if free >= before:
+                return
 
     def _out_of_time(self) -> bool:
         if time.monotonic() > self._deadline:
@@ -262,9 +277,10 @@ def prune_file(db: str, older_than: str, *, dry_run: bool = False, now: datetime
     """Prune a net's database file (the `netrun prune` command), whether or not a process runs the net:
     each batch is its own short transaction, so a running owner only waits for one at a time.
 
-    Raises ConfigError for a bad duration; NotANetrunDatabase, DatabaseVersionError (an older file:
+    Raises ConfigError for a bad duration; CheckpointError for a checkpoint's database; NotANetrunDatabase, DatabaseVersionError (an older file:
     resume it once to upgrade it), CorruptDatabase for a file that cannot be pruned."""
     age = parse_duration(older_than, what="--older-than")
+    refuse_checkpoint_db(db, "pruning it")
     state = inspect_file(db)
     if not state.exists:
         raise NotANetrunDatabase(f"{db} holds no netrun net to prune", path=db)

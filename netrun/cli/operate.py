@@ -105,6 +105,8 @@ def _packet(spec: str) -> dict[str, Any]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{spec!r}: the value for {node}.{port} is not JSON ({exc}); a text is "
                                          f"written in quotes: {node}.{port}='\"{text}\"'") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"the value for {node}.{port} is nested too deeply to be read") from None
     return {"node": node, "port": port, "value": value}
 
 

@@ -35,6 +35,8 @@ def _parse_packet(spec: str) -> tuple[str, str, Any]:
         value = json.loads(text)
     except ValueError:
         value = text  # not JSON: the text itself
+    except RecursionError:
+        raise UsageError(f"--packet {node}.{port}: the value is nested too deeply to be read") from None
     return node, port, value
 
 

@@ -204,6 +204,7 @@ def test_inject_into_a_stopped_net_is_applied_by_the_next_resume(cli: Cli, echo_
     (["--packet", "Echo.in={bad"], 2, ["Echo.in", "not JSON"]),
     (["--packet", "Echo.in=some text"], 2, ["Echo.in", "not JSON", '"some text"']),
     (["--packet", "Echo=1"], 2, ["NODE.PORT=JSON"]),
+    (["--packet", "Echo.in=" + "[" * 5000 + "]" * 5000], 2, ["Echo.in", "nested too deeply"]),
     ([], 2, ["--packet NODE.PORT=JSON or --source NODE"]),
 ])
 def test_inject_refuses_bad_names_and_json_naming_them_and_writes_nothing(cli: Cli, echo_db: Path, argv, code, says):
@@ -229,6 +230,24 @@ def test_an_injection_the_owner_cannot_apply_whole_is_rejected_and_applies_nothi
         assert json.loads(answers[0]["answer"])["error"] == "PortFull"
         assert "capacity 2" in json.loads(answers[0]["answer"])["message"]
         assert net.query("SELECT count(*) AS n FROM packets")[0]["n"] == 2  # the second request's only
+
+
+@pytest.mark.parametrize("payload", [
+    # as deep as SQLite's json_valid() (the table's CHECK) takes, deeper than Python's decoder goes
+    json.dumps([{"node": "Echo", "port": "in", "value": 1}])[:-1] + ", " + "[" * 999 + "]" * 999 + "]",
+    json.dumps([{"node": "Echo", "port": ["in"], "value": 1}]),  # a port that is no name
+    json.dumps([{"node": "Echo", "port": {"in": 1}, "value": 1}]),
+])
+def test_a_pending_injection_the_owner_cannot_read_is_rejected_and_the_net_still_resumes(echo_db: Path, payload):
+    """The mailbox is an ordinary table: a row nobody can read is refused, it never stops the owner."""
+    with closing(sqlite3.connect(echo_db)) as conn:
+        conn.execute("INSERT INTO operator_requests (kind, payload, requested_at, requested_by) VALUES "
+                     "('inject', ?, '2026-01-01T00:00:00+00:00', 'a test')", (payload,))
+        conn.commit()
+    with netrun.Net.resume(echo_db) as net:
+        net.run_step()
+        answers = net.query("SELECT state, answer FROM operator_requests")
+    assert [a["state"] for a in answers] == ["rejected"] and "malformed" in answers[0]["answer"]
 
 
 def test_a_refused_injection_is_an_error_naming_the_reason(cli: Cli, tmp_path: Path):
@@ -320,7 +339,8 @@ def test_restore_of_a_folder_that_is_no_checkpoint_is_an_error(cli: Cli, tmp_pat
     assert not (tmp_path / "new.db").exists()
 
 
-@pytest.mark.parametrize("command", [["resume", "{db}"], ["inject", "{db}", "--source", "Emit"]])
+@pytest.mark.parametrize("command", [["resume", "{db}"], ["inject", "{db}", "--source", "Emit"],
+                                     ["prune", "{db}", "--older-than", "0s"]])
 def test_commands_that_would_change_a_checkpoints_database_refuse_and_name_restore(cli: Cli, checkpoint: Path,
                                                                                    command):
     before = _stamps(checkpoint)

@@ -120,6 +120,7 @@ def test_packets_from_the_command_line_are_json_or_text(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--packet", "Echo"], "expected NODE.PORT=VALUE"),
     (["--packet", "Echo.in"], "expected NODE.PORT=VALUE"),
+    (["--packet", "Echo.in=" + "[" * 5000 + "]" * 5000], "nested too deeply"),
     ([], "has no source node"),
 ])
 def test_a_run_with_nothing_or_a_malformed_injection_is_a_usage_error(tmp_path, capsys, argv, message):

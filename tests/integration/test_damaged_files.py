@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
+import time
 from contextlib import closing
 from pathlib import Path
 
+import apsw
 import pytest
 
 import netrun
@@ -145,3 +148,27 @@ def test_a_missing_folder_and_a_read_only_file_are_storage_errors_naming_the_fil
         subprocess.run(["chattr", "-i", str(db)], check=True)
     assert _digest(db) == before
     netrun.Net.resume(str(db)).close()  # writable again: it resumes
+
+
+def test_a_file_locked_for_a_moment_is_waited_for_not_called_damaged(tmp_path):
+    """The last connection of a run that ends holds the file exclusively while it folds its WAL back:
+    a command opening the file then waits for it, and reads it; it never reports the file damaged."""
+    db = tmp_path / "busy.db"
+    with netrun.Net(chain("Src", "Sink"), db=str(db)) as net:
+        net.inject_packet("Sink", "in", 1)
+    holder = apsw.Connection(str(db))
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN IMMEDIATE; UPDATE net_meta SET value = value; COMMIT")  # leaves a -wal, holds the lock
+    assert (tmp_path / "busy.db-wal").exists()
+
+    def release() -> None:
+        time.sleep(0.3)
+        holder.close()  # checkpoints, removes the -wal, lets go
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    try:
+        with netrun.NetInspector(str(db)) as inspector:
+            assert inspector.query("SELECT count(*) AS n FROM packets") == [{"n": 1}]
+    finally:
+        releaser.join()

@@ -42,6 +42,16 @@ def _counts(db: Path) -> dict[str, int]:
             for table in ("epochs", "packets", "history_actions", "epoch_attempts", "dead_letters")}
 
 
+def _run_chain(db: Path, values, **options) -> None:
+    """A chain A -> B -> Sink run to the end with `values` injected at B."""
+    with netrun.Net(chain("A", "B", "Sink"), db=str(db), **options) as net:
+        net.set_node_exec("B", _forward)
+        net.set_node_exec("Sink", _sink)
+        for value in values:
+            net.inject_packet("B", "in", value)
+        net.start()
+
+
 def _net_with_leftovers(db: Path) -> dict[str, str]:
     """A finished chain, a packet left live at a node without exec, and a pending dead letter."""
     with netrun.Net(chain("A", "B", "C", "Sink"), db=str(db)) as net:
@@ -148,6 +158,28 @@ def test_the_retention_option_keeps_a_running_net_small(tmp_path):
         left = net.query("SELECT count(*) AS n FROM epochs")[0]["n"]
     assert sorted(delivered) == list(range(600))
     assert left < 1200  # pruned while running (1,200 epochs ran)
+
+
+def test_pruned_pages_go_back_to_the_file_system(tmp_path):
+    db = tmp_path / "net.db"
+    _run_chain(db, range(2000))
+    before = db.stat().st_size
+    prune_file(str(db), "0s", now=datetime.now(UTC) + timedelta(seconds=1))
+    assert scalar(db, "PRAGMA auto_vacuum") == 2  # incremental: a new file's
+    assert scalar(db, "PRAGMA freelist_count") == 0
+    assert db.stat().st_size < before / 4
+
+
+def test_a_limit_further_back_than_the_calendar_removes_nothing(tmp_path, monkeypatch):
+    """1000000d reaches back before year 1: nothing is that old, and neither prune nor a run fails."""
+    db = tmp_path / "net.db"
+    _net_with_leftovers(db)
+    before = _counts(db)
+    assert prune_file(str(db), "1000000d").removed == {} and _counts(db) == before
+    monkeypatch.setattr(netrun.retention.RetentionPolicy, "EVERY", 0.0)  # prune on every turn of the loop
+    run = tmp_path / "run.db"
+    _run_chain(run, range(5), retention="1000000d")
+    assert scalar(run, "SELECT count(*) FROM epochs WHERE state = 'finished'") == 10
 
 
 def test_a_bad_retention_is_refused():

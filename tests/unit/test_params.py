@@ -68,6 +68,8 @@ def test_params_are_replaced_as_a_whole():
     ({"a": float("inf")}, "node 'N' params['a'] = inf cannot be stored", ("a",)),
     ({"a": {("x",): 1}}, "node 'N' params['a'] has a non-string key ('x',), which cannot be stored", ("a",)),
     ({"f": len}, "node 'N' params['f'] = <built-in function len> cannot be stored (pass its import path", ("f",)),
+    ({"a": ["x\ud800"]}, "node 'N' params['a'][0] = 'x\\ud800' cannot be stored", ("a", 0)),  # no UTF-8 form
+    ({"a": {"\udc80": 1}}, "node 'N' params['a'] has a non-string key '\\udc80', which cannot be stored", ("a",)),
 ])
 def test_what_json_or_toml_cannot_hold_is_refused_with_its_place(params, message, keys):
     with pytest.raises(ConfigError) as raised:
