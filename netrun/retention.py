@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import apsw
+from ulid import ULID
 
 from .checkpoint import refuse_checkpoint_db
 from .clock import iso
@@ -47,6 +48,15 @@ class PruneReport:
     def add(self, table: str, count: int) -> None:
         if count:
             self.removed[table] = self.removed.get(table, 0) + count
+
+
+def id_bound(moment: datetime) -> str:
+    """A string above every ULID made before `moment` (1 ms of slack) and below those made after."""
+    try:
+        prefix = str(ULID.from_datetime(moment + timedelta(milliseconds=1)))[:10]
+    except (ValueError, OverflowError):  # before 1970 or past the calendar
+        return "0" if moment.year < 1970 else "~"
+    return prefix + "0" * 16
 
 
 def json_list(items: list) -> str:
@@ -74,6 +84,7 @@ class Pruner:
         except OverflowError:  # further back than datetime reaches: nothing is that old
             cutoff = datetime.min.replace(tzinfo=UTC)
         report = PruneReport(cutoff=iso(cutoff), dry_run=dry_run)
+        self._bound = id_bound(cutoff)
         self._doomed.clear()
         self.out_of_time = False  # set when a `seconds` limit cut this call short
         self._deadline = time.monotonic() + seconds if seconds is not None else float("inf")
@@ -118,12 +129,15 @@ class Pruner:
                 f"WHERE p.id IN ({_marks(chunk)}) AND a.name = ? AND a.packet = p.n", (*chunk, code[0])))
         return keep
 
-    def _walk(self, table: str, columns: str, *, deadline: bool = True):
-        """Rows of `table` in ID order, a batch at a time (until the deadline, with `deadline`)."""
+    def _walk(self, table: str, columns: str, where: str, params: tuple = (), *, deadline: bool = True):
+        """Rows of `table` matching `where`, in ID order, a batch at a time (until the deadline, with
+        `deadline`), among the IDs made before the limit: an ID is a ULID, whose first 10 characters
+        are its creation time, so SQLite skips the rest by key, and skips rows that stay (open epochs,
+        live packets) without handing them to Python."""
         after = ""
         while True:
-            rows = self.conn.execute(f"SELECT id, {columns} FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
-                                     (after, self.batch)).fetchall()
+            rows = self.conn.execute(f"SELECT id, {columns} FROM {table} WHERE id > ? AND id < ? AND {where} "
+                                     f"ORDER BY id LIMIT ?", (after, self._bound, *params, self.batch)).fetchall()
             if not rows:
                 return
             yield rows
@@ -133,9 +147,9 @@ class Pruner:
 
     def _epochs(self, report: PruneReport, keep: set[str], dry_run: bool) -> None:
         cutoff = report.cutoff
-        for rows in self._walk("epochs", "state, created_at, finished_at"):
-            gone = [r[0] for r in rows if r[1] in _ENDED and r[3] is not None and r[3] < cutoff
-                    and r[0] not in keep]
+        for rows in self._walk("epochs", "state, created_at, finished_at",
+                               "state IN ('finished', 'cancelled', 'failed')"):
+            gone = [r[0] for r in rows if r[3] is not None and r[3] < cutoff and r[0] not in keep]
             if gone:
                 self._doomed.update(gone)
                 self._delete(report, dry_run, [
@@ -143,20 +157,16 @@ class Pruner:
                     ("epochs", "id", gone), ("epoch_attempts", "epoch_id", gone), ("epoch_jobs", "epoch_id", gone),
                     ("epoch_results", "epoch_id", gone), ("deferred_actions", "epoch_id", gone),
                     ("node_logs", "epoch_id", gone)])
-            if rows[-1][2] >= cutoff:  # created after the limit: so is every epoch after it
-                return
 
     def _packets(self, report: PruneReport, dry_run: bool) -> None:
         cutoff = report.cutoff
         pending = {row[0] for row in self.conn.execute("SELECT packet_id FROM dead_letters WHERE status = 'pending'")}
-        for rows in self._walk("packets", "state, created_at, finished_at"):
-            gone = [r[0] for r in rows if r[1] != "live" and r[3] is not None and r[3] < cutoff and r[0] not in pending]
+        for rows in self._walk("packets", "state, created_at, finished_at", "state != 'live'"):
+            gone = [r[0] for r in rows if r[3] is not None and r[3] < cutoff and r[0] not in pending]
             if gone:
                 self._doomed.update(gone)
                 self._delete(report, dry_run, [("history_refs", "ref", gone), ("history_ids", "id", gone),
                                                ("packets", "id", gone), ("packet_values", "packet_id", gone)])
-            if rows[-1][2] >= cutoff:
-                return
 
     def _history(self, report: PruneReport, cutoff_us: int, dry_run: bool) -> None:
         """Actions before the first one at or after the limit go, except those that mention something
@@ -211,10 +221,8 @@ class Pruner:
         conn = self.conn
         old = []
         for table in ("epochs", "packets"):
-            for rows in self._walk(table, "created_at", deadline=False):
-                old += [r[0] for r in rows if r[1] < cutoff and r[0] not in self._doomed]
-                if rows[-1][1] >= cutoff:
-                    break
+            for rows in self._walk(table, "created_at", "created_at < ?", (cutoff,), deadline=False):
+                old += [r[0] for r in rows if r[0] not in self._doomed]
         kept: set[int] = set()
         for i in range(0, len(old), 500):
             chunk = old[i:i + 500]
