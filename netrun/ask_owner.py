@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import socket
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .migrate import inspect_file, latest_version, migrate
 from .ownership import Owner, OwnerLock, find_owner
 from .request_desk import check_target
 from .restore import read_meta, stored_graph
+from .values import encode
 
 POLL = 0.05  # seconds between two reads of the request's row
 
@@ -87,6 +89,8 @@ def request_injection(path: str, items: list[dict[str, Any]], *, timeout: float)
     nodes = stored_graph(path, read_meta(path)).nodes()
     for item in items:
         check_target(nodes, item["node"], item.get("port"))
+        if "value" in item:
+            _check_storable(item)
     owner = find_owner(path)
     with _Mailbox(path, owner) as box:
         request_id = box.submit("inject", items)
@@ -104,6 +108,32 @@ def request_injection(path: str, items: list[dict[str, Any]], *, timeout: float)
     if state == "done":
         return Outcome("injected", request_id, owner, json.loads(answer))
     return Outcome("queued", request_id, owner)
+
+
+MAX_DEPTH = 200  # JSON nested deeper than this is refused (storing it recurses in the running process)
+
+
+def _depth(value: Any) -> int:
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _check_storable(item: dict[str, Any]) -> None:
+    """A value the net could not store is refused here, not dropped later by the run that applies it."""
+    where = f"{item['node']}.{item.get('port')}"
+    if _depth(item["value"]) > MAX_DEPTH:
+        raise errors.UnpicklableValue(f"the value for {where} is nested more than {MAX_DEPTH} levels deep; "
+                                      "nothing was injected")
+    try:
+        encode(item["value"])
+    except (RecursionError, ValueError, TypeError, pickle.PicklingError) as exc:
+        raise errors.UnpicklableValue(f"the value for {where} cannot be stored "
+                                      f"({type(exc).__name__}: {exc}); nothing was injected") from None
 
 
 def _check_file(path: str) -> None:

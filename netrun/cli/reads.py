@@ -43,7 +43,7 @@ def status(args: argparse.Namespace, out: Output) -> int:
     if report["dead_letters_pending"]:
         out.line(dead_letter_advice(report["path"], report["dead_letters_pending"]))
     out.fields([("created", f"{report['created_at']} by netrun {report['netrun_version']}"),
-                ("last activity", report["last_activity"]), ("history rows", report["history_rows"]),
+                ("last activity", report["last_activity"]), ("history records", report["history_rows"]),
                 ("live packets", report["live_packets"]),
                 ("dead letters", f"{report['dead_letters_pending']} pending")])
     rows = [{"node": name, **counts} for name, counts in report["nodes"].items()]

@@ -205,6 +205,8 @@ def test_inject_into_a_stopped_net_is_applied_by_the_next_resume(cli: Cli, echo_
     (["--packet", "Echo.in=some text"], 2, ["Echo.in", "not JSON", '"some text"']),
     (["--packet", "Echo=1"], 2, ["NODE.PORT=JSON"]),
     (["--packet", "Echo.in=" + "[" * 5000 + "]" * 5000], 2, ["Echo.in", "nested too deeply"]),
+    # parses, but deeper than the running net can store: refused now, not dropped at the next resume
+    (["--packet", "Echo.in=" + "[" * 900 + "]" * 900], 1, ["Echo.in", "nested more than 200 levels"]),
     ([], 2, ["--packet NODE.PORT=JSON or --source NODE"]),
 ])
 def test_inject_refuses_bad_names_and_json_naming_them_and_writes_nothing(cli: Cli, echo_db: Path, argv, code, says):
