@@ -35,6 +35,7 @@ from .historyrows import iso_of, micros
 from .migrate import inspect_file, latest_version
 
 BATCH = 500
+KEPT_FOR = 30.0  # seconds the kept history actions are reused across calls before a full recount
 VACUUM_PAGES = 2000  # pages given back to the file system per transaction (8 MB of 4 KiB pages)
 _ENDED = ("finished", "cancelled", "failed")
 
@@ -74,6 +75,9 @@ class Pruner:
         self._doomed: set[str] = set()  # a dry run's epochs and packets that a real run would remove
         self._deadline = float("inf")
         self.out_of_time = False
+        self._kept: set[int] | None = None  # see _kept_seqs
+        self._kept_since = 0.0
+        self._kept_from = ""
 
     def prune(self, older_than: timedelta, now: datetime, *, dry_run: bool = False,
               seconds: float | None = None) -> PruneReport:
@@ -177,7 +181,7 @@ class Pruner:
         end = self._first_seq_at(cutoff_us)
         if end is None:
             return
-        kept = self._kept_seqs(report.cutoff, end)
+        kept = self._kept_seqs(report.cutoff, end, dry_run)
         lo = conn.execute("SELECT min(seq) FROM history_actions").fetchone()[0] or end
         while lo < end and not self._out_of_time():
             hi = min(end, lo + 20 * self.batch)
@@ -216,20 +220,30 @@ class Pruner:
         first = conn.execute("SELECT seq FROM history_actions WHERE seq >= ? ORDER BY seq LIMIT 1", (lo,)).fetchone()
         return first[0] if first is not None else bounds[1]
 
-    def _kept_seqs(self, cutoff: str, end: int) -> set[int]:
-        """Actions before `end` that mention an epoch or packet made before the limit and still stored."""
+    def _kept_seqs(self, cutoff: str, end: int, dry_run: bool) -> set[int]:
+        """Actions before `end` that mention an epoch or packet made before the limit and still stored.
+
+        Kept across calls (a running owner prunes a slice a second): each call adds the objects that
+        became old since the last one, from a second before the last limit on; the cache is rebuilt
+        every KEPT_FOR seconds, dropping what was pruned since. Over-keeping only delays a removal."""
+        if self._kept is None or time.monotonic() - self._kept_since > KEPT_FOR or dry_run:
+            self._kept, self._kept_since, self._kept_from = set(), time.monotonic(), ""
         conn = self.conn
         old = []
         for table in ("epochs", "packets"):
-            for rows in self._walk(table, "created_at", "created_at < ?", (cutoff,), deadline=False):
-                old += [r[0] for r in rows if r[0] not in self._doomed]
-        kept: set[int] = set()
+            for rows in self._walk(table, "created_at", "id >= ? AND created_at < ?", (self._kept_from, cutoff),
+                                   deadline=False):
+                old += [r[0] for r in rows if r[0] not in self._doomed]  # (a dry run's doomed are still here)
         for i in range(0, len(old), 500):
             chunk = old[i:i + 500]
-            kept.update(row[0] for row in conn.execute(
-                f"SELECT r.seq FROM history_ids i JOIN history_refs r ON r.ref = i.n "
-                f"WHERE i.id IN ({_marks(chunk)}) AND r.seq < ?", (*chunk, end)))
-        return kept
+            self._kept.update(row[0] for row in conn.execute(
+                f"SELECT r.seq FROM history_ids i JOIN history_refs r ON r.ref = i.n WHERE i.id IN ({_marks(chunk)})",
+                chunk))
+        try:
+            self._kept_from = id_bound(datetime.fromisoformat(cutoff) - timedelta(seconds=1))
+        except OverflowError:  # a limit at the start of the calendar: nothing is older
+            self._kept_from = ""
+        return {seq for seq in self._kept if seq < end}
 
     def _rest(self, report: PruneReport, dry_run: bool) -> None:
         self._chunked(report, dry_run, "dead_letters", "seq", "status != 'pending' AND created_at < ?",

@@ -222,3 +222,28 @@ def test_retention_from_a_definition(tmp_path):
         assert net._rt.retention is not None and net._rt.retention.age == timedelta(hours=12)
     finally:
         net.close()
+
+
+def test_a_pruner_that_runs_again_keeps_what_became_old_since(tmp_path):
+    """The owner's pruner reuses what it found to keep across calls: a live packet that was new at
+    one call and is old at the next still keeps its history."""
+    from netrun.db import open_connection
+    from netrun.retention import Pruner
+
+    db = tmp_path / "net.db"
+    kept = _net_with_leftovers(db)
+    with netrun.NetInspector(str(db)) as net:
+        origins = {packet: net.trace(packet)["origin"] for packet in kept["live"]}
+    conn = open_connection(str(db))
+    try:
+        pruner = Pruner(conn)
+        now = datetime.now(UTC)
+        first = pruner.prune(timedelta(hours=1), now)  # nothing is that old yet
+        assert first.removed == {}
+        second = pruner.prune(timedelta(0), now + timedelta(seconds=1))
+        assert second.removed["history_actions"] > 0
+    finally:
+        conn.close()
+    with netrun.NetInspector(str(db)) as net:
+        for packet, origin in origins.items():
+            assert net.trace(packet)["origin"] == origin
