@@ -19,6 +19,7 @@ with incremental auto-vacuum also gives them back to the file system.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +79,7 @@ class Pruner:
         self._kept: set[int] | None = None  # see _kept_seqs
         self._kept_since = 0.0
         self._kept_from = ""
+        self._history_from = 0  # see _history
 
     def prune(self, older_than: timedelta, now: datetime, *, dry_run: bool = False,
               seconds: float | None = None) -> PruneReport:
@@ -181,11 +183,16 @@ class Pruner:
         end = self._first_seq_at(cutoff_us)
         if end is None:
             return
-        kept = self._kept_seqs(report.cutoff, end, dry_run)
-        lo = conn.execute("SELECT min(seq) FROM history_actions").fetchone()[0] or end
+        kept = sorted(self._kept_seqs(report.cutoff, end, dry_run))
+        # Below the cursor everything not kept is gone already (a running owner's earlier calls): go on
+        # from there. The cursor is dropped with the kept cache, so a recount starts from the beginning.
+        lo = max(self._history_from if not dry_run else 0,
+                 conn.execute("SELECT min(seq) FROM history_actions").fetchone()[0] or end)
         while lo < end and not self._out_of_time():
-            hi = min(end, lo + 20 * self.batch)
-            keep = json_list(sorted(seq for seq in kept if lo <= seq < hi))
+            step = conn.execute("SELECT seq FROM history_actions WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
+                                (lo, 4 * self.batch)).fetchone()  # windows of 2,000 actions
+            hi = min(end, step[0]) if step is not None else end
+            keep = json_list(kept[bisect_left(kept, lo):bisect_left(kept, hi)])
             condition = "seq >= ? AND seq < ? AND seq NOT IN (SELECT value FROM json_each(?))"
             if dry_run:
                 report.add("history_actions", conn.execute(
@@ -194,6 +201,7 @@ class Pruner:
                 with transaction(conn):
                     conn.execute(f"DELETE FROM history_actions WHERE {condition}", (lo, hi, keep))
                     report.add("history_actions", conn.changes())
+                self._history_from = hi
             lo = hi
         condition = ("seq < (SELECT max(seq) FROM history_legacy) AND timestamp < ? AND (epoch_id IS NULL OR epoch_id "
                      "NOT IN (SELECT id FROM epochs)) AND (packet_id IS NULL OR packet_id NOT IN (SELECT id FROM packets))")
@@ -228,6 +236,7 @@ class Pruner:
         every KEPT_FOR seconds, dropping what was pruned since. Over-keeping only delays a removal."""
         if self._kept is None or time.monotonic() - self._kept_since > KEPT_FOR or dry_run:
             self._kept, self._kept_since, self._kept_from = set(), time.monotonic(), ""
+            self._history_from = 0
         conn = self.conn
         old = []
         for table in ("epochs", "packets"):
