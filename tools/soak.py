@@ -35,12 +35,6 @@ def source(ctx, packets):
         ctx.send_output_salvo("send_out")
 
 
-def forward(ctx, packets):
-    value = ctx.consume_packet(packets["in"][0])
-    ctx.load_output_port("out", ctx.create_packet(value))
-    ctx.send_output_salvo("send_out")
-
-
 def sink(ctx, packets):
     ctx.consume_packet(packets["in"][0])
     _reached[0] += 1
@@ -61,6 +55,8 @@ def _rate(samples: list[tuple[float, int]], low: int, high: int) -> float:
 
 
 def soak(values: int, per_source: int, retention: str, path: str) -> dict:
+    from bench_nodes import forward
+
     import netrun
     from netrun.graphs import chain
 
