@@ -247,3 +247,19 @@ def test_a_pruner_that_runs_again_keeps_what_became_old_since(tmp_path):
     with netrun.NetInspector(str(db)) as net:
         for packet, origin in origins.items():
             assert net.trace(packet)["origin"] == origin
+
+
+def test_the_write_ahead_log_stays_bounded(tmp_path):
+    """~40 MB of values committed one by one: the WAL is checkpointed and cut back, never growing with
+    the data (netrun.db: WAL_PAGES, WAL_LIMIT)."""
+    from netrun.db import WAL_LIMIT
+
+    db = tmp_path / "net.db"
+    largest = 0
+    with netrun.Net(chain("A", "B"), db=str(db)) as net:
+        for i in range(400):
+            net.inject_packet("B", "in", "x" * 100_000 + str(i))
+            if os.path.exists(f"{db}-wal"):
+                largest = max(largest, os.path.getsize(f"{db}-wal"))
+    assert os.path.getsize(db) > 35_000_000  # the data went into the file
+    assert 0 < largest <= WAL_LIMIT + 2_000_000
