@@ -92,6 +92,7 @@ class Pruner:
         report = PruneReport(cutoff=iso(cutoff), dry_run=dry_run)
         self._bound = id_bound(cutoff)
         self._doomed.clear()
+        self._empty: dict[str, bool] = {}  # see _is_empty
         self.out_of_time = False  # set when a `seconds` limit cut this call short
         self._deadline = time.monotonic() + seconds if seconds is not None else float("inf")
         keep = self._kept_epochs(report.cutoff)
@@ -277,6 +278,14 @@ class Pruner:
             if count < self.batch:
                 return
 
+    def _is_empty(self, table: str) -> bool:
+        """Whether `table` has no row at all (asked once per prune call: a net without pools, deferred
+        nodes or logs leaves those tables empty, and probing them by key per object costs more)."""
+        empty = self._empty.get(table)
+        if empty is None:
+            empty = self._empty[table] = self.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
+        return empty
+
     def _delete(self, report: PruneReport, dry_run: bool, parts: list[tuple[str, str, list[str]]]) -> None:
         """Delete rows by key, every part in one transaction."""
         conn = self.conn
@@ -289,6 +298,8 @@ class Pruner:
             return
         with transaction(conn):
             for table, column, keys in parts:
+                if self._is_empty(table):
+                    continue
                 if table == "history_refs":  # by the IDs' numbers (before history_ids loses them)
                     conn.execute(f"DELETE FROM history_refs WHERE ref IN (SELECT n FROM history_ids "
                                  f"WHERE id IN ({_marks(keys)}))", keys)
