@@ -5,7 +5,7 @@ Source -> A -> B -> Sink, durability normal, `retention` (default "1m"). Each So
 plus 3 epochs per value. Once a second the main thread samples the values that reached Sink and
 the size of the database file plus its WAL. Reports:
   - the largest size seen, and the final size after the run;
-  - epochs per second over the first and the last 10 % of the values, and their ratio;
+  - epochs per second over each tenth of the values, and the last tenth's over the first's;
   - bytes per epoch at the end.
 
     python tools/soak.py --values 1000000
@@ -27,6 +27,8 @@ if TOOLS_DIR not in sys.path:
 
 PER_SOURCE = 100
 _reached = [0]
+_finished_at = [0.0]  # time.perf_counter() when the last value reached Sink (TOTAL[0] values)
+TOTAL = [0]
 
 
 def source(ctx, packets):
@@ -38,6 +40,8 @@ def source(ctx, packets):
 def sink(ctx, packets):
     ctx.consume_packet(packets["in"][0])
     _reached[0] += 1
+    if _reached[0] == TOTAL[0]:
+        _finished_at[0] = time.perf_counter()
 
 
 def _size(path: str) -> int:
@@ -68,7 +72,7 @@ def soak(values: int, per_source: int, retention: str, path: str) -> dict:
         net.set_node_config("Source", params={"per_source": per_source})
         for _ in range(values // per_source):
             net.inject_source_epoch("Source")
-        total = values // per_source * per_source
+        total = TOTAL[0] = values // per_source * per_source
         began = time.perf_counter()
         samples = [(0.0, 0)]
         largest = _size(path)
@@ -81,10 +85,12 @@ def soak(values: int, per_source: int, retention: str, path: str) -> dict:
                 break
         net.wait_until_blocked(60)
         elapsed = time.perf_counter() - began
-        samples.append((elapsed, _reached[0]))
+        # the last value's own time, not the next sample's (up to a second later)
+        samples = [(t, c) for t, c in samples if c < total] + [(_finished_at[0] - began, _reached[0])]
         epochs_per_value = 3 + 1 / per_source
-        first = _rate(samples, 0, total // 10) * epochs_per_value
-        last = _rate(samples, total - total // 10, total) * epochs_per_value
+        deciles = [round(_rate(samples, total * i // 10, total * (i + 1) // 10) * epochs_per_value)
+                   for i in range(10)]
+        first, last = deciles[0], deciles[-1]
         stored = net.query("SELECT count(*) AS n FROM epochs")[0]["n"]
     finally:
         net.close()
@@ -92,7 +98,8 @@ def soak(values: int, per_source: int, retention: str, path: str) -> dict:
     return {"values": total, "retention": retention, "reached": _reached[0], "seconds": round(elapsed, 1),
             "largest_mb": round(largest / 1e6, 1), "final_mb": round(final / 1e6, 1),
             "epochs_per_s_first_10pct": round(first), "epochs_per_s_last_10pct": round(last),
-            "last_over_first": round(last / first, 3), "epochs_still_stored": stored}
+            "last_over_first": round(last / first, 3), "epochs_per_s_by_tenth": deciles,
+            "epochs_still_stored": stored}
 
 
 def main(argv: list[str] | None = None) -> int:
