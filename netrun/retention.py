@@ -82,7 +82,7 @@ class Pruner:
         self._history_from = 0  # see _history
 
     def prune(self, older_than: timedelta, now: datetime, *, dry_run: bool = False,
-              seconds: float | None = None) -> PruneReport:
+              seconds: float | None = None, vacuum: bool = True) -> PruneReport:
         """Remove (or with `dry_run` count) what ended before `now - older_than`. With `seconds`, stop
         after about that long (the owner prunes a slice at a time; the next call goes on)."""
         try:
@@ -100,7 +100,7 @@ class Pruner:
         self._packets(report, dry_run)
         self._history(report, micros(cutoff), dry_run)
         self._rest(report, dry_run)
-        if not dry_run and self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        if vacuum and not dry_run and self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
             self._vacuum()
         return report
 
@@ -356,5 +356,7 @@ class RetentionPolicy:
     def tick(self) -> None:
         now = self.clock.monotonic()
         if now >= self._next:
-            self.pruner.prune(self.age, self.clock.now(), seconds=self.SLICE)
+            # no vacuum: a running net reuses the pages it frees (giving them back to the file system
+            # only to grow the file again costs the run); `netrun prune` gives them back
+            self.pruner.prune(self.age, self.clock.now(), seconds=self.SLICE, vacuum=False)
             self._next = self.clock.monotonic() + (self.SOON if self.pruner.out_of_time else self.EVERY)
