@@ -36,5 +36,7 @@ def test_the_loop_reads_the_requests_table_at_most_every_poll_interval(tmp_path,
     assert len(seen) == 3000
     looks = [s for s in statements if "data_version" in s]
     assert 1 <= len(looks) <= elapsed / request_desk.POLL_SECONDS + 2, (len(looks), elapsed)
+    # a look per loop turn (per epoch) would be ~3,000: the desk must read far less often than that
+    assert len(looks) < len(seen) / 20, (len(looks), len(seen))
     # the table itself is read only when another connection committed (none did here)
     assert len([s for s in statements if s.startswith("SELECT") and "operator_requests" in s]) <= 1
