@@ -409,14 +409,8 @@ class Runtime:
     async def _run_job(self, job: Claim, *, asynchronous: bool) -> None:
         self.running.add(job.epoch_id)
         self.running_count[job.node_name] += 1
-        outcome = None
         try:
-            outcome = await EpochRun(self, job).run_async(asynchronous=asynchronous)
-        except BaseException:
-            # an interrupt: a non-deferred epoch was cancelled (EpochRun); a deferred one runs again on resume
-            if not self.configs[job.node_name].defer_net_actions:
-                outcome = "cancelled"
-            raise
+            await EpochRun(self, job).run_async(asynchronous=asynchronous)
         finally:
             self.running.discard(job.epoch_id)
             self.running_count[job.node_name] -= 1
