@@ -30,6 +30,7 @@ class Inbox:
         conn = rt.journal.conn
         # Items with seq <= _seen are admitted (their DELETE may still be buffered).
         self._seen = 0
+        self._buffered = False  # inbox rows added since the last commit of this inbox (read back by admit)
         self.pending = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
 
     def inject_epoch(self, node_name: str, *, commit: bool = True) -> str:
@@ -40,8 +41,10 @@ class Inbox:
                           node_name=node_name, data={"salvo_condition": "inject"})
         rt.journal.set_epoch_salvo(epoch_id, "inject", [])
         rt.journal.add("INSERT INTO inbox (kind, item_id, node_name) VALUES ('epoch', ?, ?)", (epoch_id, node_name))
+        self._buffered = True
         if commit:
             rt.journal.commit()
+            self._buffered = False
         self.pending += 1
         return epoch_id
 
@@ -79,6 +82,7 @@ class Inbox:
                            Location("input_port", node_name, port_name))]
             rt.journal.add("INSERT INTO inbox (kind, item_id, node_name, port_name) VALUES ('packet', ?, ?, ?)",
                            (packet_id, node_name, port_name))
+            self._buffered = True
             self.pending += 1
         rt.journal.record("CreatePacket", [Event("PacketCreated", None, packet_id)], packet_id=packet_id,
                           created_at=Location("outside"))
@@ -86,6 +90,7 @@ class Inbox:
         rt.journal.record("TransportPacketToLocation", moved, packet_id=packet_id, node_name=node_name, data=data)
         if commit:
             rt.journal.commit()
+            self._buffered = False
         return packet_id
 
     def admit(self) -> None:
@@ -96,7 +101,9 @@ class Inbox:
         room = ADMIT_LIMIT - rt.startable_in_sim()
         if room <= 0:
             return
-        rt.journal.commit()  # injected rows are committed before they are read back
+        if self._buffered:  # injected rows are committed before they are read back
+            rt.journal.commit()
+            self._buffered = False
         rows = rt.journal.conn.execute(
             "SELECT seq, kind, item_id, node_name, port_name FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?",
             (self._seen, room)).fetchall()
