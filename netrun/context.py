@@ -36,10 +36,8 @@ class EpochActions(Protocol):
 
 
 def _current_task() -> asyncio.Task | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no running event loop
-        return None
+    loop = asyncio._get_running_loop()  # None outside a loop (a sync run): no exception raised per call
+    return None if loop is None else asyncio.current_task(loop)
 
 
 class NodeExecutionContext:

@@ -25,6 +25,7 @@ import pytest
 
 import netrun
 from netrun.graphs import chain, edge, simple_node
+from netrun.inbox import ADMIT_LIMIT
 from tests.integration import resume_nodes as rn
 from tests.integration.helpers import collect, forward, rows, stored_value
 
@@ -232,12 +233,12 @@ def test_injected_work_not_yet_admitted_survives_resume(tmp_path, admitted_befor
         epochs = [net.inject_source_epoch("Src") for _ in range(7)]
         packets = [net.inject_packet("Mid", "in", i) for i in range(1_200)]
         if admitted_before_stop:
-            net.run_step(start_epochs=False)  # admits up to 1,000 items; the rest stays in the inbox
+            net.run_step(start_epochs=False)  # admits up to ADMIT_LIMIT items; the rest stays in the inbox
         inbox = net.query("SELECT count(*) AS n FROM inbox")[0]["n"]
         startable = sorted(net.get_startable_epochs())
         live = net.query("SELECT id FROM packets WHERE state = 'live' ORDER BY id")
     assert rn.RESULTS == []
-    assert inbox == (207 if admitted_before_stop else 1_207)
+    assert inbox == (1_207 - ADMIT_LIMIT if admitted_before_stop else 1_207)
     assert set(epochs) <= set(startable)
     assert {r["id"] for r in live} == set(packets)
     with netrun.Net.resume(db) as net:
