@@ -21,7 +21,7 @@ from .errors import PortFull, PortNotFound
 from .sim import Event, Location
 from .host import RunHost
 
-ADMIT_LIMIT = 128  # startable epochs the sim may hold before admission waits
+ADMIT_LIMIT = 1_000  # startable epochs the sim may hold before admission waits
 
 
 class Inbox:
