@@ -13,6 +13,8 @@ import json
 import os
 import pickle
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,6 +112,16 @@ class NetInspector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside the block sees the file at one moment (one read transaction), even
+        while another process commits."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
     def _rows(self, sql: str, params: tuple | list = ()) -> list[dict]:
         return rows_as_dicts(self._conn.execute(sql, params))
 
@@ -182,8 +194,9 @@ class NetInspector:
     def running_epochs(self) -> list[dict]:
         """Epochs in state `running`: the live run's, or, with no owner, those its process died in;
         with those whose start is only in the intents file so far (see netrun.intents)."""
+        # the IN term lets SQLite use the partial index epochs_open (`state = 'running'` alone scans the table)
         rows = self._rows("SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
-                          "WHERE state = 'running' ORDER BY started_at, id")
+                          "WHERE state = 'running' AND state IN ('startable', 'running') ORDER BY started_at, id")
         for intent in read_intents(self.path):
             state = self._rows("SELECT state, attempt FROM epochs WHERE id = ?", (intent.epoch_id,))
             if not state or state[0]["state"] == "startable":
