@@ -24,8 +24,12 @@ MARGIN = 30
 SWEEPS = 4
 
 
-def _order(columns: dict[int, list[str]], preds: dict[str, set[str]], succs: dict[str, set[str]]) -> None:
-    """Reorder each column (in place) by the barycenter of each node's neighbours, down then up."""
+Neighbours = dict[str, list[tuple[str, float]]]  # node -> (neighbour, where on it: 0..1 down its side)
+
+
+def _order(columns: dict[int, list[str]], preds: Neighbours, succs: Neighbours) -> None:
+    """Reorder each column (in place) by the barycenter of each node's neighbours in the columns
+    already placed (a neighbour's position plus where its port sits on its side), down then up."""
     for sweep in range(SWEEPS):
         depths = sorted(columns) if sweep % 2 == 0 else sorted(columns, reverse=True)
         neighbours = preds if sweep % 2 == 0 else succs
@@ -34,11 +38,10 @@ def _order(columns: dict[int, list[str]], preds: dict[str, set[str]], succs: dic
             column = columns[depth]
             for i, name in enumerate(column):
                 position.setdefault(name, i)
-
             members = set(column)
             keys = {}
             for name in column:
-                seen = [position[n] for n in neighbours[name] if n in position and n not in members]
+                seen = [position[n] + at for n, at in neighbours[name] if n in position and n not in members]
                 keys[name] = (sum(seen) / len(seen) if seen else position[name], name)
             column.sort(key=keys.__getitem__)
             for i, name in enumerate(column):
@@ -53,11 +56,16 @@ def layout(data: dict[str, Any], depths: dict[str, int]) -> dict[str, Any]:
     "label_x", "label_y"}]}`; port coordinates are absolute.
     """
     nodes = {n["name"]: n for n in data["nodes"]}
-    preds: dict[str, set[str]] = {name: set() for name in nodes}
-    succs: dict[str, set[str]] = {name: set() for name in nodes}
-    for a, _ap, b, _bp in data["edges"]:
-        succs[a].add(b)
-        preds[b].add(a)
+    preds: Neighbours = {name: [] for name in nodes}
+    succs: Neighbours = {name: [] for name in nodes}
+
+    def at(node: str, side: str, port: str) -> float:
+        ports = sorted(nodes[node][side])
+        return (ports.index(port) + 1) / (len(ports) + 1)
+
+    for a, ap, b, bp in data["edges"]:
+        succs[a].append((b, at(b, "in_ports", bp)))
+        preds[b].append((a, at(a, "out_ports", ap)))
     columns: dict[int, list[str]] = {}
     for name in sorted(nodes):
         columns.setdefault(depths.get(name, 0), []).append(name)

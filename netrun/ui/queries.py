@@ -28,7 +28,7 @@ from .layout import layout
 
 EPOCH_STATES = ("startable", "running", "finished", "failed", "cancelled")
 EPOCH_WINDOW = 20_000  # epochs read per step of a filtered page
-HISTORY_WINDOW = 6_000  # history records read per step of a filtered page
+HISTORY_WINDOW = 2_000  # history actions (each with its events) read per step of a filtered page
 BUDGET = 0.12  # seconds a page may spend looking for matches before it returns what it found
 VALUE_CHARS = 100_000  # the most of one value's JSON text a packet page shows
 SQL_ROWS = 1_000  # rows of a SQL result shown in the page (the CSV download has them all)
@@ -227,15 +227,19 @@ def history_page(net: NetInspector, *, node: str | None = None, epoch: str | Non
     decoder = Decoder(net._conn)
     last, _ = decoder.last()
     first_row = net._rows("SELECT min(seq) AS seq FROM history_actions")[0]["seq"]
+    legacy = bool(net._rows("SELECT 1 FROM history_legacy LIMIT 1"))
     top = min(before, last + 1) if before is not None else last + 1
     out: list[dict] = []
     began = time.monotonic()
     while top is not None and len(out) < limit:
-        if first_row is None or top <= first_row:  # below the compact rows: history written before them
+        if first_row is None or top <= first_row:  # history written before the compact rows (version 10)
             out += _legacy_page(net, node, wanted, since_text, top, limit - len(out))
             top = out[-1]["seq"] if len(out) == limit else None
             break
-        bottom = max(top - HISTORY_WINDOW, 0)
+        # the window's lowest action starts the window: no action is cut in two between windows
+        edge = net._rows("SELECT seq FROM history_actions WHERE seq < ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                         (top, HISTORY_WINDOW - 1))
+        bottom = edge[0]["seq"] if edge else 0
         actions = decoder.actions("seq < ? AND seq >= ?", (top, bottom))
         records = [rec for action in actions for rec in expand(action) if rec[8] < top]
         older = False
@@ -252,7 +256,7 @@ def history_page(net: NetInspector, *, node: str | None = None, epoch: str | Non
         elif len(out) == limit:
             top = out[-1]["seq"]
         else:
-            top = bottom if bottom > 0 else None
+            top = bottom if edge else (first_row if legacy else None)  # below the compact rows: the legacy ones
             if top is not None and time.monotonic() - began > BUDGET:
                 break
     return {"records": out, "next": top}
@@ -333,8 +337,10 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def sql_rows(net: NetInspector, statement: str, *, limit: int = SQL_ROWS) -> dict[str, Any]:
-    """One read-only statement (the guards of `netrun sql`): its columns and first `limit` rows."""
+def sql_rows(net: NetInspector, statement: str, *, limit: int | None = None) -> dict[str, Any]:
+    """One read-only statement (the guards of `netrun sql`): its columns and first `limit` rows
+    (`SQL_ROWS`); it is stopped after `SQL_SECONDS`."""
+    limit = SQL_ROWS if limit is None else limit
     with guarded_query(net._conn, statement, seconds=SQL_SECONDS) as (columns, rows):
         shown = []
         for row in rows:

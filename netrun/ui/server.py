@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import threading
@@ -84,8 +85,14 @@ def serve(path: str, *, host: str = "127.0.0.1", port: int = 8700, open_browser:
             webbrowser.open(url)
 
         threading.Thread(target=opener, daemon=True).start()
+    # uvicorn handles Ctrl-C and SIGTERM itself (a graceful stop), then raises the signal again for
+    # the handler it found: a quiet one here, so that a stop is an ordinary exit (0), not a traceback.
+    quiet = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in quiet.items():
+            signal.signal(sig, handler)
     return 0
