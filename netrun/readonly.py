@@ -123,18 +123,22 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
 
 class Readers:
     """One read-only connection per thread that queries a net (an apsw connection must not be used
-    by two threads at once); all are closed together."""
+    by two threads at once); all are closed together. A subclass may hand out another reader of
+    the file (`_open`), anything with a `close()`."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
-        self._all: list[apsw.Connection] = []
+        self._all: list[Any] = []
         self._lock = threading.Lock()
 
-    def get(self) -> apsw.Connection:
+    def _open(self) -> Any:
+        return open_connection(self.path, readonly=True)
+
+    def get(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = open_connection(self.path, readonly=True)
+            conn = self._local.conn = self._open()
             with self._lock:
                 self._all.append(conn)
         return conn

@@ -11,7 +11,7 @@ polling costs a running net.
               compares epochs per second (medians; the modes interleave, so drift hits both).
 
     python tools/bench_ui.py endpoints --db /tmp/big.db
-    python tools/bench_ui.py overhead --chain-values 20000 --rounds 3
+    python tools/bench_ui.py overhead --chain-values 20000 --rounds 5
     python tools/bench_ui.py all --json
 """
 
@@ -117,46 +117,47 @@ def endpoints(path: str, values: int, repeat: int) -> dict:
     return out
 
 
-def _chain_run(path: str, values: int, poll_every: float | None) -> dict:
-    """One run of the chain into `path`; with `poll_every`, a `netrun ui` on it polled meanwhile."""
-    import bench_nodes as b
-
-    import netrun
-    from netrun.graphs import chain
-
-    net = netrun.Net(chain("Source", "A", "B", "Sink"), db=path, history_max_size=0)
-    server = None
-    polls = []
+def _poll(url: str, interval: float) -> int:
+    """The browser's part, in its own process: GET /api/live every `interval` seconds until stdin
+    closes, then print the number of polls and their median time (ms) as JSON."""
+    found = re.search(r"http://([\d.]+):(\d+)/", url)
+    conn = http.client.HTTPConnection(found.group(1), int(found.group(2)), timeout=60)
     stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    times = []
+    while not stop.is_set():
+        began = time.perf_counter()
+        conn.request("GET", "/api/live")
+        conn.getresponse().read()
+        times.append((time.perf_counter() - began) * 1000)
+        stop.wait(max(interval - (time.perf_counter() - began), 0))
+    print(json.dumps({"polls": len(times), "median_ms": statistics.median(times) if times else None}))
+    return 0
+
+
+def _chain_run(path: str, values: int, poll_every: float | None) -> dict:
+    """One run of the chain into `path`; with `poll_every`, a `netrun ui` server on it whose live
+    state another process polls meanwhile (as the page does)."""
+    from bench_questions import chain_net
+
+    net = chain_net(path, values)
+    server = poller = None
     try:
-        for name, func in {"Source": b.source, "A": b.forward, "B": b.forward, "Sink": b.sink}.items():
-            net.set_node_exec(name, func)
-            net.set_node_config(name, capture_stdout=False)
-        for _ in range(values):
-            net.inject_source_epoch("Source")
         if poll_every is not None:
             server = Served(path)
-
-            def poll() -> None:
-                while not stop.is_set():
-                    began = time.perf_counter()
-                    server.get("/api/live")
-                    polls.append((time.perf_counter() - began) * 1000)
-                    stop.wait(max(poll_every - (time.perf_counter() - began), 0))
-
-            poller = threading.Thread(target=poll, daemon=True)
-            poller.start()
+            poller = subprocess.Popen([sys.executable, __file__, "_poll", f"http://{server.host}:{server.port}/",
+                                       str(poll_every)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         began = time.perf_counter()
         net.start()
         elapsed = time.perf_counter() - began
     finally:
-        stop.set()
         net.close()
+        polls = {"polls": 0, "median_ms": None}
+        if poller is not None:
+            polls = json.loads(poller.communicate("", timeout=60)[0])
         if server is not None:
-            poller.join()
             server.close()
-    return {"epochs_per_s": 4 * values / elapsed, "polls": len(polls),
-            "poll_median_ms": statistics.median(polls) if polls else None}
+    return {"epochs_per_s": 4 * values / elapsed, "polls": polls["polls"], "poll_median_ms": polls["median_ms"]}
 
 
 def overhead(values: int, rounds: int, interval: float) -> dict:
@@ -188,9 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--values", type=int, default=100_000, help="values of the big run (100,000)")
     parser.add_argument("--repeat", type=int, default=7, help="timed requests per route (7)")
     parser.add_argument("--chain-values", type=int, default=20_000, help="values per overhead run (20,000)")
-    parser.add_argument("--rounds", type=int, default=3, help="overhead runs per mode (3)")
+    parser.add_argument("--rounds", type=int, default=5, help="overhead runs per mode (5)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between live polls (1, as the page)")
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_poll"]:  # the poller process of `overhead`
+        return _poll(argv[1], float(argv[2]))
     args = parser.parse_args(argv)
     result: dict = {}
     if args.what in ("endpoints", "all"):

@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import tempfile
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -35,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ConfigError, NetInUse, NetrunError, NotFoundError, QueryError
 from ..inspector import NetInspector
-from ..readonly import guarded_query
+from ..readonly import Readers, guarded_query
 from ..repairs import resolve_dead_letters
 from ..tabular import write_rows
 from . import queries
@@ -53,29 +52,11 @@ HEADERS = {
 }
 
 
-class Inspectors:
-    """One read-only `NetInspector` per thread that answers requests (an apsw connection is used by
-    one thread at a time); all closed together when the app stops."""
+class Inspectors(Readers):
+    """One read-only `NetInspector` per thread that answers requests; all closed when the app stops."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._all: list[NetInspector] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> NetInspector:
-        found = getattr(self._local, "inspector", None)
-        if found is None:
-            found = self._local.inspector = NetInspector(self.path)
-            with self._lock:
-                self._all.append(found)
-        return found
-
-    def close(self) -> None:
-        with self._lock:
-            for inspector in self._all:
-                inspector.close()
-            self._all.clear()
+    def _open(self) -> NetInspector:
+        return NetInspector(self.path)
 
 
 def host_allowed(host_header: str, served_host: str) -> bool:
@@ -226,7 +207,7 @@ def create_app(path: str, *, allow_writes: bool = False, token: str | None = Non
         Route("/api/dlq/{seq:int}", read(lambda net, r: queries.dead_letter_detail(net, r.path_params["seq"]))),
         Route("/api/sql", read(lambda net, r: queries.sql_rows(net, r.query_params.get("q", "")))),
         Route("/api/sql.csv", sql_csv),
-        Route("/api/find", read(lambda net, r: queries.find(net, r.query_params.get("id", "")))),
+        Route("/api/find", read(lambda net, r: queries.find(net, r.query_params.get("id", ""), _text(r, "kind")))),
     ]
 
     if allow_writes:

@@ -31,6 +31,7 @@ EPOCH_WINDOW = 20_000  # epochs read per step of a filtered page
 HISTORY_WINDOW = 2_000  # history actions (each with its events) read per step of a filtered page
 BUDGET = 0.12  # seconds a page may spend looking for matches before it returns what it found
 VALUE_CHARS = 100_000  # the most of one value's JSON text a packet page shows
+LOG_CHARS = 10_000  # the most of one log line a page shows
 SQL_ROWS = 1_000  # rows of a SQL result shown in the page (the CSV download has them all)
 SQL_SECONDS = 10.0  # a SQL box query is stopped after this long
 PAGE_LIMIT = 500  # the largest page a client may ask for
@@ -139,7 +140,7 @@ def epoch_detail(net: NetInspector, epoch_id: str) -> dict[str, Any]:
     outputs = [r["packet_id"] for r in history
                if r["type"] == "action" and r["name"] == "CreatePacket" and r["epoch_id"] == epoch_id]
     return {"epoch": epoch, "inputs": inputs, "outputs": outputs, "attempts": attempts,
-            "job": job[0] if job else None, "logs": net.logs(epoch=epoch_id, limit=500),
+            "job": job[0] if job else None, "logs": logs_page(net, epoch=epoch_id, limit=PAGE_LIMIT)["lines"][::-1],
             "history": history[-300:], "history_total": len(history)}
 
 
@@ -293,7 +294,8 @@ def logs_page(net: NetInspector, *, node: str | None = None, epoch: str | None =
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
-    rows = net._rows(f"SELECT seq, timestamp, node_name AS node, epoch_id AS epoch, text FROM node_logs "
+    rows = net._rows(f"SELECT seq, timestamp, node_name AS node, epoch_id AS epoch, "
+                     f"substr(text, 1, {LOG_CHARS}) AS text FROM node_logs "
                      f"WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", (*params, limit + 1))
     return {"lines": rows[:limit], "next": rows[limit - 1]["seq"] if len(rows) > limit else None}
 
@@ -303,21 +305,11 @@ def dead_letters_page(net: NetInspector, *, node: str | None = None, include_res
                       after: int | None = None, limit: int | None = None) -> dict[str, Any]:
     """Dead letters, oldest first, with the first line of each error and a value preview."""
     limit = _limit(limit, 200)
-    where, params = ["seq > ?"], [after or 0]
-    if not include_resolved:
-        where.append("status = 'pending'")
-    if node is not None:
-        net.check_node(node)
-        where.append("node_name = ?")
-        params.append(node)
-    rows = net._rows(
-        "SELECT seq, packet_id AS packet, node_name AS node, port_name AS port, epoch_id AS epoch, reason, status, "
-        "created_at, resolved_at, replayed_as, substr(error, 1, 2000) AS error, value_preview AS value, "
-        "value IS NOT NULL AND port_name IS NOT NULL AS replayable "
-        f"FROM dead_letters WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit + 1))
+    rows = net.dead_letters(node=node, include_resolved=include_resolved, after_seq=after or 0, limit=limit + 1)
     for row in rows:
         row["error"] = _first_line(row["error"])
-        row["replayable"] = bool(row["replayable"])
+        row["replayable"] = row["port"] is not None and row["value"] is not None
+        del row["traceback"]
     return {"dead_letters": rows[:limit], "next": rows[limit - 1]["seq"] if len(rows) > limit else None}
 
 
@@ -350,11 +342,13 @@ def sql_rows(net: NetInspector, statement: str, *, limit: int | None = None) -> 
     return {"columns": columns, "rows": shown, "truncated": False}
 
 
-def find(net: NetInspector, text: str) -> dict[str, str]:
-    """The packet or epoch that `text` names (a full ID, a prefix, or the short form tables show).
-    Raises NotFoundError naming `text`."""
+def find(net: NetInspector, text: str, kind: str | None = None) -> dict[str, str]:
+    """The packet or epoch (or only `kind`) that `text` names (a full ID, a prefix, or the short form
+    tables show). Raises NotFoundError naming `text`."""
+    if kind not in (None, "packet", "epoch"):
+        raise ConfigError(f"kind must be packet or epoch, not {kind!r}")
     errors = []
-    for kind in ("packet", "epoch"):
+    for kind in [kind] if kind else ["packet", "epoch"]:
         try:
             return {"kind": kind, "id": net.resolve_id(text, kind)}
         except NotFoundError as exc:

@@ -1,4 +1,4 @@
-"""Fixtures for the `netrun ui` tests: finished runs to look at, a real `netrun ui` server in a
+"""Fixtures for the `netrun ui` tests: finished runs to look at (`failing_db` is the CLI tests' one), a real `netrun ui` server in a
 child process on a free port, and headless Chromium (Debian's `chromium`, driven by Playwright).
 
 Chromium missing is a failure that says how to install it, never a skip: CI installs it (.ci/run).
@@ -24,13 +24,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.cli.conftest import copy_db, run_quietly
+from tests.cli.conftest import _prepared, copy_db, failing_db, run_quietly  # noqa: F401 - fixtures
 
 HERE = Path(__file__).resolve().parent  # holds ui_nodes.py: passed with --path
 ROOT = HERE.parents[1]
 STEPS_TOML = HERE / "nets" / "steps.toml"
-FAILING_TOML = ROOT / "tests" / "cli" / "nets" / "failing.toml"
-CLI_NODES = ROOT / "tests" / "cli"
 WAIT = 20.0  # seconds: the longest a child process or the page is waited for
 
 
@@ -93,24 +91,16 @@ def serve(tmp_path: Path) -> Iterator[Servers]:
 
 
 @pytest.fixture(scope="session")
-def _prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("ui-prepared")
-    steps, failing = folder / "steps.db", folder / "failing.db"
+def _ui_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    steps = tmp_path_factory.mktemp("ui-prepared") / "steps.db"
     run_quietly(["run", str(STEPS_TOML), "--db", str(steps), "--path", str(HERE), "--no-progress"])
-    run_quietly(["run", str(FAILING_TOML), "--db", str(failing), "--path", str(CLI_NODES), "--no-progress"])
-    return {"steps": steps, "failing": failing}
+    return steps
 
 
 @pytest.fixture
-def steps_db(_prepared: dict[str, Path], tmp_path: Path) -> Path:
+def steps_db(_ui_prepared: Path, tmp_path: Path) -> Path:
     """A finished run of nets/steps.toml: 12 values through Emit -> Step -> Sink."""
-    return copy_db(_prepared["steps"], tmp_path / "steps.db")
-
-
-@pytest.fixture
-def failing_db(_prepared: dict[str, Path], tmp_path: Path) -> Path:
-    """A finished run of tests/cli/nets/failing.toml: dead letters #1, #2, #3 hold 1, 3 and 5."""
-    return copy_db(_prepared["failing"], tmp_path / "failing.db")
+    return copy_db(_ui_prepared, tmp_path / "steps.db")
 
 
 # -- the app in this process, over HTTP ---------------------------------------------------------

@@ -171,6 +171,9 @@ def test_find_resolves_short_ids(read_only: Client, failing_db: Path):
     assert read_only.get("/api/find", params={"id": f"{packet[:8]}~{packet[-4:]}"}).json() == {
         "kind": "packet", "id": packet}
     assert read_only.get("/api/find", params={"id": "ZZZZZZZZ"}).status == 404
+    assert read_only.get("/api/find", params={"id": packet, "kind": "epoch"}).status == 404
+    epoch = rows(failing_db, "SELECT id FROM epochs LIMIT 1")[0]["id"]
+    assert read_only.get("/api/find", params={"id": epoch[:10], "kind": "epoch"}).json() == {"kind": "epoch", "id": epoch}
 
 
 # -- the SQL box --------------------------------------------------------------------------------

@@ -390,7 +390,7 @@ async function historyPage(main, params) {
                         ["kind", "kind (action, event, PacketMoved…)"], ["since", "since (ISO or 10m)"]], params));
   const query = { ...params };
   for (const kind of ["epoch", "packet"]) {
-    if (query[kind]) query[kind] = (await api("/api/find", { id: query[kind] })).id;
+    if (query[kind]) query[kind] = (await api("/api/find", { id: query[kind], kind })).id;
   }
   await pagedList(main, async (cursor) => {
     const page = await api("/api/history", { ...query, before: cursor });
@@ -402,7 +402,7 @@ async function logsPage(main, params) {
   main.append(h("h1", {}, "Logs"), h("p", { class: "dim" }, "lines printed by node functions, newest first"),
     filters("logs", [["node", "node", nodeNames()], ["epoch", "epoch ID"]], params));
   const query = { ...params };
-  if (query.epoch) query.epoch = (await api("/api/find", { id: query.epoch })).id;
+  if (query.epoch) query.epoch = (await api("/api/find", { id: query.epoch, kind: "epoch" })).id;
   await pagedList(main, async (cursor) => {
     const page = await api("/api/logs", { ...query, before: cursor });
     return { rows: page.lines, next: page.next };
@@ -531,7 +531,9 @@ document.getElementById("find").addEventListener("submit", async (event) => {
     go(`${found.kind}/${found.id}`);
     input.value = "";
   } catch (error) {
-    alert(error.message);
+    const main = document.getElementById("main");
+    main.querySelector(".find-error")?.remove();
+    main.prepend(h("p", { class: "error find-error", role: "alert" }, error.message));
   }
 });
 window.addEventListener("hashchange", route);
