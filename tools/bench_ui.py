@@ -147,9 +147,12 @@ def _chain_run(path: str, values: int, poll_every: float | None) -> dict:
             server = Served(path)
             poller = subprocess.Popen([sys.executable, __file__, "_poll", f"http://{server.host}:{server.port}/",
                                        str(poll_every)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        began = time.perf_counter()
+            time.sleep(0.5)  # the server's start-up is over before the run begins
+        server_cpu = _cpu_seconds(server.process.pid) if server is not None else 0.0
+        began, cpu = time.perf_counter(), time.process_time()
         net.start()
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
+        server_cpu = _cpu_seconds(server.process.pid) - server_cpu if server is not None else 0.0
     finally:
         net.close()
         polls = {"polls": 0, "median_ms": None}
@@ -157,7 +160,15 @@ def _chain_run(path: str, values: int, poll_every: float | None) -> dict:
             polls = json.loads(poller.communicate("", timeout=60)[0])
         if server is not None:
             server.close()
-    return {"epochs_per_s": 4 * values / elapsed, "polls": polls["polls"], "poll_median_ms": polls["median_ms"]}
+    return {"epochs_per_s": 4 * values / elapsed, "cpu_us_per_epoch": cpu / (4 * values) * 1e6,
+            "server_cpu_per_s": server_cpu / elapsed, "polls": polls["polls"], "poll_median_ms": polls["median_ms"]}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def overhead(values: int, rounds: int, interval: float) -> dict:
@@ -177,6 +188,13 @@ def overhead(values: int, rounds: int, interval: float) -> dict:
     return {"values": values, "rounds": rounds, "poll_interval_s": interval,
             "without_ui_epochs_per_s": [round(r["epochs_per_s"]) for r in runs["without ui"]],
             "with_ui_epochs_per_s": [round(r["epochs_per_s"]) for r in runs["with ui polling"]],
+            "without_ui_net_cpu_us_per_epoch": [round(r["cpu_us_per_epoch"]) for r in runs["without ui"]],
+            "with_ui_net_cpu_us_per_epoch": [round(r["cpu_us_per_epoch"]) for r in runs["with ui polling"]],
+            "net_cpu_overhead_percent": round((statistics.median(r["cpu_us_per_epoch"] for r in runs["with ui polling"])
+                                               / statistics.median(r["cpu_us_per_epoch"] for r in runs["without ui"])
+                                               - 1) * 100, 1),
+            "ui_server_cpu_percent_of_a_core": round(statistics.median(
+                r["server_cpu_per_s"] for r in runs["with ui polling"]) * 100, 1),
             "polls_per_run": [r["polls"] for r in runs["with ui polling"]],
             "live_poll_median_ms": round(statistics.median(polls), 1) if polls else None,
             "overhead_percent": round((off - on) / off * 100, 1)}
