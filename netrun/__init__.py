@@ -22,8 +22,11 @@ import cycle, type-only imports included):
     definition -> {expressions, factories, port_types}   the TOML definition layer
 
     cli            the `netrun` command, over net and:
+      repairs                dead letters replayed or discarded (`dlq`, and the web page)
       inspector -> lineage   a database file read-only: status, history, logs, trace
       graphtext              a graph as Mermaid, DOT or JSON text
+    ui             `netrun ui`, the web page (the optional extra `ui`: starlette, uvicorn);
+                   over inspector and repairs, imported by nothing but the command's `ui`
 """
 
 from .version import __version__  # noqa: E402

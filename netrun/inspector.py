@@ -13,6 +13,8 @@ import json
 import os
 import pickle
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,6 +112,19 @@ class NetInspector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside the block sees the file at one moment (one read transaction), even
+        while another process commits. Nested blocks share the outer one."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
     def _rows(self, sql: str, params: tuple | list = ()) -> list[dict]:
         return rows_as_dicts(self._conn.execute(sql, params))
 
@@ -179,11 +194,15 @@ class NetInspector:
                            "GROUP BY 1, 2, 3 ORDER BY 2, 3")
         return {"edges": edges, "input_ports": ports, "inside_epochs": inside, "inbox": inbox}
 
-    def running_epochs(self) -> list[dict]:
+    def running_epochs(self, *, known: int | None = None) -> list[dict]:
         """Epochs in state `running`: the live run's, or, with no owner, those its process died in;
-        with those whose start is only in the intents file so far (see netrun.intents)."""
-        rows = self._rows("SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
-                          "WHERE state = 'running' ORDER BY started_at, id")
+        with those whose start is only in the intents file so far (see netrun.intents). `known`: how
+        many the table holds (from `node_counts()` in the same read transaction): the search stops
+        once it has found them, instead of visiting every startable epoch."""
+        # the IN term lets SQLite use the partial index epochs_open (`state = 'running'` alone scans the table)
+        rows = self._rows("SELECT * FROM (SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
+                          "WHERE state = 'running' AND state IN ('startable', 'running') LIMIT ?) "
+                          "ORDER BY started_at, epoch", (-1 if known is None else known,))
         for intent in read_intents(self.path):
             state = self._rows("SELECT state, attempt FROM epochs WHERE id = ?", (intent.epoch_id,))
             if not state or state[0]["state"] == "startable":
@@ -199,9 +218,10 @@ class NetInspector:
         left: a resume continues it), or "finished" (nothing can run).
         """
         owner = self.owner()
-        counts = self.node_counts()
-        waiting = self.waiting()
-        running = self.running_epochs()
+        with self.snapshot():  # the running epochs searched for are those counted
+            counts = self.node_counts()
+            waiting = self.waiting()
+            running = self.running_epochs(known=sum(c["running"] for c in counts.values()))
         work_left = any(c["startable"] for c in counts.values()) or bool(waiting["inbox"])
         if owner is not None:
             state = "running"
@@ -383,9 +403,10 @@ class NetInspector:
         return lineage.trace(self, packet_id, depth=depth, limit=limit)
 
     # -- dead letters ---------------------------------------------------------------------------
-    def dead_letters(self, *, node: str | None = None, include_resolved: bool = False) -> list[dict]:
-        """Dead letters, oldest first, with a value preview."""
-        where, params = [], []
+    def dead_letters(self, *, node: str | None = None, include_resolved: bool = False, after_seq: int = 0,
+                     limit: int | None = None) -> list[dict]:
+        """Dead letters, oldest first, with a value preview (the first `limit` after `after_seq`)."""
+        where, params = ["seq > ?"], [after_seq]
         if not include_resolved:
             where.append("status = 'pending'")
         if node is not None:
@@ -395,7 +416,8 @@ class NetInspector:
         rows = self._rows(
             "SELECT seq, packet_id AS packet, node_name AS node, port_name AS port, epoch_id AS epoch, reason, "
             "status, created_at, resolved_at, replayed_as, value_kind, value, value_preview, error, traceback "
-            "FROM dead_letters" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq", params)
+            f"FROM dead_letters WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+            (*params, -1 if limit is None else limit))
         for row in rows:
             row["value"] = preview(row.pop("value_kind"), row["value"], row.pop("value_preview"),
                                    unpickle=self.unpickle)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import apsw
 
-from .db import open_connection, rows_as_dicts
+from .db import open_connection
 from .errors import QueryError, ReadOnlyQueryError
 
 # Pragmas that only read. Those in _LOOKUP_PRAGMAS take an argument (a table, an index);
@@ -66,7 +69,23 @@ def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
 
 def read_query(reader: apsw.Connection, sql: str, params: tuple | list | dict = ()) -> list[dict]:
     """Run `sql` on the read-only connection; rows as dicts. Raises ReadOnlyQueryError for a write."""
+    with guarded_query(reader, sql, params) as (columns, rows):
+        return [dict(zip(columns, row)) for row in rows]
+
+
+@contextmanager
+def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict = (), *,
+                  seconds: float | None = None) -> Iterator[tuple[list[str], Iterator[tuple]]]:
+    """`with guarded_query(conn, sql) as (columns, rows):` one read-only statement whose rows are read
+    as they come (a large result is never held whole), with the three guards in place for the whole
+    block. `seconds`: the query is interrupted once it has run that long (QueryError says so).
+
+    Raises ReadOnlyQueryError (a statement that would write), QueryError (SQLite refused it, more than
+    one statement, or the time ran out)."""
     reader.authorizer = _authorize
+    if seconds is not None:
+        deadline = time.monotonic() + seconds
+        reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
     try:
         cursor = reader.cursor()
         statements = 0
@@ -80,31 +99,46 @@ def read_query(reader: apsw.Connection, sql: str, params: tuple | list | dict = 
             return _refuse_writes(cursor, text, bindings)
 
         cursor.exectrace = one_statement
-        return rows_as_dicts(cursor.execute(sql, params))
+        cursor.execute(sql, params)
+        try:
+            columns = [d[0] for d in cursor.getdescription()]
+        except apsw.ExecutionCompleteError:  # a statement that returns no rows at all
+            columns = []
+        yield columns, (cursor if columns else iter(()))
+        cursor.close()
     except (apsw.ReadOnlyError, apsw.AuthError):
         raise ReadOnlyQueryError(f"Net.query is read-only; this statement would write: {sql.strip()[:200]}",
                                  sql=sql) from None  # SQLite's reason ("not authorized") adds nothing
+    except apsw.InterruptError:
+        raise QueryError(f"the query was stopped after {seconds:g} s; statement: {sql.strip()[:200]}",
+                         sql=sql) from None
     except (apsw.SQLError, apsw.BindingsError, apsw.ExecutionCompleteError, apsw.MismatchError,
             apsw.RangeError, apsw.TooBigError, apsw.ConstraintError, TypeError) as exc:
         raise QueryError(f"the query failed: {exc}; statement: {sql.strip()[:200]}", sql=sql) from exc
     finally:
         reader.authorizer = None
+        if seconds is not None:
+            reader.set_progress_handler(None)
 
 
 class Readers:
     """One read-only connection per thread that queries a net (an apsw connection must not be used
-    by two threads at once); all are closed together."""
+    by two threads at once); all are closed together. A subclass may hand out another reader of
+    the file (`_open`), anything with a `close()`."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
-        self._all: list[apsw.Connection] = []
+        self._all: list[Any] = []
         self._lock = threading.Lock()
 
-    def get(self) -> apsw.Connection:
+    def _open(self) -> Any:
+        return open_connection(self.path, readonly=True)
+
+    def get(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = open_connection(self.path, readonly=True)
+            conn = self._local.conn = self._open()
             with self._lock:
                 self._all.append(conn)
         return conn

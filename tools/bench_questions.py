@@ -26,20 +26,26 @@ if TOOLS_DIR not in sys.path:
     sys.path.insert(0, TOOLS_DIR)
 
 
-def build(path: str, values: int) -> float:
-    """The chain run into `path`; returns epochs per second."""
+def chain_net(path: str, values: int):
+    """The chain Source -> A -> B -> Sink in `path` with `values` source epochs injected, not run."""
     import bench_nodes as b
 
     import netrun
     from netrun.graphs import chain
 
     net = netrun.Net(chain("Source", "A", "B", "Sink"), db=path, history_max_size=0)
+    for name, func in {"Source": b.source, "A": b.forward, "B": b.forward, "Sink": b.sink}.items():
+        net.set_node_exec(name, func)
+        net.set_node_config(name, capture_stdout=False)
+    for _ in range(values):
+        net.inject_source_epoch("Source")
+    return net
+
+
+def build(path: str, values: int) -> float:
+    """The chain run into `path`; returns epochs per second."""
+    net = chain_net(path, values)
     try:
-        for name, func in {"Source": b.source, "A": b.forward, "B": b.forward, "Sink": b.sink}.items():
-            net.set_node_exec(name, func)
-            net.set_node_config(name, capture_stdout=False)
-        for _ in range(values):
-            net.inject_source_epoch("Source")
         began = time.perf_counter()
         net.start()
         return 4 * values / (time.perf_counter() - began)

@@ -6,7 +6,7 @@ import argparse
 
 from ..checkpoint import checkpoint_file
 from ..inspector import NetInspector
-from ..net import Net
+from ..repairs import resolve_dead_letters
 from ..retention import describe, prune_file
 from .numbers import count
 from .output import Output, UsageError, shell
@@ -42,34 +42,18 @@ def dlq_show(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _selected(args: argparse.Namespace, net: NetInspector) -> list[int]:
-    """The numbers given, or (--all) those pending now: read before the net is opened, because
-    opening a crashed net dead-letters the packets of its interrupted epochs, which nobody has seen."""
-    if args.seq:
-        return args.seq
-    return [row["seq"] for row in net.dead_letters(node=args.node)]
-
-
 def _resolve(args: argparse.Namespace, out: Output, *, replay: bool) -> int:
     if bool(args.seq) == args.all:
         raise UsageError(f"dlq {args.action}: give dead letter numbers, or --all (every pending one, or those of "
                          "--node), not both")
     if args.node and not args.all:
         raise UsageError(f"dlq {args.action}: --node selects with --all")
-    with NetInspector(args.file) as inspector:
-        chosen = _selected(args, inspector)
-        running = inspector.running_epochs() if inspector.owner() is None else []
-    if running:
-        out.note(f"{args.file} was interrupted with {len(running)} epoch(s) running; opening it applies the crash "
-                 "semantics first, as netrun resume does (deferred epochs will run again, others are cancelled "
-                 "and their packets dead-lettered as 'interrupted')")
-    with Net.resume(args.file) as net:  # owns the file meanwhile: refused while a run is going on
-        queue = net.dead_letter_queue
-        if replay:  # all checked first, then all in one transaction: none or every one
-            done = [{"seq": seq, "replayed_as": new} for seq, new in zip(chosen, queue.replay_many(chosen))]
-        else:
-            queue.discard_many(chosen)
-            done = [{"seq": seq, "discarded": True} for seq in chosen]
+    result = resolve_dead_letters(args.file, args.seq or None, replay=replay, node=args.node)
+    if result.interrupted:
+        out.note(f"{args.file} was interrupted with {result.interrupted} epoch(s) running; opening it applies the "
+                 "crash semantics first, as netrun resume does (deferred epochs will run again, others are "
+                 "cancelled and their packets dead-lettered as 'interrupted')")
+    done = result.done
     if out.json_mode:
         out.json(done)
     elif not done:

@@ -28,7 +28,7 @@ DLQ_ACTIONS = _subparsers(COMMANDS["dlq"])
 
 def test_the_command_set_is_the_one_the_issue_asks_for():
     assert set(COMMANDS) == {"run", "resume", "status", "history", "sql", "trace", "logs", "dlq", "checkpoint",
-                             "graph", "validate", "value", "prune", "stop", "inject", "restore", "export"}
+                             "graph", "validate", "value", "prune", "stop", "inject", "restore", "export", "ui"}
     assert set(DLQ_ACTIONS) == {"list", "show", "replay", "discard"}
 
 
@@ -60,7 +60,7 @@ def test_every_dlq_action_has_help(action, capsys):
     assert capsys.readouterr().out.startswith(f"usage: netrun dlq file {action}")
 
 
-@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"run", "resume", "checkpoint"}))
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"run", "resume", "checkpoint", "ui"}))  # ui: a server
 def test_every_read_command_takes_json(command):
     options = {o for action in COMMANDS[command]._actions for o in action.option_strings}
     subcommands = _subparsers(COMMANDS[command])
