@@ -7,7 +7,8 @@ whether it won (a row came back, or a row count of one). So the protocol stays c
 a database whose writers are not serialized: when a worker reports while the owner takes
 the job back (its lease expired), exactly one of them wins, whichever commits first.
 
-- claim (worker): the next due `queued` job of its pool, with a lease (`lease_until`);
+- claim (worker): the next due `queued` job of its pool, or a few at once (a process worker
+  whose epochs are quick), each with a lease (`lease_until`);
 - renew (worker): push its lease forward, only while the job is still its own;
 - report (worker): `claimed -> reported`, then its result row is written (same transaction);
 - take_back (owner): `claimed -> queued` (attempt + 1) or `-> done`, when the lease expired;
@@ -29,10 +30,10 @@ from .clock import iso
 
 _CLAIM = """
 UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_until = ?3
-WHERE epoch_id = (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
-                  AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT 1)
+WHERE epoch_id IN (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
+                   AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT ?5)
   AND state = 'queued'
-RETURNING epoch_id, node_name, attempt
+RETURNING epoch_id, node_name, attempt, priority, seq
 """
 
 
@@ -83,8 +84,17 @@ def any_due(conn: Any, pool: str, now: datetime) -> bool:
 
 def claim(conn: Any, worker: str, pool: str, now: datetime, lease: timedelta) -> Claim | None:
     """Claim the next due queued job of `pool` (inside the caller's transaction), or None."""
-    row = conn.execute(_CLAIM, (worker, iso(now), iso(now + lease), pool)).fetchone()
-    return Claim(row[0], row[1], row[2]) if row else None
+    claimed = claim_many(conn, worker, pool, now, lease, 1)
+    return claimed[0] if claimed else None
+
+
+def claim_many(conn: Any, worker: str, pool: str, now: datetime, lease: timedelta, limit: int) -> list[Claim]:
+    """Claim up to `limit` due queued jobs of `pool` in one statement (inside the caller's
+    transaction), in queue order: each row is its own compare-and-set on `queued`, all with
+    the same lease."""
+    rows = conn.execute(_CLAIM, (worker, iso(now), iso(now + lease), pool, limit)).fetchall()
+    rows.sort(key=lambda r: (-r[3], r[4]))
+    return [Claim(r[0], r[1], r[2]) for r in rows]
 
 
 def renew(conn: Any, job: Claim, worker: str, until: datetime) -> bool:

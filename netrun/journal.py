@@ -259,6 +259,16 @@ class Journal:
         self._inserts = inserts
         self._after_commit = callbacks + self._after_commit
 
+    def detach(self) -> tuple:
+        """Take everything buffered out of the journal: a part that a later commit writes only if
+        it still should (`reattach` inside its `then`), or drops (a pool worker's result, written
+        with its report only if the job is still its own)."""
+        return self._take()
+
+    def reattach(self, part: tuple) -> None:
+        """Put a detached part back into the buffer (inside a commit's `then`: that commit writes it)."""
+        self._restore(part)
+
     def abandon(self, error: BaseException) -> None:
         """Drop every row buffered since the last commit and write nothing more: the file stays as a
         crash at that commit would leave it (a resume rebuilds the net from it). For the case where

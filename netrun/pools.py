@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import shutil
+import tempfile
 import multiprocessing
 import multiprocessing.connection
 import threading
@@ -35,7 +37,7 @@ from . import jobs
 from .epoch import apply_remote, end_cancelled, end_failed
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .jobs import FINISH_JOB, INSERT_JOB, Claim, NewJob, job_params
-from .worker import START_FAILED, WorkerSpec, process_main, read_outcome, thread_main
+from .worker import BATCH, START_FAILED, IdleCount, WorkerSpec, process_main, read_marks, read_outcome, thread_main
 from .host import RunHost
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
@@ -61,12 +63,15 @@ class Pool:
         self.retired: dict[str, threading.Event] = {}  # thread worker -> its "stop after this job" flag
         self._ids = itertools.count(1)
         self._token = secrets.token_hex(4)  # process worker IDs are unique across owners
+        self.marks_dir: str | None = None  # see WorkerSpec.batch (process pools whose epochs may batch)
         if kind == "thread":
             self.wake: Any = threading.Semaphore(0)
             self.stop_event: Any = threading.Event()
+            self.idle: Any = IdleCount()
         else:
             self.wake = _SPAWN.Semaphore(0)
             self.stop_event = _SPAWN.Event()
+            self.idle = _SPAWN.Value("i", 0)
 
     def _spec(self) -> WorkerSpec:
         rt = self.rt
@@ -74,10 +79,16 @@ class Pool:
         per_worker = {n for n in nodes if rt.configs[n].pool_init_mode == "per_worker" or self.kind == "process"}
         functions = {n: rt.functions[n] for n in nodes}
         keep = rt.config.consumed_packet_storage or bool(rt.config.consumed_packet_storage_path)
+        # Claiming several jobs at once: process workers only, and only where no node has a timeout
+        # (a job's time runs from its claim).
+        batch = BATCH if self.kind == "process" and all(rt.configs[n].timeout is None for n in nodes) else 1
+        if batch > 1 and self.marks_dir is None:
+            self.marks_dir = tempfile.mkdtemp(prefix="netrun-marks-")
         return WorkerSpec(db_path=rt.net.db_path, pool=self.name, nodes={n: rt.configs[n] for n in nodes},
                           functions=cloudpickle.dumps(functions) if self.kind == "process" else functions,
                           keep_received=keep, init_per_worker=per_worker, durability=rt.config.durability,
-                          lease_seconds=rt.config.lease_seconds)
+                          lease_seconds=rt.config.lease_seconds, batch=batch,
+                          marks_dir=self.marks_dir if batch > 1 else None)
 
     def start(self) -> None:
         spec = self._spec()
@@ -93,13 +104,13 @@ class Pool:
             self.retired[worker_id] = retire
             worker = threading.Thread(target=thread_main, name=f"netrun-{worker_id}", daemon=True,
                                       args=(spec, worker_id, self.wake, self.stop_event, retire, self.notify,
-                                            self.rt.clock, self.rt.net))
+                                            self.rt.clock, self.rt.net, self.idle))
         else:
             # A pipe of its own per process worker: one killed while writing breaks only its own pipe
             # (a shared multiprocessing.Queue's write lock would stay held, and every writer hang).
             reader, writer = _SPAWN.Pipe(duplex=False)
             worker = _SPAWN.Process(target=process_main, name=f"netrun-{worker_id}", daemon=True,
-                                    args=(spec, worker_id, self.wake, self.stop_event, writer))
+                                    args=(spec, worker_id, self.wake, self.stop_event, writer, self.idle))
         worker.start()
         if self.kind == "process":
             writer.close()
@@ -109,6 +120,11 @@ class Pool:
     def signal(self, jobs_: int) -> None:
         for _ in range(jobs_):
             self.wake.release()
+
+    def wake_idle(self, jobs_: int) -> None:
+        """New jobs are committed: wake a waiting worker for each, no more than wait (the others
+        look at the queue before they wait; see worker._wait_for_work)."""
+        self.signal(min(jobs_, self.idle.value))
 
     def dead_workers(self) -> list[str]:
         return [wid for wid, w in self.workers.items() if not w.is_alive()]
@@ -143,6 +159,12 @@ class Pool:
                 worker.kill()
                 worker.join(5)
         self.workers.clear()
+
+    def close(self) -> None:
+        self.stop()
+        if self.marks_dir is not None:
+            shutil.rmtree(self.marks_dir, ignore_errors=True)
+            self.marks_dir = None
 
 
 def _pool_names(pool: str | list[str] | None) -> list[str]:
@@ -233,11 +255,15 @@ class PoolManager:
         self.to_signal[pool] += 1
 
     def signal(self) -> None:
-        """After a commit: wake a worker for each job written."""
+        """After a commit: wake a waiting worker for each job written."""
         if self.to_signal:
             for pool, count in self.to_signal.items():
-                self.pools[pool].signal(count)
+                self.pools[pool].wake_idle(count)
             self.to_signal.clear()
+
+    def starving(self) -> bool:
+        """Whether jobs wait for the owner's commit while a worker of their pool waits for work."""
+        return any(count and self.pools[pool].idle.value for pool, count in self.to_signal.items())
 
     def dispatched_epochs(self, node: str | None) -> list[str]:
         return [e for e, n in self.dispatched_node.items() if node is None or n == node]
@@ -325,25 +351,56 @@ class PoolManager:
         now = rt.clock.now()
         dead = {wid: pool for pool in self.pools.values() for wid in pool.dead_workers()}
         timed = {n for n, c in rt.configs.items() if c.timeout is not None and c.pool is not None}
+        lost: dict[str, list[tuple[Claim, str | None, str]]] = {}  # worker -> the jobs it held, and why lost
         for claim, worker_id, claimed_at in jobs.claimed_in_pool(conn):
             if claim.epoch_id not in self.dispatched:
                 continue
-            pool = self.pools[self.dispatched[claim.epoch_id]]
             if worker_id in dead:
-                self._take_back(pool, claim, worker_id, claimed_at, "died")
+                lost.setdefault(worker_id, []).append((claim, claimed_at, "died"))
             elif claim.node_name in timed and claimed_at is not None and \
                     (now - datetime.fromisoformat(claimed_at)).total_seconds() > rt.configs[claim.node_name].timeout:
-                self._take_back(pool, claim, worker_id, claimed_at, "timeout")
+                self._take_back(self.pools[self.dispatched[claim.epoch_id]], claim, worker_id, claimed_at, "timeout")
         for claim, worker_id, claimed_at in jobs.expired(conn, rt.now_iso()):
             if claim.epoch_id in self.dispatched and worker_id not in dead:
-                self._take_back(self.pools[self.dispatched[claim.epoch_id]], claim, worker_id, claimed_at, "lease")
+                lost.setdefault(worker_id, []).append((claim, claimed_at, "lease"))
+        for worker_id, held in lost.items():
+            self._lose_worker(self.pools[self.dispatched[held[0][0].epoch_id]], worker_id, held)
         for worker_id, pool in dead.items():
             if worker_id in pool.workers:
                 pool.replace(worker_id)
         rt.commit()
 
-    def _take_back(self, pool: Pool, claim: Claim, worker_id: str, claimed_at: str | None, why: str) -> None:
-        """Take a claimed job back from its worker (compare-and-set), then apply the semantics of `why`."""
+    def _lose_worker(self, pool: Pool, worker_id: str, held: list[tuple[Claim, str | None, str]]) -> None:
+        """Take back the jobs of a worker that died or stopped renewing its lease. A frozen process is
+        killed first: it starts nothing more, and its marks then tell which of its jobs never started
+        (those simply run again: nothing of them ran)."""
+        frozen = held[0][2] == "lease"
+        if frozen and pool.kind == "process":
+            pool.kill(worker_id)
+        started = read_marks(pool.marks_dir, worker_id)
+        taken = False
+        for claim, claimed_at, why in held:
+            if started is not None and (claim.epoch_id, claim.attempt) not in started:
+                self._give_back(pool, claim, worker_id)
+            else:
+                taken = self._take_back(pool, claim, worker_id, claimed_at, why) or taken
+        if frozen and taken:
+            pool.replace(worker_id)  # the pool keeps its size; a hung thread's late report is refused
+
+    def _give_back(self, pool: Pool, claim: Claim, worker_id: str) -> None:
+        """A job its lost worker never started: queued again as it was (no attempt, no death counted)."""
+        def give(conn: Any) -> bool:
+            if not jobs.take_back(conn, claim, worker_id, requeue=True, now=self.rt.now_iso()):
+                return False
+            conn.execute("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (claim.epoch_id,))
+            return True
+
+        if self.rt.journal.commit(then=give):
+            self.to_signal[pool.name] += 1
+
+    def _take_back(self, pool: Pool, claim: Claim, worker_id: str, claimed_at: str | None, why: str) -> bool:
+        """Take a claimed job back from its worker (compare-and-set), then apply the semantics of `why`.
+        False: the worker reported first."""
         rt = self.rt
         node, epoch_id = claim.node_name, claim.epoch_id
         cfg = rt.configs[node]
@@ -372,8 +429,8 @@ class PoolManager:
             return True
 
         if not rt.journal.commit(then=take):
-            return  # the worker reported first: its result is applied as usual
-        if why in ("timeout", "lease"):
+            return False  # the worker reported first: its result is applied as usual
+        if why == "timeout":
             if pool.kind == "process":
                 pool.kill(worker_id)
             pool.replace(worker_id)  # the pool keeps its size; a hung thread's late report is refused
@@ -382,7 +439,7 @@ class PoolManager:
                 rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
                                   data={"reason": f"{error}: the deferred epoch runs again"})
             self.to_signal[self.dispatched[epoch_id]] += 1
-            return
+            return True
         self.applied(epoch_id)
         _condition, salvo = rt.sim.epoch_salvo(epoch_id)
         ports = {packet: port for port, packet in salvo}
@@ -392,6 +449,7 @@ class PoolManager:
             text = f"{INTERRUPTED} (worker {worker_id}{', lease expired' if why == 'lease' else ''})"
             end_cancelled(rt, node, epoch_id, ports, reason="interrupted", error=text)
             rt.journal.set_epoch_error(epoch_id, "cancelled", text, "Interrupted")
+        return True
 
     def _error(self, node: str, epoch_id: str, worker_id: str, why: str, kind: str) -> BaseException:
         rt = self.rt
@@ -422,7 +480,7 @@ class PoolManager:
 
     def stop(self) -> None:
         for pool in self.pools.values():
-            pool.stop()
+            pool.close()
         self.pools.clear()
         if self._channels is not None:
             self._channels.close()

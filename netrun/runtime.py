@@ -359,7 +359,7 @@ class Runtime:
         deferred = self.configs[node].defer_net_actions
         quick = self._quick.get(node, False)
         logged = not deferred and quick and self._log_starts and not self.journal.rerunnable
-        if (deferred or logged) and (not quick or self.pools.to_signal or self._grouped >= GROUP_LIMIT
+        if (deferred or logged) and (not quick or self.pools.starving() or self._grouped >= GROUP_LIMIT
                                      or (logged and self._logged >= INTENT_LIMIT)
                                      or self.clock.monotonic() - self._committed_at > GROUP_SECONDS):
             self.commit()

@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -47,6 +48,8 @@ def in_worker_thread() -> bool:
 
 
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
+BATCH = 4  # jobs a process worker claims at once while its epochs are quick...
+QUICK = 0.002  # ...shorter than this many seconds (a slow epoch must not hold others back)
 START_FAILED = "\x00start-failed\x00"  # notice prefix: a start_node_func raised in a worker
 
 
@@ -69,6 +72,34 @@ class WorkerSpec:
     init_per_worker: set[str] = field(default_factory=set)  # nodes whose start/stop run in each worker
     durability: str = "normal"  # the net's: a claimed epoch's `running` mark is as durable as the owner's writes
     lease_seconds: float = 60.0
+    # Jobs claimed at once while epochs are quick (1: one at a time). A worker that holds several
+    # appends each epoch it starts to its marks file (`marks_path`) first, so that the owner, taking
+    # back the jobs of a worker that died, knows which of them never ran (they simply run again).
+    batch: int = 1
+    marks_dir: str | None = None
+
+
+def marks_path(marks_dir: str, worker_id: str) -> str:
+    """The file in which a worker marks the epochs it starts ("<epoch> <attempt>" lines)."""
+    return os.path.join(marks_dir, worker_id.replace(":", "_").replace("@", "_"))
+
+
+def read_marks(marks_dir: str | None, worker_id: str) -> set[tuple[str, int]] | None:
+    """The (epoch, attempt) a worker marked as started since its last report; None if unknown (then
+    every job it holds counts as started)."""
+    if marks_dir is None:
+        return None
+    try:
+        with open(marks_path(marks_dir, worker_id)) as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    marks = set()
+    for line in text.splitlines():
+        epoch_id, _, attempt = line.partition(" ")
+        if attempt.isdigit():
+            marks.add((epoch_id, int(attempt)))
+    return marks
 
 
 class WorkerNet:
@@ -108,29 +139,47 @@ class WorkerHost:
         self._own_net = net is None
         self.net = net if net is not None else WorkerNet(spec.db_path)
         self.lease = timedelta(seconds=spec.lease_seconds)
-        self.current: jobs.Claim | None = None  # the job this worker holds
+        # The jobs this worker holds: claimed and not yet reported (replaced whole, never changed in
+        # place: the heartbeat thread reads it).
+        self.held: list[jobs.Claim] = []
         self._renew_at = 0.0
+        self._marks = None if spec.marks_dir is None else \
+            os.open(marks_path(spec.marks_dir, worker_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
 
     def beat(self) -> None:
         """The running epoch made progress (a context call): renew the lease when a third of it is gone.
 
         A thread worker renews only here: a thread stuck in user code stops renewing, and the
         owner takes its job back when the lease runs out."""
-        job = self.current
-        if job is None or self.clock.monotonic() < self._renew_at:
+        if not self.held or self.clock.monotonic() < self._renew_at:
             return
         self._renew_at = self.clock.monotonic() + self.lease.total_seconds() / 3
         with transaction(self.conn):
-            jobs.renew(self.conn, job, self.worker_id, self.clock.now() + self.lease)
+            renew_all(self.conn, self.held, self.worker_id, self.clock.now() + self.lease)
 
-    def claimed(self, job: jobs.Claim | None) -> None:
-        self.current = job
+    def claimed(self, held: list[jobs.Claim]) -> None:
+        """The jobs reported are no longer held (their marks go), the ones just claimed are."""
+        self.held = held
         self._renew_at = self.clock.monotonic() + self.lease.total_seconds() / 3
+        if self._marks is not None:
+            os.ftruncate(self._marks, 0)
+
+    def starting(self, job: jobs.Claim) -> None:
+        """Before a held job's code runs: mark it started (see `WorkerSpec.batch`)."""
+        if self._marks is not None:
+            os.write(self._marks, f"{job.epoch_id} {job.attempt}\n".encode())
 
     def close(self) -> None:
+        if self._marks is not None:
+            os.close(self._marks)
         if self._own_net:
             self.net.close()
         self.conn.close()
+
+
+def renew_all(conn: Any, held: list[jobs.Claim], worker_id: str, until: Any) -> None:
+    for job in held:
+        jobs.renew(conn, job, worker_id, until)
 
 
 def _portable_error(error: BaseException | None, traceback: str | None) -> BaseException | None:
@@ -150,51 +199,60 @@ def _portable_error(error: BaseException | None, traceback: str | None) -> BaseE
 class _Result:
     job: jobs.Claim
     blob: bytes
+    rows: tuple  # its attempt and log rows, detached from the worker's journal (netrun.journal)
 
 
-def finish_and_claim(host: WorkerHost, spec: WorkerSpec, worker_id: str, previous: _Result | None, *,
-                     claim: bool = True) -> tuple[tuple | None, bool]:
-    """One transaction: report the previous job (if it is still ours) and claim the next.
+def finish_and_claim(host: WorkerHost, spec: WorkerSpec, worker_id: str, done: list[_Result], *,
+                     claim: int = 1) -> tuple[list[tuple], list[str]]:
+    """One transaction: report the jobs run (each that is still ours) and claim up to `claim` more.
 
-    Returns (claimed job as (claim, salvo, first attempt) or None, whether the previous result
-    was written). The report is a compare-and-set on the job (state, worker, attempt): when the
-    owner took the job back first (lease expired, timeout), the worker's rows are dropped and a
-    log line says so.
+    Returns (claimed jobs as (claim, salvo, first attempt), epochs whose results were written).
+    Each report is a compare-and-set on the job (state, worker, attempt): when the owner took
+    the job back first (lease expired, timeout), the worker's rows for it are dropped and a log
+    line says so.
     """
-    def then(conn: Any) -> tuple | None:
-        if previous is not None:
-            if host.journal.wrote:
+    written: list[str] = []
+
+    def then(conn: Any) -> list[tuple]:
+        for result in done:
+            job = result.job
+            if jobs.report(conn, job, worker_id):
+                host.journal.reattach(result.rows)
                 conn.execute("INSERT INTO epoch_results (epoch_id, worker, payload, created_at) VALUES (?, ?, ?, ?)",
-                             (previous.job.epoch_id, worker_id, previous.blob, host.journal.now()))
+                             (job.epoch_id, worker_id, result.blob, host.journal.now()))
+                written.append(job.epoch_id)
             else:
                 conn.execute("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                             (previous.job.epoch_id, previous.job.node_name, host.journal.now(),
+                             (job.epoch_id, job.node_name, host.journal.now(),
                               f"late result of worker {worker_id} discarded: the epoch was taken back "
                               f"(timed out, or its lease expired)"))
-        job = jobs.claim(conn, worker_id, spec.pool, host.clock.now(), host.lease) if claim else None
-        if job is None:
-            return None
-        salvo, first = conn.execute(
-            "SELECT salvo, (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_id = ?) "
-            "FROM epochs WHERE id = ?", (job.epoch_id, job.epoch_id)).fetchone()
-        conn.execute("UPDATE epochs SET state = 'running', started_at = ? WHERE id = ?",
-                     (host.journal.now(), job.epoch_id))
-        return job, [tuple(p) for p in json.loads(salvo or "[]")], first
+        claimed = jobs.claim_many(conn, worker_id, spec.pool, host.clock.now(), host.lease, claim) if claim else []
+        if not claimed:
+            return []
+        ids = [job.epoch_id for job in claimed]
+        marks = ", ".join("?" * len(ids))
+        salvos = {row[0]: row[1:] for row in conn.execute(
+            f"SELECT id, salvo, (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_id = id) "
+            f"FROM epochs WHERE id IN ({marks})", ids)}
+        conn.execute(f"UPDATE epochs SET state = 'running', started_at = ? WHERE id IN ({marks})",
+                     (host.journal.now(), *ids))
+        return [(job, [tuple(p) for p in json.loads(salvos[job.epoch_id][0] or "[]")], salvos[job.epoch_id][1])
+                for job in claimed]
 
-    if previous is None and claim and not host.journal.pending and \
+    if not done and claim and not host.journal.pending and \
             not jobs.any_due(host.conn, spec.pool, host.clock.now()):
-        host.claimed(None)
-        return None, False
-    only_if = (lambda conn: jobs.report(conn, previous.job, worker_id)) if previous is not None else None
-    claimed = host.journal.commit(then=then, only_if=only_if)
-    host.claimed(claimed[0] if claimed else None)
-    return claimed, previous is not None and host.journal.wrote
+        host.claimed([])
+        return [], []
+    claimed = host.journal.commit(then=then) or []
+    host.claimed([job[0] for job in claimed])
+    return claimed, written
 
 
 def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], job: tuple,
                 loop: asyncio.AbstractEventLoop) -> _Result:
-    """Run a claimed job's attempts; its rows stay buffered in the host's journal."""
+    """Run a claimed job's attempts; its rows are detached from the host's journal into the result."""
     claim, salvo, first = job
+    host.starting(claim)
     epoch_id, node = claim.epoch_id, claim.node_name
     attempts = AttemptLoop(host, node, epoch_id, salvo, spec.nodes[node], functions[node], deferred=True,
                            finisher=lambda actions: check_deferred_complete(node, epoch_id, actions),
@@ -212,7 +270,7 @@ def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], j
         "queue": actions.queue if actions is not None else [],
         "kept": dict(actions.kept) if actions is not None else {},  # consumed values, serialized at the call
     }
-    return _Result(claim, pickle.dumps(payload))
+    return _Result(claim, pickle.dumps(payload), host.journal.detach())
 
 
 def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:
@@ -224,7 +282,7 @@ def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:
 
 def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Callable[[str], None],
                 clock: Clock, net: Any | None, functions: dict[str, Any], alive: Callable[[], bool],
-                *, heartbeat: bool) -> None:
+                *, heartbeat: bool, idle: Any) -> None:
     """The body of a worker: start functions, claim/run/report until stopped, stop functions.
 
     `heartbeat`: renew the lease from a thread of its own while a job runs (process workers:
@@ -251,27 +309,61 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
     try:
         if not lifecycle("start"):
             return
-        previous: _Result | None = None
-        while not stop.is_set() and alive():
-            # The previous report and the next claim share one transaction.
-            job, written = finish_and_claim(host, spec, worker_id, previous)
+        held: list[tuple] = []  # claimed jobs not yet run, in queue order
+        done: list[_Result] = []  # jobs run, not yet reported
+        quick = False
+        # A held job is run even once stopping: it is `running` in the file (no claim is left behind).
+        while (held or not stop.is_set()) and alive():
+            if not held:
+                # The reports of the jobs run and the next claim share one transaction.
+                held, written = finish_and_claim(host, spec, worker_id, done,
+                                                 claim=spec.batch if quick else 1)
+                done = []
+                if written:
+                    notify(written[0])
+                if not held:
+                    _wait_for_work(host, spec, wake, idle)
+                    continue
+                held.reverse()  # popped from the end: queue order
+            began = time.perf_counter()
+            done.append(run_claimed(host, spec, functions, held.pop(), loop))
+            quick = time.perf_counter() - began < QUICK
+        if done:  # stopped (or retired) after its jobs: report them, claim nothing
+            _none, written = finish_and_claim(host, spec, worker_id, done, claim=0)
             if written:
-                notify(previous.job.epoch_id)
-            previous = None
-            if job is None:
-                wake.acquire(timeout=IDLE_WAIT)
-                continue
-            previous = run_claimed(host, spec, functions, job, loop)
-        if previous is not None:  # stopped (or retired) after a job: report it, claim nothing
-            _none, written = finish_and_claim(host, spec, worker_id, previous, claim=False)
-            if written:
-                notify(previous.job.epoch_id)
+                notify(written[0])
         lifecycle("stop")
     finally:
         if beating is not None:
             beating.stop()
         loop.close()
         host.close()
+
+
+class IdleCount:
+    """How many workers of a thread pool wait for work (a process pool shares a
+    `multiprocessing.Value` instead): the owner wakes no more workers than wait."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def get_lock(self) -> threading.Lock:
+        return self._lock
+
+
+def _wait_for_work(host: WorkerHost, spec: WorkerSpec, wake: Any, idle: Any) -> None:
+    """Count itself idle, look once more for a due job, and wait for a signal if there is none. The
+    owner commits its jobs, then reads the count: a worker counted idle after that read finds the
+    jobs in its look; one counted before it is woken."""
+    with idle.get_lock():
+        idle.value += 1
+    try:
+        if not jobs.any_due(host.conn, spec.pool, host.clock.now()):
+            wake.acquire(timeout=IDLE_WAIT)
+    finally:
+        with idle.get_lock():
+            idle.value -= 1
 
 
 class _Heartbeat:
@@ -287,10 +379,10 @@ class _Heartbeat:
         conn = open_connection(self._spec.db_path, durability=self._spec.durability)
         try:
             while not self._stop.wait(self._host.lease.total_seconds() / 3):
-                job = self._host.current
-                if job is not None:
+                held = self._host.held
+                if held:
                     with transaction(conn):
-                        jobs.renew(conn, job, self._worker_id, self._host.clock.now() + self._host.lease)
+                        renew_all(conn, held, self._worker_id, self._host.clock.now() + self._host.lease)
         finally:
             conn.close()
 
@@ -299,7 +391,7 @@ class _Heartbeat:
         self._thread.join(5)
 
 
-def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Any) -> None:
+def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Any, idle: Any) -> None:
     """Entry point of a process worker (spawned: it shares nothing with its parent but these)."""
     import multiprocessing
 
@@ -319,7 +411,7 @@ def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify:
 
     try:
         worker_loop(spec, worker_id, wake, stop, send, SystemClock(), None, functions,
-                    lambda: parent is None or parent.is_alive(), heartbeat=True)
+                    lambda: parent is None or parent.is_alive(), heartbeat=True, idle=idle)
     finally:
         notify.close()
 
@@ -333,7 +425,7 @@ def _exit_with(parent: Any) -> None:
 
 
 def thread_main(spec: WorkerSpec, worker_id: str, wake: threading.Semaphore, stop: threading.Event,
-                retire: threading.Event, notify: Callable[[str], None], clock: Clock, net: Any) -> None:
+                retire: threading.Event, notify: Callable[[str], None], clock: Clock, net: Any, idle: IdleCount) -> None:
     _here.active = True
     worker_loop(spec, worker_id, wake, stop, notify, clock, net, spec.functions, lambda: not retire.is_set(),
-                heartbeat=False)
+                heartbeat=False, idle=idle)
