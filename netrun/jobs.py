@@ -114,6 +114,18 @@ def report(conn: Any, job: Claim, worker: str) -> bool:
     return row is not None
 
 
+def report_many(conn: Any, reports: list[tuple[Claim, str]]) -> set[str]:
+    """`report` for several (job, worker) in one statement, each row its own compare-and-set.
+    Returns the epochs whose report won."""
+    if not reports:
+        return set()
+    values = ", ".join(["(?, ?, ?)"] * len(reports))
+    params = [x for job, worker in reports for x in (job.epoch_id, worker, job.attempt)]
+    rows = conn.execute(f"UPDATE epoch_jobs SET state = 'reported', lease_until = NULL WHERE state = 'claimed' "
+                        f"AND (epoch_id, worker, attempt) IN (VALUES {values}) RETURNING epoch_id", params)
+    return {row[0] for row in rows}
+
+
 def take_back(conn: Any, job: Claim, worker: str, *, requeue: bool, now: str, outcome: str | None = None) -> bool:
     """The owner takes a claimed job back (lease expired, timeout, dead worker): queued again
     with attempt + 1, or done with `outcome`. False: the worker reported first."""

@@ -37,7 +37,7 @@ from . import jobs
 from .epoch import apply_remote, end_cancelled, end_failed
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .jobs import FINISH_JOB, INSERT_JOB, Claim, NewJob, job_params
-from .worker import BATCH, START_FAILED, IdleCount, WorkerSpec, process_main, read_marks, read_outcome, thread_main
+from .worker import BATCH, START_FAILED, Desk, IdleCount, WorkerSpec, process_main, read_marks, read_outcome, thread_main
 from .host import RunHost
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
@@ -68,6 +68,7 @@ class Pool:
             self.wake: Any = threading.Semaphore(0)
             self.stop_event: Any = threading.Event()
             self.idle: Any = IdleCount()
+            self.desk: Desk | None = None  # made with the workers' spec (one per start)
         else:
             self.wake = _SPAWN.Semaphore(0)
             self.stop_event = _SPAWN.Event()
@@ -92,6 +93,8 @@ class Pool:
 
     def start(self) -> None:
         spec = self._spec()
+        if self.kind == "thread":
+            self.desk = Desk(spec, self.notify)
         for _ in range(self.size):
             self._start_worker(spec)
 
@@ -104,7 +107,7 @@ class Pool:
             self.retired[worker_id] = retire
             worker = threading.Thread(target=thread_main, name=f"netrun-{worker_id}", daemon=True,
                                       args=(spec, worker_id, self.wake, self.stop_event, retire, self.notify,
-                                            self.rt.clock, self.rt.net, self.idle))
+                                            self.rt.clock, self.rt.net, self.idle, self.desk))
         else:
             # A pipe of its own per process worker: one killed while writing breaks only its own pipe
             # (a shared multiprocessing.Queue's write lock would stay held, and every writer hang).

@@ -202,50 +202,107 @@ class _Result:
     rows: tuple  # its attempt and log rows, detached from the worker's journal (netrun.journal)
 
 
-def finish_and_claim(host: WorkerHost, spec: WorkerSpec, worker_id: str, done: list[_Result], *,
-                     claim: int = 1) -> tuple[list[tuple], list[str]]:
-    """One transaction: report the jobs run (each that is still ours) and claim up to `claim` more.
+@dataclass(eq=False)
+class _Turn:
+    """One worker's share of a report-and-claim transaction: the jobs it ran, how many it would
+    claim; then what it claimed ((claim, salvo, first attempt) each) and which results were written."""
 
-    Returns (claimed jobs as (claim, salvo, first attempt), epochs whose results were written).
+    worker_id: str
+    done: list[_Result]
+    claim: int
+    claimed: list[tuple] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    answered: bool = False
+    error: BaseException | None = None
+
+
+class Desk:
+    """Where the workers of one pool in one process report and claim (group commit): a worker that
+    finds the desk free writes the turns of every worker waiting at it in one transaction, on its
+    own connection, and announces the results once. The workers of a thread pool share a desk; a
+    process worker has one of its own."""
+
+    def __init__(self, spec: WorkerSpec, notify: Callable[[str], None]) -> None:
+        self._spec = spec
+        self._notify = notify
+        self._guard = threading.Lock()
+        self._writer = threading.Lock()
+        self._waiting: list[_Turn] = []
+
+    def exchange(self, host: WorkerHost, turn: _Turn) -> None:
+        """Have `turn` written (by this worker, or by another one meanwhile)."""
+        with self._guard:
+            self._waiting.append(turn)
+        with self._writer:
+            if not turn.answered:
+                with self._guard:
+                    turns, self._waiting = self._waiting, []
+                try:
+                    write_turns(host, self._spec, turns)
+                except BaseException as exc:
+                    for other in turns:
+                        other.error = exc
+                finally:
+                    for other in turns:
+                        other.answered = True
+                written = next((t.written[0] for t in turns if t.written), None)
+                if written is not None:
+                    self._notify(written)
+        if turn.error is not None:
+            raise turn.error
+
+
+def write_turns(host: WorkerHost, spec: WorkerSpec, turns: list[_Turn]) -> None:
+    """One transaction: report the jobs run (each that is still its worker's) and claim more.
+
     Each report is a compare-and-set on the job (state, worker, attempt): when the owner took
     the job back first (lease expired, timeout), the worker's rows for it are dropped and a log
     line says so.
     """
-    written: list[str] = []
-
-    def then(conn: Any) -> list[tuple]:
-        for result in done:
-            job = result.job
-            if jobs.report(conn, job, worker_id):
-                host.journal.reattach(result.rows)
-                conn.execute("INSERT INTO epoch_results (epoch_id, worker, payload, created_at) VALUES (?, ?, ?, ?)",
-                             (job.epoch_id, worker_id, result.blob, host.journal.now()))
-                written.append(job.epoch_id)
-            else:
-                conn.execute("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                             (job.epoch_id, job.node_name, host.journal.now(),
-                              f"late result of worker {worker_id} discarded: the epoch was taken back "
-                              f"(timed out, or its lease expired)"))
-        claimed = jobs.claim_many(conn, worker_id, spec.pool, host.clock.now(), host.lease, claim) if claim else []
-        if not claimed:
-            return []
-        ids = [job.epoch_id for job in claimed]
+    def then(conn: Any) -> None:
+        now = host.journal.now()
+        won = jobs.report_many(conn, [(result.job, turn.worker_id) for turn in turns for result in turn.done])
+        for turn in turns:
+            for result in turn.done:
+                job = result.job
+                if job.epoch_id in won:
+                    host.journal.reattach(result.rows)
+                    host.journal.add("INSERT INTO epoch_results (epoch_id, worker, payload, created_at) "
+                                     "VALUES (?, ?, ?, ?)", (job.epoch_id, turn.worker_id, result.blob, now))
+                    turn.written.append(job.epoch_id)
+                else:
+                    host.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                                     (job.epoch_id, job.node_name, now,
+                                      f"late result of worker {turn.worker_id} discarded: the epoch was taken back "
+                                      f"(timed out, or its lease expired)"))
+        claims = {turn: jobs.claim_many(conn, turn.worker_id, spec.pool, host.clock.now(), host.lease, turn.claim)
+                  for turn in turns if turn.claim}
+        ids = [job.epoch_id for claimed in claims.values() for job in claimed]
+        if not ids:
+            return
         marks = ", ".join("?" * len(ids))
         salvos = {row[0]: row[1:] for row in conn.execute(
             f"SELECT id, salvo, (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_id = id) "
             f"FROM epochs WHERE id IN ({marks})", ids)}
-        conn.execute(f"UPDATE epochs SET state = 'running', started_at = ? WHERE id IN ({marks})",
-                     (host.journal.now(), *ids))
-        return [(job, [tuple(p) for p in json.loads(salvos[job.epoch_id][0] or "[]")], salvos[job.epoch_id][1])
-                for job in claimed]
+        conn.execute(f"UPDATE epochs SET state = 'running', started_at = ? WHERE id IN ({marks})", (now, *ids))
+        for turn, claimed in claims.items():
+            turn.claimed = [(job, [tuple(p) for p in json.loads(salvos[job.epoch_id][0] or "[]")],
+                             salvos[job.epoch_id][1]) for job in claimed]
 
-    if not done and claim and not host.journal.pending and \
-            not jobs.any_due(host.conn, spec.pool, host.clock.now()):
+    host.journal.commit(then=then)
+
+
+def finish_and_claim(host: WorkerHost, spec: WorkerSpec, desk: Desk, worker_id: str, done: list[_Result], *,
+                     claim: int = 1) -> list[tuple]:
+    """Report the jobs run and claim up to `claim` more (at the desk: one transaction, perhaps shared
+    with other workers'). Returns the jobs claimed, as (claim, salvo, first attempt)."""
+    if not done and claim and not jobs.any_due(host.conn, spec.pool, host.clock.now()):
         host.claimed([])
-        return [], []
-    claimed = host.journal.commit(then=then) or []
-    host.claimed([job[0] for job in claimed])
-    return claimed, written
+        return []
+    turn = _Turn(worker_id, done, claim)
+    desk.exchange(host, turn)
+    host.claimed([job[0] for job in turn.claimed])
+    return turn.claimed
 
 
 def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], job: tuple,
@@ -282,12 +339,13 @@ def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:
 
 def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Callable[[str], None],
                 clock: Clock, net: Any | None, functions: dict[str, Any], alive: Callable[[], bool],
-                *, heartbeat: bool, idle: Any) -> None:
+                *, heartbeat: bool, idle: Any, desk: Desk | None = None) -> None:
     """The body of a worker: start functions, claim/run/report until stopped, stop functions.
 
     `heartbeat`: renew the lease from a thread of its own while a job runs (process workers:
     a frozen or dead process stops renewing); otherwise only context calls renew it."""
     host = WorkerHost(spec, worker_id, clock, net)
+    desk = desk if desk is not None else Desk(spec, notify)
     loop = asyncio.new_event_loop()
     beating = _Heartbeat(spec, worker_id, host) if heartbeat else None
 
@@ -316,11 +374,8 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
         while (held or not stop.is_set()) and alive():
             if not held:
                 # The reports of the jobs run and the next claim share one transaction.
-                held, written = finish_and_claim(host, spec, worker_id, done,
-                                                 claim=spec.batch if quick else 1)
+                held = finish_and_claim(host, spec, desk, worker_id, done, claim=spec.batch if quick else 1)
                 done = []
-                if written:
-                    notify(written[0])
                 if not held:
                     _wait_for_work(host, spec, wake, idle)
                     continue
@@ -329,9 +384,7 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
             done.append(run_claimed(host, spec, functions, held.pop(), loop))
             quick = time.perf_counter() - began < QUICK
         if done:  # stopped (or retired) after its jobs: report them, claim nothing
-            _none, written = finish_and_claim(host, spec, worker_id, done, claim=0)
-            if written:
-                notify(written[0])
+            finish_and_claim(host, spec, desk, worker_id, done, claim=0)
         lifecycle("stop")
     finally:
         if beating is not None:
@@ -425,7 +478,8 @@ def _exit_with(parent: Any) -> None:
 
 
 def thread_main(spec: WorkerSpec, worker_id: str, wake: threading.Semaphore, stop: threading.Event,
-                retire: threading.Event, notify: Callable[[str], None], clock: Clock, net: Any, idle: IdleCount) -> None:
+                retire: threading.Event, notify: Callable[[str], None], clock: Clock, net: Any, idle: IdleCount,
+                desk: Desk) -> None:
     _here.active = True
     worker_loop(spec, worker_id, wake, stop, notify, clock, net, spec.functions, lambda: not retire.is_set(),
-                heartbeat=False, idle=idle)
+                heartbeat=False, idle=idle, desk=desk)
