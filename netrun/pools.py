@@ -1,7 +1,8 @@
 """Thread and process pools, seen from the owner: dispatch, results, leases, worker health.
 
 The owner dispatches a pool epoch as a `queued` job (`epoch_jobs.pool`), commits, and
-releases the pool's "work available" semaphore. Workers (`worker.py`) claim jobs with a
+releases the pool's "work available" semaphore once for each job, but no more often than
+workers wait (the others look at the queue before they wait). Workers (`worker.py`) claim jobs with a
 lease, renew it, and report by compare-and-set; each report is announced on the owner's
 arrival channel, and the owner applies the results it finds in `epoch_results` (the table,
 not the notices, is the truth). Process workers are spawned (never forked: an open SQLite
@@ -10,9 +11,10 @@ connection must not cross a fork) and reopen the database by path.
 `maintain()`, called by the owner loop, sweeps what went wrong, each case taken back by a
 compare-and-set so that a report racing it wins or loses exactly once:
 - a dead process worker, or a job whose lease expired (a frozen process, a hung thread):
-  the crash semantics of DESIGN.md apply (deferred: runs again, the attempt counted, and it
-  fails once it died more than `retries + 1` times; otherwise cancelled, its packets dead-lettered as
-  'interrupted'); a process worker is killed and replaced, a hung thread is retired and
+  the crash semantics of DESIGN.md apply to each job it started (deferred: runs again, the
+  attempt counted, and it fails once it died more than `retries + 1` times; otherwise
+  cancelled, its packets dead-lettered as 'interrupted'), a job it held and never started is
+  queued again; a process worker is killed and replaced, a hung thread is retired and
   replaced (its late report is refused);
 - a job past its node's `timeout`: EpochTimeout into the failure flow.
 """

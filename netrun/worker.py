@@ -1,13 +1,19 @@
 """Pool workers: claim epoch jobs from the queue table, run them, write back their results.
 
 A worker (a thread, or a process started with `spawn`) opens the net's database by path,
-claims one job of its pool at a time (with a lease), runs the epoch's attempts with the same
-`AttemptLoop` as the main thread, and writes a result row (`epoch_results`) together with
-the attempts and log lines, in one transaction. It then notifies the main process, which
-alone owns the sim: it applies the result to the net. Every operation in a worker is
-queued (as with `defer_net_actions=True`) and reaches the net when the result is applied;
-a non-deferred node's operations are applied even if the epoch then fails, as in the main
-thread.
+claims jobs of its pool with a lease (one at a time; a process worker whose epochs are quick
+claims a few at once), runs each epoch's attempts with the same `AttemptLoop` as the main
+thread, and writes a result row (`epoch_results`) together with the attempts and log lines.
+Reports and the next claim share one transaction, and the workers of a thread pool share it
+too (`Desk`: group commit). It then notifies the main process, which alone owns the sim: it
+applies the result to the net. Every operation in a worker is queued (as with
+`defer_net_actions=True`) and reaches the net when the result is applied; a non-deferred
+node's operations are applied even if the epoch then fails, as in the main thread.
+
+A worker that holds several jobs marks each one in a file before its code runs: if the
+worker dies, the owner takes back the jobs it started (crash semantics; a batch is reported
+at once, so an epoch that ended but was not reported yet counts as started) and queues the
+others again as they were.
 """
 
 from __future__ import annotations

@@ -146,16 +146,29 @@ def slow_on_seven(ctx, packets):
 
     On a retry (the epoch runs again after its worker was killed) it does not sleep."""
     value = ctx.consume_packet(packets["in"][0])
-    if value == SLOW_VALUE and not os.path.exists(os.environ[PID_ENV] + ".done"):
-        path = os.environ[PID_ENV]
-        with open(path + ".tmp", "w") as handle:
-            handle.write(str(os.getpid()))
-        os.replace(path + ".tmp", path)
-        open(path + ".done", "w").close()  # a second run of this epoch goes straight through
-        time.sleep(2.0)
-    else:
+    if not _slow_once(value):
         time.sleep(0.01)
     _send(ctx, value)
+
+
+def quick_but_slow_on_seven(ctx, packets):
+    """`slow_on_seven` whose other epochs are quick (a process worker then claims several at once)."""
+    value = ctx.consume_packet(packets["in"][0])
+    _slow_once(value)
+    _send(ctx, value)
+
+
+def _slow_once(value) -> bool:
+    """For SLOW_VALUE, the first time: write the pid to $NETRUN_TEST_PID_FILE and sleep 2 s."""
+    if value != SLOW_VALUE or os.path.exists(os.environ[PID_ENV] + ".done"):
+        return False
+    path = os.environ[PID_ENV]
+    with open(path + ".tmp", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    open(path + ".done", "w").close()  # a second run of this epoch goes straight through
+    time.sleep(2.0)
+    return True
 
 
 def sleep_five_on_zero(ctx, packets):
