@@ -19,7 +19,7 @@ import netrun
 from netrun.graphs import chain
 
 from tests.integration import pool_nodes
-from tests.integration.helpers import collect, rows
+from tests.integration.helpers import collect, pool_net_to_kill, rows
 
 VALUES = list(range(10))  # pool_nodes.SLOW_VALUE (7) is the one whose worker gets killed
 
@@ -44,15 +44,9 @@ def test_killed_process_worker(tmp_path, monkeypatch, deferred):
     pid_file = str(tmp_path / "slow.pid")
     monkeypatch.setenv(pool_nodes.PID_ENV, pid_file)
     got: list = []
-    net = netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "net.db"), on_error="continue",
-                     process_pools={"p": {"size": 2}})
+    net, ids = pool_net_to_kill(tmp_path, got, pool_nodes.slow_on_seven, deferred=deferred, size=2, values=VALUES)
     db = net.db_path
     with net:
-        net.set_node_exec("Work", pool_nodes.slow_on_seven)
-        net.set_node_exec("Sink", collect(got))
-        net.set_node_config("Work", pool="p", defer_net_actions=deferred)
-        ids = {value: net.inject_packet("Work", "in", value) for value in VALUES}
-        net.start(threaded=True)
         pid = int(wait_for_file(pid_file))
         workers_before = live_workers(net)
         killed = next(wid for wid, p in workers_before.items() if p == pid)

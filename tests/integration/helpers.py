@@ -123,3 +123,21 @@ class FrozenClock:
 
     def sleep(self, seconds: float) -> None:
         pass
+
+
+def pool_net_to_kill(tmp_path: Path, got: list, func: Callable, *, deferred: bool, size: int,
+                     values: Iterable[Any]) -> tuple[Any, dict]:
+    """Source -> Work (process pool "p" of `size`, running `func`) -> Sink (collects into `got`),
+    with `values` injected at Work and the net started in the background. Returns (net, {value:
+    packet ID}); the caller closes the net."""
+    import netrun
+    from netrun.graphs import chain
+
+    net = netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "net.db"), on_error="continue",
+                     process_pools={"p": {"size": size}})
+    net.set_node_exec("Work", func)
+    net.set_node_exec("Sink", collect(got))
+    net.set_node_config("Work", pool="p", defer_net_actions=deferred)
+    ids = {value: net.inject_packet("Work", "in", value) for value in values}
+    net.start(threaded=True)
+    return net, ids

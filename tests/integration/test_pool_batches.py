@@ -15,25 +15,16 @@ import pytest
 import netrun
 from netrun import jobs
 from netrun.clock import SystemClock, iso
-from netrun.db import open_connection, transaction
+from netrun.db import transaction
 from netrun.graphs import chain
-from netrun.migrate import migrate
 from netrun.worker import BATCH, WorkerHost, WorkerSpec, read_marks
 
 from tests.integration import pool_nodes
-from .helpers import collect, rows
+from tests.crash.test_worker_death import wait_for_file
+from .helpers import pool_net_to_kill, rows
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 LEASE = timedelta(seconds=1)
-
-
-@pytest.fixture
-def job_db(tmp_path):
-    path = str(tmp_path / "jobs.db")
-    conn = open_connection(path)
-    migrate(conn, path)
-    yield path, conn
-    conn.close()
 
 
 def _queue(conn, epoch_id: str, seq: int, priority: int = 0, not_before: datetime | None = None) -> None:
@@ -116,19 +107,11 @@ def test_a_killed_worker_holding_a_batch_loses_only_the_epoch_it_started(tmp_pat
     monkeypatch.setenv(pool_nodes.PID_ENV, pid_file)
     values = list(range(20))
     got: list = []
-    net = netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "net.db"), on_error="continue",
-                     process_pools={"p": {"size": 1}})
+    net, ids = pool_net_to_kill(tmp_path, got, pool_nodes.quick_but_slow_on_seven, deferred=deferred, size=1,
+                                values=values)
     db = net.db_path
     with net:
-        net.set_node_exec("Work", pool_nodes.quick_but_slow_on_seven)
-        net.set_node_exec("Sink", collect(got))
-        net.set_node_config("Work", pool="p", defer_net_actions=deferred)
-        ids = {value: net.inject_packet("Work", "in", value) for value in values}
-        net.start(threaded=True)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(pid_file):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for_file(pid_file)
         time.sleep(0.05)
         with open(pid_file) as handle:
             os.kill(int(handle.read()), signal.SIGKILL)

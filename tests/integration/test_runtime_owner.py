@@ -37,7 +37,6 @@ from netrun import jobs
 from netrun.clock import iso
 from netrun.db import open_connection, transaction
 from netrun.graphs import chain, edge, simple_node
-from netrun.migrate import migrate
 
 from tests.integration import pool_nodes
 from .helpers import collect, emit, rows
@@ -484,15 +483,6 @@ def test_a_hung_thread_worker_is_retired_and_its_late_report_refused(tmp_path):
 # -- 6. the report-vs-sweep race, at the jobs level -------------------------------------------------------------
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 LEASE = timedelta(seconds=1)
-
-
-@pytest.fixture
-def job_db(tmp_path):
-    path = str(tmp_path / "jobs.db")
-    conn = open_connection(path)
-    migrate(conn, path)
-    yield path, conn
-    conn.close()
 
 
 def _queue_job(conn, epoch_id: str = "E1", seq: int = 1, not_before: datetime | None = None) -> None:
