@@ -22,6 +22,7 @@ from .sim import Event, Location
 from .host import RunHost
 
 ADMIT_LIMIT = 1_000  # startable epochs the sim may hold before admission waits
+ADMIT_CHUNK = 64  # admission waits for room for this many (or for all that is pending): each costs a commit and a read
 
 
 class Inbox:
@@ -99,7 +100,7 @@ class Inbox:
             return
         rt = self.rt
         room = ADMIT_LIMIT - rt.startable_in_sim()
-        if room <= 0:
+        if room <= 0 or room < min(self.pending, ADMIT_CHUNK):
             return
         if self._buffered:  # injected rows are committed before they are read back
             rt.journal.commit()
