@@ -43,6 +43,7 @@ class Sim:
         self.graph = graph
         self._net = ns.NetSim(graph)
         self._epoch_node: dict[str, str] = {}
+        self._salvos: dict[str, tuple] = {}  # epoch -> its input salvo, read once (it never changes)
         self._to_sim: dict[str, str] = {}
         self._from_sim: dict[str, str] = {}
         # Locations without an epoch, made once (a graph has few ports and edges).
@@ -171,6 +172,7 @@ class Sim:
 
     def _forget_epoch(self, epoch_id: str) -> None:
         self._epoch_node.pop(epoch_id, None)
+        self._salvos.pop(epoch_id, None)
         sim_id = self._to_sim.pop(epoch_id, None)
         if sim_id is not None:
             self._from_sim.pop(sim_id, None)
@@ -204,10 +206,13 @@ class Sim:
 
     # -- queries ------------------------------------------------------------------------
     def epoch_salvo(self, epoch_id: str) -> tuple[str, list[tuple[str, str]]]:
-        """The input salvo of an epoch: (condition name, [(port, packet_id)])."""
-        epoch = self._net.get_epoch(self._sim_id(epoch_id))
-        salvo = epoch.in_salvo
-        return salvo.salvo_condition, [(port, self._netrun_id(p)) for port, p in salvo.packets]
+        """The input salvo of an epoch: (condition name, [(port, packet_id)]); the list is shared: read it only."""
+        found = self._salvos.get(epoch_id)
+        if found is None:
+            salvo = self._net.get_epoch(self._sim_id(epoch_id)).in_salvo
+            found = self._salvos[epoch_id] = (salvo.salvo_condition,
+                                              [(port, self._netrun_id(p)) for port, p in salvo.packets])
+        return found
 
     def packets_in_epoch(self, epoch_id: str) -> list[str]:
         loc = ns.PacketLocation.node(self._sim_id(epoch_id))
