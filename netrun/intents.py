@@ -60,18 +60,26 @@ class StartLog:
         self.path = intents_path(db_path)
         self._fd: int | None = None
         self.written = False  # whether lines were appended since the file was last emptied
-        self._heads: dict[str, str] = {}  # node -> its name as JSON
+        self._names: dict[str, str] = {}  # node and port names as JSON strings
+
+    def _name(self, name: str) -> str:
+        text = self._names.get(name)
+        if text is None:
+            text = self._names[name] = json.dumps(name)
+        return text
 
     def write(self, epoch_id: str, node_name: str, packets: list[tuple[str, str]], started_at: str) -> None:
-        """Append a non-deferred start; on return it survives the process being killed (not a power loss)."""
-        self._append(json.dumps([epoch_id, node_name, packets, started_at, "start"], separators=(",", ":")))
+        """Append a non-deferred start; on return it survives the process being killed (not a power loss).
+
+        The line is JSON built by hand: names are escaped once (cached); IDs are ULIDs and the time is
+        ISO text, neither of which JSON escapes."""
+        name = self._name
+        salvo = ",".join(f'[{name(port)},"{packet}"]' for port, packet in packets)
+        self._append(f'["{epoch_id}",{name(node_name)},[{salvo}],"{started_at}","start"]')
 
     def write_deferred(self, epoch_id: str, node_name: str) -> None:
         """Append a deferred start (just the epoch and its node: a death needs no more)."""
-        head = self._heads.get(node_name)
-        if head is None:
-            head = self._heads[node_name] = json.dumps(node_name)
-        self._append(f'["{epoch_id}",{head},[],null,"deferred"]')
+        self._append(f'["{epoch_id}",{self._name(node_name)},[],null,"deferred"]')
 
     def _append(self, line: str) -> None:
         if self._fd is None:

@@ -189,3 +189,22 @@ def test_a_line_written_twice_dead_letters_its_packet_once(tmp_path):
 
     db, out = run(tmp_path, deferred={"A": False, "B": False, "Sink": False}, kill_at=4, tamper=repeat)
     assert out["letters"] == [("A", "interrupted", 7)]
+
+
+def test_start_lines_read_back_whatever_the_node_and_port_names(tmp_path):
+    """The lines are JSON built by hand: names with quotes, backslashes and non-ASCII survive the trip."""
+    from netrun.intents import StartLog, read_intents
+
+    log = StartLog(str(tmp_path / "n.db"))
+    node, port = 'Say "hi"\\é', "in\n2"
+    log.write("01JEPOCH0000000000000000000", node, [(port, "01JPACKET000000000000000000"), ("in", "01JPACKET1")],
+              "2026-01-02T03:04:05.678901+00:00")
+    log.write_deferred("01JEPOCH0000000000000000001", node)
+    lines = Path(log.path).read_text().splitlines()
+    assert [json.loads(line)[1] for line in lines] == [node, node]
+    first, second = read_intents(str(tmp_path / "n.db"))
+    assert (first.epoch_id, first.node_name, first.kind) == ("01JEPOCH0000000000000000000", node, "start")
+    assert first.packets == [(port, "01JPACKET000000000000000000"), ("in", "01JPACKET1")]
+    assert first.started_at == "2026-01-02T03:04:05.678901+00:00"
+    assert (second.node_name, second.kind, second.packets) == (node, "deferred", [])
+    log.close()
