@@ -21,7 +21,7 @@ from netrun_sim import NetrunError as NetActionError
 
 from ..version import __version__
 from ..errors import NetrunError
-from . import definitions, export, logs, operate, reads, repair, running
+from . import definitions, export, logs, operate, reads, repair, running, worker
 from .output import Output, UsageError, console
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     repair.register(commands, common)
     operate.register(commands, common)
     definitions.register(commands, common)
+    worker.register(commands, common)
     return parser
 
 
