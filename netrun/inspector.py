@@ -232,7 +232,24 @@ class NetInspector:
             "live_packets": self._value("SELECT count(*) FROM packets WHERE state = 'live'"),
             "dead_letters_pending": self._value("SELECT count(*) FROM dead_letters WHERE status = 'pending'"),
             "recent_failures": failures,
+            "workers": self.workers(),
         }
+
+    def workers(self) -> list[dict[str, Any]]:
+        """`netrun worker` processes that registered (newest first; a stopped one has `stopped_at`), each
+        with the jobs its threads hold now (`jobs`: epoch IDs, claimed and not yet reported)."""
+        found = self._rows("SELECT id, host, pid, pools, concurrency, started_at, heartbeat_at, stopped_at "
+                           "FROM workers ORDER BY started_at DESC, id LIMIT 100")
+        if not found:
+            return []
+        held: dict[str, list[str]] = {}
+        for epoch_id, worker in self._conn.execute("SELECT epoch_id, worker FROM epoch_jobs WHERE state = 'claimed' "
+                                                   "AND worker LIKE 'remote:%' ORDER BY seq"):
+            held.setdefault(worker.rsplit("/", 1)[0], []).append(epoch_id)
+        for row in found:
+            row["pools"] = json.loads(row["pools"])
+            row["jobs"] = held.get(row["id"], [])
+        return found
 
     def value_preview(self, packet_id: str, *, limit: int = PREVIEW_CHARS) -> str | None:
         """A preview of the packet's stored value: a live one, or a consumed one the net keeps

@@ -23,6 +23,7 @@ catches them on both stores. A URL's password never appears in a message (`Targe
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import urllib.parse
@@ -314,7 +315,7 @@ def open_pg(target: Target, *, autocommit: bool = True) -> psycopg.Connection:
     login, or the database does not exist."""
     try:
         conn = psycopg.connect(target.conninfo, autocommit=autocommit, cursor_factory=psycopg.RawCursor,
-                               connect_timeout=CONNECT_TIMEOUT, application_name="netrun")
+                               connect_timeout=CONNECT_TIMEOUT, application_name=f"netrun:{os.getpid()}")
     except psycopg.Error as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         reason = reason.replace(target.conninfo, target.label)

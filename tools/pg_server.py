@@ -118,9 +118,10 @@ class PgServer:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start(directory: str | os.PathLike | None = None, *, port: int | None = None) -> PgServer:
+def start(directory: str | os.PathLike | None = None, *, port: int | None = None, durable: bool = False) -> PgServer:
     """Initialize a cluster in `directory` (a new temporary folder when None) and start it. As root, the
-    `postgres` user must be able to enter every folder above `directory`.
+    `postgres` user must be able to enter every folder above `directory`. `durable`: keep the server's
+    default fsync settings (for benchmarks of durable commits).
 
     Raises ServerError naming the step that failed (install, initdb, start)."""
     bin_dir = install()
@@ -135,7 +136,7 @@ def start(directory: str | os.PathLike | None = None, *, port: int | None = None
     if not (server.data / "PG_VERSION").exists():
         _run([str(bin_dir / "initdb"), "-D", str(server.data), "--no-sync", "--auth=trust", "-E", "UTF8",
               "--locale=C.UTF-8", "-U", _server_user()], "initdb")
-    options = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.data} {TEST_SETTINGS}"
+    options = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.data}" + ("" if durable else f" {TEST_SETTINGS}")
     try:
         _run([str(bin_dir / "pg_ctl"), "-D", str(server.data), "-l", str(folder / "server.log"), "-w", "-t", "30",
               "-o", options, "start"], "pg_ctl start")

@@ -55,3 +55,13 @@ def test_run_with_overwrite_replaces_a_net_in_a_schema(cli, failed_run):
     assert again.code == 2 and "already" in again.err
     replaced = cli("run", FAILING_TOML, "--db", failed_run, "--no-progress", "--path", HERE, "--overwrite")
     assert replaced.code == 0, replaced.err
+
+
+def test_inject_into_a_stopped_net_then_resume_takes_it_and_stop_finds_no_owner(cli, failed_run):
+    before = cli("status", failed_run, "--json").json()["nodes"]["Source"]["finished"]
+    injected = cli("inject", failed_run, "--source", "Source")
+    assert injected.code == 0, injected.err
+    stopped = cli("stop", failed_run)
+    assert stopped.code == 0, stopped.err
+    assert cli("resume", failed_run, "--no-progress").code == 0
+    assert cli("status", failed_run, "--json").json()["nodes"]["Source"]["finished"] == before + 1

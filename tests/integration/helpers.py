@@ -76,7 +76,10 @@ conn.close()
 
 
 def rows_in_other_process(db: str | Path, sql: str, params: Iterable[Any] = ()) -> list[dict]:
-    """`rows`, read by a separate Python process (safe while a Net has the file open)."""
+    """`rows`, read by a separate Python process (safe while a Net has the file open); a PostgreSQL net
+    is read by a connection of this process (the concern is SQLite's file locks only)."""
+    if str(db).startswith("postgresql://"):
+        return _pg_rows(str(db), sql, params)
     done = subprocess.run([sys.executable, "-c", _READER], input=json.dumps([str(db), sql, list(params)]),
                           capture_output=True, text=True, timeout=60, check=True)
     return json.loads(done.stdout)

@@ -25,14 +25,8 @@ from tests.integration.helpers import rows
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def clear_results():
-    rn.RESULTS.clear()
-    yield
-    rn.RESULTS.clear()
-
-
 def three_through(db: str, **config) -> list:
+    rn.RESULTS.clear()
     with netrun.Net(chain("Src", "Mid", "Sink"), db=db, **config) as net:
         net.set_node_exec("Src", rn.emit_three)
         net.set_node_exec("Mid", rn.times_ten)
@@ -94,6 +88,7 @@ def test_a_failed_epoch_dead_letters_its_input_and_a_replay_runs_it_again(db):
 
 @pytest.mark.parametrize("into", ["sqlite", "postgres"])
 def test_a_checkpoint_is_an_sqlite_file_that_either_store_loads(db, into, tmp_path, pg_server):
+    rn.RESULTS.clear()
     with netrun.Net(chain("Src", "Mid", "Sink"), db=db) as net:
         for node, func in (("Src", rn.emit_three), ("Mid", rn.times_ten), ("Sink", rn.record)):
             net.set_node_exec(node, func)
