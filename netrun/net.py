@@ -161,7 +161,8 @@ class Net:
                 store.migrate(net._conn)
                 store.claim(net._owner, net._conn)
                 net._attach(graph)
-                net.unrestored_functions = Restorer(net._rt, path).restore()
+                with store.restoring(net._conn):
+                    net.unrestored_functions = Restorer(net._rt, path).restore()
                 net.definition_problems = dsl.restore_definition(net)  # factory-made functions
             except BaseException:
                 net._conn.close()

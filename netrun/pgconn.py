@@ -28,6 +28,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,6 +233,10 @@ def translate(sql: str, named: bool = False) -> Statement:
 
 
 _statements: dict[tuple[str, bool], Statement] = {}
+# Inside `PgConnection.exclusive()`: a transaction's statements as a savepoint's.
+_NESTED = {"BEGIN IMMEDIATE": Statement("SAVEPOINT netrun_nested", (), (), begin=True),
+           "COMMIT": Statement("RELEASE SAVEPOINT netrun_nested", (), ()),
+           "ROLLBACK": Statement("ROLLBACK TO SAVEPOINT netrun_nested", (), ())}
 
 
 def statement(sql: str, named: bool) -> Statement:
@@ -411,6 +416,7 @@ class PgConnection:
             # server's machine may lose the last commits (never corrupts). "full" waits for the flush.
             self._pg.execute("SET synchronous_commit = off")
         self._changes = 0
+        self._held = False  # inside `exclusive()`
         self.fence: Callable[[PgConnection], None] | None = None
         self.authorizer: Any = None  # accepted for apsw's API; the server enforces read-only
         self._lock = threading.Lock()
@@ -419,8 +425,28 @@ class PgConnection:
     def pg(self) -> psycopg.Connection:
         return self._pg
 
+    @contextmanager
+    def exclusive(self, *tables: str) -> Iterator[None]:
+        """One transaction that holds `tables` against other writers (EXCLUSIVE: reads go on) until it
+        ends; the transactions opened inside it meanwhile (`BEGIN`...`COMMIT`) become savepoints.
+        A standby's resume holds the job tables so: live remote workers wait instead of claiming or
+        reporting under it."""
+        self._pg.execute("BEGIN")
+        try:
+            self._pg.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+            self._held = True
+            yield
+        except BaseException:
+            self._held = False
+            self._pg.execute("ROLLBACK")
+            raise
+        self._held = False
+        self._pg.execute("COMMIT")
+
     def execute(self, sql: str, params: Any = None) -> Cursor:
         stmt = statement(sql, isinstance(params, dict))
+        if self._held:
+            stmt = _NESTED.get(sql.strip().upper(), stmt)
         cur = self._pg.cursor()
         try:
             cur.execute(stmt.text, _bind(stmt, params))

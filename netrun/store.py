@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 from .checkpoint import DB_NAME, checkpoint_file, refuse_checkpoint_db, write_checkpoint
@@ -51,6 +52,7 @@ class Store(Protocol):
     def check(self, conn: Any, *, whole: bool) -> None: ...
     def forget_side_files(self) -> None: ...
     def snapshot(self) -> Any: ...
+    def restoring(self, conn: Any) -> Any: ...
     def checkpoint(self, directory: str) -> dict: ...
 
 
@@ -94,6 +96,10 @@ class FileStore:
     def snapshot(self) -> Any:
         """How a checkpoint copies the live database: None, SQLite's backup API."""
         return None
+
+    def restoring(self, conn: Any) -> Any:
+        """Around a resume's restore: nothing (the owner lock keeps every other writer out)."""
+        return nullcontext()
 
     def checkpoint(self, directory: str) -> dict:
         """Checkpoint the net while no process runs it (`netrun checkpoint`)."""
@@ -146,6 +152,11 @@ class PgStore:
 
     def forget_side_files(self) -> None:
         """None are kept."""
+
+    def restoring(self, conn: Any) -> Any:
+        """Around a resume's restore: remote workers of the net may still be claiming and reporting;
+        the job tables are held until the restored state is committed."""
+        return conn.exclusive("epoch_jobs", "epoch_results")
 
     def snapshot(self) -> Any:
         from .pgstore import export_to_sqlite

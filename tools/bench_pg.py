@@ -56,8 +56,10 @@ def _net(me, db: str, *, pool: str | None, remote: bool, workers: int, lease: fl
     from netrun.graphs import chain
 
     options: dict = {"durability": "full", "history_max_size": 0, "lease_seconds": lease}
-    if pool:
-        options["remote_pools" if remote else "process_pools"] = {pool: {"size": max(workers, 2)}}
+    if pool and remote:
+        options["remote_pools"] = {pool: {}}  # size 8: up to 40 jobs in flight
+    elif pool:
+        options["process_pools"] = {pool: {"size": max(workers, 2)}}
     net = netrun.Net(chain("Source", "Work", "Sink"), db=db, **options)
     for node, func in (("Source", me._source), ("Work", me._middle), ("Sink", me._sink)):
         net.set_node_exec(node, func)
