@@ -17,7 +17,13 @@ import cycle, type-only imports included):
     jobs           epoch_jobs transitions, each a compare-and-set
     journal        sim steps -> rows, committed atomically; values: packet values
     sim            the only importer of netrun_sim.NetSim; netrun <-> sim ID maps
-    migrate, db, ownership, readonly, history, capture, checkpoint   the store
+    store          where a net lives: FileStore (SQLite) or PgStore (PostgreSQL), one interface
+      pgstore      a net's schema, migrations, owner (advisory lock + fenced record), checkpoints
+      pgconn       a psycopg connection behind apsw's API (statements translated once); dialect:
+                   the PostgreSQL text of the few statements that differ
+    remote         `netrun worker`: the worker loop on a remote pool, on the database's clock
+      wakeups      LISTEN/NOTIFY between the owner and remote workers (polling behind them)
+    migrate, db, ownership, readonly, history, capture, checkpoint   the SQLite store
     config -> params, errors, clock, graphio, faults, version   leaves used by all of the above
     definition -> {expressions, factories, port_types}   the TOML definition layer
 

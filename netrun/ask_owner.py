@@ -24,8 +24,10 @@ from .clock import SystemClock, iso
 from .checkpoint import refuse_checkpoint_db
 from .db import open_connection, transaction
 from .errors import NetInUse, NotANetrunDatabase, StorageError
-from .migrate import inspect_file, latest_version, migrate
-from .ownership import Owner, OwnerLock, find_owner
+from .dialect import is_url
+from .migrate import latest_version
+from .ownership import Owner
+from .store import store_for
 from .request_desk import check_target
 from .restore import read_meta, stored_graph
 from .values import encode
@@ -58,7 +60,7 @@ def request_stop(path: str, *, timeout: float) -> Outcome:
         StorageError: the owner runs an older netrun that takes no requests.
     """
     _check_file(path)
-    owner = find_owner(path)
+    owner = store_for(path).find_owner()
     if owner is None:
         return Outcome("not running")
     with _Mailbox(path, owner) as box:
@@ -85,13 +87,14 @@ def request_injection(path: str, items: list[dict[str, Any]], *, timeout: float)
         NotANetrunDatabase, CheckpointError...: the file cannot take requests.
     """
     _check_file(path)
-    refuse_checkpoint_db(path, "injecting into it")
-    nodes = stored_graph(path, read_meta(path)).nodes()
+    if not is_url(path):
+        refuse_checkpoint_db(path, "injecting into it")
+    nodes = stored_graph(store_for(path).label, read_meta(path)).nodes()
     for item in items:
         check_target(nodes, item["node"], item.get("port"))
         if "value" in item:
             _check_storable(item)
-    owner = find_owner(path)
+    owner = store_for(path).find_owner()
     with _Mailbox(path, owner) as box:
         request_id = box.submit("inject", items)
         if owner is None:
@@ -137,20 +140,22 @@ def _check_storable(item: dict[str, Any]) -> None:
 
 
 def _check_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise NotANetrunDatabase(f"{path} does not exist", path=path)
-    if not inspect_file(path).exists:
-        raise NotANetrunDatabase(f"{path} holds no netrun net", path=path)
+    store = store_for(path)
+    if not store.exists():
+        raise NotANetrunDatabase(f"{store.label} does not exist", path=store.label)
+    if not store.inspect().exists:
+        raise NotANetrunDatabase(f"{store.label} holds no netrun net", path=store.label)
 
 
 class _Mailbox:
     """A short write connection to the requests table of one net, and its owner as found at first."""
 
     def __init__(self, path: str, owner: Owner | None) -> None:
-        self.path = path
+        self.store = store_for(path)
+        self.path = self.store.label
         self.owner = owner
-        version = inspect_file(path).version
-        self.conn = open_connection(path)
+        version = self.store.inspect().version
+        self.conn = open_connection(self.store.url)
         try:
             if version < latest_version():
                 self._migrate()
@@ -161,13 +166,13 @@ class _Mailbox:
     def _migrate(self) -> None:
         """A file of an older netrun gets the requests table, unless an older netrun runs it now."""
         try:
-            lock = OwnerLock(self.path, iso(SystemClock().now()))
+            lock = self.store.lock(iso(SystemClock().now()))
         except NetInUse as exc:
             raise StorageError(f"{self.path} is run by {exc.pid and f'pid {exc.pid}' or 'a process'} with an older "
                                "netrun, which takes no requests from other processes; stop it there (Ctrl-C)",
                                path=self.path) from None
         try:
-            migrate(self.conn, self.path)
+            self.store.migrate(self.conn)
         finally:
             lock.release()
 
@@ -180,9 +185,9 @@ class _Mailbox:
     def submit(self, kind: str, payload: list) -> int:
         asker = f"pid {os.getpid()} on {socket.gethostname()}"
         with transaction(self.conn):
-            self.conn.execute("INSERT INTO operator_requests (kind, payload, requested_at, requested_by) "
-                              "VALUES (?, ?, ?, ?)", (kind, json.dumps(payload), iso(SystemClock().now()), asker))
-            return self.conn.last_insert_rowid()
+            return self.conn.execute("INSERT INTO operator_requests (kind, payload, requested_at, requested_by) "
+                                     "VALUES (?, ?, ?, ?) RETURNING id",
+                                     (kind, json.dumps(payload), iso(SystemClock().now()), asker)).fetchone()[0]
 
     def read(self, request_id: int) -> tuple[str, str | None]:
         row = self.conn.execute("SELECT state, answer FROM operator_requests WHERE id = ?", (request_id,)).fetchone()
@@ -196,7 +201,7 @@ class _Mailbox:
             state, answer = self.read(request_id)
             if state in final:
                 return state, answer
-            if find_owner(self.path) != self.owner:
+            if self.store.find_owner() != self.owner:
                 state, answer = self.read(request_id)
                 return (state, answer) if state in final else ("gone", answer)
             if time.monotonic() >= deadline:

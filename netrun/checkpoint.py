@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from typing import Any
 
 import apsw
 
@@ -44,8 +46,10 @@ def _fsync_path(path: str, *, directory: bool = False) -> None:
         os.close(fd)
 
 
-def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str | None, manifest: dict) -> None:
-    """Snapshot `conn`'s database into `directory` as a whole (see module docstring).
+def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str | None, manifest: dict,
+                     snapshot: Callable[[Any, apsw.Connection], None] | None = None) -> None:
+    """Snapshot `conn`'s database into `directory` as a whole (see module docstring). `snapshot(conn,
+    dest)` fills the new SQLite database `dest` instead of SQLite's backup API (a PostgreSQL net's).
 
     Raises CheckpointError: `directory` holds files that are not a checkpoint's."""
     directory = os.path.abspath(directory)
@@ -72,8 +76,11 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a checkpoint gets a new folder's usual mode
         dest = apsw.Connection(os.path.join(staging, DB_NAME))
         try:
-            with dest.backup("main", conn, "main") as backup:
-                backup.step(-1)  # one step: consistent even with a concurrent writer
+            if snapshot is not None:
+                snapshot(conn, dest)
+            else:
+                with dest.backup("main", conn, "main") as backup:
+                    backup.step(-1)  # one step: consistent even with a concurrent writer
             dest.execute("PRAGMA journal_mode = DELETE")
         finally:
             dest.close()

@@ -59,6 +59,9 @@ class NetConfig:
     history_flush_on_pause: bool = True
     thread_pools: dict = field(default_factory=dict)
     process_pools: dict = field(default_factory=dict)
+    # Pools whose workers are `netrun worker` processes, on this machine or others (PostgreSQL nets);
+    # `size`: how many of its epochs a worker may run at once, summed over its workers (default 8).
+    remote_pools: dict = field(default_factory=dict)
     dead_letter_queue: Any = "memory"
     dead_letter_path: str | None = None
     dead_letter_callback: Callable[..., Any] | None = None
@@ -108,7 +111,7 @@ def parse_net_config(options: dict[str, Any]) -> NetConfig:
     if o.get("retention") is not None:
         _check(owner, "retention", find_duration(o["retention"]) is not None,
                "a duration such as '30s', '10m', '12h' or '7d'", o["retention"])
-    for name in ("thread_pools", "process_pools"):
+    for name in ("thread_pools", "process_pools", "remote_pools"):
         if name in o:
             _check_pools(owner, name, o[name])
     if "dead_letter_queue" in o:

@@ -17,6 +17,8 @@ import time
 
 import apsw
 
+from .dialect import is_url
+
 Durability = Literal["normal", "full"]
 
 BUSY_TIMEOUT_MS = 30_000
@@ -33,7 +35,13 @@ def open_connection(path: str, *, durability: Durability = "normal", readonly: b
     `-shm` files only when the last connection to close can write: a truly read-only
     connection leaves them behind after every read. A file without write permission gets a
     read-only connection.
+
+    A `postgresql://` URL gives a netrun.pgconn.PgConnection instead (the same API, on PostgreSQL).
     """
+    if is_url(path):
+        from .pgconn import PgConnection, parse_url  # psycopg is imported only by nets that use it
+
+        return PgConnection(parse_url(path), readonly=readonly, durability=durability)
     if readonly:
         try:
             conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)

@@ -111,7 +111,7 @@ class DeadLetterQueue:
 
     def get_all(self, *, include_resolved: bool = False) -> list[DeadLetter]:
         """Pending entries, oldest first (with `include_resolved`, replayed and discarded ones too)."""
-        return self._select("1" if include_resolved else "status = 'pending'", ())
+        return self._select("1 = 1" if include_resolved else "status = 'pending'", ())
 
     def get_by_node(self, node_name: str, *, include_resolved: bool = False) -> list[DeadLetter]:
         self.rt.node(node_name)

@@ -160,7 +160,7 @@ class Reader:
         self.each(None, self.keys, doc, TOP_KEYS, "", ())
         notes = Notes()
         net_options = self.each({}, self.net, doc.get("net", {}), notes)
-        pools = set(net_options.get("thread_pools", {})) | set(net_options.get("process_pools", {}))
+        pools = {p for kind in ("thread_pools", "process_pools", "remote_pools") for p in net_options.get(kind, {})}
         nodes_table = self.each({}, self.table, doc.get("nodes", {}), "[nodes]", ("nodes",))
         nodes = {}
         for name, spec in nodes_table.items():

@@ -18,6 +18,8 @@ from typing import Any
 
 import apsw
 
+from . import dialect
+
 # Action = (seq, name, epoch_id, packet_id, node_name, timestamp, ts_us, data_json, events)
 # event  = (kind, epoch_id, packet_id, node_name, extra): extra is None, a salvo condition (str),
 #          or where a PacketMoved event went: (location kind, node, port).
@@ -30,10 +32,16 @@ ID_CACHE = 100_000  # ID numbers kept in memory; older ones are looked up again 
 
 _INSERT_ACTIONS = "INSERT INTO history_actions (seq, name, epoch, packet, node, ts, data, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # New IDs are numbered consecutively: one JSON array of them, numbered from the first.
-_INSERT_IDS = "INSERT INTO history_ids (n, id) SELECT ?1 + key, value FROM json_each(?2)"
+_INSERT_IDS = dialect.register(
+    "INSERT INTO history_ids (n, id) SELECT ?1 + key, value FROM json_each(?2)",
+    "INSERT INTO history_ids (n, id) SELECT ?1 + e.ord - 1, e.value "
+    "FROM json_array_elements_text(?2::json) WITH ORDINALITY AS e(value, ord)")
 # A reference (n, seq) travels as one integer, (seq - first seq of the batch) << 40 | n, unpacked by
 # SQLite (a batch spans far fewer than 2**23 records; IDs are numbered below 2**40).
-_INSERT_REFS = "INSERT INTO history_refs (ref, seq) SELECT value & 1099511627775, ?1 + (value >> 40) FROM json_each(?2)"
+_INSERT_REFS = dialect.register(
+    "INSERT INTO history_refs (ref, seq) SELECT value & 1099511627775, ?1 + (value >> 40) FROM json_each(?2)",
+    "INSERT INTO history_refs (ref, seq) SELECT e.value::bigint & 1099511627775, ?1 + (e.value::bigint >> 40) "
+    "FROM json_array_elements_text(?2::json) AS e(value)")
 _MOVED_JSON: dict[tuple, str] = {}
 _SALVO_JSON: dict[str, str] = {}
 

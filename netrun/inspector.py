@@ -29,8 +29,9 @@ from .durations import find_duration
 from .historyrows import Decoder
 from .intents import read_intents
 from .jobs import pool_jobs_by_node
-from .migrate import inspect_file, latest_version
-from .ownership import Owner, find_owner
+from .migrate import latest_version
+from .ownership import Owner
+from .store import store_for
 from .readonly import read_query
 from .restore import stored_graph
 from .shortids import resolve_id
@@ -88,18 +89,19 @@ class NetInspector:
     """
 
     def __init__(self, path: str | os.PathLike, *, unpickle: bool = False) -> None:
-        self.path = os.fspath(path)
+        self._store = store_for(path)
+        self.path = self._store.label  # a PostgreSQL net's URL, without its password
         self.unpickle = unpickle  # show pickled values by unpickling them (runs code from the file)
-        if not os.path.exists(self.path):
+        if not self._store.exists():
             raise NotANetrunDatabase(f"{self.path} does not exist", path=self.path)
-        state = inspect_file(self.path)
+        state = self._store.inspect()
         if not state.exists:
             raise NotANetrunDatabase(f"{self.path} holds no netrun net", path=self.path)
         if state.version < latest_version():
             raise DatabaseVersionError(
                 f"{self.path} was written by an older netrun (schema version {state.version}); resume it once "
                 "(netrun resume, or Net.resume) to upgrade it, then inspect it", path=self.path, version=state.version)
-        self._conn = open_connection(self.path, readonly=True)
+        self._conn = open_connection(self._store.url, readonly=True)
         self.meta: dict[str, str] = dict(self._conn.execute("SELECT key, value FROM net_meta").fetchall())
         self.graph: ns.Graph = stored_graph(self.path, self.meta)
 
@@ -135,7 +137,7 @@ class NetInspector:
     # -- the whole net ---------------------------------------------------------------------
     def owner(self) -> Owner | None:
         """The live process running this net, if any."""
-        return find_owner(self.path)
+        return self._store.find_owner()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -181,7 +183,7 @@ class NetInspector:
     def waiting(self) -> dict[str, list[dict]]:
         """Live packets by place: on edges, at input ports, inside epochs, not yet admitted."""
         edges = self._rows(
-            "SELECT from_node || '.' || from_port AS 'from', node_name || '.' || port_name AS 'to', count(*) AS packets "
+            "SELECT from_node || '.' || from_port AS \"from\", node_name || '.' || port_name AS \"to\", count(*) AS packets "
             "FROM packets WHERE state = 'live' AND location = 'edge' GROUP BY from_node, from_port, node_name, "
             "port_name ORDER BY 1, 2")
         ports = self._rows(
@@ -250,7 +252,24 @@ class NetInspector:
             "live_packets": self._value("SELECT count(*) FROM packets WHERE state = 'live'"),
             "dead_letters_pending": self._value("SELECT count(*) FROM dead_letters WHERE status = 'pending'"),
             "recent_failures": failures,
+            "workers": self.workers(),
         }
+
+    def workers(self) -> list[dict[str, Any]]:
+        """`netrun worker` processes that registered (newest first; a stopped one has `stopped_at`), each
+        with the jobs its threads hold now (`jobs`: epoch IDs, claimed and not yet reported)."""
+        found = self._rows("SELECT id, host, pid, pools, concurrency, started_at, heartbeat_at, stopped_at "
+                           "FROM workers ORDER BY started_at DESC, id LIMIT 100")
+        if not found:
+            return []
+        held: dict[str, list[str]] = {}
+        for epoch_id, worker in self._conn.execute("SELECT epoch_id, worker FROM epoch_jobs WHERE state = 'claimed' "
+                                                   "AND worker LIKE 'remote:%' ORDER BY seq"):
+            held.setdefault(worker.rsplit("/", 1)[0], []).append(epoch_id)
+        for row in found:
+            row["pools"] = json.loads(row["pools"])
+            row["jobs"] = held.get(row["id"], [])
+        return found
 
     def value_preview(self, packet_id: str, *, limit: int = PREVIEW_CHARS) -> str | None:
         """A preview of the packet's stored value: a live one, or a consumed one the net keeps
@@ -349,7 +368,7 @@ class NetInspector:
         sql = f"SELECT * FROM history WHERE {' AND '.join(where)} ORDER BY seq"
         if limit is not None:
             # the newest `limit` records, still printed oldest first
-            sql = f"SELECT * FROM ({sql[:-len('ORDER BY seq')]} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+            sql = f"SELECT * FROM ({sql[:-len('ORDER BY seq')]} ORDER BY seq DESC LIMIT ?) AS latest ORDER BY seq"
             params.append(limit)
         rows = self._rows(sql, params)
         for row in rows:

@@ -26,15 +26,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import dialect
 from .clock import iso
 
-_CLAIM = """
+# PostgreSQL: workers claim concurrently; each skips the rows another one is claiming.
+_CLAIM = dialect.register("""
 UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_until = ?3
 WHERE epoch_id IN (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
                    AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT ?5)
   AND state = 'queued'
 RETURNING epoch_id, node_name, attempt, priority, seq
-"""
+""", """
+UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_until = ?3
+WHERE epoch_id IN (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
+                   AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT ?5
+                   FOR UPDATE SKIP LOCKED)
+  AND state = 'queued'
+RETURNING epoch_id, node_name, attempt, priority, seq
+""")
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,18 @@ FINISH_JOB = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, l
               "WHERE epoch_id = ? AND state IN ('claimed', 'reported')")
 
 
+# PostgreSQL: leases are compared on the database's clock (workers stamp them with it: netrun.remote).
+_EXPIRED = dialect.register(
+    "SELECT epoch_id, node_name, attempt, worker, claimed_at FROM epoch_jobs "
+    "WHERE state = 'claimed' AND lease_until < ? AND pool IS NOT NULL",
+    "SELECT epoch_id, node_name, attempt, worker, claimed_at FROM epoch_jobs WHERE state = 'claimed' "
+    "AND lease_until < to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') "
+    "AND pool IS NOT NULL AND ?::text IS NOT NULL")
+
+
 def expired(conn: Any, now: str) -> list[tuple[Claim, str, str | None]]:
     """Claimed pool jobs whose lease ran out: (claim, worker, claimed_at)."""
-    rows = conn.execute("SELECT epoch_id, node_name, attempt, worker, claimed_at FROM epoch_jobs "
-                        "WHERE state = 'claimed' AND lease_until < ? AND pool IS NOT NULL", (now,)).fetchall()
+    rows = conn.execute(_EXPIRED, (now,)).fetchall()
     return [(Claim(r[0], r[1], r[2]), r[3], r[4]) for r in rows]
 
 

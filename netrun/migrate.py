@@ -46,10 +46,12 @@ def migrations_dir() -> Path:
     raise StorageError("netrun's migrations folder is missing from the installation; reinstall netrun")
 
 
-def list_migrations() -> list[Migration]:
-    """Every migration, in version order; versions must be 1, 2, 3... without gaps."""
+def list_migrations(dialect: str = "sqlite") -> list[Migration]:
+    """Every migration of `dialect` ("sqlite", or "postgres": the `postgres/` folder, whose versions
+    mirror SQLite's one for one), in version order; versions must be 1, 2, 3... without gaps."""
     found = []
-    for path in sorted(migrations_dir().iterdir()):
+    folder = migrations_dir() if dialect == "sqlite" else migrations_dir() / dialect
+    for path in sorted(folder.iterdir()):
         match = _NAME.match(path.name)
         if match:
             found.append(Migration(int(match.group(1)), path.name, path.read_text()))

@@ -23,10 +23,8 @@ from .deadletters import DeadLetterQueue
 from .db import open_connection, transaction
 from .checkpoint import (
     DB_NAME,
-    checkpoint_file,
     copy_checkpoint,
     copy_history,
-    refuse_checkpoint_db,
     refuse_own_folder,
     write_checkpoint,
 )
@@ -41,10 +39,8 @@ from .errors import (
 )
 from .graphio import graph_to_data
 from .history import to_json_record
-from .migrate import QUICK_CHECK_LIMIT, check_integrity, crashed, inspect_file, migrate
-from .ownership import OwnerLock
+from .store import FileStore, is_url, require_net, store_for
 from .readonly import Readers, read_query
-from .intents import remove_intents
 from .restore import Restorer, read_meta, stored_graph
 from .host import NodeFunctions
 from .runtime import Runtime
@@ -86,19 +82,22 @@ class Net:
         if db is None:
             self._tmpdir = tempfile.mkdtemp(prefix="netrun-")
             db = os.path.join(self._tmpdir, "net.db")
-        self.db_path = os.fspath(db)
+        self._store = store_for(db)
+        self.db_path = self._store.label
+        self.db_url = self._store.url
         self._closed = True
-        state = inspect_file(self.db_path)
-        self._owner = OwnerLock(self.db_path, iso(self._config.clock.now()))
+        state = self._store.inspect()
+        self._owner = self._store.lock(iso(self._config.clock.now()))
         try:
-            self._conn = open_connection(self.db_path, durability=self._config.durability)
+            self._conn = open_connection(self.db_url, durability=self._config.durability)
             try:
-                migrate(self._conn, self.db_path)
+                self._store.migrate(self._conn)
+                self._store.claim(self._owner, self._conn)
                 if self._conn.execute("SELECT 1 FROM net_meta WHERE key = 'graph'").fetchone():
                     raise StorageError(f"{self.db_path} already holds a net; choose another file (or delete this "
                                        "one to start over, or resume it)", path=self.db_path)
                 self._write_meta(graph, existed=state.exists)
-                remove_intents(self.db_path)  # left by an earlier file of that name: not this net's
+                self._store.forget_side_files()
             except BaseException:
                 self._conn.close()
                 raise
@@ -109,7 +108,7 @@ class Net:
         self._attach(graph)
 
     def _attach(self, graph: ns.Graph) -> None:
-        self._readers = Readers(self.db_path)
+        self._readers = Readers(self.db_url)
         self._closing = threading.Lock()
         self._rt = Runtime(self, graph, self._conn, self._config)
         self._rt.control.reader = self._readers.get  # poll() counts claimed pool jobs through it
@@ -118,7 +117,7 @@ class Net:
         self._closed = False
 
     @classmethod
-    def resume(cls, db: str | os.PathLike, **config: Any) -> Net:
+    def resume(cls, db: str | os.PathLike, *, wait: float | None = None, **config: Any) -> Net:
         """Reopen the net stored in `db` after a stop or a crash, without replaying history.
 
         The graph, the options and the node settings come from the file; node functions
@@ -128,37 +127,42 @@ class Net:
         were running follow the crash semantics: deferred ones run again, others are
         cancelled with their packets dead-lettered as 'interrupted'.
 
+        `wait` (PostgreSQL nets): seconds to wait, as a standby, for the running owner to die or
+        stop before taking the net over (default: refuse at once with NetInUse).
+
         Raises:
             NotANetrunDatabase, DatabaseVersionError, CorruptDatabase: the file cannot be
                 resumed (it is left unchanged).
             CheckpointError: the file is a checkpoint's database (restore it into a new file).
             StorageError: the stored graph fails validation.
         """
-        path = os.fspath(db)
-        if not os.path.exists(path):
+        store = store_for(db)
+        path = store.label
+        if not store.exists():
             raise NotANetrunDatabase(f"{path} does not exist; nothing to resume", path=path)
-        refuse_checkpoint_db(path, "resuming it")
-        state = inspect_file(path)
-        if not state.exists:
-            raise NotANetrunDatabase(f"{path} holds no netrun net", path=path)
-        whole_check = crashed(path) and os.path.getsize(path) <= QUICK_CHECK_LIMIT
-        stored = read_meta(path)
+        whole_check = store.before_resume()
+        require_net(store)
+        stored = read_meta(store.url)
         graph = stored_graph(path, stored)
         options = json.loads(stored["config"])
         options.update(config)  # a stored "callback" dead-letter mode needs dead_letter_callback= here
         net = cls.__new__(cls)
         net._config = parse_net_config(options)
         net._tmpdir = None
+        net._store = store
         net.db_path = path
+        net.db_url = store.url
         net._closed = True
-        net._owner = OwnerLock(path, iso(net._config.clock.now()))
+        net._owner = store.lock(iso(net._config.clock.now()), wait=wait)
         try:
-            net._conn = open_connection(path, durability=net._config.durability)
+            net._conn = open_connection(store.url, durability=net._config.durability)
             try:
-                check_integrity(net._conn, path, whole=whole_check)  # never half-read a damaged file
-                migrate(net._conn, path)
+                store.check(net._conn, whole=whole_check)  # never half-read a damaged file
+                store.migrate(net._conn)
+                store.claim(net._owner, net._conn)
                 net._attach(graph)
-                net.unrestored_functions = Restorer(net._rt, path).restore()
+                with store.restoring(net._conn):
+                    net.unrestored_functions = Restorer(net._rt, path).restore()
                 net.definition_problems = dsl.restore_definition(net)  # factory-made functions
             except BaseException:
                 net._conn.close()
@@ -179,8 +183,8 @@ class Net:
             CheckpointError: the net ran and is not paused (call `pause()` first), or an epoch runs.
             NetClosedError: a stopped net whose temporary database is gone.
         """
-        if self._closed and self._tmpdir is None and os.path.exists(self.db_path):
-            checkpoint_file(self.db_path, os.fspath(directory))
+        if self._closed and self._tmpdir is None and (is_url(self.db_url) or os.path.exists(self.db_path)):
+            self._store.checkpoint(os.fspath(directory))
             return
         rt = self._live()
         refuse_own_folder(os.fspath(directory), self.db_path)
@@ -199,7 +203,8 @@ class Net:
             rt.history.flush()
             write_checkpoint(self._conn, os.fspath(directory), history_file=self._config.history_file,
                              manifest={"netrun_version": __version__, "database": DB_NAME,
-                                       "created_at": iso(self._config.clock.now()), "source": self.db_path})
+                                       "created_at": iso(self._config.clock.now()), "source": self.db_path},
+                             snapshot=self._store.snapshot())
 
         rt.owner.call(snapshot)
 
@@ -208,9 +213,12 @@ class Net:
                         **config: Any) -> Net:
         """Continue from a checkpoint: copy its database to `db` (a new file) and resume it.
 
-        `db=None` copies to a temporary database deleted by `close()`. The checkpoint is
+        `db=None` copies to a temporary database deleted by `close()`. A `postgresql://` URL loads it
+        into that new net (the checkpoint of either store is an SQLite file). The checkpoint is
         never modified.
         """
+        if is_url(db):
+            return cls._load_checkpoint_into(os.fspath(directory), str(db), **config)
         tmpdir = None
         if db is None:
             tmpdir = tempfile.mkdtemp(prefix="netrun-")
@@ -227,6 +235,24 @@ class Net:
             raise
         net._tmpdir = tmpdir
         return net
+
+    @classmethod
+    def _load_checkpoint_into(cls, directory: str, url: str, **config: Any) -> Net:
+        """`load_checkpoint` into a new PostgreSQL net: the checkpoint's database is copied to a temporary
+        file, migrated to this netrun's version, and its rows copied into the net's new schema."""
+        tmpdir = tempfile.mkdtemp(prefix="netrun-")
+        try:
+            path = os.path.join(tmpdir, DB_NAME)
+            copy_checkpoint(directory, path)
+            conn = open_connection(path)
+            try:
+                FileStore(path).migrate(conn)
+            finally:
+                conn.close()
+            store_for(url).load(path)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        return cls.resume(url, **config)
 
     @staticmethod
     def load_definition(path_or_text: str | os.PathLike, *, db: str | os.PathLike | None = None,
@@ -354,6 +380,7 @@ class Net:
                 raise ConfigError(f"node {node_name!r}: {role} must be callable, got {func!r}", node=node_name)
         paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
                                                         ("stop", funcs.stop), ("failed", funcs.failed)) if f}
+        self._check_remote(node_name, rt.configs[node_name].pool, paths)
         def apply() -> None:
             rt.set_functions(node_name, funcs)
             rt.pools.refresh(node_name)
@@ -362,6 +389,17 @@ class Net:
             rt.journal.commit()
 
         rt.owner.call(apply)
+
+    def _check_remote(self, node_name: str, pool: Any, paths: dict[str, str | None]) -> None:
+        """A node of a remote pool runs in `netrun worker` processes, which import its functions by their
+        stored paths: a lambda or a closure cannot get there. Raises ConfigError naming the node."""
+        names = [pool] if isinstance(pool, str) else list(pool or [])
+        remote = [p for p in names if p in self._config.remote_pools]
+        lost = sorted(role for role, path in paths.items() if path is None)
+        if remote and lost:
+            raise ConfigError(f"node {node_name!r} is in remote pool {remote[0]!r}, whose workers import its functions "
+                              f"by their import paths, but its {', '.join(lost)} function is a lambda or a closure; "
+                              "use a module-level function", option="pool", node=node_name)
 
     def set_node_config(self, node_name: str, **options: Any) -> None:
         """Set node options (see the README's table).
@@ -372,10 +410,13 @@ class Net:
         """
         rt = self._live()
         rt.node(node_name)
-        pools = set(self._config.thread_pools) | set(self._config.process_pools)
+        pools = set(self._config.thread_pools) | set(self._config.process_pools) | set(self._config.remote_pools)
 
         def apply() -> None:
             updated = update_node_config(node_name, rt.configs[node_name], options, pools=pools)
+            stored = rt.journal.conn.execute("SELECT functions FROM node_settings WHERE node_name = ?",
+                                             (node_name,)).fetchone()
+            self._check_remote(node_name, updated.pool, json.loads(stored[0]) if stored else {})
             if rt.pools.started and updated.pool != rt.configs[node_name].pool:
                 raise ConfigError(f"node {node_name!r}: its pool cannot change once the pools run", option="pool",
                                   node=node_name)

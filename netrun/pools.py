@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import cloudpickle
@@ -40,11 +41,13 @@ from .epoch import apply_remote, end_cancelled, end_failed
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .jobs import FINISH_JOB, INSERT_JOB, Claim, NewJob, job_params
 from .worker import BATCH, START_FAILED, Desk, IdleCount, WorkerSpec, process_main, read_marks, read_outcome, thread_main
+from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results
 from .host import RunHost
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
 AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight)
+REMOTE_SIZE = 8  # a remote pool's default size: epochs its workers may run at once, all together
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -56,7 +59,7 @@ class Pool:
         self.rt = rt
         self.name = name
         self.size = size
-        self.kind = kind  # "thread" or "process"
+        self.kind = kind  # "thread", "process", or "remote" (`netrun worker` processes: none started here)
         self.notify = notify
         self.channels = channels
         self.outstanding = 0  # jobs dispatched and not yet applied
@@ -71,6 +74,10 @@ class Pool:
             self.stop_event: Any = threading.Event()
             self.idle: Any = IdleCount()
             self.desk: Desk | None = None  # made with the workers' spec (one per start)
+        elif kind == "remote":
+            self.wake = self.stop_event = threading.Event()  # unused: its workers are not this process's
+            # Who waits is not known here: every job is announced, and buffered jobs are committed at once.
+            self.idle = SimpleNamespace(value=size)
         else:
             self.wake = _SPAWN.Semaphore(0)
             self.stop_event = _SPAWN.Event()
@@ -87,13 +94,15 @@ class Pool:
         batch = BATCH if self.kind == "process" and all(rt.configs[n].timeout is None for n in nodes) else 1
         if batch > 1 and self.marks_dir is None:
             self.marks_dir = tempfile.mkdtemp(prefix="netrun-marks-")
-        return WorkerSpec(db_path=rt.net.db_path, pool=self.name, nodes={n: rt.configs[n] for n in nodes},
+        return WorkerSpec(db_path=rt.net.db_url, pool=self.name, nodes={n: rt.configs[n] for n in nodes},
                           functions=cloudpickle.dumps(functions) if self.kind == "process" else functions,
                           keep_received=keep, init_per_worker=per_worker, durability=rt.config.durability,
                           lease_seconds=rt.config.lease_seconds, batch=batch,
                           marks_dir=self.marks_dir if batch > 1 else None)
 
     def start(self) -> None:
+        if self.kind == "remote":
+            return
         spec = self._spec()
         if self.kind == "thread":
             self.desk = Desk(spec, self.notify)
@@ -123,6 +132,9 @@ class Pool:
         self.workers[worker_id] = worker
 
     def signal(self, jobs_: int) -> None:
+        if self.kind == "remote":  # `netrun worker` processes listen (PostgreSQL), or look every IDLE_WAIT
+            self.rt.journal.conn.execute(_WAKE_REMOTE, (self.name,))
+            return
         for _ in range(jobs_):
             self.wake.release()
 
@@ -136,6 +148,8 @@ class Pool:
 
     def replace(self, worker_id: str) -> None:
         """A worker is gone (dead, killed, or a hung thread retired): start another in its place."""
+        if self.kind == "remote":
+            return  # its own process decides (one that stopped renewing is refused its late report)
         self.workers.pop(worker_id, None)
         retire = self.retired.pop(worker_id, None)
         if retire is not None:
@@ -192,11 +206,13 @@ class PoolManager:
         self.to_signal: Counter[str] = Counter()  # pool -> jobs written since the last signal
         self.deaths: Counter[str] = Counter()  # epoch ID -> workers that died (or froze) running it
         self._channels: _Channels | None = None
+        self._results: Any = None  # remote pools: the listener for their workers' reports
         self._next_sweep = 0.0
 
     @property
     def configured(self) -> bool:
-        return bool(self.rt.config.thread_pools or self.rt.config.process_pools)
+        config = self.rt.config
+        return bool(config.thread_pools or config.process_pools or config.remote_pools)
 
     @property
     def sweep_every(self) -> float:
@@ -215,6 +231,10 @@ class PoolManager:
             self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "thread", notify)
         for name, spec in config.process_pools.items():
             self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "process", None, self._channels)
+        for name, spec in config.remote_pools.items():
+            self.pools[name] = Pool(self.rt, name, spec.get("size", REMOTE_SIZE), "remote", None)
+        if config.remote_pools:
+            self._results = listen_for_results(self.rt.journal.conn, notify)
         for pool in self.pools.values():
             pool.start()
 
@@ -490,6 +510,9 @@ class PoolManager:
         if self._channels is not None:
             self._channels.close()
             self._channels = None
+        if self._results is not None:
+            self._results.close()
+            self._results = None
         self.started = False
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import netrun_sim as ns
 
+from . import dialect
 from .errors import NetrunError, NotFoundError, PortFull, PortNotFound
 from .host import RunHost
 
@@ -55,6 +56,10 @@ def check_target(nodes: dict[str, ns.Node], node: str, port: str | None) -> None
                            node_name=node, port_name=port)
 
 
+# Changes when another connection commits (SQLite: no I/O); on PostgreSQL, when a request arrives.
+_CHANGED = dialect.register("PRAGMA data_version", "SELECT coalesce(max(id), 0) FROM operator_requests")
+
+
 class RequestDesk:
     """Reads the open requests for the owner loop and applies them, as the owner."""
 
@@ -75,7 +80,7 @@ class RequestDesk:
         if now < self._next:
             return
         self._next = now + POLL_SECONDS
-        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self._conn.execute(_CHANGED).fetchone()[0]
         if version == self._version:
             return
         self._version = version

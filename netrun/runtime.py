@@ -45,6 +45,7 @@ from .graphio import node_depths
 from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
 from .inbox import Inbox
+from .dialect import is_url
 from .intents import StartLog
 from .jobs import Claim, NewJob, next_seq
 from .journal import Journal
@@ -96,7 +97,8 @@ class Runtime:
         self.journal.commit_hooks.append(self.history)
         self.retention = RetentionPolicy(conn, config.retention, config.clock) if config.retention else None
         # Start intents of non-deferred epochs (netrun.intents); "full" durability commits each start.
-        self.starts = StartLog(net.db_path) if net.db_path else None
+        # PostgreSQL keeps no side file: non-deferred starts are committed, deaths of deferred sync ones not counted.
+        self.starts = StartLog(net.db_path) if net.db_path and not is_url(net.db_path) else None
         # Non-deferred starts are logged instead of committed under "normal" only; deferred starts and
         # ends under both (deaths are counted). False once the side file could not be written.
         self._log_starts = self.starts is not None and config.durability == "normal"
@@ -201,7 +203,7 @@ class Runtime:
         if cfg.pool is None:
             return False
         names = [cfg.pool] if isinstance(cfg.pool, str) else cfg.pool
-        in_process = any(n in self.config.process_pools for n in names)
+        in_process = any(n in self.config.process_pools or n in self.config.remote_pools for n in names)
         return in_process or cfg.pool_init_mode == "per_worker"
 
     def stop_nodes(self) -> None:

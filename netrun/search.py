@@ -23,6 +23,9 @@ from typing import Any
 
 import sqlite_utils
 
+from .dialect import is_url
+from .errors import StorageError
+
 SUFFIX = "-search"
 SCHEMA_VERSION = 1  # of the side file; another version is rebuilt
 BATCH = 5000
@@ -56,6 +59,11 @@ _CHECK = {  # source -> the row a match stands for, read from the database (none
 
 
 def index_path(db_path: str) -> str:
+    """The index file beside the net's database file. Raises StorageError for a PostgreSQL net (no file)."""
+    if is_url(db_path):
+        raise StorageError(f"{db_path}: logs --search keeps its index in a file beside an SQLite database; on a "
+                           "PostgreSQL net, filter with netrun logs --node/--epoch or search with netrun sql",
+                           path=db_path)
     return os.fspath(db_path) + SUFFIX
 
 

@@ -21,7 +21,7 @@ from netrun_sim import NetrunError as NetActionError
 
 from ..version import __version__
 from ..errors import NetrunError
-from . import definitions, export, logs, operate, reads, repair, running, ui
+from . import definitions, export, logs, operate, reads, repair, running, ui, worker
 from .output import Output, UsageError, console
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     operate.register(commands, common)
     definitions.register(commands, common)
     ui.register(commands, common)
+    worker.register(commands, common)
     return parser
 
 

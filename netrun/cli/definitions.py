@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..dialect import is_url
 from ..checks import check_definition
 from ..definition import read_definition
 from ..graphtext import FORMATS, render_graph
@@ -22,7 +23,7 @@ def _is_database(path: str) -> bool:
 
 def graph(args: argparse.Namespace, out: Output) -> int:
     fmt = "json" if out.json_mode else args.format
-    if _is_database(existing_file(args.source, "a TOML definition or a database file")):
+    if is_url(args.source) or _is_database(existing_file(args.source, "a TOML definition or a database file")):
         with NetInspector(args.source) as net:
             node_meta, edge_meta = net.definition_meta()
             text = render_graph(net.graph, fmt, node_meta=node_meta, edge_meta=edge_meta)

@@ -8,6 +8,7 @@ import sys
 from ..errors import NotANetrunDatabase, NotFoundError
 from ..migrate import inspect_file
 from ..ownership import OwnerLock
+from ..store import is_url, store_for
 
 
 def add_import_paths(extra: list[str] | None, *also: str) -> None:
@@ -27,7 +28,17 @@ def existing_file(path: str, what: str) -> str:
 
 
 def remove_old_net(path: str, option: str = "--overwrite") -> None:
-    """--overwrite, --force: delete a previous netrun database (never another program's file, never a live run's)."""
+    """--overwrite, --force: delete a previous netrun database (never another program's file, never a live run's);
+    on PostgreSQL, the net's schema."""
+    if is_url(path):
+        store = store_for(path)
+        if store.exists():  # refuses a schema of another program's tables
+            lock = store.lock("overwrite")  # raises NetInUse while a process runs it
+            try:
+                store.drop()
+            finally:
+                lock.release()
+        return
     if not os.path.exists(path):
         return
     if not inspect_file(path).exists and os.path.getsize(path) > 0:

@@ -59,6 +59,10 @@ def status(args: argparse.Namespace, out: Output) -> int:
         out.table(report["running_epochs"], ["epoch", "node", "attempt", "started_at"], title="Running epochs")
     out.table(report["recent_failures"], ["finished_at", "node", "epoch", "attempt", "error"], title="Recent failures")
     tracebacks(out, report["recent_failures"], full=args.full)
+    if report["workers"]:
+        rows = [{**w, "pools": ", ".join(w["pools"]), "state": "stopped" if w["stopped_at"] else "running",
+                 "jobs": " ".join(w["jobs"]) or "-"} for w in report["workers"]]
+        out.table(rows, ["host", "pid", "pools", "concurrency", "state", "heartbeat_at", "jobs"], title="Workers")
     if report["packets_left"]:
         out.table(report["packets_left"], ["packet", "location", "node", "port", "value"], title="Live packets")
         if len(report["packets_left"]) < report["live_packets"]:

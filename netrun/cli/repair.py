@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..checkpoint import checkpoint_file
+from ..store import store_for
 from ..inspector import NetInspector
 from ..repairs import resolve_dead_letters
 from ..retention import describe, prune_file
@@ -76,7 +76,7 @@ def dlq_discard(args: argparse.Namespace, out: Output) -> int:
 
 
 def checkpoint(args: argparse.Namespace, out: Output) -> int:
-    manifest = checkpoint_file(args.file, args.directory)
+    manifest = store_for(args.file).checkpoint(args.directory)
     if out.json_mode:
         out.json(manifest)
     else:

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import NetrunError
 from ..inspector import NetInspector
 from ..net import Net
+from ..store import is_url, store_for
 from .files import add_import_paths, existing_file, remove_old_net
 from .numbers import seconds
 from .output import Output, UsageError, dead_letter_advice, json_only_stdout, shell, tracebacks
@@ -68,6 +69,9 @@ def _run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(f"--db {args.db} is a folder; give the path of the database file to create")
     if args.overwrite:
         remove_old_net(args.db)
+    elif is_url(args.db) and store_for(args.db).exists():
+        raise UsageError(f"{store_for(args.db).label} already holds a net; continue it with: netrun resume URL "
+                         "(or add --overwrite to start over)")
     elif os.path.exists(args.db) and os.path.getsize(args.db) > 0:
         raise UsageError(f"{args.db} already exists; continue it with: netrun resume {shell(args.db)} "
                          "(or add --overwrite to start over)")
@@ -92,7 +96,7 @@ def resume(args: argparse.Namespace, out: Output) -> int:
 
 def _resume(args: argparse.Namespace, out: Output) -> int:
     add_import_paths(args.path)
-    net = Net.resume(args.file)
+    net = Net.resume(args.file, wait=args.wait)
     with net:
         if net.unrestored_functions:
             missing = "; ".join(f"{node}: {', '.join(roles)}" for node, roles in sorted(net.unrestored_functions.items()))
@@ -109,7 +113,7 @@ def _resume(args: argparse.Namespace, out: Output) -> int:
 def _drive(net: Net, args: argparse.Namespace, out: Output) -> int:
     path = net.db_path
     word = shell(path)  # the path in the commands suggested below
-    with NetInspector(path) as inspector:
+    with NetInspector(net.db_url) as inspector:
         earlier = inspector.node_counts()  # what runs before this one did
         display: Progress | None = None
         if not (out.json_mode or args.no_progress):
@@ -229,6 +233,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                             description="Reopen the net stored in FILE (after Ctrl-C, a failure or a crash) and run "
                             "it to completion. Epochs that were running when a process died follow the crash "
                             "semantics (deferred ones run again).")
-    p.add_argument("file", help="the net's database file")
+    p.add_argument("file", help="the net's database file, or a postgresql:// URL")
+    p.add_argument("--wait", type=seconds, default=None, metavar="SECONDS",
+                   help="PostgreSQL: while another process runs the net, wait as a standby (up to SECONDS) and "
+                   "take over when it stops or dies")
     p.set_defaults(func=resume)
 

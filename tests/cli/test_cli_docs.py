@@ -28,7 +28,8 @@ DLQ_ACTIONS = _subparsers(COMMANDS["dlq"])
 
 def test_the_command_set_is_the_one_the_issue_asks_for():
     assert set(COMMANDS) == {"run", "resume", "status", "history", "sql", "trace", "logs", "dlq", "checkpoint",
-                             "graph", "validate", "value", "prune", "stop", "inject", "restore", "export", "ui"}
+                             "graph", "validate", "value", "prune", "stop", "inject", "restore", "export", "ui",
+                             "worker"}
     assert set(DLQ_ACTIONS) == {"list", "show", "replay", "discard"}
 
 

@@ -34,8 +34,23 @@ def stored_value(data: str | bytes | None) -> Any:
     return pickle.loads(data)
 
 
+def _pg_rows(url: str, sql: str, params: Iterable[Any]) -> list[dict]:
+    """`rows` of a PostgreSQL net: through a read-only connection of netrun's (its SQL translated)."""
+    from netrun.db import rows_as_dicts
+    from netrun.pgconn import PgConnection, parse_url
+
+    conn = PgConnection(parse_url(url), readonly=True)
+    try:
+        return rows_as_dicts(conn.execute(sql, tuple(params)))
+    finally:
+        conn.close()
+
+
 def rows(db: str | Path, sql: str, params: Iterable[Any] = ()) -> list[dict]:
-    """All rows of `sql` on a (closed) database file, as dicts, via a fresh stdlib connection."""
+    """All rows of `sql` on a (closed) database file, as dicts, via a fresh stdlib connection (or on a
+    PostgreSQL net, given its URL)."""
+    if str(db).startswith("postgresql://"):
+        return _pg_rows(str(db), sql, params)
     with closing(sqlite3.connect(str(db))) as conn:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute(sql, tuple(params)).fetchall()]
@@ -43,6 +58,9 @@ def rows(db: str | Path, sql: str, params: Iterable[Any] = ()) -> list[dict]:
 
 def scalar(db: str | Path, sql: str, params: Iterable[Any] = ()) -> Any:
     """The first column of the first row of `sql`."""
+    if str(db).startswith("postgresql://"):
+        found = _pg_rows(str(db), sql, params)
+        return next(iter(found[0].values())) if found else None
     with closing(sqlite3.connect(str(db))) as conn:
         return conn.execute(sql, tuple(params)).fetchone()[0]
 
@@ -58,7 +76,10 @@ conn.close()
 
 
 def rows_in_other_process(db: str | Path, sql: str, params: Iterable[Any] = ()) -> list[dict]:
-    """`rows`, read by a separate Python process (safe while a Net has the file open)."""
+    """`rows`, read by a separate Python process (safe while a Net has the file open); a PostgreSQL net
+    is read by a connection of this process (the concern is SQLite's file locks only)."""
+    if str(db).startswith("postgresql://"):
+        return _pg_rows(str(db), sql, params)
     done = subprocess.run([sys.executable, "-c", _READER], input=json.dumps([str(db), sql, list(params)]),
                           capture_output=True, text=True, timeout=60, check=True)
     return json.loads(done.stdout)

@@ -27,9 +27,9 @@ def refusing(refused) -> Callable:
 
 # -- reading -----------------------------------------------------------------------------------------
 
-def test_get_all_returns_dead_letter_entries_with_their_values(tmp_path):
+def test_get_all_returns_dead_letter_entries_with_their_values(tmp_path, db):
     values = {"a": {"nested": [1, 2]}, "b": ("tuple", 2)}
-    with netrun.Net(chain("Source", "A", "B", "Sink"), db=tmp_path / "run.db", on_error="continue") as net:
+    with netrun.Net(chain("Source", "A", "B", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", refusing([values["a"]]))
         net.set_node_exec("B", refusing([values["b"]]))
         net.set_node_exec("Sink", collect([]))
@@ -63,10 +63,9 @@ def test_get_all_returns_dead_letter_entries_with_their_values(tmp_path):
 
 # -- replay --------------------------------------------------------------------------------------------
 
-def test_replay_puts_the_value_back_as_a_new_packet_delivered_once_the_node_is_fixed(tmp_path):
+def test_replay_puts_the_value_back_as_a_new_packet_delivered_once_the_node_is_fixed(tmp_path, db):
     refused = {"v"}
     seen: list = []
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", refusing(refused))
         net.set_node_exec("Sink", collect(seen))
@@ -102,10 +101,10 @@ def test_replay_puts_the_value_back_as_a_new_packet_delivered_once_the_node_is_f
         {"state": "failed", "n": 1}, {"state": "finished", "n": 1}]
 
 
-def test_replay_by_seq_number_and_unknown_seq(tmp_path):
+def test_replay_by_seq_number_and_unknown_seq(tmp_path, db):
     seen: list = []
     refused = {1}
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", on_error="continue") as net:
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", refusing(refused))
         net.set_node_exec("Sink", collect(seen))
         net.inject_packet("A", "in", 1)
@@ -119,12 +118,12 @@ def test_replay_by_seq_number_and_unknown_seq(tmp_path):
     assert seen == [1]
 
 
-def test_a_packet_created_inside_the_failed_epoch_cannot_be_replayed(tmp_path):
+def test_a_packet_created_inside_the_failed_epoch_cannot_be_replayed(tmp_path, db):
     def half_done(ctx, packets):  # non-deferred: the created packet exists in the net, inside the epoch
         ctx.create_packet({"made": "inside"})
         raise RuntimeError("gave up")
 
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", on_error="continue") as net:
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", half_done)
         injected = net.inject_packet("A", "in", "input")
         net.start()
@@ -149,8 +148,8 @@ def test_a_packet_created_inside_the_failed_epoch_cannot_be_replayed(tmp_path):
 
 # -- discard -------------------------------------------------------------------------------------------
 
-def test_discard_removes_the_entry_from_the_queue_and_keeps_its_row(tmp_path):
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", on_error="continue") as net:
+def test_discard_removes_the_entry_from_the_queue_and_keeps_its_row(tmp_path, db):
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", refusing({"x", "y"}))
         net.inject_packet("A", "in", "x")
         net.inject_packet("A", "in", "y")
@@ -174,9 +173,8 @@ def test_discard_removes_the_entry_from_the_queue_and_keeps_its_row(tmp_path):
 
 # -- the queue's homes -----------------------------------------------------------------------------------
 
-def test_file_mode_writes_one_pickle_per_entry(tmp_path):
+def test_file_mode_writes_one_pickle_per_entry(tmp_path, db):
     path = tmp_path / "dlq"
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue", dead_letter_queue="file",
                     dead_letter_path=str(path)) as net:
         net.set_node_exec("A", refusing({"p", ("q", 1)}))
@@ -196,8 +194,7 @@ def test_file_mode_writes_one_pickle_per_entry(tmp_path):
     assert not list(path.glob("*.tmp"))
 
 
-def test_callable_queue_is_called_once_per_entry_after_commit(tmp_path):
-    db = tmp_path / "run.db"
+def test_callable_queue_is_called_once_per_entry_after_commit(tmp_path, db):
     calls: list = []
 
     def on_dead_letter(entry):
@@ -220,9 +217,9 @@ def test_callable_queue_is_called_once_per_entry_after_commit(tmp_path):
     assert [e.seq for e in entries] == [entry.seq]
 
 
-def test_callback_mode_calls_dead_letter_callback_and_needs_it(tmp_path):
+def test_callback_mode_calls_dead_letter_callback_and_needs_it(tmp_path, db):
     calls: list = []
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", on_error="continue",
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue",
                     dead_letter_queue="callback", dead_letter_callback=calls.append) as net:
         net.set_node_exec("A", refusing({1, 2}))
         net.set_node_exec("Sink", collect([]))
@@ -238,9 +235,9 @@ def test_callback_mode_calls_dead_letter_callback_and_needs_it(tmp_path):
     assert "dead_letter_callback" in str(info.value)
 
 
-def test_node_without_dead_letter_queue_reaches_neither_table_nor_callback(tmp_path):
+def test_node_without_dead_letter_queue_reaches_neither_table_nor_callback(tmp_path, db):
     calls: list = []
-    with netrun.Net(chain("Source", "A", "B", "Sink"), db=tmp_path / "run.db", on_error="continue",
+    with netrun.Net(chain("Source", "A", "B", "Sink"), db=db, on_error="continue",
                     dead_letter_queue=calls.append) as net:
         net.set_node_exec("A", refusing({"at-a"}))
         net.set_node_exec("B", refusing({"at-b"}))
@@ -257,7 +254,7 @@ def test_node_without_dead_letter_queue_reaches_neither_table_nor_callback(tmp_p
     assert [(c.node_name, c.value) for c in calls] == [("B", "at-b")]
 
 
-def test_a_raising_dead_letter_callback_loses_no_entry_and_no_history(tmp_path):
+def test_a_raising_dead_letter_callback_loses_no_entry_and_no_history(tmp_path, db):
     calls = []
 
     def callback(entry):
@@ -265,7 +262,6 @@ def test_a_raising_dead_letter_callback_loses_no_entry_and_no_history(tmp_path):
         raise RuntimeError("dlq sink down")
 
     history_file = tmp_path / "history.jsonl"
-    db = tmp_path / "run.db"
     net = netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue", dead_letter_queue=callback,
                      history_file=str(history_file))
     net.set_node_exec("A", refusing(["x", "y"]))
@@ -281,8 +277,8 @@ def test_a_raising_dead_letter_callback_loses_no_entry_and_no_history(tmp_path):
     assert len(lines) == rows(db, "SELECT count(*) AS n FROM history")[0]["n"]
 
 
-def test_replay_many_and_discard_many_are_all_or_nothing(tmp_path):
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", on_error="continue") as net:
+def test_replay_many_and_discard_many_are_all_or_nothing(tmp_path, db):
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", refusing([1, 2, 3]))
         net.set_node_exec("Sink", collect([]))
         for value in (1, 2, 3):

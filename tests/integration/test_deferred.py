@@ -39,9 +39,8 @@ def created_packets(db) -> list[str]:
 # -- a deferred chain behaves like an immediate one ---------------------------------------------------
 
 @pytest.mark.parametrize("defer", [False, True], ids=["immediate", "deferred"])
-def test_chain_delivers_every_value_with_the_same_action_kinds(tmp_path, defer):
+def test_chain_delivers_every_value_with_the_same_action_kinds(tmp_path, db, defer):
     seen: list = []
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="raise") as net:
         net.set_node_exec("Source", emit(1, 2, 3))
         net.set_node_exec("A", forward(lambda v: v * 10))
@@ -85,7 +84,7 @@ def test_deferred_and_immediate_history_have_the_same_action_kinds(tmp_path):
 
 # -- DeferredPacket ---------------------------------------------------------------------------------
 
-def test_create_packet_returns_a_deferred_packet_whose_id_exists_only_after_commit(tmp_path):
+def test_create_packet_returns_a_deferred_packet_whose_id_exists_only_after_commit(tmp_path, db):
     made: list = []
     id_errors: list = []
     seen: list = []
@@ -100,7 +99,6 @@ def test_create_packet_returns_a_deferred_packet_whose_id_exists_only_after_comm
         ctx.load_output_port("out", packet)
         ctx.send_output_salvo("send_out")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "Sink"), db=db, on_error="raise") as net:
         net.set_node_exec("Source", source)
         net.set_node_exec("Sink", collect(seen))
@@ -119,7 +117,7 @@ def test_create_packet_returns_a_deferred_packet_whose_id_exists_only_after_comm
     assert seen == ["payload"]
 
 
-def test_deferred_packet_consumed_in_its_own_epoch_returns_its_value(tmp_path):
+def test_deferred_packet_consumed_in_its_own_epoch_returns_its_value(tmp_path, db):
     got: list = []
     seen: list = []
 
@@ -133,7 +131,6 @@ def test_deferred_packet_consumed_in_its_own_epoch_returns_its_value(tmp_path):
         ctx.load_output_port("out", out)
         ctx.send_output_salvo("send_out")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="raise") as net:
         net.set_node_exec("A", node)
         net.set_node_exec("Sink", collect(seen))
@@ -192,7 +189,7 @@ def _consume_twice(ctx, packets):
     (_two_into_one_slot, netrun.PortFull),
     (_consume_twice, netrun.PacketNotInEpoch),
 ], ids=["unknown-port", "unknown-condition", "condition-not-met", "port-full", "consume-twice"])
-def test_misuse_raises_at_the_call_in_a_deferred_epoch(tmp_path, func, error):
+def test_misuse_raises_at_the_call_in_a_deferred_epoch(tmp_path, db, func, error):
     raised_at_call: list = []
     seen: list = []
 
@@ -204,7 +201,6 @@ def test_misuse_raises_at_the_call_in_a_deferred_epoch(tmp_path, func, error):
             raise
         raised_at_call.append(None)  # the misuse did not raise: reached only if the check is missing
 
-    db = tmp_path / "run.db"
     graph = _narrow_graph() if func is _two_into_one_slot else chain("Source", "A", "Sink")
     with netrun.Net(graph, db=db, on_error="raise") as net:
         net.set_node_exec("A", node)
@@ -222,10 +218,10 @@ def test_misuse_raises_at_the_call_in_a_deferred_epoch(tmp_path, func, error):
     assert created_packets(db) == [injected]
 
 
-def test_a_correct_one_slot_load_is_not_refused(tmp_path):
+def test_a_correct_one_slot_load_is_not_refused(tmp_path, db):
     """Control for the PortFull case: one packet into the one slot is fine when deferred."""
     seen: list = []
-    with netrun.Net(_narrow_graph(), db=tmp_path / "run.db", on_error="raise") as net:
+    with netrun.Net(_narrow_graph(), db=db, on_error="raise") as net:
         net.set_node_exec("A", forward())
         net.set_node_exec("Sink", collect(seen))
         deferred(net, "A")
@@ -237,7 +233,7 @@ def test_a_correct_one_slot_load_is_not_refused(tmp_path):
 
 # -- a failing deferred epoch leaves nothing --------------------------------------------------------
 
-def test_failing_deferred_epoch_leaves_nothing_in_the_net(tmp_path):
+def test_failing_deferred_epoch_leaves_nothing_in_the_net(tmp_path, db):
     seen: list = []
 
     def node(ctx, packets):
@@ -248,7 +244,6 @@ def test_failing_deferred_epoch_leaves_nothing_in_the_net(tmp_path):
         ctx.consume_packet(extra)
         raise RuntimeError("after everything")
 
-    db = tmp_path / "run.db"
     original = {"payload": [1, 2, 3]}
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", node)
@@ -274,7 +269,7 @@ def test_failing_deferred_epoch_leaves_nothing_in_the_net(tmp_path):
 
 # -- retries ---------------------------------------------------------------------------------------
 
-def test_retries_run_again_until_success_and_deliver_once(tmp_path):
+def test_retries_run_again_until_success_and_deliver_once(tmp_path, db):
     calls = tmp_path / "value-func-calls.txt"
     attempts: list = []
     seen: list = []
@@ -293,7 +288,6 @@ def test_retries_run_again_until_success_and_deliver_once(tmp_path):
         if ctx.retry_count < 2:
             raise ValueError(f"attempt {ctx.retry_count} failed")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="raise") as net:
         net.set_node_exec("Source", source)
         net.set_node_exec("A", flaky)
@@ -318,7 +312,7 @@ def test_retries_run_again_until_success_and_deliver_once(tmp_path):
         {"n": 1}]
 
 
-def test_retry_wait_sleeps_on_the_injected_clock(tmp_path):
+def test_retry_wait_sleeps_on_the_injected_clock(tmp_path, db):
     clock = FakeClock()
     attempts: list = []
     seen: list = []
@@ -331,7 +325,7 @@ def test_retry_wait_sleeps_on_the_injected_clock(tmp_path):
         ctx.load_output_port("out", ctx.create_packet(value))
         ctx.send_output_salvo("send_out")
 
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", clock=clock, on_error="raise") as net:
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, clock=clock, on_error="raise") as net:
         net.set_node_exec("A", flaky)
         net.set_node_exec("Sink", collect(seen))
         deferred(net, "A", retries=2, retry_wait=0.5)
@@ -344,14 +338,13 @@ def test_retry_wait_sleeps_on_the_injected_clock(tmp_path):
     assert [(t - clock.start).total_seconds() for t in attempts[2][1]] == [0.0, 0.5]
 
 
-def test_always_failing_function_is_tried_retries_plus_one_times_then_dead_letters(tmp_path):
+def test_always_failing_function_is_tried_retries_plus_one_times_then_dead_letters(tmp_path, db):
     tries: list = []
 
     def broken(ctx, packets):
         tries.append(ctx.consume_packet(packets["in"][0]))
         raise KeyError("never works")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", broken)
         net.set_node_exec("Sink", collect([]))
@@ -368,7 +361,7 @@ def test_always_failing_function_is_tried_retries_plus_one_times_then_dead_lette
 
 # -- exec_failed_node_func ---------------------------------------------------------------------------
 
-def test_exec_failed_node_func_is_called_after_every_failed_attempt(tmp_path):
+def test_exec_failed_node_func_is_called_after_every_failed_attempt(tmp_path, db):
     failures: list = []
 
     def broken(ctx, packets):
@@ -387,7 +380,6 @@ def test_exec_failed_node_func_is_called_after_every_failed_attempt(tmp_path):
             "exceptions": [str(e) for e in fctx.retry_exceptions],
         })
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", broken, exec_failed_node_func=on_failure)
         deferred(net, "A", retries=2)
@@ -406,7 +398,7 @@ def test_exec_failed_node_func_is_called_after_every_failed_attempt(tmp_path):
     assert failures[2]["exceptions"] == ["attempt 0", "attempt 1", "attempt 2"]
 
 
-def test_exec_failed_node_func_that_raises_does_not_stop_the_failure_flow(tmp_path):
+def test_exec_failed_node_func_that_raises_does_not_stop_the_failure_flow(tmp_path, db):
     tries: list = []
     failed_calls: list = []
     seen: list = []
@@ -423,7 +415,6 @@ def test_exec_failed_node_func_that_raises_does_not_stop_the_failure_flow(tmp_pa
         failed_calls.append(fctx.retry_count)
         raise RuntimeError("handler broke")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", node, exec_failed_node_func=on_failure)
         net.set_node_exec("Sink", collect(seen))
@@ -447,7 +438,7 @@ def test_exec_failed_node_func_that_raises_does_not_stop_the_failure_flow(tmp_pa
 
 # -- cancellation -----------------------------------------------------------------------------------
 
-def test_cancel_epoch_in_a_deferred_node_is_not_retried(tmp_path):
+def test_cancel_epoch_in_a_deferred_node_is_not_retried(tmp_path, db):
     calls: list = []
     failures: list = []
 
@@ -456,7 +447,6 @@ def test_cancel_epoch_in_a_deferred_node_is_not_retried(tmp_path):
         ctx.load_output_port("out", ctx.create_packet("half"))
         ctx.cancel_epoch()
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue",
                     error_callback=failures.append) as net:
         net.set_node_exec("A", node)
@@ -476,7 +466,7 @@ def test_cancel_epoch_in_a_deferred_node_is_not_retried(tmp_path):
 
 # -- timeouts ---------------------------------------------------------------------------------------
 
-def test_deferred_epoch_over_its_timeout_fails_and_sends_nothing(tmp_path):
+def test_deferred_epoch_over_its_timeout_fails_and_sends_nothing(tmp_path, db):
     clock = FakeClock()
     seen: list = []
     ran: list = []
@@ -488,7 +478,6 @@ def test_deferred_epoch_over_its_timeout_fails_and_sends_nothing(tmp_path):
         clock.sleep(5)
         ran.append(value)
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, clock=clock, on_error="continue") as net:
         net.set_node_exec("A", slow)
         net.set_node_exec("Sink", collect(seen))
@@ -506,7 +495,7 @@ def test_deferred_epoch_over_its_timeout_fails_and_sends_nothing(tmp_path):
     assert stored_value(letter["value"]) == "late"
 
 
-def test_deferred_epoch_within_its_timeout_is_delivered(tmp_path):
+def test_deferred_epoch_within_its_timeout_is_delivered(tmp_path, db):
     """Control for the timeout case: the same node under its timeout sends its output."""
     clock = FakeClock()
     seen: list = []
@@ -517,7 +506,7 @@ def test_deferred_epoch_within_its_timeout_is_delivered(tmp_path):
         ctx.load_output_port("out", ctx.create_packet(value))
         ctx.send_output_salvo("send_out")
 
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", clock=clock, on_error="raise") as net:
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, clock=clock, on_error="raise") as net:
         net.set_node_exec("A", quick)
         net.set_node_exec("Sink", collect(seen))
         deferred(net, "A", timeout=1)

@@ -166,10 +166,10 @@ DEFINITION = textwrap.dedent("""\
     """)
 
 
-def test_params_from_toml_reach_the_node_and_are_written_back(tmp_path):
+def test_params_from_toml_reach_the_node_and_are_written_back(tmp_path, db):
     text = DEFINITION.replace("LOG", str(tmp_path / "calls.log"))
     got: list = []
-    with netrun.Net.load_definition(text, db=tmp_path / "run.db") as net:
+    with netrun.Net.load_definition(text, db=db) as net:
         assert net.get_node_config("Work")["params"]["servers"] == [{"host": "a", "port": 1}, {"host": "b", "port": 2}]
         saved = net.dumps_definition()
         net.set_node_exec("Sink", collect(got))  # (a closure: not in the definition)
@@ -180,7 +180,7 @@ def test_params_from_toml_reach_the_node_and_are_written_back(tmp_path):
     assert "[nodes.Work.options]" not in saved
     with netrun.Net.load_definition(saved) as again:
         assert again.dumps_definition() == saved  # load -> save -> load -> save: the same text
-    with netrun.Net.resume(tmp_path / "run.db") as resumed:  # the database alone has them too
+    with netrun.Net.resume(db) as resumed:  # the database alone has them too
         assert resumed.get_node_config("Work")["params"]["nested"] == {"k": 1}
         [stored] = resumed.query("SELECT value FROM net_meta WHERE key = 'definition'")
         assert "[nodes.Work.params]\nfactor = 6\n" in stored["value"]

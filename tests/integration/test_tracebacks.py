@@ -27,9 +27,8 @@ POOLS = {"main": {}, "thread": {"thread_pools": {"t": {"size": 1}}},
 
 
 @pytest.mark.parametrize("mode", ["main", "deferred", "thread", "process"])
-def test_a_failure_keeps_its_traceback_in_attempts_dead_letters_and_the_error(tmp_path, mode):
+def test_a_failure_keeps_its_traceback_in_attempts_dead_letters_and_the_error(tmp_path, db, mode):
     failures: list = []
-    db = tmp_path / "run.db"
     pooled = mode in ("thread", "process")
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue", error_callback=failures.append,
                     **POOLS.get(mode, {})) as net:
@@ -59,9 +58,8 @@ def test_a_failure_keeps_its_traceback_in_attempts_dead_letters_and_the_error(tm
     assert pickle.loads(pickle.dumps(failure)).traceback == failure.traceback
 
 
-def test_an_exception_a_process_worker_cannot_pickle_is_recorded_with_its_text_and_traceback(tmp_path):
+def test_an_exception_a_process_worker_cannot_pickle_is_recorded_with_its_text_and_traceback(tmp_path, db):
     failures: list = []
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue", error_callback=failures.append,
                     process_pools={"p": {"size": 1}}) as net:
         net.set_node_exec("A", pool_nodes.raise_unpicklable)
@@ -79,7 +77,7 @@ def test_an_exception_a_process_worker_cannot_pickle_is_recorded_with_its_text_a
     assert "UnpicklableError: cannot travel" in str(failure) and failure.traceback == entry.traceback
 
 
-def test_a_value_function_that_raises_fails_with_both_tracebacks_and_keeps_the_function(tmp_path):
+def test_a_value_function_that_raises_fails_with_both_tracebacks_and_keeps_the_function(tmp_path, db):
     def broken():
         return {}["nope"]
 
@@ -87,7 +85,6 @@ def test_a_value_function_that_raises_fails_with_both_tracebacks_and_keeps_the_f
         ctx.load_output_port("out", ctx.create_packet_from_value_func(broken))
         ctx.send_output_salvo("send_out")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("Source", make)
         net.set_node_exec("A", consume_then_raise)
@@ -100,12 +97,11 @@ def test_a_value_function_that_raises_fails_with_both_tracebacks_and_keeps_the_f
     assert entry.value_kind == "func"  # the function itself is kept, to be replayed once fixed
 
 
-def test_an_unpicklable_value_is_refused_naming_node_and_epoch_and_the_input_is_kept(tmp_path):
+def test_an_unpicklable_value_is_refused_naming_node_and_epoch_and_the_input_is_kept(tmp_path, db):
     def make_lock(ctx, packets):
         ctx.consume_packet(packets["in"][0])
         ctx.create_packet(threading.Lock())
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", make_lock)
         net.inject_packet("A", "in", "input")
@@ -116,12 +112,11 @@ def test_an_unpicklable_value_is_refused_naming_node_and_epoch_and_the_input_is_
 
 
 @pytest.mark.parametrize("defer", [False, True])
-def test_a_value_function_returning_an_unpicklable_value_when_consumed_values_are_kept(tmp_path, defer):
+def test_a_value_function_returning_an_unpicklable_value_when_consumed_values_are_kept(tmp_path, db, defer):
     def lock_source(ctx, packets):
         ctx.load_output_port("out", ctx.create_packet_from_value_func(threading.Lock))
         ctx.send_output_salvo("send_out")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, consumed_packet_storage=True, on_error="continue") as net:
         net.set_node_exec("Source", lock_source)
         net.set_node_exec("A", consume_then_raise)
@@ -134,11 +129,10 @@ def test_a_value_function_returning_an_unpicklable_value_when_consumed_values_ar
     assert (entry.value_kind, entry.port_name) == ("func", "in")
 
 
-def test_an_interrupted_attempt_keeps_its_traceback(tmp_path):
+def test_an_interrupted_attempt_keeps_its_traceback(tmp_path, db):
     def interrupted(ctx, packets):
         raise KeyboardInterrupt
 
-    db = tmp_path / "run.db"
     net = netrun.Net(chain("Source", "A", "Sink"), db=db)
     net.set_node_exec("A", interrupted)
     net.inject_packet("A", "in", "v")
@@ -174,8 +168,7 @@ def test_shorten_keeps_the_innermost_frames_of_each_exception():
     assert shorten(None) is None and shorten("KeyError: 'x'") == "KeyError: 'x'"
 
 
-def test_an_unpicklable_injected_value_is_refused_naming_node_and_port_and_nothing_is_stored(tmp_path):
-    db = tmp_path / "run.db"
+def test_an_unpicklable_injected_value_is_refused_naming_node_and_port_and_nothing_is_stored(tmp_path, db):
     with netrun.Net(chain("Source", "A", "Sink"), db=db) as net:
         kept = net.inject_packet("A", "in", "kept")
         with pytest.raises(netrun.UnpicklableValue, match=r"inject_packet\('A', 'in'\).*lock"):

@@ -299,5 +299,20 @@ CREATE INDEX packets_live ON packets (location, epoch_id) WHERE state = 'live';
 -- index sqlite_autoindex_node_settings_1 on node_settings
 -- (no sql);
 
+-- index sqlite_autoindex_workers_1 on workers
+-- (no sql);
+
 -- table sqlite_sequence on sqlite_sequence
 CREATE TABLE sqlite_sequence(name,seq);
+
+-- table workers on workers
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,      -- "remote:<pool>:<host>:<pid>:<random>"
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    pools        TEXT NOT NULL,         -- JSON list of pool names
+    concurrency  INTEGER NOT NULL,
+    started_at   TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    stopped_at   TEXT
+) STRICT;

@@ -1,0 +1,197 @@
+"""Remote workers: `netrun worker --db URL --pool NAME` runs a net's remote-pool epochs, anywhere.
+
+A net declares `remote_pools={"cpu": {}}` and gives nodes `pool="cpu"`; its owner queues their epochs
+as jobs of that pool and runs none of them itself. A worker process, on any machine that reaches the
+database, reads the pool's nodes from the stored settings, imports their functions by their stored
+import paths (a lambda or a closure cannot travel: it is refused when the node is configured), and
+runs the same loop as a process-pool worker (netrun.worker): claim a due job with a lease (`FOR UPDATE
+SKIP LOCKED` on PostgreSQL), renew the lease from a heartbeat thread, run the epoch's attempts, and
+report by compare-and-set. A report refused (the owner took the job back: the lease ran out while
+the worker was frozen) is logged in `node_logs`, never applied.
+
+Time comes from the database's clock: the worker measures how far its own clock is from the
+server's when it starts (and again at every heartbeat), and stamps claims and leases with the
+server's time, so a machine whose clock is an hour off behaves like any other.
+
+The worker registers in `workers` (host, pid, pools, concurrency) and beats there every few seconds;
+`netrun status` lists workers and their jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .clock import Clock, SystemClock, iso
+from .config import NodeConfig
+from .db import open_connection, transaction
+from .errors import ConfigError, NotANetrunDatabase
+from .factories import import_from_path
+from .host import NodeFunctions
+from .migrate import latest_version
+from .store import store_for
+from .wakeups import RESULT_READY, listen_for_jobs
+from .worker import WorkerSpec, worker_loop
+
+BEAT_SECONDS = 2.0  # how often a worker writes its heartbeat (and measures the clock offset again)
+
+
+class DbClock:
+    """The database server's clock, read through this machine's: `now()` is the local time plus the
+    offset measured against the server (round trip halved). Monotonic time stays local."""
+
+    def __init__(self, conn: Any, base: Clock | None = None) -> None:
+        self.base = base or SystemClock()
+        self.offset = timedelta(0)
+        self.measure(conn)
+
+    def measure(self, conn: Any) -> None:
+        if getattr(conn, "dialect", None) != "postgres":
+            return  # an SQLite net's workers share the machine, and its clock
+        before = self.base.now()
+        server = conn.pg.execute("SELECT clock_timestamp()").fetchone()[0]
+        after = self.base.now()
+        self.offset = server.astimezone(UTC) - (before + (after - before) / 2)
+
+    def now(self) -> datetime:
+        return self.base.now() + self.offset
+
+    def monotonic(self) -> float:
+        return self.base.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self.base.sleep(seconds)
+
+
+def _pools_of(option: Any) -> list[str]:
+    if option is None:
+        return []
+    return [option] if isinstance(option, str) else list(option)
+
+
+def load_pool(conn: Any, pool: str, label: str) -> tuple[dict[str, NodeConfig], dict[str, NodeFunctions], dict]:
+    """The nodes of `pool` (their options and imported functions) and the net's options.
+
+    Raises ConfigError: the net declares no such remote pool, or a node's function cannot be imported
+    (its message names the node and the import path: add --path DIR)."""
+    meta = dict(conn.execute("SELECT key, value FROM net_meta").fetchall())
+    if "config" not in meta:
+        raise NotANetrunDatabase(f"{label} holds no netrun net", path=label)
+    options = json.loads(meta["config"])
+    remote = options.get("remote_pools", {})
+    if pool not in remote:
+        raise ConfigError(f"{label}: the net has no remote pool {pool!r} (its remote pools: "
+                          f"{', '.join(sorted(remote)) or 'none'}); declare it with Net(..., remote_pools="
+                          f"{{{pool!r}: {{}}}})", option="pool")
+    configs: dict[str, NodeConfig] = {}
+    functions: dict[str, NodeFunctions] = {}
+    for node, config, stored in conn.execute("SELECT node_name, config, functions FROM node_settings "
+                                             "ORDER BY node_name").fetchall():
+        settings = json.loads(config)
+        if pool not in _pools_of(settings.get("pool")):
+            continue
+        funcs = NodeFunctions()
+        for role, path in json.loads(stored).items():
+            try:
+                setattr(funcs, role, import_from_path(path))
+            except ConfigError as exc:
+                raise ConfigError(f"{label}: node {node!r} of remote pool {pool!r}: its {role} function {path} "
+                                  f"cannot be imported here ({exc}); give its folder with --path DIR",
+                                  node=node) from None
+        if funcs.exec is None:
+            raise ConfigError(f"{label}: node {node!r} of remote pool {pool!r} has no stored exec function; set a "
+                              "module-level function with set_node_exec", node=node)
+        configs[node] = NodeConfig(**settings)
+        functions[node] = funcs
+    return configs, functions, options
+
+
+class RemoteWorker:
+    """One `netrun worker` process: `concurrency` threads claiming the jobs of `pool`."""
+
+    def __init__(self, url: str, pool: str, *, concurrency: int = 1, clock: Clock | None = None) -> None:
+        self.store = store_for(url)
+        if not self.store.exists():
+            raise NotANetrunDatabase(f"{self.store.label} holds no netrun net", path=self.store.label)
+        if self.store.inspect().version < latest_version():
+            raise NotANetrunDatabase(f"{self.store.label} was written by an older netrun; resume it once (netrun "
+                                     "resume) to upgrade it, then start workers", path=self.store.label)
+        self.pool = pool
+        self.concurrency = concurrency
+        self.id = f"remote:{pool}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._conn = open_connection(self.store.url)
+        self._lock = threading.Lock()  # the notices and beats share this connection
+        try:
+            self.clock = DbClock(self._conn, clock)
+            self.configs, self.functions, options = load_pool(self._conn, pool, self.store.label)
+        except BaseException:
+            self._conn.close()
+            raise
+        keep = bool(options.get("consumed_packet_storage") or options.get("consumed_packet_storage_path"))
+        self.spec = WorkerSpec(db_path=self.store.url, pool=pool, nodes=self.configs, functions=self.functions,
+                               keep_received=keep, init_per_worker=set(self.configs),
+                               durability=options.get("durability", "normal"),
+                               lease_seconds=float(options.get("lease_seconds", 60.0)))
+        self.wake = threading.Semaphore(0)
+        self.stop = threading.Event()
+
+    def _notify(self, epoch_id: str) -> None:
+        """A result was reported: tell the owner (its sweep would find it anyway)."""
+        with self._lock:
+            self._conn.execute(RESULT_READY, (epoch_id,))
+
+    def _woken(self, pool: str) -> None:
+        if pool == self.pool:
+            for _ in range(self.concurrency):
+                self.wake.release()
+
+    def _register(self) -> None:
+        now = iso(self.clock.now())
+        with self._lock, transaction(self._conn):
+            self._conn.execute("INSERT INTO workers (id, host, pid, pools, concurrency, started_at, heartbeat_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)", (self.id, socket.gethostname(), os.getpid(),
+                                                                json.dumps([self.pool]), self.concurrency, now, now))
+
+    def _beat(self) -> None:
+        while not self.stop.wait(BEAT_SECONDS):
+            try:
+                with self._lock:
+                    self.clock.measure(self._conn)
+                    self._conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?",
+                                       (iso(self.clock.now()), self.id))
+            except Exception:  # noqa: BLE001 - the database is away for a moment: the leases decide
+                continue
+
+    def run(self) -> None:
+        """Claim, run and report until `stop` is set; the threads finish their jobs first."""
+        self._register()
+        listener = listen_for_jobs(self._conn, self._woken)
+        beat = threading.Thread(target=self._beat, daemon=True, name="netrun-worker-beat")
+        beat.start()
+        threads = [threading.Thread(target=worker_loop, name=f"netrun-{self.id}/{i}", daemon=True,
+                                    args=(self.spec, f"{self.id}/{i}", self.wake, self.stop, self._notify,
+                                          self.clock, None, self.functions, lambda: True),
+                                    kwargs={"heartbeat": True})
+                   for i in range(1, self.concurrency + 1)]
+        for thread in threads:
+            thread.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for thread in threads:
+                    thread.join(0.2)
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join()
+            if listener is not None:
+                listener.close()
+            beat.join(5)
+            with self._lock:
+                self._conn.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (iso(self.clock.now()), self.id))
+            self._conn.close()
+
