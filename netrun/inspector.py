@@ -118,7 +118,7 @@ class NetInspector:
     def snapshot(self) -> Iterator[None]:
         """Every read inside the block sees the file at one moment (one read transaction), even
         while another process commits. Nested blocks share the outer one."""
-        if self._conn.in_transaction:
+        if not self._conn.getautocommit():  # inside a transaction already (apsw and the PostgreSQL connection)
             yield
             return
         self._conn.execute("BEGIN")
@@ -203,8 +203,8 @@ class NetInspector:
         once it has found them, instead of visiting every startable epoch."""
         # the IN term lets SQLite use the partial index epochs_open (`state = 'running'` alone scans the table)
         rows = self._rows("SELECT * FROM (SELECT id AS epoch, node_name AS node, attempt, started_at FROM epochs "
-                          "WHERE state = 'running' AND state IN ('startable', 'running') LIMIT ?) "
-                          "ORDER BY started_at, epoch", (-1 if known is None else known,))
+                          "WHERE state = 'running' AND state IN ('startable', 'running') LIMIT ?) AS running "
+                          "ORDER BY started_at, epoch", (2**62 if known is None else known,))
         for intent in read_intents(self.path):
             state = self._rows("SELECT state, attempt FROM epochs WHERE id = ?", (intent.epoch_id,))
             if not state or state[0]["state"] == "startable":

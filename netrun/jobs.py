@@ -29,7 +29,9 @@ from typing import Any
 from . import dialect
 from .clock import iso
 
-# PostgreSQL: workers claim concurrently; each skips the rows another one is claiming.
+# PostgreSQL: workers claim concurrently; each skips the rows another one is claiming. The picked rows
+# are a materialized CTE: an `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may be run again per row
+# and claim more than n (seen: a worker of one thread held 8 jobs).
 _CLAIM = dialect.register("""
 UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_until = ?3
 WHERE epoch_id IN (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
@@ -37,12 +39,12 @@ WHERE epoch_id IN (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND po
   AND state = 'queued'
 RETURNING epoch_id, node_name, attempt, priority, seq
 """, """
+WITH picked AS MATERIALIZED (
+    SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
+    AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT ?5 FOR UPDATE SKIP LOCKED)
 UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_until = ?3
-WHERE epoch_id IN (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
-                   AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT ?5
-                   FOR UPDATE SKIP LOCKED)
-  AND state = 'queued'
-RETURNING epoch_id, node_name, attempt, priority, seq
+FROM picked WHERE epoch_jobs.epoch_id = picked.epoch_id AND epoch_jobs.state = 'queued'
+RETURNING epoch_jobs.epoch_id, epoch_jobs.node_name, epoch_jobs.attempt, epoch_jobs.priority, epoch_jobs.seq
 """)
 
 

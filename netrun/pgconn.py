@@ -370,6 +370,10 @@ class Cursor:
             raise apsw.ExecutionCompleteError("the statement returns no rows")
         return tuple((c.name, str(c.type_code)) for c in self._cur.description)
 
+    def close(self) -> None:
+        """Drop the rows not read (as an apsw cursor's close does)."""
+        self._cur.close()
+
     def execute(self, sql: str, params: Any = None) -> Cursor:
         """For read_query: run one statement through the connection, after the exec tracer."""
         if self.exectrace is not None:

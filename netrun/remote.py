@@ -36,7 +36,7 @@ from .host import NodeFunctions
 from .migrate import latest_version
 from .store import store_for
 from .wakeups import RESULT_READY, listen_for_jobs
-from .worker import WorkerSpec, worker_loop
+from .worker import IdleCount, WorkerSpec, worker_loop
 
 BEAT_SECONDS = 2.0  # how often a worker writes its heartbeat (and measures the clock offset again)
 
@@ -173,10 +173,11 @@ class RemoteWorker:
         listener = listen_for_jobs(self._conn, self._woken)
         beat = threading.Thread(target=self._beat, daemon=True, name="netrun-worker-beat")
         beat.start()
+        idle = IdleCount()  # the threads waiting for work (the owner cannot see them: it announces every job)
         threads = [threading.Thread(target=worker_loop, name=f"netrun-{self.id}/{i}", daemon=True,
                                     args=(self.spec, f"{self.id}/{i}", self.wake, self.stop, self._notify,
                                           self.clock, None, self.functions, lambda: True),
-                                    kwargs={"heartbeat": True})
+                                    kwargs={"heartbeat": True, "idle": idle})
                    for i in range(1, self.concurrency + 1)]
         for thread in threads:
             thread.start()

@@ -89,3 +89,22 @@ def test_two_workers_claiming_at_once_skip_each_others_job(conns, pg_url):
     finally:
         other.close()
     assert {first.epoch_id, second.epoch_id} == {"e2", "e3"}
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_a_claim_takes_no_more_jobs_than_asked_on_postgres(pg_url, limit):
+    """`IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` may be run again for each row and claim more
+    than n: one worker thread once held 8 jobs. The claim picks its rows once (a materialized CTE)."""
+    netrun.Net(chain("A", "B"), db=pg_url).close()
+    conn = open_connection(pg_url)
+    try:
+        with transaction(conn):
+            conn.execute("DELETE FROM epoch_jobs")
+            conn.executemany(INSERT_JOB, [job_params(NewJob(f"e{i}", i, "B", 0, "cpu", "queued", None, "t", None))
+                                          for i in range(1, 11)])
+        with transaction(conn):
+            claimed = jobs.claim_many(conn, "w1", "cpu", NOW, timedelta(seconds=1), limit)
+        assert [c.epoch_id for c in claimed] == [f"e{i}" for i in range(1, limit + 1)]
+        assert conn.execute("SELECT count(*) FROM epoch_jobs WHERE state = 'claimed'").fetchone()[0] == limit
+    finally:
+        conn.close()
