@@ -84,8 +84,7 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
     one statement, or the time ran out)."""
     reader.authorizer = _authorize
     if seconds is not None:
-        deadline = time.monotonic() + seconds
-        reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        _time_limit(reader, seconds)
     try:
         cursor = reader.cursor()
         statements = 0
@@ -118,7 +117,19 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
     finally:
         reader.authorizer = None
         if seconds is not None:
-            reader.set_progress_handler(None)
+            _time_limit(reader, None)
+
+
+def _time_limit(reader: Any, seconds: float | None) -> None:
+    """Interrupt the reader's statements after `seconds` (None: no limit). SQLite: a progress handler;
+    PostgreSQL: the server's statement_timeout (its cancel comes back as apsw.InterruptError)."""
+    if getattr(reader, "dialect", "sqlite") == "postgres":
+        reader.execute(f"SET statement_timeout = {0 if seconds is None else max(1, int(seconds * 1000))}")
+    elif seconds is None:
+        reader.set_progress_handler(None)
+    else:
+        deadline = time.monotonic() + seconds
+        reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
 
 
 class Readers:

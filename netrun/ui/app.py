@@ -33,7 +33,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ConfigError, NetInUse, NetrunError, NotFoundError, QueryError
+from ..dialect import is_url
 from ..inspector import NetInspector
+from ..pgconn import redact
 from ..readonly import Readers, guarded_query
 from ..repairs import resolve_dead_letters
 from ..tabular import write_rows
@@ -137,6 +139,8 @@ def create_app(path: str, *, allow_writes: bool = False, token: str | None = Non
 
     `allow_writes`: add the dead-letter write routes, which need `token` (made here when None)."""
     inspectors = Inspectors(path)
+    label = redact(path) if is_url(path) else path  # a URL's password is never shown
+    short = label if is_url(path) else os.path.basename(path)
     token = token or secrets.token_urlsafe(32)
     write_lock = asyncio.Lock()
     static = {name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC}
@@ -145,7 +149,7 @@ def create_app(path: str, *, allow_writes: bool = False, token: str | None = Non
     if allow_writes:
         meta += f'\n<meta name="netrun-token" content="{html.escape(token)}">'
     page = page.replace("<!--META-->", meta).replace(
-        "<!--FILE-->", f'<span title="{html.escape(path)}">{html.escape(os.path.basename(path))}</span>')
+        "<!--FILE-->", f'<span title="{html.escape(label)}">{html.escape(short)}</span>')
 
     def read(answer: Callable[..., dict]) -> Callable[[Request], Response]:
         """A GET route: `answer(inspector, request)` in a worker thread, errors as JSON."""

@@ -15,8 +15,10 @@ from collections.abc import Callable
 
 import uvicorn
 
+from ..dialect import is_url
 from ..errors import ConfigError
 from ..inspector import NetInspector
+from ..pgconn import redact
 from .app import create_app
 
 
@@ -64,7 +66,7 @@ def serve(path: str, *, host: str = "127.0.0.1", port: int = 8700, open_browser:
     Raises (before serving anything): NotANetrunDatabase, DatabaseVersionError, CorruptDatabase
     for a file that cannot be read as a net; ConfigError for an address or port that cannot be had.
     """
-    path = os.path.abspath(path)
+    path = path if is_url(path) else os.path.abspath(path)
     NetInspector(path).close()  # a missing, foreign, newer or damaged file is refused here, not per request
     sock = bind(host, port)
     url = url_of(sock)
@@ -75,7 +77,7 @@ def serve(path: str, *, host: str = "127.0.0.1", port: int = 8700, open_browser:
     config = uvicorn.Config(create_app(path, allow_writes=allow_writes, served_host=host), log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    say(f"netrun ui: {path} at {url} ({'dead letters can be replayed and discarded' if allow_writes else 'read-only'}"
+    say(f"netrun ui: {redact(path) if is_url(path) else path} at {url} ({'dead letters can be replayed and discarded' if allow_writes else 'read-only'}"
         "; Ctrl-C stops)")
     if open_browser:
         def opener() -> None:
