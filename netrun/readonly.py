@@ -64,7 +64,18 @@ def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         allowed = name in (_LOOKUP_PRAGMAS if has_argument else _READ_PRAGMAS)
     if not allowed:
         raise ReadOnlyQueryError(f"Net.query is read-only; refused statement: {text[:200]}", sql=sql)
+    if getattr(getattr(cursor, "connection", None), "dialect", "sqlite") == "postgres":
+        found = _PG_ADMIN_CALL.search(text.replace('"', ""))
+        if found:  # a read-only transaction still lets these act on the server (end a session, read a file)
+            raise ReadOnlyQueryError(f"Net.query is read-only; refused the server function {found.group(1)}(): "
+                                     f"{text[:200]}", sql=sql)
     return True
+
+
+# PostgreSQL functions that act on the server or its sessions even inside a read-only transaction
+# (terminate the owner's connection, take its advisory lock, read the server's files, change settings).
+_PG_ADMIN_CALL = re.compile(r"\b((?:pg_|lo_|dblink)\w*|set_config|query_to_xml\w*|cursor_to_xml)\s*\(",
+                            re.IGNORECASE)
 
 
 def read_query(reader: apsw.Connection, sql: str, params: tuple | list | dict = ()) -> list[dict]:

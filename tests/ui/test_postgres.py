@@ -57,6 +57,17 @@ def test_a_query_that_runs_too_long_on_postgres_is_stopped(failing_url, app_clie
 
     monkeypatch.setattr(queries, "SQL_SECONDS", 0.5)  # the server's statement_timeout, not a progress handler
     client = app_client(failing_url)
-    answer = client.get("/api/sql", params={"q": "SELECT pg_sleep(30)"})
+    answer = client.get("/api/sql", params={"q": "SELECT count(*) FROM generate_series(1, 10000000000)"})
     assert answer.status == 400
     assert "stopped after" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("sql", ["SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+                                 "select PG_READ_FILE('/etc/hostname')", 'SELECT "pg_advisory_lock"(1)',
+                                 "SELECT set_config('statement_timeout', '0', false)", "SELECT lo_import('/etc/hostname')"])
+def test_server_functions_that_act_beyond_a_read_are_refused_on_postgres(failing_url, app_client, sql):
+    """A read-only transaction still lets these end the owner's session, take its lock or read the
+    server's files: the SQL box and Net.query refuse them by name."""
+    answer = app_client(failing_url).get("/api/sql", params={"q": sql})
+    assert answer.status == 400
+    assert answer.json()["error"] == "ReadOnlyQueryError" and "server function" in answer.json()["message"]
