@@ -211,3 +211,10 @@ def open_page(page, server: Server, route: str = "") -> None:
     page.goto(server.url + "#/" + route)
     page.wait_for_selector("main[data-ready]")
 
+
+def follow(link) -> None:
+    """Click a `#/route` link and wait until the page has drawn that route (not the page it left)."""
+    route = link.get_attribute("href").removeprefix("#/").split("?")[0]
+    link.click()
+    link.page.wait_for_selector(f'main[data-route="{route}"][data-ready]')
+

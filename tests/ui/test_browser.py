@@ -11,7 +11,7 @@ import netrun
 
 from tests.cli.conftest import rows, scalar
 
-from .conftest import HERE, STEPS_TOML, WAIT, child_env, open_page
+from .conftest import HERE, STEPS_TOML, WAIT, child_env, follow, open_page
 
 VALUES = 60
 STEP_SECONDS = 0.05  # per value: the background run lasts ~3 s
@@ -84,11 +84,9 @@ def test_a_packets_lineage_page_reaches_its_source(steps_db: Path, serve, page):
     open_page(page, server)
     page.click("#graph [data-node=Sink]")  # the node's epochs
     page.wait_for_selector("main[data-page=epochs][data-ready]")
-    page.locator("main table a[href^='#/epoch/']").first.click()
-    page.wait_for_selector("main[data-page=epoch][data-ready]")
+    follow(page.locator("main table a[href^='#/epoch/']").first)
     assert "of Sink" in page.inner_text("h1")
-    page.locator("main table a[href^='#/packet/']").first.click()  # its input packet
-    page.wait_for_selector("main[data-page=packet][data-ready]")
+    follow(page.locator("main table a[href^='#/packet/']").first)  # its input packet
     assert "made by Step" in page.text_content("#lineage")
     for _ in range(5):  # follow the oldest ancestor drawn until the packet has none
         ancestors = page.locator("#lineage .lnode[data-depth^='-']")
@@ -98,7 +96,7 @@ def test_a_packets_lineage_page_reaches_its_source(steps_db: Path, serve, page):
         target = ancestors.nth(oldest).get_attribute("data-packet")
         ancestors.nth(oldest).click()
         page.wait_for_url(f"**#/packet/{target}")
-        page.wait_for_selector("main[data-page=packet][data-ready]")
+        page.wait_for_selector(f'main[data-route="packet/{target}"][data-ready]')
     assert page.locator("#lineage .lnode[data-depth^='-']").count() == 0
     assert "of Emit" in page.inner_text("#origin")  # created by the source's epoch
     source = scalar(steps_db, "SELECT id FROM epochs WHERE node_name = 'Emit'")
@@ -129,12 +127,10 @@ def test_a_dead_letter_is_replayed_only_when_writes_are_allowed(failing_db: Path
     assert page.locator(f"#dlq-message a[href='#/packet/{new_packet}']").count() == 1
     # the list now shows the two still pending; a dead letter's packet page shows its value
     page.wait_for_function("() => document.querySelectorAll('input[data-seq]').length === 2")
-    page.click("main table a[href='#/dlq/2']")
-    page.wait_for_selector("main[data-page=dlq][data-ready] h1")
+    follow(page.locator("main table a[href='#/dlq/2']"))
     assert "ValueError: odd value 3 refused" in page.inner_text("main")
     assert "Traceback" in page.inner_text("main pre.traceback")
-    page.locator("main .fields a[href^='#/packet/']").click()
-    page.wait_for_selector("main[data-page=packet][data-ready]")
+    follow(page.locator("main .fields a[href^='#/packet/']"))
     assert page.inner_text("#value") == "3"
 
 

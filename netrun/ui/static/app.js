@@ -504,7 +504,7 @@ async function route() {
   const [path] = location.hash.replace(/^#\/?/, "").split("?");
   const [page, arg] = path.split("/");
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === (page || "graph"));
-  const main = h("main", { id: "main", "data-page": page || "graph" });
+  const main = h("main", { id: "main", "data-page": page || "graph", "data-route": path });
   document.getElementById("main").replaceWith(main);
   const params = hashParams();
   try {
