@@ -152,6 +152,15 @@ def take_back(conn: Any, job: Claim, worker: str, *, requeue: bool, now: str, ou
     return conn.execute(sql, params).fetchone() is not None
 
 
+# Thread and process pools: the owner claims a job for one of its workers itself, in its own
+# transaction (netrun.pools), and ends it by compare-and-set when the result comes back.
+INSERT_CLAIMED = ("INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, pool, state, worker, enqueued_at, "
+                  "claimed_at, lease_until, attempt) VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?, ?, ?, ?)")
+CLAIM_QUEUED = ("UPDATE epoch_jobs SET state = 'claimed', worker = ?, claimed_at = ?, lease_until = ? "
+                "WHERE epoch_id = ? AND state = 'queued' AND attempt = ?")
+FINISH_HELD = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
+               "WHERE epoch_id = ? AND state = 'claimed' AND worker = ? AND attempt = ?")
+
 FINISH_JOB = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
               "WHERE epoch_id = ? AND state IN ('claimed', 'reported')")
 

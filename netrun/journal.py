@@ -145,6 +145,11 @@ class Journal:
     def pending(self) -> int:
         return len(self._ops) + len(self._history) + len(self.values)
 
+    def is_new_packet(self, packet_id: str) -> bool:
+        """Whether the packet was created since the last commit (its row is not in the file yet)."""
+        row = self._packets.get(packet_id)
+        return row is not None and row[_P_NEW]
+
     def _packet(self, packet_id: str) -> list:
         row = self._packets.get(packet_id)
         if row is None:
@@ -161,6 +166,11 @@ class Journal:
         """Mark an epoch failed (or another final state) with its error text and type."""
         row = self._epoch(epoch_id)
         row[_E_STATE], row[_E_ERROR], row[_E_ERRTYPE] = state, error, error_type
+
+    def set_epoch_running(self, epoch_id: str, started_at: str) -> None:
+        """A pool worker was handed the epoch: `running` in the file (its `EpochStarted` comes with its result)."""
+        row = self._epoch(epoch_id)
+        row[_E_STATE], row[_E_STARTED] = "running", started_at
 
     def set_epoch_salvo(self, epoch_id: str, salvo_condition: str, packets: list | None = None) -> None:
         """The epoch's salvo condition and (for resuming) its input packets [(port, packet_id)]."""
@@ -268,6 +278,22 @@ class Journal:
     def reattach(self, part: tuple) -> None:
         """Put a detached part back into the buffer (inside a commit's `then`: that commit writes it)."""
         self._restore(part)
+
+    def absorb(self, part: tuple) -> None:
+        """Add a part detached from another journal (a pool worker's attempt and log rows) to the
+        buffer, after what it holds (a worker's part has statements only: merging is for the rest)."""
+        ops, history, packets, epochs, callbacks, inserts, values = part
+        if packets or epochs or callbacks or values:
+            self._restore(part)
+            return
+        self._ops += ops
+        self._history += history
+        for sql, rows in inserts.items():
+            mine = self._inserts.get(sql)
+            if mine is None:
+                self._inserts[sql] = list(rows)
+            else:
+                mine += rows
 
     def abandon(self, error: BaseException) -> None:
         """Drop every row buffered since the last commit and write nothing more: the file stays as a

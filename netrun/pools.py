@@ -1,27 +1,35 @@
-"""Thread and process pools, seen from the owner: dispatch, results, leases, worker health.
+"""Thread, process and remote pools, seen from the owner: dispatch, results, leases, worker health.
 
-The owner dispatches a pool epoch as a `queued` job (`epoch_jobs.pool`), commits, and
-releases the pool's "work available" semaphore once for each job, but no more often than
-workers wait (the others look at the queue before they wait). Workers (`worker.py`) claim jobs with a
-lease, renew it, and report by compare-and-set; each report is announced on the owner's
-arrival channel, and the owner applies the results it finds in `epoch_results` (the table,
-not the notices, is the truth). Process workers are spawned (never forked: an open SQLite
-connection must not cross a fork) and reopen the database by path.
+Thread and process pools are the owner's own workers, and the owner hands them their jobs
+directly (`worker.DirectJobs`): it claims a job for an idle worker in its own transaction
+(the job row `claimed` by that worker, with a lease; the epoch `running`), commits, and only
+then sends it the job (so a non-deferred epoch is durably `running` before its code runs). A
+worker sends each result back at once; the owner checks that the job is still that worker's
+at that attempt (compare-and-set, in memory: the owner alone writes these rows) and applies
+it in its next group commit, with the worker's attempt and log rows. A worker renews its lease
+by a notice; the owner writes the renewal. Process workers are spawned (never forked: an open
+SQLite connection must not cross a fork), with a pipe each way, and read values by path.
+
+Remote pools (`netrun worker` processes elsewhere) go through the queue table instead: the
+owner commits a `queued` job and announces it; a worker claims it with a lease, renews it, and
+reports by compare-and-set (netrun.jobs); the owner applies the results it finds in
+`epoch_results` (the table, not the notices, is the truth).
 
 `maintain()`, called by the owner loop, sweeps what went wrong, each case taken back by a
 compare-and-set so that a report racing it wins or loses exactly once:
-- a dead process worker, or a job whose lease expired (a frozen process, a hung thread):
-  the crash semantics of DESIGN.md apply to each job it started (deferred: runs again, the
-  attempt counted, and it fails once it died more than `retries + 1` times; otherwise
-  cancelled, its packets dead-lettered as 'interrupted'), a job it held and never started is
-  queued again; a process worker is killed and replaced, a hung thread is retired and
-  replaced (its late report is refused);
+- a dead worker, or a job whose lease expired (a frozen process, a hung thread): the crash
+  semantics of DESIGN.md apply to each job it started (deferred: runs again, the attempt
+  counted, and it fails once it died more than `retries + 1` times; otherwise cancelled, its
+  packets dead-lettered as 'interrupted'), a job it held and never started is queued again; a
+  process worker is killed and replaced, a hung thread is retired and replaced (its late
+  report is refused);
 - a job past its node's `timeout`: EpochTimeout into the failure flow.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
 import secrets
 import shutil
 import tempfile
@@ -29,8 +37,8 @@ import multiprocessing
 import multiprocessing.connection
 import threading
 import time
-from collections import Counter
-from datetime import datetime
+from collections import Counter, deque
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,8 +47,9 @@ import cloudpickle
 from . import jobs
 from .epoch import apply_remote, end_cancelled, end_failed
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
-from .jobs import FINISH_JOB, INSERT_JOB, Claim, NewJob, job_params
-from .worker import BATCH, START_FAILED, Desk, IdleCount, WorkerSpec, process_main, read_marks, read_outcome, thread_main
+from .clock import iso
+from .jobs import CLAIM_QUEUED, FINISH_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
+from .worker import BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks, read_outcome, thread_main
 from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results
 from .host import RunHost
 
@@ -60,6 +69,7 @@ class Pool:
         self.name = name
         self.size = size
         self.kind = kind  # "thread", "process", or "remote" (`netrun worker` processes: none started here)
+        self.direct = kind != "remote"  # the owner hands this pool's workers their jobs (worker.DirectJobs)
         self.notify = notify
         self.channels = channels
         self.outstanding = 0  # jobs dispatched and not yet applied
@@ -69,19 +79,19 @@ class Pool:
         self._ids = itertools.count(1)
         self._token = secrets.token_hex(4)  # process worker IDs are unique across owners
         self.marks_dir: str | None = None  # see WorkerSpec.batch (process pools whose epochs may batch)
-        if kind == "thread":
-            self.wake: Any = threading.Semaphore(0)
-            self.stop_event: Any = threading.Event()
-            self.idle: Any = IdleCount()
-            self.desk: Desk | None = None  # made with the workers' spec (one per start)
-        elif kind == "remote":
-            self.wake = self.stop_event = threading.Event()  # unused: its workers are not this process's
-            # Who waits is not known here: every job is announced, and buffered jobs are committed at once.
-            self.idle = SimpleNamespace(value=size)
-        else:
-            self.wake = _SPAWN.Semaphore(0)
-            self.stop_event = _SPAWN.Event()
-            self.idle = _SPAWN.Value("i", 0)
+        # Direct pools: jobs not handed to a worker yet (queue order), the jobs each worker holds, what
+        # the next commit hands over, and the workers whose last notice has arrived (gone for good).
+        self.pending: deque[NewJob] = deque()
+        self.written: set[str] = set()  # pending jobs whose `queued` row is written
+        self.load: Counter[str] = Counter()
+        self.outbox: dict[str, list[tuple]] = {}
+        self.senders: dict[str, Any] = {}
+        self.gone: set[str] = set()
+        self.per_worker = 1  # jobs a worker may hold at once (WorkerSpec.batch)
+        self.stop_event: Any = threading.Event()
+        # Remote pools: who waits is not known here: every job is announced, and buffered jobs are
+        # committed at once.
+        self.idle = SimpleNamespace(value=size)
 
     def _spec(self) -> WorkerSpec:
         rt = self.rt
@@ -89,7 +99,7 @@ class Pool:
         per_worker = {n for n in nodes if rt.configs[n].pool_init_mode == "per_worker" or self.kind == "process"}
         functions = {n: rt.functions[n] for n in nodes}
         keep = rt.config.consumed_packet_storage or bool(rt.config.consumed_packet_storage_path)
-        # Claiming several jobs at once: process workers only, and only where no node has a timeout
+        # Holding several jobs at once: process workers only, and only where no node has a timeout
         # (a job's time runs from its claim).
         batch = BATCH if self.kind == "process" and all(rt.configs[n].timeout is None for n in nodes) else 1
         if batch > 1 and self.marks_dir is None:
@@ -104,8 +114,7 @@ class Pool:
         if self.kind == "remote":
             return
         spec = self._spec()
-        if self.kind == "thread":
-            self.desk = Desk(spec, self.notify)
+        self.per_worker = spec.batch
         for _ in range(self.size):
             self._start_worker(spec)
 
@@ -116,41 +125,67 @@ class Pool:
         if self.kind == "thread":
             retire = threading.Event()
             self.retired[worker_id] = retire
+            inbox: queue.SimpleQueue = queue.SimpleQueue()
             worker = threading.Thread(target=thread_main, name=f"netrun-{worker_id}", daemon=True,
-                                      args=(spec, worker_id, self.wake, self.stop_event, retire, self.notify,
-                                            self.rt.clock, self.rt.net, self.idle, self.desk))
+                                      args=(spec, worker_id, inbox, retire, self.notify, self.rt.clock, self.rt.net))
+            self.senders[worker_id] = inbox.put
         else:
-            # A pipe of its own per process worker: one killed while writing breaks only its own pipe
+            # Pipes of its own per process worker: one killed while writing breaks only its own pipe
             # (a shared multiprocessing.Queue's write lock would stay held, and every writer hang).
+            jobs_in, jobs_out = _SPAWN.Pipe(duplex=False)
             reader, writer = _SPAWN.Pipe(duplex=False)
             worker = _SPAWN.Process(target=process_main, name=f"netrun-{worker_id}", daemon=True,
-                                    args=(spec, worker_id, self.wake, self.stop_event, writer, self.idle))
+                                    args=(spec, worker_id, jobs_in, None, writer))
+            self.senders[worker_id] = jobs_out.send
         worker.start()
         if self.kind == "process":
+            jobs_in.close()
             writer.close()
-            self.channels.add(reader)
+            self.channels.add(reader, worker_id)
         self.workers[worker_id] = worker
 
     def signal(self, jobs_: int) -> None:
-        if self.kind == "remote":  # `netrun worker` processes listen (PostgreSQL), or look every IDLE_WAIT
+        """Remote pools: announce new jobs (`netrun worker` processes listen on PostgreSQL, or look
+        every IDLE_WAIT)."""
+        if self.kind == "remote":
             self.rt.journal.conn.execute(_WAKE_REMOTE, (self.name,))
-            return
-        for _ in range(jobs_):
-            self.wake.release()
 
-    def wake_idle(self, jobs_: int) -> None:
-        """New jobs are committed: wake a waiting worker for each, no more than wait (the others
-        look at the queue before they wait; see worker._wait_for_work)."""
-        self.signal(min(jobs_, self.idle.value))
+    # -- direct hand-over ---------------------------------------------------------------------------
+    def free_worker(self) -> str | None:
+        """The live worker holding the fewest jobs, if it may hold one more."""
+        best, load = None, self.per_worker
+        for worker_id, worker in self.workers.items():
+            held = self.load[worker_id]
+            if held < load and worker_id not in self.gone and worker.is_alive():
+                best, load = worker_id, held
+                if not held:
+                    break
+        return best
+
+    def send_outbox(self) -> None:
+        """After a commit: hand each worker the jobs claimed for it."""
+        outbox, self.outbox = self.outbox, {}
+        for worker_id, jobs_ in outbox.items():
+            send = self.senders.get(worker_id)
+            if send is None:
+                continue
+            try:
+                send(jobs_)
+            except OSError:  # a process worker died meanwhile: the sweep takes its jobs back
+                pass
 
     def dead_workers(self) -> list[str]:
-        return [wid for wid, w in self.workers.items() if not w.is_alive()]
+        """Workers that ended and whose last notice has arrived (every result they sent is applied)."""
+        return [wid for wid, w in self.workers.items() if not w.is_alive() and (wid in self.gone or not self.direct)]
 
     def replace(self, worker_id: str) -> None:
         """A worker is gone (dead, killed, or a hung thread retired): start another in its place."""
         if self.kind == "remote":
             return  # its own process decides (one that stopped renewing is refused its late report)
         self.workers.pop(worker_id, None)
+        self.senders.pop(worker_id, None)
+        self.outbox.pop(worker_id, None)
+        self.load.pop(worker_id, None)
         retire = self.retired.pop(worker_id, None)
         if retire is not None:
             retire.set()  # a hung thread that wakes up again reports nothing and exits
@@ -164,11 +199,15 @@ class Pool:
             worker.join(5)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the workers after their current job and join them, answering their calls to the net
+        """Stop the workers after the jobs they hold and join them, answering their calls to the net
         meanwhile (a thread worker's stop function may query it); a process worker still alive
         after `timeout` seconds is killed."""
         self.stop_event.set()
-        self.signal(len(self.workers))
+        for send in self.senders.values():
+            try:
+                send(STOP)
+            except OSError:
+                pass
         deadline = time.monotonic() + timeout
         for worker in self.workers.values():
             while worker.is_alive() and time.monotonic() < deadline:
@@ -178,6 +217,9 @@ class Pool:
                 worker.kill()
                 worker.join(5)
         self.workers.clear()
+        self.senders.clear()
+        self.outbox.clear()
+        self.load.clear()
 
     def close(self) -> None:
         self.stop()
@@ -205,6 +247,8 @@ class PoolManager:
         self.per_node: Counter[str] = Counter()  # node -> epochs dispatched to pools
         self.to_signal: Counter[str] = Counter()  # pool -> jobs written since the last signal
         self.deaths: Counter[str] = Counter()  # epoch ID -> workers that died (or froze) running it
+        self.held: dict[str, tuple[str, int]] = {}  # direct pools: epoch ID -> (worker, job attempt) holding it
+        self.first_attempt: dict[str, int] = {}  # epoch ID -> its next attempt's number, after a take-back
         self._channels: _Channels | None = None
         self._results: Any = None  # remote pools: the listener for their workers' reports
         self._next_sweep = 0.0
@@ -271,44 +315,129 @@ class PoolManager:
         return any(p.outstanding < p.size for p in self.pools.values())
 
     def dispatch(self, epoch_id: str, node: str, pool: str, job: NewJob) -> None:
-        """Queue a pool job (buffered: the owner's next commit writes it, then `signal()` wakes a worker)."""
-        self.rt.journal.add(INSERT_JOB, job_params(job))
+        """Queue a pool job: a direct pool's waits for `assign()`; a remote pool's row is buffered (the
+        owner's next commit writes it, then `signal()` announces it)."""
+        target = self.pools[pool]
+        if target.direct:
+            target.pending.append(job)
+        else:
+            self.rt.journal.add(INSERT_JOB, job_params(job))
+            self.to_signal[pool] += 1
         self.dispatched[epoch_id] = pool
         self.dispatched_node[epoch_id] = node
         self.per_node[node] += 1
-        self.pools[pool].outstanding += 1
-        self.to_signal[pool] += 1
+        target.outstanding += 1
+
+    def assign(self) -> None:
+        """Direct pools: claim due pending jobs for workers with room (buffered: the next commit writes
+        the claims, then `signal()` hands the jobs over); a job left pending gets its `queued` row."""
+        for pool in self.pools.values():
+            if pool.direct and pool.pending:
+                self._assign(pool)
+
+    def _assign(self, pool: Pool) -> None:
+        rt = self.rt
+        journal = rt.journal
+        stamp = journal.now()
+        lease_until = iso(rt.clock.now() + timedelta(seconds=rt.config.lease_seconds))
+        left: deque[NewJob] = deque()
+        worker_id = pool.free_worker()
+        while pool.pending:
+            job = pool.pending.popleft()
+            if worker_id is None or (job.not_before is not None and job.not_before > stamp):
+                left.append(job)
+                continue
+            epoch_id = job.epoch_id
+            if epoch_id in pool.written:
+                pool.written.discard(epoch_id)
+                journal.add(CLAIM_QUEUED, (worker_id, stamp, lease_until, epoch_id, job.attempt))
+            else:
+                journal.add(INSERT_CLAIMED, (epoch_id, job.seq, job.node_name, job.priority, pool.name, worker_id,
+                                              job.enqueued_at, stamp, lease_until, job.attempt))
+            journal.set_epoch_running(epoch_id, stamp)
+            first = self.first_attempt.get(epoch_id)
+            if first is None:
+                first = rt.attempt_base.get(epoch_id, 0)
+            salvo = rt.sim.epoch_salvo(epoch_id)[1]
+            pool.outbox.setdefault(worker_id, []).append((Claim(epoch_id, job.node_name, job.attempt), salvo, first))
+            pool.load[worker_id] += 1
+            self.held[epoch_id] = (worker_id, job.attempt)
+            worker_id = pool.free_worker()
+        for job in left:
+            if job.epoch_id not in pool.written:
+                pool.written.add(job.epoch_id)
+                journal.add(INSERT_JOB, job_params(job))
+        pool.pending = left
 
     def signal(self) -> None:
-        """After a commit: wake a waiting worker for each job written."""
+        """After a commit: hand direct pools' workers the jobs claimed for them; announce remote jobs."""
+        for pool in self.pools.values():
+            if pool.outbox:
+                pool.send_outbox()
         if self.to_signal:
             for pool, count in self.to_signal.items():
-                self.pools[pool].wake_idle(count)
+                self.pools[pool].signal(count)
             self.to_signal.clear()
 
     def starving(self) -> bool:
-        """Whether jobs wait for the owner's commit while a worker of their pool waits for work."""
+        """Whether jobs wait for the owner's commit while a worker could run them: a direct pool's
+        worker has nothing in hand but jobs not sent yet, or a remote pool's worker waits."""
+        for pool in self.pools.values():
+            for worker_id, unsent in pool.outbox.items():
+                if pool.load[worker_id] <= len(unsent):
+                    return True
         return any(count and self.pools[pool].idle.value for pool, count in self.to_signal.items())
+
+    def next_due(self) -> float | None:
+        """Seconds until the first pending job held back by its not-before time (rate limits) is due."""
+        due = [job.not_before for pool in self.pools.values() if pool.direct for job in pool.pending
+               if job.not_before is not None]
+        if not due:
+            return None
+        return max(0.0, (datetime.fromisoformat(min(due)) - self.rt.clock.now()).total_seconds())
 
     def dispatched_epochs(self, node: str | None) -> list[str]:
         return [e for e, n in self.dispatched_node.items() if node is None or n == node]
 
     def applied(self, epoch_id: str) -> None:
+        self._release(epoch_id)
+        self.first_attempt.pop(epoch_id, None)
+        self.rt.attempt_base.pop(epoch_id, None)
         pool = self.dispatched.pop(epoch_id, None)
         node = self.dispatched_node.pop(epoch_id, None)
         if pool is not None:
             self.pools[pool].outstanding -= 1
             self.per_node[node] -= 1
 
+    def _release(self, epoch_id: str) -> None:
+        """A direct pool's job is no longer its worker's (applied, or taken back)."""
+        holder = self.held.pop(epoch_id, None)
+        if holder is not None:
+            load = self.pools[self.dispatched[epoch_id]].load
+            if load.get(holder[0]):
+                load[holder[0]] -= 1
+
     def withdraw_queued(self) -> list[tuple[str, str]]:
-        """On pause: pool jobs no worker has claimed yet are deleted (a claim is a compare-and-set on
+        """On pause: pool jobs no worker has yet are withdrawn (a remote claim is a compare-and-set on
         `queued`, so each job is either claimed or withdrawn). Returns (epoch, node) of each."""
         if not self.dispatched:
             return []
+        out = []
+        for pool in self.pools.values():
+            if not pool.direct:
+                continue
+            for job in pool.pending:
+                if job.epoch_id in pool.written:
+                    self.rt.journal.add("DELETE FROM epoch_jobs WHERE epoch_id = ? AND state = 'queued'", (job.epoch_id,))
+                self.applied(job.epoch_id)
+                out.append((job.epoch_id, job.node_name))
+            pool.pending.clear()
+            pool.written.clear()
+        if not any(not pool.direct for pool in self.pools.values()):
+            return out
         rows = self.rt.journal.commit(then=lambda conn: conn.execute(
             "DELETE FROM epoch_jobs WHERE state = 'queued' AND pool IS NOT NULL RETURNING epoch_id, node_name"
         ).fetchall())
-        out = []
         for epoch_id, node in rows or []:
             if epoch_id in self.dispatched:
                 self.applied(epoch_id)
@@ -317,25 +446,60 @@ class PoolManager:
 
     # -- results ----------------------------------------------------------------------------------
     def apply_arrived(self, notices: list) -> int:
-        """Apply the results announced by `notices` (the owner's arrivals). Returns how many."""
+        """Apply the results `notices` carry or announce (the owner's arrivals). Returns how many."""
         if not notices:
             return 0
         reported = False
+        count = 0
         for notice in notices:
-            if isinstance(notice, str):
+            if isinstance(notice, tuple):
+                kind = notice[0]
+                if kind == "result":
+                    count += self._apply_direct(*notice[1:])
+                elif kind == "beat":
+                    self._renew(notice[1])
+                elif kind == "gone":
+                    for pool in self.pools.values():
+                        if notice[1] in pool.workers:
+                            pool.gone.add(notice[1])
+            elif isinstance(notice, str):
                 if notice.startswith(START_FAILED):
                     self._start_failed(notice)
                 else:
                     reported = True
-        return self.apply_results() if reported and self.dispatched else 0
+        if count:
+            self.assign()
+            self._raise_if_broken()
+        if reported and self.dispatched:
+            count += self.apply_results()
+        return count
+
+    def _apply_direct(self, worker_id: str, claim: Claim, payload: bytes, rows: tuple) -> int:
+        """A direct pool worker's result: applied if the job is still that worker's at that attempt
+        (compare-and-set); otherwise (taken back meanwhile: lease, timeout) logged and dropped."""
+        rt = self.rt
+        epoch_id = claim.epoch_id
+        if self.held.get(epoch_id) != (worker_id, claim.attempt):
+            rt.journal.add(LATE_LOG, (epoch_id, claim.node_name, rt.journal.now(), late_result(worker_id)))
+            return 0
+        rt.journal.absorb(rows)
+        self.applied(epoch_id)
+        apply_result(rt, epoch_id, payload, held=(worker_id, claim.attempt))
+        return 1
+
+    def _renew(self, worker_id: str) -> None:
+        """A direct pool worker is alive and at work: its jobs' leases run on (written with the next commit)."""
+        until = iso(self.rt.clock.now() + timedelta(seconds=self.rt.config.lease_seconds))
+        self.rt.journal.add("UPDATE epoch_jobs SET lease_until = ? WHERE state = 'claimed' AND worker = ?",
+                            (until, worker_id))
 
     def apply_results(self) -> int:
-        """Apply every result written so far (buffered; the owner's next commit writes it all)."""
+        """Apply every remote result written so far (buffered; the owner's next commit writes it all)."""
         rt = self.rt
         rows = rt.journal.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall()
         count = 0
         for epoch_id, payload in rows:
-            if epoch_id in self.dispatched:
+            if epoch_id in self.dispatched and epoch_id not in self.held:
                 self.applied(epoch_id)
                 apply_result(rt, epoch_id, payload)
                 count += 1
@@ -346,6 +510,8 @@ class PoolManager:
         """From the owner: apply results until no pool epoch is in flight (serving calls meanwhile)."""
         applied = 0
         while self.dispatched:
+            self.assign()
+            self.rt.commit()
             applied += self.apply_arrived(self.rt.owner.wait(self.sweep_every) or ["check"])
             self.rt.owner.serve()
             self.maintain()
@@ -365,7 +531,8 @@ class PoolManager:
         if now < self._next_sweep:
             return
         self._next_sweep = now + self.sweep_every
-        self.apply_results()  # a worker that died between its report and its notice sent none
+        if any(not pool.direct for pool in self.pools.values()):
+            self.apply_results()  # a remote worker that died between its report and its notice sent none
         if self.dispatched:
             self._sweep()
 
@@ -421,7 +588,18 @@ class PoolManager:
             return True
 
         if self.rt.journal.commit(then=give):
+            self._requeue(pool, claim)
+
+    def _requeue(self, pool: Pool, claim: Claim) -> None:
+        """A job taken back is `queued` again (attempt + 1): a direct pool hands it to a worker anew,
+        first in line; a remote pool announces it."""
+        if not pool.direct:
             self.to_signal[pool.name] += 1
+            return
+        self._release(claim.epoch_id)
+        pool.pending.appendleft(NewJob(claim.epoch_id, 0, claim.node_name, 0, pool.name, "queued", None, "", None,
+                                       claim.attempt + 1))
+        pool.written.add(claim.epoch_id)
 
     def _take_back(self, pool: Pool, claim: Claim, worker_id: str, claimed_at: str | None, why: str) -> bool:
         """Take a claimed job back from its worker (compare-and-set), then apply the semantics of `why`.
@@ -463,7 +641,9 @@ class PoolManager:
             if why != "timeout":
                 rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
                                   data={"reason": f"{error}: the deferred epoch runs again"})
-            self.to_signal[self.dispatched[epoch_id]] += 1
+            if counted:
+                self.first_attempt[epoch_id] = attempt + 1
+            self._requeue(pool, claim)
             return True
         self.applied(epoch_id)
         _condition, salvo = rt.sim.epoch_salvo(epoch_id)
@@ -489,14 +669,27 @@ class PoolManager:
 
     def _start_failed(self, notice: str) -> None:
         """A start_node_func raised in a worker: stop that pool (no endless respawning)."""
-        node, text = notice[len(START_FAILED):].split("\x00", 1)
+        node, worker_id, text = notice[len(START_FAILED):].split("\x00", 2)
         for name in _pool_names(self.rt.configs[node].pool):
             pool = self.pools.get(name)
             if pool is not None and pool.broken is None:
                 pool.broken = NodeExecutionFailed(f"start_node_func of node {node!r} raised in a worker of pool "
                                                   f"{name!r}: {text}; the pool is stopped", node_name=node)
                 pool.stop()
+        for epoch_id, (holder, attempt) in list(self.held.items()):
+            if holder == worker_id:  # handed to the worker that failed to start: never run
+                self._unclaim(self.pools[self.dispatched[epoch_id]], Claim(epoch_id, self.dispatched_node[epoch_id],
+                                                                          attempt), worker_id)
         self._raise_if_broken()
+
+    def _unclaim(self, pool: Pool, claim: Claim, worker_id: str) -> None:
+        """A direct pool's job its worker never started: pending again as it was (the owner alone writes
+        these rows: buffered)."""
+        self.rt.journal.add("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, "
+                            "lease_until = NULL, attempt = attempt + 1 WHERE epoch_id = ? AND state = 'claimed' "
+                            "AND worker = ? AND attempt = ?", (claim.epoch_id, worker_id, claim.attempt))
+        self.rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (claim.epoch_id,))
+        self._requeue(pool, claim)
 
     def _raise_if_broken(self) -> None:
         for pool in self.pools.values():
@@ -506,29 +699,52 @@ class PoolManager:
     def stop(self) -> None:
         for pool in self.pools.values():
             pool.close()
-        self.pools.clear()
         if self._channels is not None:
             self._channels.close()
             self._channels = None
+        if self.held:
+            self._park([n for n in self.rt.owner.wait(0) if isinstance(n, tuple) and n[0] == "result"])
+        self.pools.clear()
         if self._results is not None:
             self._results.close()
             self._results = None
         self.started = False
 
+    def _park(self, results: list[tuple]) -> None:
+        """The net closes with direct pool results not applied (its loop ended abnormally): write them as
+        remote workers do (`reported`, and a row in epoch_results) for the next resume to apply."""
+        journal = self.rt.journal
+        if journal.abandoned is not None:
+            return
+        parked = [(n[1], n[2], n[3], n[4]) for n in results if self.held.get(n[2].epoch_id) == (n[1], n[2].attempt)]
+        if not parked:
+            return
+
+        def write(conn: Any) -> None:
+            now = journal.now()
+            for worker_id, claim, payload, rows in parked:
+                if jobs.report(conn, claim, worker_id):
+                    journal.reattach(rows)
+                    journal.add("INSERT INTO epoch_results (epoch_id, worker, payload, created_at) VALUES (?, ?, ?, ?)",
+                                (claim.epoch_id, worker_id, payload, now))
+
+        journal.commit(then=write)
+
 
 class _Channels:
-    """The process workers' pipes, read by one relay thread that hands each notice to the owner's
-    arrival channel (so the owner waits in one place)."""
+    """The process workers' pipes, read by one relay thread that hands each message to the owner's
+    arrival channel (so the owner waits in one place); a worker's pipe at its end brings its last
+    notice, ("gone", worker)."""
 
     def __init__(self, notify: Any) -> None:
         self._notify = notify
-        self._readers: list[Any] = []
+        self._readers: dict[Any, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="netrun-relay")
         self._thread.start()
 
-    def add(self, reader: Any) -> None:
-        self._readers = [*self._readers, reader]
+    def add(self, reader: Any, worker_id: str) -> None:
+        self._readers = {**self._readers, reader: worker_id}
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -536,28 +752,44 @@ class _Channels:
             if not readers:
                 self._stop.wait(0.05)
                 continue
-            for reader in multiprocessing.connection.wait(readers, timeout=0.05):
-                try:
-                    item = reader.recv()
-                except (EOFError, OSError):  # its worker is gone
-                    self._readers = [r for r in self._readers if r is not reader]
-                    reader.close()
-                    continue
-                self._notify(item)
+            for reader in multiprocessing.connection.wait(list(readers), timeout=0.05):
+                self._relay(reader)
+
+    def _relay(self, reader: Any) -> bool:
+        try:
+            item = reader.recv()
+        except (EOFError, OSError):  # its worker is gone, and everything it sent was relayed
+            worker_id = self._readers.get(reader)
+            self._readers = {r: w for r, w in self._readers.items() if r is not reader}
+            reader.close()
+            self._notify(("gone", worker_id))
+            return False
+        self._notify(item)
+        return True
 
     def close(self) -> None:
+        """Stop relaying; what the (stopped) workers sent and was not relayed yet is relayed now."""
         self._stop.set()
         self._thread.join(5)
-        for reader in self._readers:
+        for reader in list(self._readers):
+            try:
+                while reader.poll() and self._relay(reader):
+                    pass
+            except (EOFError, OSError):
+                pass
             reader.close()
-        self._readers = []
+        self._readers = {}
 
 
-def apply_result(rt: RunHost, epoch_id: str, payload: bytes) -> str:
-    """Apply one worker result to the net (buffered with the deletion of its row)."""
-    outcome, salvo, queue, kept = read_outcome(payload)
+def apply_result(rt: RunHost, epoch_id: str, payload: bytes, *, held: tuple[str, int] | None = None) -> str:
+    """Apply one worker result to the net (buffered): a remote result with the deletion of its row; a
+    direct one (`held`: the worker and job attempt it came from) ends its job by compare-and-set."""
+    outcome, salvo, queue_, kept = read_outcome(payload)
     node = rt.sim.node_of_epoch(epoch_id)
-    kind = apply_remote(rt, node, epoch_id, [tuple(p) for p in salvo], outcome, queue, kept)
+    kind = apply_remote(rt, node, epoch_id, [tuple(p) for p in salvo], outcome, queue_, kept)
+    if held is not None:
+        rt.journal.add(FINISH_HELD, (rt.journal.now(), kind, epoch_id, *held))
+        return kind
     rt.journal.add(FINISH_JOB, (rt.journal.now(), kind, epoch_id))
     rt.journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))
     return kind

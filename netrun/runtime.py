@@ -64,6 +64,8 @@ GROUP_LIMIT = 256  # deferred main-thread epochs that may share one commit...
 GROUP_SECONDS = 0.05  # ...and for at most this long (readers see progress; a crash re-runs little)
 INTENT_LIMIT = 64  # non-deferred epochs whose starts are logged, not committed: a crash dead-letters their inputs
 HAND_OVER = 0.0002  # seconds the loop pauses after answering calls from other threads
+LINGER = 0.001  # seconds the loop waits for more pool results before it commits (while FRESH_WAIT allows)
+FRESH_WAIT = 0.005  # seconds a non-deferred epoch whose inputs are not committed yet may wait for a commit
 QUICK_EPOCH = 0.002  # a node whose last sync epoch ran shorter may share commits; a slower one commits first
 
 
@@ -261,7 +263,7 @@ class Runtime:
         now = self.clock.monotonic()
         for name in self._by_depth:
             if budget <= 0:
-                return
+                break
             waiting = self.waiting[name]
             if not waiting or self.functions[name].exec is None:
                 continue  # no exec function: its epochs stay startable
@@ -287,6 +289,7 @@ class Runtime:
                     self.pools.dispatch(epoch_id, name, pool, self._job(epoch_id, name, pool, due, now))
                 budget -= 1
                 room -= 1
+        self.pools.assign()
 
     def _due(self, node: str, cfg: NodeConfig, now: float) -> float:
         """When an epoch of `node` dispatched now may start: its rate limit, as data."""
@@ -360,7 +363,10 @@ class Runtime:
         node = item.node_name
         deferred = self.configs[node].defer_net_actions
         quick = self._quick.get(node, False)
-        logged = not deferred and quick and self._log_starts and not self.journal.rerunnable
+        # With rerunnable work buffered, a start may still be logged when its inputs are on disk: a crash
+        # then dead-letters them, whatever else the lost buffer held (its inputs never were its outputs).
+        logged = not deferred and quick and self._log_starts and \
+            (not self.journal.rerunnable or not self._fresh_inputs(item.epoch_id))
         if (deferred or logged) and (not quick or self.pools.starving() or self._grouped >= GROUP_LIMIT
                                      or (logged and self._logged >= INTENT_LIMIT)
                                      or self.clock.monotonic() - self._committed_at > GROUP_SECONDS):
@@ -379,6 +385,28 @@ class Runtime:
         self._grouped += 1
         self.journal.commit_if_large()
         return job
+
+    def _linger(self) -> list:
+        """Pool results are on their way and no worker waits for the jobs the buffer holds: wait a moment
+        for them (they share the next commit) while the buffer is young. Returns what arrived."""
+        if self.pools.starving() or self.clock.monotonic() - self._committed_at > FRESH_WAIT \
+                or not isinstance(self.clock, SystemClock):
+            return self.owner.wait(0)
+        return self.owner.wait(LINGER)
+
+    def _waits_for_commit(self, item: Ready) -> bool:
+        """Whether a non-deferred epoch would have to commit to start (an input made by work a crash would
+        run again, still in the buffer), while the buffer is young: it then waits for the next commit."""
+        node = item.node_name
+        if self.configs[node].defer_net_actions or not self.journal.rerunnable or not self._log_starts \
+                or not self._quick.get(node, False) or self.clock.monotonic() - self._committed_at > FRESH_WAIT:
+            return False
+        return self._fresh_inputs(item.epoch_id)
+
+    def _fresh_inputs(self, epoch_id: str) -> bool:
+        """Whether an input packet of the epoch was made since the last commit."""
+        fresh = self.journal.is_new_packet
+        return any(fresh(packet) for _port, packet in self.sim.epoch_salvo(epoch_id)[1])
 
     def _intents_committed(self) -> None:
         """The database holds every start logged: empty the file, but for the deferred sync epoch running
@@ -502,6 +530,14 @@ class Runtime:
                 if self.ready and not self.paused:
                     now = self.clock.monotonic()
                     found = self._next_ready(now)
+                    if isinstance(found, Ready) and self._waits_for_commit(found):
+                        # Its inputs are a moment old: results still arriving are applied first, then
+                        # one commit lets it (and the others like it) start without one each.
+                        self.ready.insert(0, found)
+                        notices = self._linger()
+                        if not notices:
+                            self.commit()
+                        continue
                     if isinstance(found, Ready):
                         if asynchronous and inspect.iscoroutinefunction(self.functions[found.node_name].exec):
                             self._launch(self._start_batch(found, now))
@@ -517,6 +553,11 @@ class Runtime:
                             ran += 1
                         continue
                     wait = found - now
+                self.pools.assign()
+                if self.pools.dispatched and (wait is None or wait > 0):
+                    notices = self._linger()
+                    if notices:
+                        continue
                 self.commit()
                 if not self.ready and not self._tasks and not self.pools.dispatched:
                     if self.paused or round_:
@@ -567,7 +608,11 @@ class Runtime:
         """Wait for the next arrival (a call, a report, an ended async epoch), at most until the next
         ready epoch is due or the next lease sweep; returns the arrivals."""
         if self.pools.dispatched:
-            timeout = self.pools.next_check() if timeout is None else min(timeout, self.pools.next_check())
+            check = self.pools.next_check()
+            due = self.pools.next_due()
+            if due is not None:
+                check = min(check, due)
+            timeout = check if timeout is None else min(timeout, check)
         if timeout is not None and timeout > 0 and not isinstance(self.clock, SystemClock):
             # An injected clock's time passes only through its sleep() (tests drive time so).
             self.clock.sleep(timeout)

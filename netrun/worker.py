@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import pickle
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -148,6 +149,7 @@ class WorkerHost:
         # The jobs this worker holds: claimed and not yet reported (replaced whole, never changed in
         # place: the heartbeat thread reads it).
         self.held: list[jobs.Claim] = []
+        self.renew: Callable[[], None] | None = None  # a direct link's renewal (a notice to the owner)
         self._renew_at = 0.0
         self._marks = None if spec.marks_dir is None else \
             os.open(marks_path(spec.marks_dir, worker_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
@@ -160,6 +162,9 @@ class WorkerHost:
         if not self.held or self.clock.monotonic() < self._renew_at:
             return
         self._renew_at = self.clock.monotonic() + self.lease.total_seconds() / 3
+        if self.renew is not None:
+            self.renew()
+            return
         with transaction(self.conn):
             renew_all(self.conn, self.held, self.worker_id, self.clock.now() + self.lease)
 
@@ -258,6 +263,13 @@ class Desk:
             raise turn.error
 
 
+LATE_LOG = "INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)"
+
+
+def late_result(worker_id: str) -> str:
+    return f"late result of worker {worker_id} discarded: the epoch was taken back (timed out, or its lease expired)"
+
+
 def write_turns(host: WorkerHost, spec: WorkerSpec, turns: list[_Turn]) -> None:
     """One transaction: report the jobs run (each that is still its worker's) and claim more.
 
@@ -277,10 +289,7 @@ def write_turns(host: WorkerHost, spec: WorkerSpec, turns: list[_Turn]) -> None:
                                      "VALUES (?, ?, ?, ?)", (job.epoch_id, turn.worker_id, result.blob, now))
                     turn.written.append(job.epoch_id)
                 else:
-                    host.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                                     (job.epoch_id, job.node_name, now,
-                                      f"late result of worker {turn.worker_id} discarded: the epoch was taken back "
-                                      f"(timed out, or its lease expired)"))
+                    host.journal.add(LATE_LOG, (job.epoch_id, job.node_name, now, late_result(turn.worker_id)))
         claims = {turn: jobs.claim_many(conn, turn.worker_id, spec.pool, host.clock.now(), host.lease, turn.claim)
                   for turn in turns if turn.claim}
         ids = [job.epoch_id for claimed in claims.values() for job in claimed]
@@ -343,15 +352,102 @@ def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:
             data.get("kept", {}))
 
 
+class TableJobs:
+    """Jobs through the queue table (remote workers): a worker claims due jobs with a lease and
+    reports the ones it ran together with its next claim, by compare-and-set (`finish_and_claim`)."""
+
+    def __init__(self, host: WorkerHost, spec: WorkerSpec, worker_id: str, desk: Desk, wake: Any, idle: Any,
+                 stop: Any) -> None:
+        self._host, self._spec, self._worker_id = host, spec, worker_id
+        self._desk, self._wake, self._idle, self._stop = desk, wake, idle, stop
+
+    def ended(self) -> bool:
+        return self._stop.is_set()
+
+    def next(self, done: list[_Result], quick: bool) -> list[tuple]:
+        """Report `done` and claim more (waiting a moment for work when there is none)."""
+        held = finish_and_claim(self._host, self._spec, self._desk, self._worker_id, done,
+                                claim=self._spec.batch if quick else 1)
+        done.clear()
+        if not held:
+            _wait_for_work(self._host, self._spec, self._wake, self._idle)
+        return held
+
+    def ran(self, result: _Result, done: list[_Result]) -> None:
+        done.append(result)  # reported with the next claim
+
+    def close(self, done: list[_Result]) -> None:
+        if done:  # stopped (or retired) after its jobs: report them, claim nothing
+            finish_and_claim(self._host, self._spec, self._desk, self._worker_id, done, claim=0)
+
+
+STOP = "stop"  # on a direct link: run what came before, then end
+
+
+class DirectJobs:
+    """Jobs handed over by the owner itself (thread and process pools): the owner claimed them in its
+    own transaction, sends each worker its jobs (`take`: wait up to a timeout for the next message)
+    and applies the results it is sent back at once (`send`); a lease renewal is a notice too.
+
+    Messages to the owner: ("result", worker, claim, result blob, detached journal rows),
+    ("beat", worker), and the pool's START_FAILED notice."""
+
+    def __init__(self, host: WorkerHost, worker_id: str, take: Callable[[float], Any],
+                 send: Callable[[Any], None], alive: Callable[[], bool]) -> None:
+        self._host, self._worker_id, self._take, self._send, self._alive = host, worker_id, take, send, alive
+        self._ended = False
+        host.renew = self.renew
+
+    def ended(self) -> bool:
+        return self._ended
+
+    def next(self, done: list[_Result], quick: bool) -> list[tuple]:
+        """The jobs sent so far (waiting a moment for the first)."""
+        got: list[tuple] = []
+        message = self._take(IDLE_WAIT)
+        while message is not None:
+            if message == STOP:
+                self._ended = True
+                break
+            got.extend(message)
+            message = self._take(0)
+        self._host.claimed([job[0] for job in got])
+        return got
+
+    def ran(self, result: _Result, done: list[_Result]) -> None:
+        if self._alive():
+            self._send(("result", self._worker_id, result.job, result.blob, result.rows))
+            return
+        # Retired (a hung thread the owner took the job back from, which woke up again): the result
+        # is refused; the log says so, whether or not the net still runs.
+        job = result.job
+        with transaction(self._host.conn):
+            self._host.conn.execute(LATE_LOG, (job.epoch_id, job.node_name, self._host.journal.now(),
+                                               late_result(self._worker_id)))
+
+    def renew(self) -> None:
+        self._send(("beat", self._worker_id))
+
+    def close(self, done: list[_Result]) -> None:
+        pass
+
+
 def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Callable[[str], None],
                 clock: Clock, net: Any | None, functions: dict[str, Any], alive: Callable[[], bool],
-                *, heartbeat: bool, idle: Any, desk: Desk | None = None) -> None:
-    """The body of a worker: start functions, claim/run/report until stopped, stop functions.
+                *, heartbeat: bool, idle: Any, desk: Desk | None = None,
+                direct: tuple[Callable[[float], Any], Callable[[Any], None]] | None = None) -> None:
+    """The body of a worker: start functions, take/run/report jobs until stopped, stop functions.
 
-    `heartbeat`: renew the lease from a thread of its own while a job runs (process workers:
-    a frozen or dead process stops renewing); otherwise only context calls renew it."""
+    `direct`: (take, send) of a link to the owner (`DirectJobs`); otherwise jobs go through the
+    queue table (`TableJobs`). `heartbeat`: renew the lease from a thread of its own while a job
+    runs (process workers: a frozen or dead process stops renewing); otherwise only context calls
+    renew it."""
     host = WorkerHost(spec, worker_id, clock, net)
-    desk = desk if desk is not None else Desk(spec, notify)
+    link: TableJobs | DirectJobs
+    if direct is not None:
+        link = DirectJobs(host, worker_id, *direct, alive)
+    else:
+        link = TableJobs(host, spec, worker_id, desk if desk is not None else Desk(spec, notify), wake, idle, stop)
     loop = asyncio.new_event_loop()
     beating = _Heartbeat(spec, worker_id, host) if heartbeat else None
 
@@ -365,7 +461,7 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
                         loop.run_until_complete(result)
                 except Exception as exc:  # noqa: BLE001 - reported to the owner
                     if role == "start":  # the owner stops the pool and raises it to the caller
-                        notify(f"{START_FAILED}{node}\x00{type(exc).__name__}: {exc}")
+                        notify(f"{START_FAILED}{node}\x00{worker_id}\x00{type(exc).__name__}: {exc}")
                         return False
                     raise
         return True
@@ -373,24 +469,20 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
     try:
         if not lifecycle("start"):
             return
-        held: list[tuple] = []  # claimed jobs not yet run, in queue order
+        held: list[tuple] = []  # jobs taken and not yet run, in queue order
         done: list[_Result] = []  # jobs run, not yet reported
         quick = False
         # A held job is run even once stopping: it is `running` in the file (no claim is left behind).
-        while (held or not stop.is_set()) and alive():
+        while (held or not link.ended()) and alive():
             if not held:
-                # The reports of the jobs run and the next claim share one transaction.
-                held = finish_and_claim(host, spec, desk, worker_id, done, claim=spec.batch if quick else 1)
-                done = []
+                held = link.next(done, quick)
                 if not held:
-                    _wait_for_work(host, spec, wake, idle)
                     continue
                 held.reverse()  # popped from the end: queue order
             began = time.perf_counter()
-            done.append(run_claimed(host, spec, functions, held.pop(), loop))
+            link.ran(run_claimed(host, spec, functions, held.pop(), loop), done)
             quick = time.perf_counter() - began < QUICK
-        if done:  # stopped (or retired) after its jobs: report them, claim nothing
-            finish_and_claim(host, spec, desk, worker_id, done, claim=0)
+        link.close(done)
         lifecycle("stop")
     finally:
         if beating is not None:
@@ -426,7 +518,8 @@ def _wait_for_work(host: WorkerHost, spec: WorkerSpec, wake: Any, idle: Any) -> 
 
 
 class _Heartbeat:
-    """A process worker's lease renewals: every third of the lease, on a connection of its own."""
+    """A process worker's lease renewals, every third of the lease: on a connection of its own, or
+    as a notice to the owner on a direct link (`host.renew`)."""
 
     def __init__(self, spec: WorkerSpec, worker_id: str, host: WorkerHost) -> None:
         self._spec, self._worker_id, self._host = spec, worker_id, host
@@ -435,9 +528,15 @@ class _Heartbeat:
         self._thread.start()
 
     def _run(self) -> None:
+        every = self._host.lease.total_seconds() / 3
+        if self._host.renew is not None:
+            while not self._stop.wait(every):
+                if self._host.held:
+                    self._host.renew()
+            return
         conn = open_connection(self._spec.db_path, durability=self._spec.durability)
         try:
-            while not self._stop.wait(self._host.lease.total_seconds() / 3):
+            while not self._stop.wait(every):
                 held = self._host.held
                 if held:
                     with transaction(conn):
@@ -450,8 +549,9 @@ class _Heartbeat:
         self._thread.join(5)
 
 
-def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Any, idle: Any) -> None:
-    """Entry point of a process worker (spawned: it shares nothing with its parent but these)."""
+def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, stop: Any, notify: Any) -> None:
+    """Entry point of a process worker (spawned: it shares nothing with its parent but these): jobs
+    come from the owner on `jobs_in`, results and notices go back on `notify` (its own pipes)."""
     import multiprocessing
 
     functions = cloudpickle.loads(spec.functions)
@@ -462,15 +562,24 @@ def process_main(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify:
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="netrun-owner-watch").start()
-    def send(item: str) -> None:
+    sending = threading.Lock()  # the heartbeat thread sends too
+
+    def send(item: Any) -> None:
         try:
-            notify.send(item)
-        except OSError:  # the owner is gone (killed): the report is in the table, the loop ends next
+            with sending:
+                notify.send(item)
+        except OSError:  # the owner is gone (killed): the loop ends next
             pass
 
+    def take(timeout: float) -> Any:
+        try:
+            return jobs_in.recv() if jobs_in.poll(timeout) else None
+        except (EOFError, OSError):  # the owner is gone
+            return STOP
+
     try:
-        worker_loop(spec, worker_id, wake, stop, send, SystemClock(), None, functions,
-                    lambda: parent is None or parent.is_alive(), heartbeat=True, idle=idle)
+        worker_loop(spec, worker_id, None, stop, send, SystemClock(), None, functions,
+                    lambda: parent is None or parent.is_alive(), heartbeat=True, idle=None, direct=(take, send))
     finally:
         notify.close()
 
@@ -483,9 +592,19 @@ def _exit_with(parent: Any) -> None:
     os._exit(0)
 
 
-def thread_main(spec: WorkerSpec, worker_id: str, wake: threading.Semaphore, stop: threading.Event,
-                retire: threading.Event, notify: Callable[[str], None], clock: Clock, net: Any, idle: IdleCount,
-                desk: Desk) -> None:
+def thread_main(spec: WorkerSpec, worker_id: str, inbox: queue.SimpleQueue, retire: threading.Event,
+                notify: Callable[[Any], None], clock: Clock, net: Any) -> None:
+    """Entry point of a thread worker: jobs come from the owner on `inbox`, results go to `notify`."""
     _here.active = True
-    worker_loop(spec, worker_id, wake, stop, notify, clock, net, spec.functions, lambda: not retire.is_set(),
-                heartbeat=False, idle=idle, desk=desk)
+
+    def take(timeout: float) -> Any:
+        try:
+            return inbox.get(timeout=timeout) if timeout > 0 else inbox.get_nowait()
+        except queue.Empty:
+            return None
+
+    try:
+        worker_loop(spec, worker_id, None, None, notify, clock, net, spec.functions, lambda: not retire.is_set(),
+                    heartbeat=False, idle=None, direct=(take, notify))
+    finally:
+        notify(("gone", worker_id))

@@ -68,6 +68,7 @@ def run(tmp_path: Path, *, deferred: dict, kill_at: int, durability: str = "norm
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     with closing(sqlite3.connect(db)) as conn:
         killed = {"running": conn.execute("SELECT node_name FROM epochs WHERE state = 'running'").fetchall(),
+                  "finished": conn.execute("SELECT node_name FROM epochs WHERE state = 'finished'").fetchall(),
                   "starts": (Path(str(db) + "-starts").read_text().splitlines()
                              if Path(str(db) + "-starts").exists() else None)}
     from netrun import NetInspector
@@ -99,13 +100,15 @@ def test_non_deferred_starts_are_logged_and_a_kill_dead_letters_the_value_once(t
     assert not Path(str(db) + "-starts").exists()
 
 
-def test_a_non_deferred_start_after_a_buffered_deferred_end_is_committed(tmp_path):
-    # A deferred (its end waits in the buffer): B's start is committed with it, never logged.
-    # Logged, a kill would lose A's end: A would run again and B with it, on the same value.
+def test_a_non_deferred_start_after_a_buffered_deferred_end_is_logged_only_once_that_end_is_committed(tmp_path):
+    # A deferred (its end waits in the buffer, and B's input with it): B's start waits for the commit
+    # of A's end, then is logged. Logged before it, a kill would lose A's end: A would run again and B
+    # with it, on the same value.
     # A: consume (hit 1); B: consume (2), its side effect, create (3): killed there
     db, out = run(tmp_path, deferred={"A": True, "B": False, "Sink": False}, kill_at=3)
-    assert out["running"] == [("B",)]
-    assert not out["starts"]
+    assert out["running"] == []
+    assert [json.loads(line)[1] for line in out["starts"]] == ["B"]
+    assert out["finished"].count(("A",)) == 2  # at the kill, A's end for the value was on disk
     assert out["effects"] == {"A 7": 1, "B 7": 1}
     assert out["letters"] == [("B", "interrupted", 7)]
 
