@@ -176,8 +176,10 @@ class NetInspector:
         for node, jobs in pool_jobs_by_node(self._conn).items():
             if node in counts:
                 queued = min(jobs["queued"], counts[node]["startable"])
-                counts[node]["queued"] = queued
+                in_hand = min(jobs["in_hand"], counts[node]["running"])  # `running` in the file, not started
+                counts[node]["queued"] = queued + in_hand
                 counts[node]["startable"] -= queued
+                counts[node]["running"] -= in_hand
         return counts
 
     def waiting(self) -> dict[str, list[dict]]:

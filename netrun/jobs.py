@@ -158,6 +158,8 @@ INSERT_CLAIMED = ("INSERT INTO epoch_jobs (epoch_id, seq, node_name, priority, p
                   "claimed_at, lease_until, attempt) VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?, ?, ?, ?)")
 CLAIM_QUEUED = ("UPDATE epoch_jobs SET state = 'claimed', worker = ?, claimed_at = ?, lease_until = ? "
                 "WHERE epoch_id = ? AND state = 'queued' AND attempt = ?")
+START_HELD = ("UPDATE epoch_jobs SET claimed_at = ? WHERE epoch_id = ? AND state = 'claimed' AND worker = ? "
+              "AND attempt = ? AND claimed_at IS NULL")
 FINISH_HELD = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
                "WHERE epoch_id = ? AND state = 'claimed' AND worker = ? AND attempt = ?")
 
@@ -191,14 +193,16 @@ def next_seq(conn: Any) -> int:
     return conn.execute("SELECT coalesce(max(seq), 0) FROM epoch_jobs").fetchone()[0]
 
 
-# Pool jobs by node: `queued` (no worker has it yet) and `running` (claimed, or reported and not yet
-# applied: the epoch is `running` in the epochs table until the owner applies its result). Each part
-# reads a partial index (or the small epoch_results table, first: CROSS JOIN keeps that order), never
-# a scan of the whole queue.
+# Pool jobs by node: `queued` (no worker has it), `in_hand` (handed to a busy worker, not started: claimed
+# with no claimed_at; its epoch is `running` in the file already, so that a crash never runs it twice)
+# and `running` (started, or reported and not yet applied: the epoch is `running` in the epochs table
+# until the owner applies its result). Each part reads a partial index (or the
+# small epoch_results table, first: CROSS JOIN keeps that order), never a scan of the whole queue.
 _POOL_JOBS = """
 SELECT node_name, 'queued', count(*) FROM epoch_jobs WHERE state = 'queued' AND pool IS NOT NULL GROUP BY 1
 UNION ALL
-SELECT node_name, 'running', count(*) FROM epoch_jobs WHERE state = 'claimed' AND pool IS NOT NULL GROUP BY 1
+SELECT node_name, iif(claimed_at IS NULL, 'in_hand', 'running'), count(*) FROM epoch_jobs
+WHERE state = 'claimed' AND pool IS NOT NULL GROUP BY 1, 2
 UNION ALL
 SELECT j.node_name, 'running', count(*) FROM epoch_results r CROSS JOIN epoch_jobs j ON j.epoch_id = r.epoch_id
 WHERE j.state = 'reported' GROUP BY 1
@@ -206,10 +210,11 @@ WHERE j.state = 'reported' GROUP BY 1
 
 
 def pool_jobs_by_node(conn: Any) -> dict[str, dict[str, int]]:
-    """{node: {"queued": n, "running": n}} for the nodes with pool jobs not done (one meaning of
-    "running" everywhere: an epoch whose code a worker runs, or ran and whose result waits)."""
+    """{node: {"queued": n, "in_hand": n, "running": n}} for the nodes with pool jobs not done (one
+    meaning of "running" everywhere: an epoch whose code a worker runs, or ran and whose result waits;
+    readers show jobs in hand as queued)."""
     counts: dict[str, dict[str, int]] = {}
     for node, kind, n in conn.execute(_POOL_JOBS):
-        entry = counts.setdefault(node, {"queued": 0, "running": 0})
+        entry = counts.setdefault(node, {"queued": 0, "in_hand": 0, "running": 0})
         entry[kind] += n
     return counts

@@ -48,7 +48,7 @@ from . import jobs
 from .epoch import apply_remote, end_cancelled, end_failed
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .clock import iso
-from .jobs import CLAIM_QUEUED, FINISH_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
+from .jobs import CLAIM_QUEUED, FINISH_HELD, START_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
 from .worker import BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks, read_outcome, thread_main
 from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results
 from .host import RunHost
@@ -56,6 +56,7 @@ from .host import RunHost
 INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
 AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight)
+THREAD_BATCH = 2  # jobs a thread worker may hold at once (one running, one in hand), where no node has a timeout
 REMOTE_SIZE = 8  # a remote pool's default size: epochs its workers may run at once, all together
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -79,6 +80,7 @@ class Pool:
         self._ids = itertools.count(1)
         self._token = secrets.token_hex(4)  # process worker IDs are unique across owners
         self.marks_dir: str | None = None  # see WorkerSpec.batch (process pools whose epochs may batch)
+        self.thread_marks: dict[str, set[tuple[str, int]]] | None = None  # the same, for a thread pool
         # Direct pools: jobs not handed to a worker yet (queue order), the jobs each worker holds, what
         # the next commit hands over, and the workers whose last notice has arrived (gone for good).
         self.pending: deque[NewJob] = deque()
@@ -99,16 +101,20 @@ class Pool:
         per_worker = {n for n in nodes if rt.configs[n].pool_init_mode == "per_worker" or self.kind == "process"}
         functions = {n: rt.functions[n] for n in nodes}
         keep = rt.config.consumed_packet_storage or bool(rt.config.consumed_packet_storage_path)
-        # Holding several jobs at once: process workers only, and only where no node has a timeout
-        # (a job's time runs from its claim).
-        batch = BATCH if self.kind == "process" and all(rt.configs[n].timeout is None for n in nodes) else 1
-        if batch > 1 and self.marks_dir is None:
+        # Holding several jobs at once: only where no node has a timeout (a job's time runs from its
+        # claim). A process worker marks the jobs it starts in a file, a thread worker in memory.
+        untimed = all(rt.configs[n].timeout is None for n in nodes)
+        batch = (BATCH if self.kind == "process" else THREAD_BATCH) if untimed else 1
+        if batch > 1 and self.kind == "process" and self.marks_dir is None:
             self.marks_dir = tempfile.mkdtemp(prefix="netrun-marks-")
+        if batch > 1 and self.kind == "thread" and self.thread_marks is None:
+            self.thread_marks = {}
         return WorkerSpec(db_path=rt.net.db_url, pool=self.name, nodes={n: rt.configs[n] for n in nodes},
                           functions=cloudpickle.dumps(functions) if self.kind == "process" else functions,
                           keep_received=keep, init_per_worker=per_worker, durability=rt.config.durability,
                           lease_seconds=rt.config.lease_seconds, batch=batch,
-                          marks_dir=self.marks_dir if batch > 1 else None)
+                          marks_dir=self.marks_dir if batch > 1 else None,
+                          thread_marks=self.thread_marks if batch > 1 else None)
 
     def start(self) -> None:
         if self.kind == "remote":
@@ -348,18 +354,22 @@ class PoolManager:
                 left.append(job)
                 continue
             epoch_id = job.epoch_id
+            # Handed to a busy worker, the job is in its hand, not running: no claimed_at until it starts.
+            in_hand = pool.load[worker_id] > 0
+            claimed_at = None if in_hand else stamp
             if epoch_id in pool.written:
                 pool.written.discard(epoch_id)
-                journal.add(CLAIM_QUEUED, (worker_id, stamp, lease_until, epoch_id, job.attempt))
+                journal.add(CLAIM_QUEUED, (worker_id, claimed_at, lease_until, epoch_id, job.attempt))
             else:
                 journal.add(INSERT_CLAIMED, (epoch_id, job.seq, job.node_name, job.priority, pool.name, worker_id,
-                                              job.enqueued_at, stamp, lease_until, job.attempt))
+                                              job.enqueued_at, claimed_at, lease_until, job.attempt))
             journal.set_epoch_running(epoch_id, stamp)
             first = self.first_attempt.get(epoch_id)
             if first is None:
                 first = rt.attempt_base.get(epoch_id, 0)
             salvo = rt.sim.epoch_salvo(epoch_id)[1]
-            pool.outbox.setdefault(worker_id, []).append((Claim(epoch_id, job.node_name, job.attempt), salvo, first))
+            pool.outbox.setdefault(worker_id, []).append((Claim(epoch_id, job.node_name, job.attempt), salvo, first,
+                                                          in_hand))
             pool.load[worker_id] += 1
             self.held[epoch_id] = (worker_id, job.attempt)
             worker_id = pool.free_worker()
@@ -456,6 +466,8 @@ class PoolManager:
                 kind = notice[0]
                 if kind == "result":
                     count += self._apply_direct(*notice[1:])
+                elif kind == "started":
+                    self._started(*notice[1:])
                 elif kind == "beat":
                     self._renew(notice[1])
                 elif kind == "gone":
@@ -486,6 +498,11 @@ class PoolManager:
         self.applied(epoch_id)
         apply_result(rt, epoch_id, payload, held=(worker_id, claim.attempt))
         return 1
+
+    def _started(self, worker_id: str, epoch_id: str, attempt: int) -> None:
+        """A job a worker had in hand has started: `running` from now on (its claimed_at)."""
+        if self.held.get(epoch_id) == (worker_id, attempt):
+            self.rt.journal.add(START_HELD, (self.rt.journal.now(), epoch_id, worker_id, attempt))
 
     def _renew(self, worker_id: str) -> None:
         """A direct pool worker is alive and at work: its jobs' leases run on (written with the next commit)."""
@@ -569,7 +586,11 @@ class PoolManager:
         frozen = held[0][2] == "lease"
         if frozen and pool.kind == "process":
             pool.kill(worker_id)
-        started = read_marks(pool.marks_dir, worker_id)
+        if pool.thread_marks is not None:
+            marked = pool.thread_marks.get(worker_id)
+            started = set(marked) if marked is not None else None
+        else:
+            started = read_marks(pool.marks_dir, worker_id)
         taken = False
         for claim, claimed_at, why in held:
             if started is not None and (claim.epoch_id, claim.attempt) not in started:

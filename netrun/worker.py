@@ -84,6 +84,8 @@ class WorkerSpec:
     # back the jobs of a worker that died, knows which of them never ran (they simply run again).
     batch: int = 1
     marks_dir: str | None = None
+    # A thread pool's workers that may hold several jobs mark them here instead: worker -> its marks.
+    thread_marks: dict[str, set[tuple[str, int]]] | None = None
 
 
 def marks_path(marks_dir: str, worker_id: str) -> str:
@@ -153,6 +155,7 @@ class WorkerHost:
         self._renew_at = 0.0
         self._marks = None if spec.marks_dir is None else \
             os.open(marks_path(spec.marks_dir, worker_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+        self._marked = None if spec.thread_marks is None else spec.thread_marks.setdefault(worker_id, set())
 
     def beat(self) -> None:
         """The running epoch made progress (a context call): renew the lease when a third of it is gone.
@@ -174,11 +177,15 @@ class WorkerHost:
         self._renew_at = self.clock.monotonic() + self.lease.total_seconds() / 3
         if self._marks is not None:
             os.ftruncate(self._marks, 0)
+        if self._marked is not None:
+            self._marked.clear()
 
     def starting(self, job: jobs.Claim) -> None:
         """Before a held job's code runs: mark it started (see `WorkerSpec.batch`)."""
         if self._marks is not None:
             os.write(self._marks, f"{job.epoch_id} {job.attempt}\n".encode())
+        if self._marked is not None:
+            self._marked.add((job.epoch_id, job.attempt))
 
     def close(self) -> None:
         if self._marks is not None:
@@ -323,7 +330,7 @@ def finish_and_claim(host: WorkerHost, spec: WorkerSpec, desk: Desk, worker_id: 
 def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], job: tuple,
                 loop: asyncio.AbstractEventLoop) -> _Result:
     """Run a claimed job's attempts; its rows are detached from the host's journal into the result."""
-    claim, salvo, first = job
+    claim, salvo, first = job[:3]
     host.starting(claim)
     epoch_id, node = claim.epoch_id, claim.node_name
     attempts = AttemptLoop(host, node, epoch_id, salvo, spec.nodes[node], functions[node], deferred=True,
@@ -373,6 +380,9 @@ class TableJobs:
             _wait_for_work(self._host, self._spec, self._wake, self._idle)
         return held
 
+    def starting(self, job: tuple) -> None:
+        pass
+
     def ran(self, result: _Result, done: list[_Result]) -> None:
         done.append(result)  # reported with the next claim
 
@@ -389,8 +399,11 @@ class DirectJobs:
     own transaction, sends each worker its jobs (`take`: wait up to a timeout for the next message)
     and applies the results it is sent back at once (`send`); a lease renewal is a notice too.
 
-    Messages to the owner: ("result", worker, claim, result blob, detached journal rows),
-    ("beat", worker), and the pool's START_FAILED notice."""
+    A job is (claim, salvo, first attempt, in hand): "in hand" when it was handed over while the
+    worker was busy; its start is announced (until then it counts as queued, not running).
+
+    Messages to the owner: ("started", worker, epoch, attempt), ("result", worker, claim, result
+    blob, detached journal rows), ("beat", worker), and the pool's START_FAILED notice."""
 
     def __init__(self, host: WorkerHost, worker_id: str, take: Callable[[float], Any],
                  send: Callable[[Any], None], alive: Callable[[], bool]) -> None:
@@ -413,6 +426,12 @@ class DirectJobs:
             message = self._take(0)
         self._host.claimed([job[0] for job in got])
         return got
+
+    def starting(self, job: tuple) -> None:
+        """A job handed over while the worker was busy is `running` from now on: the owner is told."""
+        if job[3]:
+            claim = job[0]
+            self._send(("started", self._worker_id, claim.epoch_id, claim.attempt))
 
     def ran(self, result: _Result, done: list[_Result]) -> None:
         if self._alive():
@@ -480,7 +499,9 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
                     continue
                 held.reverse()  # popped from the end: queue order
             began = time.perf_counter()
-            link.ran(run_claimed(host, spec, functions, held.pop(), loop), done)
+            job = held.pop()
+            link.starting(job)
+            link.ran(run_claimed(host, spec, functions, job, loop), done)
             quick = time.perf_counter() - began < QUICK
         link.close(done)
         lifecycle("stop")
