@@ -56,6 +56,7 @@ from .host import RunHost
 INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
 AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight)
+PIPED_VALUE = 2048  # bytes: a stored value up to this size travels with a process job (a pipe must never fill)
 THREAD_BATCH = 2  # jobs a thread worker may hold at once (one running, one in hand), where no node has a timeout
 REMOTE_SIZE = 8  # a remote pool's default size: epochs its workers may run at once, all together
 _SPAWN = multiprocessing.get_context("spawn")
@@ -347,6 +348,7 @@ class PoolManager:
         stamp = journal.now()
         lease_until = iso(rt.clock.now() + timedelta(seconds=rt.config.lease_seconds))
         left: deque[NewJob] = deque()
+        cached = rt.values.cached
         worker_id = pool.free_worker()
         while pool.pending:
             job = pool.pending.popleft()
@@ -368,8 +370,13 @@ class PoolManager:
             if first is None:
                 first = rt.attempt_base.get(epoch_id, 0)
             salvo = rt.sim.epoch_salvo(epoch_id)[1]
+            at_hand = {}
+            for _port, packet in salvo:
+                stored = cached(packet)
+                if stored is not None and (pool.kind == "thread" or len(stored.data) <= PIPED_VALUE):
+                    at_hand[packet] = stored
             pool.outbox.setdefault(worker_id, []).append((Claim(epoch_id, job.node_name, job.attempt), salvo, first,
-                                                          in_hand))
+                                                          in_hand, at_hand))
             pool.load[worker_id] += 1
             self.held[epoch_id] = (worker_id, job.attempt)
             worker_id = pool.free_worker()

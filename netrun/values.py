@@ -168,6 +168,21 @@ class ValueStore:
         if len(self._recent) > RECENT_LIMIT:
             self._recent.popitem(last=False)
 
+    def cached(self, packet_id: str) -> Stored | None:
+        """The stored value if it is at hand (buffered or recent), without reading the table."""
+        pending = self.journal.values
+        if packet_id in pending:
+            found = pending[packet_id]
+            return None if found is None else found[0]
+        return self._recent.get(packet_id)
+
+    def prime(self, values: dict[str, Stored]) -> None:
+        """Values handed over with a pool job (the owner had them at hand): read from memory."""
+        for packet_id, stored in values.items():
+            self._recent[packet_id] = stored
+        while len(self._recent) > RECENT_LIMIT:
+            self._recent.popitem(last=False)
+
     def _load(self, packet_id: str) -> Stored | None:
         """The value as stored: from the journal's buffer when written since the last commit (no
         read-back of a value just written), else from the table."""

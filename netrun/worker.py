@@ -328,9 +328,13 @@ def finish_and_claim(host: WorkerHost, spec: WorkerSpec, desk: Desk, worker_id: 
 
 
 def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], job: tuple,
-                loop: asyncio.AbstractEventLoop) -> _Result:
-    """Run a claimed job's attempts; its rows are detached from the host's journal into the result."""
+                loop: asyncio.AbstractEventLoop, *, raw: bool = False) -> _Result:
+    """Run a claimed job's attempts; its rows are detached from the host's journal into the result.
+
+    `raw`: the result stays in this process (a thread worker's): its payload is not pickled."""
     claim, salvo, first = job[:3]
+    if len(job) > 4:  # values the owner had at hand: no read of them
+        host.values.prime(job[4])
     host.starting(claim)
     epoch_id, node = claim.epoch_id, claim.node_name
     attempts = AttemptLoop(host, node, epoch_id, salvo, spec.nodes[node], functions[node], deferred=True,
@@ -343,18 +347,18 @@ def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], j
     actions = outcome.actions
     payload = {
         "kind": outcome.kind,
-        "error": _portable_error(outcome.error, outcome.traceback),
+        "error": outcome.error if raw else _portable_error(outcome.error, outcome.traceback),
         "traceback": outcome.traceback,  # a traceback does not survive a pickle: its text travels
         "salvo": salvo,
         "queue": actions.queue if actions is not None else [],
         "kept": dict(actions.kept) if actions is not None else {},  # consumed values, serialized at the call
     }
-    return _Result(claim, pickle.dumps(payload), host.journal.detach())
+    return _Result(claim, payload if raw else pickle.dumps(payload), host.journal.detach())
 
 
-def read_outcome(payload: bytes) -> tuple[Outcome, list, list, dict]:
-    """(outcome, salvo, queue, kept consumed values) from a result row."""
-    data = pickle.loads(payload)
+def read_outcome(payload: bytes | dict) -> tuple[Outcome, list, list, dict]:
+    """(outcome, salvo, queue, kept consumed values) from a result row (or a thread worker's result)."""
+    data = payload if isinstance(payload, dict) else pickle.loads(payload)
     return (Outcome(data["kind"], None, data["error"], data.get("traceback")), data["salvo"], data["queue"],
             data.get("kept", {}))
 
@@ -399,8 +403,9 @@ class DirectJobs:
     own transaction, sends each worker its jobs (`take`: wait up to a timeout for the next message)
     and applies the results it is sent back at once (`send`); a lease renewal is a notice too.
 
-    A job is (claim, salvo, first attempt, in hand): "in hand" when it was handed over while the
-    worker was busy; its start is announced (until then it counts as queued, not running).
+    A job is (claim, salvo, first attempt, in hand, values): "in hand" when it was handed over while
+    the worker was busy, its start is announced (until then it counts as queued, not running);
+    `values` are the stored input values the owner had at hand ({packet: stored}), not read again.
 
     Messages to the owner: ("started", worker, epoch, attempt), ("result", worker, claim, result
     blob, detached journal rows), ("beat", worker), and the pool's START_FAILED notice."""
@@ -454,13 +459,13 @@ class DirectJobs:
 def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Callable[[str], None],
                 clock: Clock, net: Any | None, functions: dict[str, Any], alive: Callable[[], bool],
                 *, heartbeat: bool, idle: Any, desk: Desk | None = None,
-                direct: tuple[Callable[[float], Any], Callable[[Any], None]] | None = None) -> None:
+                direct: tuple[Callable[[float], Any], Callable[[Any], None]] | None = None, raw: bool = False) -> None:
     """The body of a worker: start functions, take/run/report jobs until stopped, stop functions.
 
     `direct`: (take, send) of a link to the owner (`DirectJobs`); otherwise jobs go through the
     queue table (`TableJobs`). `heartbeat`: renew the lease from a thread of its own while a job
     runs (process workers: a frozen or dead process stops renewing); otherwise only context calls
-    renew it."""
+    renew it. `raw`: results stay in this process (a thread worker's: not pickled)."""
     host = WorkerHost(spec, worker_id, clock, net)
     link: TableJobs | DirectJobs
     if direct is not None:
@@ -501,7 +506,7 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
             began = time.perf_counter()
             job = held.pop()
             link.starting(job)
-            link.ran(run_claimed(host, spec, functions, job, loop), done)
+            link.ran(run_claimed(host, spec, functions, job, loop, raw=raw), done)
             quick = time.perf_counter() - began < QUICK
         link.close(done)
         lifecycle("stop")
@@ -626,6 +631,6 @@ def thread_main(spec: WorkerSpec, worker_id: str, inbox: queue.SimpleQueue, reti
 
     try:
         worker_loop(spec, worker_id, None, None, notify, clock, net, spec.functions, lambda: not retire.is_set(),
-                    heartbeat=False, idle=None, direct=(take, notify))
+                    heartbeat=False, idle=None, direct=(take, notify), raw=True)
     finally:
         notify(("gone", worker_id))
