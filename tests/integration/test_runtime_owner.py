@@ -480,6 +480,52 @@ def test_a_hung_thread_worker_is_retired_and_its_late_report_refused(tmp_path):
         net.close()
 
 
+def test_a_job_in_a_hung_threads_hand_is_handed_back_not_counted_as_a_death(tmp_path):
+    # A thread worker holds a second job while it runs one (no timeout on the node): the job in its
+    # hand never started, so when the worker hangs past its lease that job simply runs elsewhere, while
+    # the one it hung in follows the crash semantics.
+    release = threading.Event()
+    blocked = threading.Event()
+    runs: Counter = Counter()
+    got: list = []
+
+    def work(ctx, packets):
+        value = ctx.consume_packet(packets["in"][0])
+        runs[value] += 1
+        if value == 0 and runs[value] == 1:
+            blocked.set()
+            release.wait(30)  # no context call meanwhile: the lease is not renewed
+        _send(ctx, value)
+
+    db = str(tmp_path / "run.db")
+    net = netrun.Net(chain("Source", "Work", "Sink"), db=db, thread_pools={"p": {"size": 1}}, lease_seconds=0.6)
+    try:
+        net.set_node_exec("Work", work)
+        net.set_node_exec("Sink", collect(got))
+        net.set_node_config("Work", pool="p", defer_net_actions=True)
+        net.inject_packet("Work", "in", 0)
+        net.inject_packet("Work", "in", 1)
+        net.start(threaded=True)
+        assert blocked.wait(10)
+        claimed = "SELECT claimed_at IS NULL AS in_hand FROM epoch_jobs WHERE state = 'claimed' ORDER BY seq"
+        held = _wait_for(lambda: len(r := net.query(claimed)) == 2 and r, 5, "both jobs handed to the one worker")
+        assert [r["in_hand"] for r in held] == [0, 1]
+        status = net.poll().nodes["Work"]
+        assert (status.running, status.queued) == (1, 1)  # the job in hand is not running
+        net.wait_until_blocked(timeout=20)
+        assert sorted(got) == [0, 1]
+        assert runs == Counter({0: 2, 1: 1})
+        by_value = {}
+        for row in net.query("SELECT e.id, a.attempt, a.outcome, a.error_type FROM epochs e JOIN epoch_attempts a "
+                             "ON a.epoch_id = e.id WHERE e.node_name = 'Work' ORDER BY a.attempt"):
+            by_value.setdefault(row["id"], []).append((row["attempt"], row["outcome"], row["error_type"]))
+        assert sorted(by_value.values()) == [[(0, "failed", "WorkerLost"), (1, "finished", None)],
+                                             [(0, "finished", None)]]
+    finally:
+        release.set()
+        net.close()
+
+
 # -- 6. the report-vs-sweep race, at the jobs level -------------------------------------------------------------
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 LEASE = timedelta(seconds=1)
