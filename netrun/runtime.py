@@ -389,8 +389,8 @@ class Runtime:
     def _linger(self) -> list:
         """Pool results are on their way and no worker waits for the jobs the buffer holds: wait a moment
         for them (they share the next commit) while the buffer is young. Returns what arrived."""
-        if self.pools.starving() or self.clock.monotonic() - self._committed_at > FRESH_WAIT \
-                or not isinstance(self.clock, SystemClock):
+        if not self.pools.dispatched or self.pools.starving() or \
+                self.clock.monotonic() - self._committed_at > FRESH_WAIT or not isinstance(self.clock, SystemClock):
             return self.owner.wait(0)
         return self.owner.wait(LINGER)
 
