@@ -62,15 +62,26 @@ def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         name = words[1].split("(", 1)[0].strip().rstrip(";").split(".")[-1].lower()
         has_argument = "(" in words[1]
         allowed = name in (_LOOKUP_PRAGMAS if has_argument else _READ_PRAGMAS)
-    if not allowed:
+    postgres = getattr(getattr(cursor, "connection", None), "dialect", "sqlite") == "postgres"
+    # SQLite compiles a statement before this tracer sees it (a typo is its syntax error); PostgreSQL's is
+    # compiled by the server: a first word that begins no statement at all goes there to be refused as one
+    # (inside the read-only transaction, where nothing could write anyway).
+    if not allowed and not (postgres and statement.isalpha() and statement not in _COMMANDS):
         raise ReadOnlyQueryError(f"Net.query is read-only; refused statement: {text[:200]}", sql=sql)
-    if getattr(getattr(cursor, "connection", None), "dialect", "sqlite") == "postgres":
+    if postgres:
         found = _PG_ADMIN_CALL.search(text.replace('"', ""))
         if found:  # a read-only transaction still lets these act on the server (end a session, read a file)
             raise ReadOnlyQueryError(f"Net.query is read-only; refused the server function {found.group(1)}(): "
                                      f"{text[:200]}", sql=sql)
     return True
 
+
+# Words that begin an SQL statement other than a read (PostgreSQL's and SQLite's).
+_COMMANDS = frozenset("""
+ABORT ALTER ANALYZE ATTACH BEGIN CALL CHECKPOINT CLOSE CLUSTER COMMENT COMMIT COPY CREATE DEALLOCATE DECLARE
+DELETE DETACH DISCARD DO DROP END EXECUTE FETCH GRANT IMPORT INSERT LISTEN LOAD LOCK MERGE MOVE NOTIFY PRAGMA
+PREPARE REASSIGN REFRESH REINDEX RELEASE REPLACE RESET REVOKE ROLLBACK SAVEPOINT SECURITY SET SHOW START TABLE
+TRUNCATE UNLISTEN UPDATE UPSERT VACUUM""".split())
 
 # PostgreSQL functions that act on the server or its sessions even inside a read-only transaction
 # (terminate the owner's connection, take its advisory lock, read the server's files, change settings).

@@ -16,13 +16,20 @@ from netrun.graphs import chain, edge, simple_node
 from tests.integration.helpers import collect, emit, FakeClock, forward, rows, stored_value
 
 
+def seconds(db, column: str) -> str:
+    """SQL for an ISO timestamp column in seconds, in the dialect of `db` (a file or a PostgreSQL URL)."""
+    if str(db).startswith("postgresql"):
+        return f"extract(epoch FROM CAST({column} AS timestamptz))"
+    return f"(julianday({column}) * 86400.0)"
+
+
 def deferred(net: netrun.Net, node: str, **options) -> None:
     net.set_node_config(node, defer_net_actions=True, **options)
 
 
 # -- epoch_attempts --------------------------------------------------------------------------------
 
-def test_epoch_attempts_has_one_row_per_attempt_with_outcome_and_error(tmp_path):
+def test_epoch_attempts_has_one_row_per_attempt_with_outcome_and_error(db):
     clock = FakeClock()
     seen: list = []
 
@@ -34,7 +41,6 @@ def test_epoch_attempts_has_one_row_per_attempt_with_outcome_and_error(tmp_path)
         ctx.load_output_port("out", ctx.create_packet(value))
         ctx.send_output_salvo("send_out")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, clock=clock, on_error="raise") as net:
         net.set_node_exec("A", flaky)
         net.set_node_exec("Sink", collect(seen))
@@ -43,10 +49,11 @@ def test_epoch_attempts_has_one_row_per_attempt_with_outcome_and_error(tmp_path)
         net.start()
     assert seen == ["v"]
     [epoch] = rows(db, "SELECT id FROM epochs WHERE node_name = 'A'")
-    attempts = rows(db, "SELECT epoch_id, attempt, node_name, outcome, error, error_type, "
-                        "(julianday(finished_at) - julianday(started_at)) * 86400.0 AS ran, "
-                        "julianday(started_at) <= julianday(finished_at) AS ordered "
-                        "FROM epoch_attempts WHERE node_name = 'A' ORDER BY attempt")
+    started, finished = seconds(db, "started_at"), seconds(db, "finished_at")
+    attempts = rows(db, f"SELECT epoch_id, attempt, node_name, outcome, error, error_type, "
+                        f"{finished} - {started} AS ran, "
+                        f"CASE WHEN {started} <= {finished} THEN 1 ELSE 0 END AS ordered "
+                        f"FROM epoch_attempts WHERE node_name = 'A' ORDER BY attempt")
     assert [(a["epoch_id"], a["attempt"], a["node_name"], a["outcome"], a["error"], a["error_type"], a["ordered"])
             for a in attempts] == [
         (epoch["id"], 0, "A", "failed", "ValueError: boom", "ValueError", 1),
@@ -56,13 +63,13 @@ def test_epoch_attempts_has_one_row_per_attempt_with_outcome_and_error(tmp_path)
     # started_at is taken before the exec function runs, finished_at after it
     assert [a["ran"] for a in attempts] == pytest.approx([0.25, 0.25, 0.25], abs=1e-3)
     # attempts follow each other, retry_wait apart
-    gaps = rows(db, "SELECT (julianday(b.started_at) - julianday(a.finished_at)) * 86400.0 AS gap "
-                    "FROM epoch_attempts a JOIN epoch_attempts b ON b.epoch_id = a.epoch_id "
-                    "AND b.attempt = a.attempt + 1 ORDER BY a.attempt")
+    gaps = rows(db, f"SELECT {seconds(db, 'b.started_at')} - {seconds(db, 'a.finished_at')} AS gap "
+                    f"FROM epoch_attempts a JOIN epoch_attempts b ON b.epoch_id = a.epoch_id "
+                    f"AND b.attempt = a.attempt + 1 ORDER BY a.attempt")
     assert [g["gap"] for g in gaps] == pytest.approx([1.0, 1.0], abs=1e-3)
 
 
-def test_epoch_attempts_of_finished_cancelled_and_failed_non_deferred_epochs(tmp_path):
+def test_epoch_attempts_of_finished_cancelled_and_failed_non_deferred_epochs(db):
     seen: list = []
     epochs: dict = {}
 
@@ -75,7 +82,6 @@ def test_epoch_attempts_of_finished_cancelled_and_failed_non_deferred_epochs(tmp
             raise RuntimeError("no good")
         forward()(ctx, packets)
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", picky)
         net.set_node_exec("Sink", collect(seen))
@@ -83,9 +89,9 @@ def test_epoch_attempts_of_finished_cancelled_and_failed_non_deferred_epochs(tmp
             net.inject_packet("A", "in", v)
         net.start()
     assert seen == ["ok"]
-    got = rows(db, "SELECT e.id, e.state, a.attempt, a.outcome, a.error, a.error_type, "
-                   "julianday(a.started_at) <= julianday(a.finished_at) AS ordered "
-                   "FROM epochs e JOIN epoch_attempts a ON a.epoch_id = e.id WHERE e.node_name = 'A'")
+    got = rows(db, f"SELECT e.id, e.state, a.attempt, a.outcome, a.error, a.error_type, "
+                   f"CASE WHEN {seconds(db, 'a.started_at')} <= {seconds(db, 'a.finished_at')} THEN 1 ELSE 0 END "
+                   f"AS ordered FROM epochs e JOIN epoch_attempts a ON a.epoch_id = e.id WHERE e.node_name = 'A'")
     assert sorted((epochs[g.pop("id")], g) for g in got) == [
         ("cancel", {"state": "cancelled", "attempt": 0, "outcome": "cancelled", "error": None, "error_type": None,
                     "ordered": 1}),
@@ -105,7 +111,7 @@ def test_epoch_attempts_of_finished_cancelled_and_failed_non_deferred_epochs(tmp
 
 # -- deferred_actions ------------------------------------------------------------------------------
 
-def test_every_deferred_attempt_keeps_its_queue_applied_or_discarded(tmp_path):
+def test_every_deferred_attempt_keeps_its_queue_applied_or_discarded(db):
     seen: list = []
 
     def node(ctx, packets):
@@ -115,7 +121,6 @@ def test_every_deferred_attempt_keeps_its_queue_applied_or_discarded(tmp_path):
         if ctx.retry_count < 2:
             raise ValueError(f"attempt {ctx.retry_count}")
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="raise") as net:
         net.set_node_exec("A", node)
         net.set_node_exec("Sink", collect(seen))
@@ -145,9 +150,8 @@ def test_every_deferred_attempt_keeps_its_queue_applied_or_discarded(tmp_path):
                 (epoch["id"],)) == [{"n": 1}]
 
 
-def test_a_deferred_epoch_that_succeeds_first_time_keeps_its_queue_as_applied(tmp_path):
+def test_a_deferred_epoch_that_succeeds_first_time_keeps_its_queue_as_applied(db):
     seen: list = []
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="raise") as net:
         net.set_node_exec("A", forward(lambda v: v * 3))
         net.set_node_exec("Sink", collect(seen))
@@ -164,7 +168,7 @@ def test_a_deferred_epoch_that_succeeds_first_time_keeps_its_queue_as_applied(tm
 
 # -- the issue's two questions, one query each -----------------------------------------------------
 
-def test_which_epochs_failed_and_which_values_are_dead_lettered_are_single_queries(tmp_path):
+def test_which_epochs_failed_and_which_values_are_dead_lettered_are_single_queries(db):
     failures: list = []
     seen: list = []
 
@@ -180,7 +184,6 @@ def test_which_epochs_failed_and_which_values_are_dead_lettered_are_single_queri
             raise KeyError("bad-b")
         forward()(ctx, packets)
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "B", "Sink"), db=db, on_error="continue",
                     error_callback=failures.append) as net:
         net.set_node_exec("Source", emit("ok", "bad-a", "flaky", "bad-b"))
@@ -224,7 +227,7 @@ def test_which_epochs_failed_and_which_values_are_dead_lettered_are_single_queri
 
 # -- ValueFunctionFailed ---------------------------------------------------------------------------
 
-def test_value_function_failure_is_a_value_function_failed_chained_to_the_original(tmp_path):
+def test_value_function_failure_is_a_value_function_failed_chained_to_the_original(db):
     seen_errors: list = []
     delivered: list = []
 
@@ -243,7 +246,7 @@ def test_value_function_failure_is_a_value_function_failed_chained_to_the_origin
             seen_errors.append((packet.id, exc))
             raise
 
-    with netrun.Net(chain("Source", "Sink"), db=tmp_path / "run.db", on_error="raise") as net:
+    with netrun.Net(chain("Source", "Sink"), db=db, on_error="raise") as net:
         net.set_node_exec("Source", source)
         net.set_node_exec("Sink", sink)
         net.inject_source_epoch("Source")
@@ -265,7 +268,7 @@ def test_value_function_failure_is_a_value_function_failed_chained_to_the_origin
 
 # -- on_error="raise" ------------------------------------------------------------------------------
 
-def test_on_error_raise_names_node_and_epoch_pauses_and_start_continues(tmp_path):
+def test_on_error_raise_names_node_and_epoch_pauses_and_start_continues(db):
     raised: list = []
     seen: list = []
 
@@ -277,7 +280,7 @@ def test_on_error_raise_names_node_and_epoch_pauses_and_start_continues(tmp_path
         ctx.load_output_port("out", ctx.create_packet(value))
         ctx.send_output_salvo("send_out")
 
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", on_error="raise") as net:
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="raise") as net:
         net.set_node_exec("A", first_fails)
         net.set_node_exec("Sink", collect(seen))
         for v in (1, 2, 3):
@@ -305,7 +308,7 @@ def test_on_error_raise_names_node_and_epoch_pauses_and_start_continues(tmp_path
 
 # -- async exec_failed_node_func -------------------------------------------------------------------
 
-def test_async_exec_failed_node_func_is_awaited(tmp_path):
+def test_async_exec_failed_node_func_is_awaited(db):
     calls: list = []
 
     def broken(ctx, packets):
@@ -317,7 +320,6 @@ def test_async_exec_failed_node_func_is_awaited(tmp_path):
         calls.append((fctx.node_name, fctx.epoch_id, fctx.retry_count, [str(e) for e in fctx.retry_exceptions],
                       list(fctx.packet_values.values())))
 
-    db = tmp_path / "run.db"
     with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue") as net:
         net.set_node_exec("A", broken, exec_failed_node_func=on_failure)
         deferred(net, "A", retries=1)
@@ -331,7 +333,7 @@ def test_async_exec_failed_node_func_is_awaited(tmp_path):
 
 # -- bad input at volume ---------------------------------------------------------------------------
 
-def test_poison_values_among_a_thousand_are_retried_then_dead_lettered_and_the_rest_delivered(tmp_path):
+def test_poison_values_among_a_thousand_are_retried_then_dead_lettered_and_the_rest_delivered(db):
     poison = {v for v in range(1000) if v % 100 == 37}
     assert len(poison) == 10
     tries: dict = {}
@@ -347,7 +349,6 @@ def test_poison_values_among_a_thousand_are_retried_then_dead_lettered_and_the_r
 
     graph = netrun.Graph([simple_node("Work", ["in"], ["out"]), simple_node("Sink", ["in"], [])],
                          [edge("Work", "Sink")])
-    db = tmp_path / "run.db"
     with netrun.Net(graph, db=db, on_error="continue") as net:
         net.set_node_exec("Work", work)
         net.set_node_exec("Sink", collect(delivered))
@@ -365,8 +366,9 @@ def test_poison_values_among_a_thousand_are_retried_then_dead_lettered_and_the_r
     assert {(d["node_name"], d["port_name"], d["reason"]) for d in letters} == {("Work", "in", "failed")}
     assert sorted(stored_value(d["value"]) for d in letters) == sorted(poison)
     # each poison epoch was tried retries + 1 times, every other epoch once
-    attempts = rows(db, "SELECT epoch_id, count(*) AS n, group_concat(outcome) AS outcomes FROM epoch_attempts "
-                        "WHERE node_name = 'Work' GROUP BY epoch_id HAVING n > 1")
+    concat = "string_agg(outcome, ',' ORDER BY attempt)" if str(db).startswith("postgresql") else "group_concat(outcome)"
+    attempts = rows(db, f"SELECT epoch_id, count(*) AS n, {concat} AS outcomes FROM epoch_attempts "
+                        f"WHERE node_name = 'Work' GROUP BY epoch_id HAVING count(*) > 1")
     assert {a["epoch_id"] for a in attempts} == {d["epoch_id"] for d in letters}
     assert {(a["n"], a["outcomes"]) for a in attempts} == {(3, "failed,failed,failed")}
     assert rows(db, "SELECT count(*) AS n FROM epoch_attempts") == [{"n": 990 + 30 + 990}]

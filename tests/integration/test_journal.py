@@ -14,17 +14,17 @@ from netrun.graphs import chain
 from .helpers import FakeClock, FrozenClock, collect, emit, forward, rows, scalar
 
 
-def source_sink_net(tmp_path, seen: list, **options) -> netrun.Net:
-    net = netrun.Net(chain("Source", "Sink"), db=tmp_path / "run.db", **options)
+def source_sink_net(db, seen: list, **options) -> netrun.Net:
+    net = netrun.Net(chain("Source", "Sink"), db=db, **options)
     net.set_node_exec("Sink", collect(seen))
     return net
 
 
 # -- consumed packet storage ---------------------------------------------------------------------
 
-def test_consumed_packet_storage_keeps_consumed_values(tmp_path):
+def test_consumed_packet_storage_keeps_consumed_values(db):
     seen: list = []
-    with source_sink_net(tmp_path, seen, consumed_packet_storage=True) as net:
+    with source_sink_net(db, seen, consumed_packet_storage=True) as net:
         ids = {net.inject_packet("Sink", "in", v): v for v in ("a", ["b"], {"c": 3})}
         net.start()
         assert len(seen) == 3
@@ -33,9 +33,9 @@ def test_consumed_packet_storage_keeps_consumed_values(tmp_path):
             assert net.get_packet_value(packet_id) == value
 
 
-def test_consumed_packet_storage_limit_keeps_only_the_newest(tmp_path):
+def test_consumed_packet_storage_limit_keeps_only_the_newest(db):
     seen: list = []
-    with source_sink_net(tmp_path, seen, consumed_packet_storage=True, consumed_packet_storage_limit=2) as net:
+    with source_sink_net(db, seen, consumed_packet_storage=True, consumed_packet_storage_limit=2) as net:
         ids = {v: net.inject_packet("Sink", "in", v) for v in range(5)}
         net.start()
         assert len(seen) == 5
@@ -45,16 +45,15 @@ def test_consumed_packet_storage_limit_keeps_only_the_newest(tmp_path):
         for v in older:
             with pytest.raises(netrun.NotFoundError):
                 net.get_packet_value(ids[v])
-    db = tmp_path / "run.db"
     kept = rows(db, "SELECT packet_id FROM packet_values WHERE consumed_seq IS NOT NULL")
     assert sorted(r["packet_id"] for r in kept) == sorted(ids[v] for v in newest)
     assert scalar(db, "SELECT count(*) FROM packet_values") == 2
 
 
-def test_consumed_packet_storage_path_writes_one_pickle_per_consumed_value(tmp_path):
+def test_consumed_packet_storage_path_writes_one_pickle_per_consumed_value(tmp_path, db):
     folder = tmp_path / "consumed"
     results: list = []
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db",
+    with netrun.Net(chain("Source", "A", "Sink"), db=db,
                     consumed_packet_storage_path=str(folder)) as net:
         net.set_node_exec("Source", emit(1, 2))
         net.set_node_exec("A", forward(lambda v: {"doubled": v * 2}))
@@ -67,7 +66,7 @@ def test_consumed_packet_storage_path_writes_one_pickle_per_consumed_value(tmp_p
     values = [pickle.loads((folder / f"{pid}.pkl").read_bytes()) for pid in consumed]
     assert sorted(values, key=repr) == sorted([1, 2, {"doubled": 2}, {"doubled": 4}], key=repr)
     # the path is an extra copy: by default the database keeps no consumed value
-    assert scalar(tmp_path / "run.db", "SELECT count(*) FROM packet_values") == 0
+    assert scalar(db, "SELECT count(*) FROM packet_values") == 0
 
 
 # -- print capture ----------------------------------------------------------------------------
@@ -85,8 +84,8 @@ def shout_b(ctx, packets):
     print("B done")
 
 
-def test_each_node_logs_only_its_own_prints(tmp_path):
-    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+def test_each_node_logs_only_its_own_prints(db):
+    with netrun.Net(chain("Source", "A", "B"), db=db) as net:
         net.set_node_exec("Source", emit(1, 2))
         net.set_node_exec("A", shout_a)
         net.set_node_exec("B", shout_b)
@@ -108,8 +107,8 @@ def test_each_node_logs_only_its_own_prints(tmp_path):
     assert sorted(b_log) == sorted(["B got 1", "B done", "B got 2", "B done"])
 
 
-def test_capture_off_prints_to_stdout_and_logs_nothing(tmp_path, capsys):
-    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+def test_capture_off_prints_to_stdout_and_logs_nothing(db, capsys):
+    with netrun.Net(chain("Source", "A", "B"), db=db) as net:
         net.set_node_exec("Source", emit(7))
         net.set_node_exec("A", shout_a)
         net.set_node_exec("B", shout_b)
@@ -122,8 +121,8 @@ def test_capture_off_prints_to_stdout_and_logs_nothing(tmp_path, capsys):
         assert len(net.get_node_log("A")) == 1
 
 
-def test_echo_stdout_logs_and_prints(tmp_path, capsys):
-    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+def test_echo_stdout_logs_and_prints(db, capsys):
+    with netrun.Net(chain("Source", "A", "B"), db=db) as net:
         net.set_node_exec("Source", emit(7))
         net.set_node_exec("A", shout_a)
         net.set_node_exec("B", shout_b)
@@ -134,8 +133,8 @@ def test_echo_stdout_logs_and_prints(tmp_path, capsys):
         assert net.get_node_log("B") == ["B got 7", "B done"]
 
 
-def test_print_outside_any_epoch_goes_to_stdout(tmp_path, capsys):
-    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+def test_print_outside_any_epoch_goes_to_stdout(db, capsys):
+    with netrun.Net(chain("Source", "A", "B"), db=db) as net:
         net.set_node_exec("Source", emit(7))
         net.set_node_exec("A", shout_a)  # installs netrun's print into this module
         net.set_node_exec("B", shout_b)
@@ -164,9 +163,9 @@ def jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_history_file_lines_have_the_spec_keys(tmp_path):
+def test_history_file_lines_have_the_spec_keys(tmp_path, db):
     path = tmp_path / "history.jsonl"
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", history_file=str(path)) as net:
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, history_file=str(path)) as net:
         run_chain(net)
     records = jsonl(path)
     actions = [r for r in records if r["type"] == "action"]
@@ -182,14 +181,14 @@ def test_history_file_lines_have_the_spec_keys(tmp_path):
     assert {"StartEpoch", "FinishEpoch", "SendOutputSalvo"} <= {r["action"] for r in actions}
     assert {"EpochStarted", "PacketMoved", "PacketConsumed"} <= {r["event"] for r in events}
     # the file is the history table, in the same order
-    table = rows(tmp_path / "run.db", "SELECT type, name, action_id FROM history ORDER BY seq")
+    table = rows(db, "SELECT type, name, action_id FROM history ORDER BY seq")
     assert [(r["type"], r.get("action") or r.get("event"), r.get("id") or r.get("action_id")) for r in records] == [
         (t["type"], t["name"], t["action_id"]) for t in table]
 
 
-def test_history_file_is_written_in_whole_chunks_until_close(tmp_path):
+def test_history_file_is_written_in_whole_chunks_until_close(tmp_path, db):
     path = tmp_path / "history.jsonl"
-    net = netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", history_file=str(path),
+    net = netrun.Net(chain("Source", "A", "Sink"), db=db, history_file=str(path),
                      history_chunk_size=7, history_flush_on_pause=False)
     net.set_node_exec("Source", emit(1, 2, 3))
     net.set_node_exec("A", forward())
@@ -204,13 +203,13 @@ def test_history_file_is_written_in_whole_chunks_until_close(tmp_path):
     assert counts[-1] > 0 and in_table - counts[-1] < 7
     assert counts == sorted(counts)
     net.close()
-    assert len(jsonl(path)) == scalar(tmp_path / "run.db", "SELECT count(*) FROM history") == in_table
+    assert len(jsonl(path)) == scalar(db, "SELECT count(*) FROM history") == in_table
 
 
 @pytest.mark.parametrize("flush_on_pause", [True, False])
-def test_history_flush_on_pause_flushes_at_the_end_of_start(tmp_path, flush_on_pause):
+def test_history_flush_on_pause_flushes_at_the_end_of_start(tmp_path, db, flush_on_pause):
     path = tmp_path / "history.jsonl"
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", history_file=str(path),
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, history_file=str(path),
                     history_chunk_size=100_000, history_flush_on_pause=flush_on_pause) as net:
         run_chain(net)
         in_table = net.query("SELECT count(*) AS n FROM history")[0]["n"]
@@ -220,8 +219,8 @@ def test_history_flush_on_pause_flushes_at_the_end_of_start(tmp_path, flush_on_p
         assert len(jsonl(path)) == in_table
 
 
-def test_history_max_size_bounds_memory_not_the_table(tmp_path):
-    with netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", history_max_size=5) as net:
+def test_history_max_size_bounds_memory_not_the_table(db):
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, history_max_size=5) as net:
         run_chain(net)
         recent = net.history
         table = net.query("SELECT type, name, action_id FROM history ORDER BY seq")
@@ -238,7 +237,7 @@ TIMESTAMP_COLUMNS = [("history", "timestamp"), ("epochs", "created_at"), ("epoch
                      ("epoch_attempts", "started_at"), ("epoch_attempts", "finished_at"), ("node_logs", "timestamp")]
 
 
-def test_timestamps_are_iso_text_that_sqlite_understands(tmp_path):
+def test_timestamps_are_iso_text_that_sqlite_understands(tmp_path):  # SQLite only: its date functions read the text
     with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
         net.set_node_exec("Source", emit(1, 2))
         net.set_node_exec("A", shout_a)
@@ -264,28 +263,31 @@ def parse_utc(text: str) -> datetime:
     return moment
 
 
-def test_injected_clock_is_what_the_timestamps_show(tmp_path):
+def test_injected_clock_is_what_the_timestamps_show(db):
     # two hours east of UTC: stored as UTC
     moment = datetime(2031, 5, 6, 9, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
-    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db", clock=FrozenClock(moment)) as net:
+    with netrun.Net(chain("Source", "A", "B"), db=db, clock=FrozenClock(moment)) as net:
         net.set_node_exec("Source", emit(1, 2))
         net.set_node_exec("A", shout_a)
         net.set_node_exec("B", shout_b)
         net.inject_source_epoch("Source")
         net.start()
-    db = tmp_path / "run.db"
     for table, column in TIMESTAMP_COLUMNS:
         values = [r["v"] for r in rows(db, f"SELECT DISTINCT {column} AS v FROM {table}")]
         assert len(values) == 1, (table, column, values)
         assert parse_utc(values[0]) == moment, (table, column)
-        # SQLite reads the same instant, in UTC
-        assert scalar(db, f"SELECT DISTINCT strftime('%Y-%m-%d %H:%M:%f', {column}) FROM {table}") == \
-            "2031-05-06 07:08:09.123", (table, column)
+        # the database reads the same instant, in UTC
+        if str(db).startswith("postgresql"):
+            assert str(scalar(db, f"SELECT DISTINCT CAST({column} AS timestamptz) AT TIME ZONE 'UTC' FROM {table}")) \
+                == "2031-05-06 07:08:09.123456", (table, column)
+        else:
+            assert scalar(db, f"SELECT DISTINCT strftime('%Y-%m-%d %H:%M:%f', {column}) FROM {table}") == \
+                "2031-05-06 07:08:09.123", (table, column)
     assert parse_utc(scalar(db, "SELECT value FROM net_meta WHERE key = 'created_at'")) == moment
 
 
-def limited_net(tmp_path, clock: FakeClock, **node_options) -> netrun.Net:
-    net = netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db", clock=clock)
+def limited_net(db, clock: FakeClock, **node_options) -> netrun.Net:
+    net = netrun.Net(chain("Source", "A", "Sink"), db=db, clock=clock)
     net.set_node_exec("A", forward())
     net.set_node_exec("Sink", collect([]))
     if node_options:
@@ -295,9 +297,9 @@ def limited_net(tmp_path, clock: FakeClock, **node_options) -> netrun.Net:
     return net
 
 
-def test_rate_limit_spaces_epoch_starts_on_the_injected_clock(tmp_path):
+def test_rate_limit_spaces_epoch_starts_on_the_injected_clock(db):
     clock = FakeClock()
-    with limited_net(tmp_path, clock, rate_limit_per_second=2) as net:
+    with limited_net(db, clock, rate_limit_per_second=2) as net:
         net.start()
         starts = [r["started_at"] for r in net.query(
             "SELECT started_at FROM epochs WHERE node_name = 'A' AND state = 'finished' ORDER BY started_at")]
@@ -310,15 +312,15 @@ def test_rate_limit_spaces_epoch_starts_on_the_injected_clock(tmp_path):
     assert moments[0] == clock.start.astimezone(UTC)
 
 
-def test_without_rate_limit_nothing_sleeps(tmp_path):
+def test_without_rate_limit_nothing_sleeps(db):
     clock = FakeClock()
-    with limited_net(tmp_path, clock) as net:
+    with limited_net(db, clock) as net:
         net.start()
         assert net.query("SELECT count(*) AS n FROM epochs WHERE state = 'finished'") == [{"n": 10}]
     assert sum(clock.sleeps) == 0
 
 
-def test_a_failed_commit_rolls_back_and_the_retry_writes_exactly_the_rows_it_had(tmp_path):
+def test_a_failed_commit_rolls_back_and_the_retry_writes_exactly_the_rows_it_had(tmp_path):  # SQLite only: a Journal on an apsw connection
     """`then` moves a packet created in the buffer, then the transaction fails: the restored buffer
     must still insert the packet (with its newer location), and the connection must be usable."""
     from netrun.clock import SystemClock

@@ -245,45 +245,56 @@ def test_transaction_takes_the_write_lock_before_the_body_runs(conns):
     second.execute("ROLLBACK")
 
 
-def test_transaction_commits_on_success(conns):
-    first, second = conns
-    with transaction(first) as conn:
-        assert conn is first
-        first.execute("INSERT INTO t VALUES (1)")
-        assert first.in_transaction
-    assert not first.in_transaction
-    assert _rows(second) == [(1,)]
+@pytest.fixture
+def writer(db):
+    """A netrun connection with a table `t`, on each store (the `db` fixture)."""
+    netrun.Net(chain("A", "B"), db=db).close()  # a PostgreSQL net's schema is made by its first Net
+    conn = open_connection(db)
+    conn.execute("CREATE TABLE t (a INTEGER)")
+    yield conn
+    conn.close()
 
 
-def test_transaction_rolls_back_when_the_body_raises(conns):
-    first, second = conns
+def test_transaction_commits_on_success(writer, db):
+    with transaction(writer) as conn:
+        assert conn is writer
+        writer.execute("INSERT INTO t VALUES (1)")
+        assert not writer.getautocommit()
+    assert writer.getautocommit()
+    other = open_connection(db)
+    try:
+        assert other.execute("SELECT a FROM t ORDER BY a").fetchall() == [(1,)]
+    finally:
+        other.close()
+
+
+def test_transaction_rolls_back_when_the_body_raises(writer):
     with pytest.raises(ValueError, match="boom"):
-        with transaction(first):
-            first.execute("INSERT INTO t VALUES (1)")
+        with transaction(writer):
+            writer.execute("INSERT INTO t VALUES (1)")
             raise ValueError("boom")
-    assert not first.in_transaction
-    assert _rows(first) == [] and _rows(second) == []
-    second.execute("BEGIN IMMEDIATE")  # the lock was released
-    second.execute("ROLLBACK")
+    assert writer.getautocommit()
+    assert writer.execute("SELECT a FROM t").fetchall() == []
+    with transaction(writer):  # the write lock was released
+        writer.execute("INSERT INTO t VALUES (2)")
+    assert writer.execute("SELECT a FROM t").fetchall() == [(2,)]
 
 
-def test_transaction_rolls_back_on_base_exception(conns):
-    first, _ = conns
+def test_transaction_rolls_back_on_base_exception(writer):
     with pytest.raises(KeyboardInterrupt):
-        with transaction(first):
-            first.execute("INSERT INTO t VALUES (1)")
+        with transaction(writer):
+            writer.execute("INSERT INTO t VALUES (1)")
             raise KeyboardInterrupt
-    assert not first.in_transaction
-    assert _rows(first) == []
+    assert writer.getautocommit()
+    assert writer.execute("SELECT a FROM t").fetchall() == []
 
 
-def test_transaction_rolls_back_on_a_failing_statement(conns):
-    first, _ = conns
+def test_transaction_rolls_back_on_a_failing_statement(writer):
     with pytest.raises(apsw.SQLError):
-        with transaction(first):
-            first.execute("INSERT INTO t VALUES (1)")
-            first.execute("INSERT INTO missing VALUES (1)")
-    assert _rows(first) == []
+        with transaction(writer):
+            writer.execute("INSERT INTO t VALUES (1)")
+            writer.execute("INSERT INTO missing VALUES (1)")
+    assert writer.execute("SELECT a FROM t").fetchall() == []
 
 
 def test_files_are_created_with_the_path_given(tmp_path):
@@ -329,13 +340,14 @@ def test_a_write_waits_for_another_writer_instead_of_failing(tmp_path):
 
 
 @pytest.mark.parametrize("sql, params, reason", [
-    ("SELEC 1", (), "syntax error"),
-    ("SELECT * FROM no_such_table", (), "no such table: no_such_table"),
-    ("SELECT ?", (), "bindings"),
+    ("SELEC 1", (), {"sqlite": "syntax error", "postgres": "syntax error"}),
+    ("SELECT * FROM no_such_table", (), {"sqlite": "no such table: no_such_table",
+                                         "postgres": 'relation "no_such_table" does not exist'}),
+    ("SELECT ?", (), {"sqlite": "bindings", "postgres": "bind|parameter"}),
 ])
-def test_a_query_that_sqlite_rejects_raises_query_error_naming_the_statement(tmp_path, sql, params, reason):
-    with netrun.Net(chain("A", "B"), db=tmp_path / "run.db") as net:
-        with pytest.raises(netrun.QueryError, match=reason) as info:
+def test_a_query_that_the_database_rejects_raises_query_error_naming_the_statement(db, backend, sql, params, reason):
+    with netrun.Net(chain("A", "B"), db=db) as net:
+        with pytest.raises(netrun.QueryError, match=reason[backend]) as info:
             net.query(sql, params)
         assert sql in str(info.value)
         assert not isinstance(info.value, netrun.ReadOnlyQueryError)
