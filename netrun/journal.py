@@ -337,9 +337,11 @@ class Journal:
             for part in reversed(taken):
                 self._restore(part)
             if isinstance(exc, _STORAGE_ERRORS):  # the buffer is kept: a later commit writes it
+                remedy = "reach the server again" if getattr(self.conn, "dialect", None) == "postgres" else \
+                    "make room (or fix the file's permissions)"
                 raise StorageError(f"{self.conn.filename}: cannot write ({type(exc).__name__}: {exc}); nothing "
-                                   "committed before is lost: make room (or fix the file's permissions) and go "
-                                   "on, or close and resume", path=self.conn.filename) from exc
+                                   f"committed before is lost: {remedy} and go on, or close and resume",
+                                   path=self.conn.filename) from exc
             raise
         self.rerunnable = False
         if self._codes is not None:

@@ -451,8 +451,8 @@ class PgConnection:
         stmt = statement(sql, isinstance(params, dict))
         if self._held:
             stmt = _NESTED.get(sql.strip().upper(), stmt)
-        cur = self._pg.cursor()
         try:
+            cur = self._pg.cursor()  # (a closed connection refuses here already)
             cur.execute(stmt.text, _bind(stmt, params))
         except psycopg.Error as exc:
             raise _as_apsw(exc, self.filename) from exc
@@ -470,8 +470,8 @@ class PgConnection:
         batch = [_bind(stmt, params) or () for params in rows]
         if not batch:
             return
-        cur = self._pg.cursor()
         try:
+            cur = self._pg.cursor()
             cur.executemany(stmt.text, batch)
         except psycopg.Error as exc:
             raise _as_apsw(exc, self.filename) from exc

@@ -23,14 +23,18 @@ import json
 import os
 import secrets
 import socket
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import apsw
 
 from .clock import Clock, SystemClock, iso
 from .config import NodeConfig
 from .db import open_connection, transaction
-from .errors import ConfigError, NotANetrunDatabase
+from .errors import ConfigError, NotANetrunDatabase, StorageError
 from .factories import import_from_path
 from .host import NodeFunctions
 from .migrate import latest_version
@@ -39,6 +43,9 @@ from .wakeups import RESULT_READY, listen_for_jobs
 from .worker import IdleCount, WorkerSpec, worker_loop
 
 BEAT_SECONDS = 2.0  # how often a worker writes its heartbeat (and measures the clock offset again)
+RECONNECT_FOR = 60.0  # seconds a worker keeps trying to reach a database it lost before it gives up
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between its tries, growing
+_LOST = (apsw.IOError, StorageError)  # a connection that broke, or could not be made
 
 
 class DbClock:
@@ -114,7 +121,8 @@ def load_pool(conn: Any, pool: str, label: str) -> tuple[dict[str, NodeConfig], 
 class RemoteWorker:
     """One `netrun worker` process: `concurrency` threads claiming the jobs of `pool`."""
 
-    def __init__(self, url: str, pool: str, *, concurrency: int = 1, clock: Clock | None = None) -> None:
+    def __init__(self, url: str, pool: str, *, concurrency: int = 1, clock: Clock | None = None,
+                 reconnect_for: float = RECONNECT_FOR) -> None:
         self.store = store_for(url)
         if not self.store.exists():
             raise NotANetrunDatabase(f"{self.store.label} holds no netrun net", path=self.store.label)
@@ -139,11 +147,37 @@ class RemoteWorker:
                                lease_seconds=float(options.get("lease_seconds", 60.0)))
         self.wake = threading.Semaphore(0)
         self.stop = threading.Event()
+        self.reconnect_for = reconnect_for
+        self.failure: StorageError | None = None  # the database stayed out of reach: run() raises it
+        self._listener: Any = None
 
     def _notify(self, epoch_id: str) -> None:
         """A result was reported: tell the owner (its sweep would find it anyway)."""
+        try:
+            with self._lock:
+                self._conn.execute(RESULT_READY, (epoch_id,))
+        except _LOST:
+            self._reopen()
+
+    def _reopen(self) -> None:
+        """The shared connection (notices, heartbeats) broke: open another, and listen again. A failure
+        is left for the next use: the leases and the owner's sweep decide meanwhile."""
         with self._lock:
-            self._conn.execute(RESULT_READY, (epoch_id,))
+            try:
+                fresh = open_connection(self.store.url)
+            except _LOST:
+                return
+            try:
+                self._conn.close()
+            except apsw.Error:
+                pass
+            self._conn = fresh
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = listen_for_jobs(self._conn, self._woken)
+
+    def _say(self, text: str) -> None:
+        print(f"netrun worker {self.id}: {text}", file=sys.stderr, flush=True)
 
     def _woken(self, pool: str) -> None:
         if pool == self.pool:
@@ -165,19 +199,44 @@ class RemoteWorker:
                     self._conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?",
                                        (iso(self.clock.now()), self.id))
             except Exception:  # noqa: BLE001 - the database is away for a moment: the leases decide
-                continue
+                self._reopen()
+
+    def _serve(self, index: int, idle: IdleCount) -> None:
+        """One thread's claim/run/report loop, begun again on a new connection when the database is lost
+        (the jobs it held are the owner's to take back when their lease ends), until it stays out of
+        reach for `reconnect_for` seconds."""
+        worker_id = f"{self.id}/{index}"
+        lost_at: float | None = None
+        tries = 0
+        while not self.stop.is_set():
+            try:
+                worker_loop(self.spec, worker_id, self.wake, self.stop, self._notify, self.clock, None, self.functions,
+                            lambda: True, heartbeat=True, idle=idle)
+                return
+            except _LOST as exc:
+                now = time.monotonic()
+                # broke while connected (a statement failed; a failed connect has no apsw cause): a new loss
+                if isinstance(exc, apsw.IOError) or isinstance(exc.__cause__, apsw.Error) or lost_at is None:
+                    self._say(f"lost the database ({exc}); reconnecting")
+                    lost_at, tries = now, 0
+                elif now - lost_at > self.reconnect_for:  # no connection could be made since
+                    self.failure = StorageError(
+                        f"netrun worker {worker_id}: {self.store.label} stayed out of reach for {self.reconnect_for:g} "
+                        f"s ({exc}); the jobs it held go back to the queue when their lease ends",
+                        path=self.store.label)
+                    self.stop.set()
+                    return
+                self.stop.wait(BACKOFF[min(tries, len(BACKOFF) - 1)])
+                tries += 1
 
     def run(self) -> None:
         """Claim, run and report until `stop` is set; the threads finish their jobs first."""
         self._register()
-        listener = listen_for_jobs(self._conn, self._woken)
+        self._listener = listen_for_jobs(self._conn, self._woken)
         beat = threading.Thread(target=self._beat, daemon=True, name="netrun-worker-beat")
         beat.start()
         idle = IdleCount()  # the threads waiting for work (the owner cannot see them: it announces every job)
-        threads = [threading.Thread(target=worker_loop, name=f"netrun-{self.id}/{i}", daemon=True,
-                                    args=(self.spec, f"{self.id}/{i}", self.wake, self.stop, self._notify,
-                                          self.clock, None, self.functions, lambda: True),
-                                    kwargs={"heartbeat": True, "idle": idle})
+        threads = [threading.Thread(target=self._serve, args=(i, idle), name=f"netrun-{self.id}/{i}", daemon=True)
                    for i in range(1, self.concurrency + 1)]
         for thread in threads:
             thread.start()
@@ -189,10 +248,16 @@ class RemoteWorker:
             self.stop.set()
             for thread in threads:
                 thread.join()
-            if listener is not None:
-                listener.close()
+            if self._listener is not None:
+                self._listener.close()
             beat.join(5)
-            with self._lock:
-                self._conn.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (iso(self.clock.now()), self.id))
+            try:
+                with self._lock:
+                    self._conn.execute("UPDATE workers SET stopped_at = ? WHERE id = ?",
+                                       (iso(self.clock.now()), self.id))
+            except _LOST:
+                pass  # the database is gone: its row keeps its last heartbeat
             self._conn.close()
+        if self.failure is not None:
+            raise self.failure
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import apsw
 import cloudpickle
 
 from . import port_types as port_types_module
@@ -39,7 +40,7 @@ from .config import NodeConfig
 from .context import NodeNet
 from .db import open_connection, transaction
 from .epoch import AttemptLoop, Outcome, check_deferred_complete
-from .errors import NetrunError
+from .errors import NetrunError, StorageError
 from .graphio import graph_from_data
 from .journal import Journal
 from . import jobs
@@ -560,15 +561,24 @@ class _Heartbeat:
                 if self._host.held:
                     self._host.renew()
             return
-        conn = open_connection(self._spec.db_path, durability=self._spec.durability)
+        conn = None
         try:
             while not self._stop.wait(every):
                 held = self._host.held
-                if held:
+                if not held:
+                    continue
+                try:
+                    if conn is None:
+                        conn = open_connection(self._spec.db_path, durability=self._spec.durability)
                     with transaction(conn):
                         renew_all(conn, held, self._worker_id, self._host.clock.now() + self._host.lease)
+                except (apsw.IOError, StorageError):  # the database is away: renew on a new connection next time
+                    if conn is not None:
+                        conn.close()
+                    conn = None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def stop(self) -> None:
         self._stop.set()

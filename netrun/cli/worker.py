@@ -25,7 +25,10 @@ def worker(args: argparse.Namespace, out: Output) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     add_import_paths(args.path)
-    remote = RemoteWorker(_with_net(args.db, args.net), args.pool, concurrency=args.concurrency)
+    if args.reconnect_for < 0:
+        raise UsageError("--reconnect-for must be 0 or more seconds")
+    remote = RemoteWorker(_with_net(args.db, args.net), args.pool, concurrency=args.concurrency,
+                          reconnect_for=args.reconnect_for)
 
     def stop(_signum: int, _frame: object) -> None:  # finish the jobs under way, report them, exit
         remote.stop.set()
@@ -55,4 +58,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                    help="epochs run at once, one thread each (1)")
     p.add_argument("--path", action="append", metavar="DIR", help="a folder to import node functions from "
                    "(repeatable)")
+    p.add_argument("--reconnect-for", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to keep trying to reach a database whose connection broke before giving up "
+                   "with an error (60)")
     p.set_defaults(func=worker)

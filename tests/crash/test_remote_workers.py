@@ -38,6 +38,7 @@ class Workers:
     def __init__(self, url: str, folder: Path) -> None:
         self.url, self.folder = url, folder
         self.procs: list[subprocess.Popen] = []
+        self.errors: dict[int, str] = {}  # pid -> what the worker wrote to stderr (once stopped)
 
     def start(self, n: int = 1, *, hold: str = "", skew_hours: float = 0.0) -> list[subprocess.Popen]:
         env = dict(os.environ, REMOTE_TEST_DIR=str(self.folder), REMOTE_TEST_HOLD=hold)
@@ -62,7 +63,9 @@ class Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            proc.stderr.close()
+            if not proc.stderr.closed:
+                self.errors[proc.pid] = proc.stderr.read()
+                proc.stderr.close()
 
 
 SKEWED = textwrap.dedent("""
@@ -180,20 +183,50 @@ def test_a_worker_frozen_past_its_lease_has_its_report_refused(pg_url, workers, 
         assert net.query("SELECT count(*) AS n FROM epoch_results") == [{"n": 0}]
 
 
-def test_a_worker_whose_connections_are_terminated(pg_url, pg_server, workers, tmp_path):
+def test_a_worker_whose_connections_are_terminated_reconnects_and_goes_on(pg_url, pg_server, workers, tmp_path):
     net = remote_net(pg_url, deferred=True)
     with net:
-        [cut] = workers.start(1, hold="2")
+        [cut] = workers.start(1, hold="2")  # the only worker: the run can end only if it comes back
         thread = run_in_background(net)
         assert started_pid(tmp_path) == cut.pid
-        workers.start(1)
         with psycopg.connect(pg_server.url, autocommit=True) as admin:
             ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                   "WHERE application_name = %s", (f"netrun:{cut.pid}",)).fetchone()[0]
         assert ended >= 2  # its work and heartbeat connections at least
         finish(net, thread)
-        assert sorted(rn.RESULTS) == [v * 10 for v in VALUES]
-        assert cut.wait(DEADLINE) != 0  # it exits (a supervisor restarts it), after its epoch's code returned
+        assert sorted(rn.RESULTS) == [v * 10 for v in VALUES]  # once each
+        assert cut.poll() is None  # still at work
+        # the epoch it was in when cut: its report was lost, the lease ran out, it ran again (counted)
+        assert net.query("SELECT count(*) AS n FROM epoch_attempts WHERE error_type = 'WorkerLost'") == [{"n": 1}]
+        ran = net.query("SELECT DISTINCT worker FROM epoch_jobs WHERE state = 'done'")
+        assert [r["worker"].split(":")[3] for r in ran] == [str(cut.pid)]  # all by the worker that was cut
+    workers.stop()
+    assert "lost the database" in workers.errors[cut.pid] and "reconnecting" in workers.errors[cut.pid]
+
+
+def test_a_worker_gives_up_with_one_clear_error_when_the_database_stays_away(tmp_path):
+    from tests.conftest import pg_server_module
+
+    server = pg_server_module().start()  # its own: this test stops it
+    url = f"{server.url.replace('postgresql://postgres@', 'postgresql://postgres:s3cret@', 1)}?net=away"
+    try:
+        netrun.Net(chain("Src", "Work", "Sink"), db=url, remote_pools={"cpu": {}}).close()
+        code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from netrun.cli import main; "
+                f"sys.exit(main(['worker', '--db', {url!r}, '--pool', 'cpu', '--reconnect-for', '1']))")
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        time.sleep(1.5)
+        assert proc.poll() is None
+    finally:
+        server.stop()
+    try:
+        assert proc.wait(DEADLINE) == 1
+        err = proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    assert "stayed out of reach for 1 s" in err and "s3cret" not in err
+    assert server.url.split("@")[-1].split("/")[0] in err  # the server's host:port, named
 
 
 def test_a_worker_with_a_clock_an_hour_off_behaves_the_same(pg_url, workers):
