@@ -253,6 +253,7 @@ class PoolManager:
         self.dispatched_node: dict[str, str] = {}  # epoch ID -> node
         self.per_node: Counter[str] = Counter()  # node -> epochs dispatched to pools
         self.to_signal: Counter[str] = Counter()  # pool -> jobs written since the last signal
+        self.announced: set[str] = set()  # remote pools whose announcement is in the buffer already
         self.deaths: Counter[str] = Counter()  # epoch ID -> workers that died (or froze) running it
         self.held: dict[str, tuple[str, int]] = {}  # direct pools: epoch ID -> (worker, job attempt) holding it
         self.first_attempt: dict[str, int] = {}  # epoch ID -> its next attempt's number, after a take-back
@@ -329,6 +330,9 @@ class PoolManager:
             target.pending.append(job)
         else:
             self.rt.journal.add(INSERT_JOB, job_params(job))
+            if pool not in self.announced:  # the announcement rides in the commit that writes the job
+                self.announced.add(pool)
+                self.rt.journal.add(_WAKE_REMOTE, (pool,))
             self.to_signal[pool] += 1
         self.dispatched[epoch_id] = pool
         self.dispatched_node[epoch_id] = node
@@ -393,8 +397,10 @@ class PoolManager:
                 pool.send_outbox()
         if self.to_signal:
             for pool, count in self.to_signal.items():
-                self.pools[pool].signal(count)
+                if pool not in self.announced:  # (jobs queued again by a take-back)
+                    self.pools[pool].signal(count)
             self.to_signal.clear()
+        self.announced.clear()
 
     def starving(self) -> bool:
         """Whether jobs wait for the owner's commit while a worker could run them: a direct pool's

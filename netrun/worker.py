@@ -46,6 +46,7 @@ from .journal import Journal
 from . import jobs
 from .tracebacks import error_text, format_traceback
 from .values import ValueStore
+from .wakeups import RESULT_READY
 
 _here = threading.local()  # `active` in a thread worker's thread
 
@@ -236,14 +237,12 @@ class _Turn:
 
 
 class Desk:
-    """Where the workers of one pool in one process report and claim (group commit): a worker that
-    finds the desk free writes the turns of every worker waiting at it in one transaction, on its
-    own connection, and announces the results once. The workers of a thread pool share a desk; a
-    process worker has one of its own."""
+    """Where the threads of a remote worker report and claim (group commit): a thread that finds the
+    desk free writes the turns of every thread waiting at it in one transaction, on its own
+    connection, which also announces the results (`write_turns`)."""
 
-    def __init__(self, spec: WorkerSpec, notify: Callable[[str], None]) -> None:
+    def __init__(self, spec: WorkerSpec) -> None:
         self._spec = spec
-        self._notify = notify
         self._guard = threading.Lock()
         self._writer = threading.Lock()
         self._waiting: list[_Turn] = []
@@ -264,9 +263,6 @@ class Desk:
                 finally:
                     for other in turns:
                         other.answered = True
-                written = next((t.written[0] for t in turns if t.written), None)
-                if written is not None:
-                    self._notify(written)
         if turn.error is not None:
             raise turn.error
 
@@ -298,6 +294,9 @@ def write_turns(host: WorkerHost, spec: WorkerSpec, turns: list[_Turn]) -> None:
                     turn.written.append(job.epoch_id)
                 else:
                     host.journal.add(LATE_LOG, (job.epoch_id, job.node_name, now, late_result(turn.worker_id)))
+        written = next((turn.written[0] for turn in turns if turn.written), None)
+        if written is not None:  # the owner is told at the commit (PostgreSQL: NOTIFY; elsewhere a no-op)
+            conn.execute(RESULT_READY, (written,))
         claims = {turn: jobs.claim_many(conn, turn.worker_id, spec.pool, host.clock.now(), host.lease, turn.claim)
                   for turn in turns if turn.claim}
         ids = [job.epoch_id for claimed in claims.values() for job in claimed]
@@ -472,7 +471,7 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
     if direct is not None:
         link = DirectJobs(host, worker_id, *direct, alive)
     else:
-        link = TableJobs(host, spec, worker_id, desk if desk is not None else Desk(spec, notify), wake, idle, stop)
+        link = TableJobs(host, spec, worker_id, desk if desk is not None else Desk(spec), wake, idle, stop)
     loop = asyncio.new_event_loop()
     beating = _Heartbeat(spec, worker_id, host) if heartbeat else None
 
