@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -334,11 +335,12 @@ def open_pg(target: Target, *, autocommit: bool = True) -> psycopg.Connection:
 class Cursor:
     """The rows of one statement, as an apsw cursor gives them."""
 
-    def __init__(self, cur: psycopg.Cursor, connection: PgConnection) -> None:
+    def __init__(self, cur: psycopg.Cursor, connection: PgConnection, *, streamed: bool = False) -> None:
         self._cur = cur
         self._fix = _json_columns(cur.description)
         self.connection = connection
         self.exectrace: Callable | None = None
+        self._streamed = streamed  # a server-side cursor in a read-only transaction of its own
 
     def _row(self, row: tuple | None) -> tuple | None:
         if row is None or not self._fix:
@@ -363,7 +365,20 @@ class Cursor:
     def __iter__(self) -> Iterator[tuple]:
         if self._cur.description is None:
             return iter(())
-        return map(self._row, self._cur) if self._fix else iter(self._cur)
+        rows = map(self._row, self._cur) if self._fix else iter(self._cur)
+        return self._fetched(rows) if self._streamed else rows
+
+    def _fetched(self, rows: Iterator[tuple]) -> Iterator[tuple]:
+        """A streamed result's rows: an error met fetching a batch (a division by zero in row 5,000, a
+        statement timeout) is raised as netrun's connections raise it."""
+        deadline = self.connection.deadline  # statement_timeout bounds each fetch; this, the whole read
+        try:
+            for count, row in enumerate(rows):
+                if deadline is not None and not count % 1000 and time.monotonic() > deadline:
+                    raise apsw.InterruptError("canceling statement due to statement timeout")
+                yield row
+        except psycopg.Error as exc:
+            raise _as_apsw(exc, self.connection.filename) from exc
 
     def getdescription(self) -> tuple[tuple[str, str], ...]:
         if self._cur.description is None:
@@ -372,15 +387,28 @@ class Cursor:
 
     def close(self) -> None:
         """Drop the rows not read (as an apsw cursor's close does)."""
-        self._cur.close()
+        try:
+            self._cur.close()
+        finally:
+            if self._streamed:
+                self._streamed = False
+                self.connection.end_stream()
 
     def execute(self, sql: str, params: Any = None) -> Cursor:
-        """For read_query: run one statement through the connection, after the exec tracer."""
+        """For read_query: run one statement through the connection, after the exec tracer. A query
+        (SELECT, WITH, VALUES, TABLE) outside a transaction is read through a server-side cursor, a
+        batch of rows at a time: a huge result never sits whole in this process."""
         if self.exectrace is not None:
             self.exectrace(self, sql, params)
-        found = self.connection.execute(sql, params)
-        self._cur, self._fix = found._cur, found._fix
+        conn = self.connection
+        found = conn.stream(sql, params) if _STREAMED.match(sql) and conn.getautocommit() else conn.execute(sql, params)
+        self._cur, self._fix, self._streamed = found._cur, found._fix, found._streamed
         return self
+
+
+_STREAMED = re.compile(r"\s*(SELECT|WITH|VALUES|TABLE)\b", re.IGNORECASE)
+STREAM_ROWS = 2000  # rows fetched at a time from a server-side cursor
+_cursor_names = iter(range(1, 1 << 62))
 
 
 def _json_columns(description: Any) -> tuple[tuple[int | None, int], ...]:
@@ -423,6 +451,7 @@ class PgConnection:
         self._held = False  # inside `exclusive()`
         self.fence: Callable[[PgConnection], None] | None = None
         self.authorizer: Any = None  # accepted for apsw's API; the server enforces read-only
+        self.deadline: float | None = None  # a streamed read stops past it (netrun.readonly's time limit)
         self._lock = threading.Lock()
 
     @property
@@ -464,6 +493,27 @@ class PgConnection:
                 self._pg.execute("ROLLBACK")
                 raise
         return Cursor(cur, self)
+
+    def stream(self, sql: str, params: Any = None) -> Cursor:
+        """`sql`'s rows through a server-side cursor, in a read-only transaction that the cursor's
+        close ends (`end_stream`)."""
+        stmt = statement(sql, isinstance(params, dict))
+        try:
+            self._pg.execute("BEGIN READ ONLY")
+            cur = psycopg.RawServerCursor(self._pg, f"netrun_rows_{next(_cursor_names)}")
+            cur.itersize = STREAM_ROWS
+            cur.execute(stmt.text, _bind(stmt, params))
+        except psycopg.Error as exc:
+            self.end_stream()
+            raise _as_apsw(exc, self.filename) from exc
+        return Cursor(cur, self, streamed=True)
+
+    def end_stream(self) -> None:
+        try:
+            if not self.getautocommit():
+                self._pg.execute("ROLLBACK")  # it only read
+        except psycopg.Error:
+            pass  # a broken connection: the next statement says so
 
     def executemany(self, sql: str, rows: Iterable[Any]) -> None:
         stmt = statement(sql, False)

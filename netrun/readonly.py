@@ -120,13 +120,15 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
             return _refuse_writes(cursor, text, bindings)
 
         cursor.exectrace = one_statement
-        cursor.execute(sql, params)
         try:
-            columns = [d[0] for d in cursor.getdescription()]
-        except apsw.ExecutionCompleteError:  # a statement that returns no rows at all
-            columns = []
-        yield columns, (cursor if columns else iter(()))
-        cursor.close()
+            cursor.execute(sql, params)
+            try:
+                columns = [d[0] for d in cursor.getdescription()]
+            except apsw.ExecutionCompleteError:  # a statement that returns no rows at all
+                columns = []
+            yield columns, (cursor if columns else iter(()))
+        finally:
+            cursor.close()
     except (apsw.ReadOnlyError, apsw.AuthError):
         raise ReadOnlyQueryError(f"Net.query is read-only; this statement would write: {sql.strip()[:200]}",
                                  sql=sql) from None  # SQLite's reason ("not authorized") adds nothing
@@ -147,6 +149,7 @@ def _time_limit(reader: Any, seconds: float | None) -> None:
     PostgreSQL: the server's statement_timeout (its cancel comes back as apsw.InterruptError)."""
     if getattr(reader, "dialect", "sqlite") == "postgres":
         reader.execute(f"SET statement_timeout = {0 if seconds is None else max(1, int(seconds * 1000))}")
+        reader.deadline = None if seconds is None else time.monotonic() + seconds  # for a streamed result
     elif seconds is None:
         reader.set_progress_handler(None)
     else:
