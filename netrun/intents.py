@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import CorruptDatabase, StorageError
 
@@ -139,3 +140,100 @@ def remove_intents(db_path: str) -> None:
         os.unlink(intents_path(db_path))
     except FileNotFoundError:
         pass
+
+
+class ServerStartLog:
+    """A PostgreSQL net's equivalent of the side file, for deferred main-thread starts only (its
+    non-deferred starts are committed): the running deferred epoch is written to `net_meta` (key
+    `dying`) on a connection of its own before its code runs, so that a process that dies in that
+    code leaves its trace on the server, and the next owner counts the death (`read_server_intents`).
+
+    The statement is sent without waiting for its answer (the answer is read before the next one):
+    once sent, it reaches the server even if the process is killed, and it costs the run no round
+    trip. One row, overwritten: only the last deferred start can be the dying one."""
+
+    def __init__(self, url: str, label: str) -> None:
+        self._url = url
+        self.path = label  # what messages name
+        self._pg: Any = None
+        self._waiting = False  # an answer not read yet
+        self._last: str | None = None  # the epoch written last
+        self.written = False
+
+    def write(self, epoch_id: str, node_name: str, packets: list[tuple[str, str]], started_at: str) -> None:
+        raise NotImplementedError("a PostgreSQL net commits its non-deferred starts")
+
+    def write_deferred(self, epoch_id: str, node_name: str) -> None:
+        if epoch_id == self._last:
+            return  # (written again after a commit: the row still says so)
+        self._send(json.dumps([epoch_id, node_name, [], None, "deferred"]).encode())
+        self._last = epoch_id
+        self.written = True
+
+    def _send(self, value: bytes) -> None:
+        import psycopg
+
+        from .pgconn import open_pg, parse_url
+
+        try:
+            if self._pg is None:
+                self._pg = open_pg(parse_url(self._url))
+                self._pg.execute("SET synchronous_commit = off")  # a killed client loses nothing sent
+            pgconn = self._pg.pgconn
+            self._drain(pgconn)
+            pgconn.send_query_params(_MARK_DYING, [value])
+            pgconn.flush()
+            self._waiting = True
+        except (psycopg.Error, StorageError) as exc:
+            self._drop()
+            raise OSError(f"cannot write the start of a deferred epoch to {self.path}: {exc}") from exc
+
+    def _drain(self, pgconn: Any) -> None:
+        from psycopg.pq import ExecStatus
+
+        while self._waiting:
+            result = pgconn.get_result()
+            if result is None:
+                self._waiting = False
+            elif result.status == ExecStatus.FATAL_ERROR:
+                message = (result.error_message or b"").decode(errors="replace").strip()
+                raise OSError(f"the server refused the start of a deferred epoch: {message}")
+
+    def _drop(self) -> None:
+        if self._pg is not None:
+            try:
+                self._pg.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+        self._pg, self._waiting, self._last = None, False, None
+
+    def committed(self) -> None:
+        """Nothing to empty: the row names an epoch whose state the database now holds."""
+
+    def close(self) -> None:
+        """After the last commit: the row goes (an epoch that ended leaves none behind)."""
+        if self._pg is None:
+            return
+        try:
+            self._drain(self._pg.pgconn)
+            self._pg.execute(_CLEAR_DYING.decode())
+        except Exception:  # noqa: BLE001 - a stale row names an ended epoch: the next resume ignores it
+            pass
+        self._drop()
+
+
+_MARK_DYING = (b"INSERT INTO net_meta (key, value) VALUES ('dying', $1) "
+               b"ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+_CLEAR_DYING = b"DELETE FROM net_meta WHERE key = 'dying'"
+
+
+def read_server_intents(conn: Any) -> list[Intent]:
+    """A PostgreSQL net's deferred start that may have died (see ServerStartLog), as `read_intents` gives it."""
+    row = conn.execute("SELECT value FROM net_meta WHERE key = 'dying'").fetchone()
+    if row is None:
+        return []
+    try:
+        epoch_id, node, _packets, started_at, kind = json.loads(row[0])
+    except (ValueError, TypeError):
+        return []  # a row of no use: deaths are a courtesy of the crash semantics, not its guarantee
+    return [Intent(str(epoch_id), str(node), [], started_at, str(kind))]

@@ -279,6 +279,8 @@ def _as_apsw(exc: psycopg.Error, label: str) -> apsw.Error:
     elif isinstance(exc, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
                           psycopg.errors.LockNotAvailable)):
         cls = apsw.BusyError
+    elif isinstance(exc, psycopg.errors.ProtocolViolation):  # e.g. fewer bound values than placeholders
+        cls = apsw.BindingsError
     elif isinstance(exc, psycopg.errors.QueryCanceled):
         cls = apsw.InterruptError
     elif isinstance(exc, psycopg.errors.ProgramLimitExceeded):
@@ -498,12 +500,18 @@ class PgConnection:
         """`sql`'s rows through a server-side cursor, in a read-only transaction that the cursor's
         close ends (`end_stream`)."""
         stmt = statement(sql, isinstance(params, dict))
+        cur = None
         try:
             self._pg.execute("BEGIN READ ONLY")
             cur = psycopg.RawServerCursor(self._pg, f"netrun_rows_{next(_cursor_names)}")
             cur.itersize = STREAM_ROWS
             cur.execute(stmt.text, _bind(stmt, params))
         except psycopg.Error as exc:
+            if cur is not None:
+                try:
+                    cur.close()
+                except psycopg.Error:
+                    pass
             self.end_stream()
             raise _as_apsw(exc, self.filename) from exc
         return Cursor(cur, self, streamed=True)

@@ -29,7 +29,7 @@ from .graphio import graph_from_data
 from .factories import import_from_path
 from .sim import Event
 from .host import NodeFunctions, RunHost
-from .intents import read_intents, remove_intents
+from .intents import read_intents, read_server_intents, remove_intents
 
 INTERRUPTED = "interrupted: the process stopped while the epoch was running"
 
@@ -110,7 +110,8 @@ class Restorer:
         input packets the database still holds live dead-lettered 'interrupted'. A deferred sync epoch
         that was running when the process died (the file's last line) has its death counted."""
         rt = self.rt
-        intents = read_intents(self.path)
+        server = getattr(self.conn, "dialect", None) == "postgres"
+        intents = read_server_intents(self.conn) if server else read_intents(self.path)
         dying = intents[-1] if intents and intents[-1].kind == "deferred" else None
         if dying is not None:
             row = self.conn.execute("SELECT state FROM epochs WHERE id = ?", (dying.epoch_id,)).fetchone()
@@ -133,8 +134,11 @@ class Restorer:
             self._end_epoch(intent.epoch_id, intent.node_name, ports, live, action="CancelInterruptedEpoch",
                             reason="interrupted", error=INTERRUPTED, error_type="Interrupted",
                             known=row is not None)
+        if server:
+            rt.journal.add("DELETE FROM net_meta WHERE key = 'dying'", ())
         rt.journal.commit()
-        remove_intents(self.path)
+        if not server:
+            remove_intents(self.path)
 
     def _died(self, epoch_id: str, node: str, started_at: str | None) -> None:
         """A deferred epoch whose process died while its code ran: the death is counted as a failed

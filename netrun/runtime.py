@@ -46,7 +46,7 @@ from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
 from .inbox import Inbox
 from .dialect import is_url
-from .intents import StartLog
+from .intents import ServerStartLog, StartLog
 from .jobs import Claim, NewJob, next_seq
 from .journal import Journal
 from .control import Controller
@@ -99,11 +99,14 @@ class Runtime:
         self.journal.commit_hooks.append(self.history)
         self.retention = RetentionPolicy(conn, config.retention, config.clock) if config.retention else None
         # Start intents of non-deferred epochs (netrun.intents); "full" durability commits each start.
-        # PostgreSQL keeps no side file: non-deferred starts are committed, deaths of deferred sync ones not counted.
-        self.starts = StartLog(net.db_path) if net.db_path and not is_url(net.db_path) else None
-        # Non-deferred starts are logged instead of committed under "normal" only; deferred starts and
-        # ends under both (deaths are counted). False once the side file could not be written.
-        self._log_starts = self.starts is not None and config.durability == "normal"
+        # PostgreSQL keeps no side file: non-deferred starts are committed, and the running deferred sync
+        # epoch is marked on the server (its death is counted).
+        self.starts: StartLog | ServerStartLog | None = None
+        if net.db_path:
+            self.starts = ServerStartLog(net.db_url, net.db_path) if is_url(net.db_path) else StartLog(net.db_path)
+        # Non-deferred starts are logged instead of committed under "normal" only (a file's); deferred
+        # starts under both (deaths are counted). False once the side file could not be written.
+        self._log_starts = isinstance(self.starts, StartLog) and config.durability == "normal"
         self._log_deferred = self.starts is not None
         if self.starts is not None:
             self.journal.commit_hooks.append(lambda _actions: self._intents_committed())

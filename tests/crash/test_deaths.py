@@ -43,8 +43,8 @@ RESUME = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("retries, durability", [(0, "normal"), (1, "full")])
-def test_a_deferred_epoch_that_kills_its_process_fails_after_retries_plus_one_deaths(tmp_path, retries, durability):
-    db = str(tmp_path / "deaths.db")
+def test_a_deferred_epoch_that_kills_its_process_fails_after_retries_plus_one_deaths(db, retries, durability):
+    # on a file the running deferred epoch is in <db>-starts; on PostgreSQL in net_meta (netrun.intents)
     subprocess.run([sys.executable, "-c", SETUP.format(root=str(REPO), db=db, durability=durability,
                                                         retries=retries)], check=True, timeout=60)
     exits = []
