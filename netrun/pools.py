@@ -57,6 +57,8 @@ INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
 AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight)
 PIPED_VALUE = 2048  # bytes: a stored value up to this size travels with a process job (a pipe must never fill)
+SETTLE_SECONDS = 5.0  # how long a pool stopped by a failed start waits for its workers' last notices
+SILENT_DEATHS = 3  # process workers dead in a row before they said anything: the pool is stopped
 THREAD_BATCH = 2  # jobs a thread worker may hold at once (one running, one in hand), where no node has a timeout
 REMOTE_SIZE = 8  # a remote pool's default size: epochs its workers may run at once, all together
 _SPAWN = multiprocessing.get_context("spawn")
@@ -91,6 +93,8 @@ class Pool:
         self.senders: dict[str, Any] = {}
         self.gone: set[str] = set()
         self.per_worker = 1  # jobs a worker may hold at once (WorkerSpec.batch)
+        self.heard: set[str] = set()  # process workers that sent anything (they started)
+        self.silent_deaths = 0  # process workers in a row that died before they sent anything
         self.stop_event: Any = threading.Event()
         # Remote pools: who waits is not known here: every job is announced, and buffered jobs are
         # committed at once.
@@ -189,6 +193,7 @@ class Pool:
         """A worker is gone (dead, killed, or a hung thread retired): start another in its place."""
         if self.kind == "remote":
             return  # its own process decides (one that stopped renewing is refused its late report)
+        self._count_silent_death(worker_id)
         self.workers.pop(worker_id, None)
         self.senders.pop(worker_id, None)
         self.outbox.pop(worker_id, None)
@@ -198,6 +203,24 @@ class Pool:
             retire.set()  # a hung thread that wakes up again reports nothing and exits
         if not self.stop_event.is_set() and self.broken is None:
             self._start_worker(self._spec())
+
+    def _count_silent_death(self, worker_id: str) -> None:
+        """A process worker that dies before it says anything could not start (an unguarded script's
+        workers import it and fail): after SILENT_DEATHS in a row the pool stops, with an error that
+        says so, instead of starting workers forever."""
+        worker = self.workers.get(worker_id)
+        if self.kind != "process" or worker is None or worker.is_alive():
+            return
+        if worker_id in self.heard:
+            self.silent_deaths = 0
+            return
+        self.silent_deaths += 1
+        if self.silent_deaths >= SILENT_DEATHS and self.broken is None:
+            self.broken = WorkerLost(
+                f"the process workers of pool {self.name!r} died before running anything, {self.silent_deaths} "
+                f"times in a row (the last with exit code {worker.exitcode}); the pool is stopped. Process workers "
+                f"are spawned and import the main module: a script that uses process pools must start its net "
+                f"under `if __name__ == \"__main__\":`, and its node functions must import cleanly")
 
     def kill(self, worker_id: str) -> None:
         worker = self.workers.get(worker_id)
@@ -260,6 +283,7 @@ class PoolManager:
         self._channels: _Channels | None = None
         self._results: Any = None  # remote pools: the listener for their workers' reports
         self._next_sweep = 0.0
+        self._reported = self._failed = False  # see apply_arrived
 
     @property
     def configured(self) -> bool:
@@ -472,32 +496,41 @@ class PoolManager:
         """Apply the results `notices` carry or announce (the owner's arrivals). Returns how many."""
         if not notices:
             return 0
-        reported = False
+        self._reported = self._failed = False
         count = 0
-        for notice in notices:
-            if isinstance(notice, tuple):
-                kind = notice[0]
-                if kind == "result":
-                    count += self._apply_direct(*notice[1:])
-                elif kind == "started":
-                    self._started(*notice[1:])
-                elif kind == "beat":
-                    self._renew(notice[1])
-                elif kind == "gone":
-                    for pool in self.pools.values():
-                        if notice[1] in pool.workers:
-                            pool.gone.add(notice[1])
-            elif isinstance(notice, str):
-                if notice.startswith(START_FAILED):
-                    self._start_failed(notice)
-                else:
-                    reported = True
-        if count:
+        queue_ = deque(notices)
+        while queue_:
+            count += self._handle(queue_.popleft(), queue_)
+        if count or self._failed:
             self.assign()
             self._raise_if_broken()
-        if reported and self.dispatched:
+        if self._reported and self.dispatched:
             count += self.apply_results()
         return count
+
+    def _handle(self, notice: Any, rest: deque) -> int:
+        """One arrival (`rest`: those after it, which a failed start handles itself). Returns 1 for a
+        result applied."""
+        if isinstance(notice, tuple):
+            kind = notice[0]
+            if kind in ("ready", "result", "started", "beat"):
+                self._heard(notice[1])
+            if kind == "result":
+                return self._apply_direct(*notice[1:])
+            if kind == "started":
+                self._started(*notice[1:])
+            elif kind == "beat":
+                self._renew(notice[1])
+            elif kind == "gone":
+                for pool in self.pools.values():
+                    if notice[1] in pool.workers:
+                        pool.gone.add(notice[1])
+        elif isinstance(notice, str):
+            if notice.startswith(START_FAILED):
+                self._failed = True
+                return self._start_failed(notice, rest)
+            self._reported = True
+        return 0
 
     def _apply_direct(self, worker_id: str, claim: Claim, payload: bytes, rows: tuple) -> int:
         """A direct pool worker's result: applied if the job is still that worker's at that attempt
@@ -511,6 +544,12 @@ class PoolManager:
         self.applied(epoch_id)
         apply_result(rt, epoch_id, payload, held=(worker_id, claim.attempt))
         return 1
+
+    def _heard(self, worker_id: str) -> None:
+        for pool in self.pools.values():
+            if worker_id in pool.workers:
+                pool.heard.add(worker_id)
+                pool.silent_deaths = 0
 
     def _started(self, worker_id: str, epoch_id: str, attempt: int) -> None:
         """A job a worker had in hand has started: `running` from now on (its claimed_at)."""
@@ -591,6 +630,7 @@ class PoolManager:
             if worker_id in pool.workers:
                 pool.replace(worker_id)
         rt.commit()
+        self._raise_if_broken()
 
     def _lose_worker(self, pool: Pool, worker_id: str, held: list[tuple[Claim, str | None, str]]) -> None:
         """Take back the jobs of a worker that died or stopped renewing its lease. A frozen process is
@@ -602,6 +642,8 @@ class PoolManager:
         if pool.thread_marks is not None:
             marked = pool.thread_marks.get(worker_id)
             started = set(marked) if marked is not None else None
+        elif pool.kind == "process" and worker_id not in pool.heard:
+            started = set()  # it never said it was up: it started nothing
         else:
             started = read_marks(pool.marks_dir, worker_id)
         taken = False
@@ -701,20 +743,38 @@ class PoolManager:
         return WorkerLost(f"the worker {worker_id} running epoch {epoch_id} of node {node!r} {what} "
                           f"({self.deaths[epoch_id]} time(s))", node_name=node, epoch_id=epoch_id)
 
-    def _start_failed(self, notice: str) -> None:
-        """A start_node_func raised in a worker: stop that pool (no endless respawning)."""
+    def _start_failed(self, notice: str, rest: deque) -> int:
+        """A start_node_func raised in a worker: stop that pool (no endless respawning). The jobs handed
+        to a worker whose start failed never ran: they are queued again (and withdrawn with the run);
+        what the pool's other workers ran and sent while stopping is applied first (`rest` and what
+        arrives until each has sent its last notice). The caller raises the pool's error. Returns the
+        results applied meanwhile."""
         node, worker_id, text = notice[len(START_FAILED):].split("\x00", 2)
+        self._never_started(worker_id)
+        applied = 0
         for name in _pool_names(self.rt.configs[node].pool):
             pool = self.pools.get(name)
             if pool is not None and pool.broken is None:
                 pool.broken = NodeExecutionFailed(f"start_node_func of node {node!r} raised in a worker of pool "
                                                   f"{name!r}: {text}; the pool is stopped", node_name=node)
+                stopped = set(pool.workers)
                 pool.stop()
+                deadline = time.monotonic() + SETTLE_SECONDS
+                while stopped and time.monotonic() < deadline:
+                    if not rest:
+                        rest.extend(self.rt.owner.wait(0.05))
+                        continue
+                    item = rest.popleft()
+                    if isinstance(item, tuple) and item[0] == "gone":
+                        stopped.discard(item[1])
+                    applied += self._handle(item, rest)
+        return applied
+
+    def _never_started(self, worker_id: str) -> None:
         for epoch_id, (holder, attempt) in list(self.held.items()):
-            if holder == worker_id:  # handed to the worker that failed to start: never run
+            if holder == worker_id:
                 self._unclaim(self.pools[self.dispatched[epoch_id]], Claim(epoch_id, self.dispatched_node[epoch_id],
                                                                           attempt), worker_id)
-        self._raise_if_broken()
 
     def _unclaim(self, pool: Pool, claim: Claim, worker_id: str) -> None:
         """A direct pool's job its worker never started: pending again as it was (the owner alone writes

@@ -390,6 +390,9 @@ class TableJobs:
     def ran(self, result: _Result, done: list[_Result]) -> None:
         done.append(result)  # reported with the next claim
 
+    def ready(self) -> None:
+        pass
+
     def close(self, done: list[_Result]) -> None:
         if done:  # stopped (or retired) after its jobs: report them, claim nothing
             finish_and_claim(self._host, self._spec, self._desk, self._worker_id, done, claim=0)
@@ -407,8 +410,9 @@ class DirectJobs:
     the worker was busy, its start is announced (until then it counts as queued, not running);
     `values` are the stored input values the owner had at hand ({packet: stored}), not read again.
 
-    Messages to the owner: ("started", worker, epoch, attempt), ("result", worker, claim, result
-    blob, detached journal rows), ("beat", worker), and the pool's START_FAILED notice."""
+    Messages to the owner: ("ready", worker) once its start functions ran, ("started", worker, epoch,
+    attempt), ("result", worker, claim, result blob, detached journal rows), ("beat", worker), and the
+    pool's START_FAILED notice."""
 
     def __init__(self, host: WorkerHost, worker_id: str, take: Callable[[float], Any],
                  send: Callable[[Any], None], alive: Callable[[], bool]) -> None:
@@ -452,6 +456,10 @@ class DirectJobs:
     def renew(self) -> None:
         self._send(("beat", self._worker_id))
 
+    def ready(self) -> None:
+        """Its start functions ran: the worker is up (one that dies before this could not start)."""
+        self._send(("ready", self._worker_id))
+
     def close(self, done: list[_Result]) -> None:
         pass
 
@@ -493,6 +501,7 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
     try:
         if not lifecycle("start"):
             return
+        link.ready()
         held: list[tuple] = []  # jobs taken and not yet run, in queue order
         done: list[_Result] = []  # jobs run, not yet reported
         quick = False

@@ -158,3 +158,35 @@ def test_thread_pool_timeout_discards_the_late_result(tmp_path):
         net.inject_packet("Work", "in", 1)
         net.start()
     assert got == [1]
+
+
+UNGUARDED = """
+import sys
+sys.path.insert(0, {root!r})
+import netrun
+from netrun.graphs import chain
+from tests.integration import pool_nodes
+
+# no `if __name__ == "__main__":` guard: every spawned worker runs this again, and fails
+net = netrun.Net(chain("Source", "Work", "Sink"), db={db!r}, process_pools={{"p": {{"size": 2}}}})
+net.set_node_exec("Work", pool_nodes.times_ten)
+net.set_node_exec("Sink", pool_nodes.times_ten)
+net.set_node_config("Work", pool="p")
+net.inject_packet("Work", "in", 1)
+net.start()
+"""
+
+
+def test_process_workers_that_die_before_running_anything_stop_the_pool_with_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED.format(root=str(Path(__file__).resolve().parents[2]), db=str(tmp_path / "run.db")))
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode != 0
+    assert time.monotonic() - began < 60  # not workers started forever
+    assert "WorkerLost" in done.stderr and "died before running anything, 3 times in a row" in done.stderr
+    assert 'if __name__ == "__main__":' in done.stderr
