@@ -7,13 +7,15 @@ import cycle, type-only imports included):
     dsl            TOML definitions (handed the Net class; never imports net)
     runtime        the owner loop: the one place that changes run state
       control      background runner, pause, SIGINT, poll (counters the owner keeps)
-      pools        the owner's side of pools: dispatch, results, lease sweeps
+      pools        the owner's side of pools: hands thread/process workers their jobs, applies
+                   results, sweeps leases; remote pools through the queue table
       restore      resume: rebuild the sim from the tables, crash semantics
       epoch        one epoch's attempts and its end; actions / deferred: what ctx does
       inbox, deadletters   injected work; the dead-letter queue
       host         protocols the parts above receive (RunHost, EpochHost, NetHandle)
     owner          who owns the run state; calls handed over from other threads
-    worker         pool workers: claim, run, renew the lease, report (compare-and-set)
+    worker         pool workers: take jobs (from the owner, or claimed from the table), run them,
+                   renew the lease, report (compare-and-set)
     jobs           epoch_jobs transitions, each a compare-and-set
     journal        sim steps -> rows, committed atomically; values: packet values
     sim            the only importer of netrun_sim.NetSim; netrun <-> sim ID maps
