@@ -146,7 +146,7 @@ class Pool:
             jobs_in, jobs_out = _SPAWN.Pipe(duplex=False)
             reader, writer = _SPAWN.Pipe(duplex=False)
             worker = _SPAWN.Process(target=process_main, name=f"netrun-{worker_id}", daemon=True,
-                                    args=(spec, worker_id, jobs_in, None, writer))
+                                    args=(spec, worker_id, jobs_in, writer))
             self.senders[worker_id] = jobs_out.send
         worker.start()
         if self.kind == "process":

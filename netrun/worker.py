@@ -593,7 +593,7 @@ class _Heartbeat:
         self._thread.join(5)
 
 
-def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, stop: Any, notify: Any) -> None:
+def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, notify: Any) -> None:
     """Entry point of a process worker (spawned: it shares nothing with its parent but these): jobs
     come from the owner on `jobs_in`, results and notices go back on `notify` (its own pipes)."""
     import multiprocessing
@@ -622,7 +622,7 @@ def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, stop: Any, noti
             return STOP
 
     try:
-        worker_loop(spec, worker_id, None, stop, send, SystemClock(), None, functions,
+        worker_loop(spec, worker_id, None, None, send, SystemClock(), None, functions,
                     lambda: parent is None or parent.is_alive(), heartbeat=True, idle=None, direct=(take, send))
     finally:
         notify.close()
