@@ -1,21 +1,23 @@
-"""Pool workers: claim epoch jobs from the queue table, run them, write back their results.
+"""Pool workers: take epoch jobs, run them, send back their results.
 
-A worker (a thread, or a process started with `spawn`) opens the net's database by path,
-claims jobs of its pool with a lease (one at a time; a process worker whose epochs are quick
-claims a few at once), runs each epoch's attempts with the same `AttemptLoop` as the main
-thread, and writes a result row (`epoch_results`) together with the attempts and log lines.
-Reports and the next claim share one transaction, and the workers of a thread pool share it
-too (`Desk`: group commit). It then notifies the main process, which alone owns the sim: it
-applies the result to the net. Every operation in a worker is queued (as with
-`defer_net_actions=True`) and reaches the net when the result is applied; a non-deferred
-node's operations are applied even if the epoch then fails, as in the main thread.
+A worker (a thread, a process started with `spawn`, or a `netrun worker` thread elsewhere) runs
+each epoch's attempts with the same `AttemptLoop` as the main thread. Every operation in a
+worker is queued (as with `defer_net_actions=True`) and reaches the net when the owner, which
+alone owns the sim, applies the result; a non-deferred node's operations are applied even if
+the epoch then fails, as in the main thread. How jobs come and results go:
 
-A worker that holds several jobs marks each one in a file before its code runs: if the
-worker dies, the owner takes back the jobs it started (crash semantics; a batch is reported
-at once, so an epoch that ended but was not reported yet counts as started) and queues the
-others again as they were.
+- `DirectJobs` (thread and process pools): the owner hands the worker its jobs (claimed in the
+  owner's own commit) and gets each result back at once, with the attempt and log rows; the
+  worker writes nothing. It reads values by path (or gets them with the job).
+- `TableJobs` (remote workers): the worker claims due jobs of its pool from the queue table with
+  a lease, and writes its results (`epoch_results`) with the attempts and log lines by
+  compare-and-set, in the transaction of its next claim (the threads of one `netrun worker`
+  share it: `Desk`).
+
+A worker that holds several jobs marks each one before its code runs (a file, or memory for a
+thread): if the worker dies, the owner takes back the jobs it started (crash semantics) and
+queues the others again as they were.
 """
-
 from __future__ import annotations
 
 import asyncio
