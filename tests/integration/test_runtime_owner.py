@@ -422,6 +422,16 @@ def test_a_frozen_process_worker_loses_its_non_deferred_epoch_to_the_dead_letter
     assert [r["epoch_id"] for r in out["attempts"] if r["outcome"] != "finished"] == []
 
 
+def _thread_pool_net(tmp_path, work, got: list, *, size: int, lease: float) -> netrun.Net:
+    """Source -> Work (deferred, a thread pool of `size`, leases of `lease` s) -> Sink collecting into `got`."""
+    net = netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "run.db"), thread_pools={"p": {"size": size}},
+                     lease_seconds=lease)
+    net.set_node_exec("Work", work)
+    net.set_node_exec("Sink", collect(got))
+    net.set_node_config("Work", pool="p", defer_net_actions=True)
+    return net
+
+
 # -- 5. a hung thread worker ----------------------------------------------------------------------------------
 def test_a_hung_thread_worker_is_retired_and_its_late_report_refused(tmp_path):
     release = threading.Event()
@@ -442,12 +452,8 @@ def test_a_hung_thread_worker_is_retired_and_its_late_report_refused(tmp_path):
             release.wait(30)  # no context call meanwhile: the lease is not renewed
         _send(ctx, (value, runs[value]))
 
-    db = str(tmp_path / "run.db")
-    net = netrun.Net(chain("Source", "Work", "Sink"), db=db, thread_pools={"p": {"size": 2}}, lease_seconds=0.5)
+    net = _thread_pool_net(tmp_path, work, got, size=2, lease=0.5)
     try:
-        net.set_node_exec("Work", work)
-        net.set_node_exec("Sink", collect(got))
-        net.set_node_config("Work", pool="p", defer_net_actions=True)
         for value in range(4):
             net.inject_packet("Work", "in", value)
         net.start(threaded=True)
@@ -497,12 +503,8 @@ def test_a_job_in_a_hung_threads_hand_is_handed_back_not_counted_as_a_death(tmp_
             release.wait(30)  # no context call meanwhile: the lease is not renewed
         _send(ctx, value)
 
-    db = str(tmp_path / "run.db")
-    net = netrun.Net(chain("Source", "Work", "Sink"), db=db, thread_pools={"p": {"size": 1}}, lease_seconds=0.6)
+    net = _thread_pool_net(tmp_path, work, got, size=1, lease=0.6)
     try:
-        net.set_node_exec("Work", work)
-        net.set_node_exec("Sink", collect(got))
-        net.set_node_config("Work", pool="p", defer_net_actions=True)
         net.inject_packet("Work", "in", 0)
         net.inject_packet("Work", "in", 1)
         net.start(threaded=True)
