@@ -59,6 +59,7 @@ AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight
 PIPED_VALUE = 2048  # bytes: a stored value up to this size travels with a process job (a pipe must never fill)
 SETTLE_SECONDS = 5.0  # how long a pool stopped by a failed start waits for its workers' last notices
 SILENT_DEATHS = 3  # process workers dead in a row before they said anything: the pool is stopped
+IN_HAND_SECONDS = 0.05  # a busy worker is handed a job only of a node whose last epoch ran shorter
 THREAD_BATCH = 2  # jobs a thread worker may hold at once (one running, one in hand), where no node has a timeout
 REMOTE_SIZE = 8  # a remote pool's default size: epochs its workers may run at once, all together
 _SPAWN = multiprocessing.get_context("spawn")
@@ -280,6 +281,7 @@ class PoolManager:
         self.deaths: Counter[str] = Counter()  # epoch ID -> workers that died (or froze) running it
         self.held: dict[str, tuple[str, int]] = {}  # direct pools: epoch ID -> (worker, job attempt) holding it
         self.first_attempt: dict[str, int] = {}  # epoch ID -> its next attempt's number, after a take-back
+        self.took: dict[str, float] = {}  # node -> seconds its last pool epoch ran (see IN_HAND_SECONDS)
         self._channels: _Channels | None = None
         self._results: Any = None  # remote pools: the listener for their workers' reports
         self._next_sweep = 0.0
@@ -386,6 +388,9 @@ class PoolManager:
             epoch_id = job.epoch_id
             # Handed to a busy worker, the job is in its hand, not running: no claimed_at until it starts.
             in_hand = pool.load[worker_id] > 0
+            if in_hand and self.took.get(job.node_name, IN_HAND_SECONDS) >= IN_HAND_SECONDS:
+                left.append(job)  # a node whose epochs take long (or unknown) waits for an idle worker
+                continue
             claimed_at = None if in_hand else stamp
             if epoch_id in pool.written:
                 pool.written.discard(epoch_id)
@@ -532,11 +537,12 @@ class PoolManager:
             self._reported = True
         return 0
 
-    def _apply_direct(self, worker_id: str, claim: Claim, payload: bytes, rows: tuple) -> int:
+    def _apply_direct(self, worker_id: str, claim: Claim, payload: bytes, rows: tuple, seconds: float) -> int:
         """A direct pool worker's result: applied if the job is still that worker's at that attempt
         (compare-and-set); otherwise (taken back meanwhile: lease, timeout) logged and dropped."""
         rt = self.rt
         epoch_id = claim.epoch_id
+        self.took[claim.node_name] = seconds
         if self.held.get(epoch_id) != (worker_id, claim.attempt):
             rt.journal.add(LATE_LOG, (epoch_id, claim.node_name, rt.journal.now(), late_result(worker_id)))
             return 0

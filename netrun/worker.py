@@ -389,7 +389,7 @@ class TableJobs:
     def starting(self, job: tuple) -> None:
         pass
 
-    def ran(self, result: _Result, done: list[_Result]) -> None:
+    def ran(self, result: _Result, done: list[_Result], seconds: float) -> None:
         done.append(result)  # reported with the next claim
 
     def ready(self) -> None:
@@ -413,8 +413,8 @@ class DirectJobs:
     `values` are the stored input values the owner had at hand ({packet: stored}), not read again.
 
     Messages to the owner: ("ready", worker) once its start functions ran, ("started", worker, epoch,
-    attempt), ("result", worker, claim, result blob, detached journal rows), ("beat", worker), and the
-    pool's START_FAILED notice."""
+    attempt), ("result", worker, claim, result blob, detached journal rows, seconds it ran),
+    ("beat", worker), and the pool's START_FAILED notice."""
 
     def __init__(self, host: WorkerHost, worker_id: str, take: Callable[[float], Any],
                  send: Callable[[Any], None], alive: Callable[[], bool]) -> None:
@@ -444,9 +444,9 @@ class DirectJobs:
             claim = job[0]
             self._send(("started", self._worker_id, claim.epoch_id, claim.attempt))
 
-    def ran(self, result: _Result, done: list[_Result]) -> None:
+    def ran(self, result: _Result, done: list[_Result], seconds: float) -> None:
         if self._alive():
-            self._send(("result", self._worker_id, result.job, result.blob, result.rows))
+            self._send(("result", self._worker_id, result.job, result.blob, result.rows, seconds))
             return
         # Retired (a hung thread the owner took the job back from, which woke up again): the result
         # is refused; the log says so, whether or not the net still runs.
@@ -517,8 +517,10 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
             began = time.perf_counter()
             job = held.pop()
             link.starting(job)
-            link.ran(run_claimed(host, spec, functions, job, loop, raw=raw), done)
-            quick = time.perf_counter() - began < QUICK
+            result = run_claimed(host, spec, functions, job, loop, raw=raw)
+            took = time.perf_counter() - began
+            link.ran(result, done, took)
+            quick = took < QUICK
         link.close(done)
         lifecycle("stop")
     finally:

@@ -505,6 +505,8 @@ def test_a_job_in_a_hung_threads_hand_is_handed_back_not_counted_as_a_death(tmp_
 
     net = _thread_pool_net(tmp_path, work, got, size=1, lease=0.6)
     try:
+        net.inject_packet("Work", "in", 9)  # a quick epoch first: a busy worker is handed only a quick node's jobs
+        net.start()
         net.inject_packet("Work", "in", 0)
         net.inject_packet("Work", "in", 1)
         net.start(threaded=True)
@@ -515,16 +517,50 @@ def test_a_job_in_a_hung_threads_hand_is_handed_back_not_counted_as_a_death(tmp_
         status = net.poll().nodes["Work"]
         assert (status.running, status.queued) == (1, 1)  # the job in hand is not running
         net.wait_until_blocked(timeout=20)
-        assert sorted(got) == [0, 1]
-        assert runs == Counter({0: 2, 1: 1})
+        assert sorted(got) == [0, 1, 9]
+        assert runs == Counter({0: 2, 1: 1, 9: 1})
         by_value = {}
         for row in net.query("SELECT e.id, a.attempt, a.outcome, a.error_type FROM epochs e JOIN epoch_attempts a "
                              "ON a.epoch_id = e.id WHERE e.node_name = 'Work' ORDER BY a.attempt"):
             by_value.setdefault(row["id"], []).append((row["attempt"], row["outcome"], row["error_type"]))
         assert sorted(by_value.values()) == [[(0, "failed", "WorkerLost"), (1, "finished", None)],
-                                             [(0, "finished", None)]]
+                                             [(0, "finished", None)], [(0, "finished", None)]]
     finally:
         release.set()
+        net.close()
+
+
+def test_a_busy_worker_is_not_handed_the_jobs_of_a_node_whose_epochs_take_long(tmp_path):
+    # a job in hand waits for the one its worker runs: only a node whose last epoch was quick gets there
+    seen_in_hand: list = []
+    stop = threading.Event()
+
+    def slow(ctx, packets):
+        value = ctx.consume_packet(packets["in"][0])
+        time.sleep(0.12)
+        _send(ctx, value)
+
+    got: list = []
+    net = _thread_pool_net(tmp_path, slow, got, size=2, lease=30)
+    try:
+        for value in range(8):
+            net.inject_packet("Work", "in", value)
+
+        def watch() -> None:
+            while not stop.is_set():
+                seen_in_hand.extend(r["n"] for r in net.query(
+                    "SELECT count(*) AS n FROM epoch_jobs WHERE state = 'claimed' AND claimed_at IS NULL"))
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        net.start()
+        stop.set()
+        watcher.join()
+        assert sorted(got) == list(range(8))
+        assert seen_in_hand and max(seen_in_hand) == 0  # never a job waiting in a busy worker's hand
+    finally:
+        stop.set()
         net.close()
 
 
