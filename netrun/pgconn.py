@@ -287,14 +287,38 @@ def _as_apsw(exc: psycopg.Error, label: str) -> apsw.Error:
         cls = apsw.TooBigError
     elif isinstance(exc, (psycopg.errors.DiskFull, psycopg.errors.OutOfMemory)):
         cls = apsw.FullError
-    elif isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+    elif _lost_connection(exc):
         cls = apsw.IOError
         message = f"the connection to {label} failed: {message}"
+    elif (exc.sqlstate or "").startswith("58"):  # the server's own I/O failed (SQLSTATE class 58)
+        cls = apsw.IOError
+        message = f"the server of {label} failed: {message}"
     elif isinstance(exc, psycopg.DataError):
         cls = apsw.MismatchError
     else:
         cls = apsw.SQLError
     return cls(message)
+
+
+# SQLSTATEs of a session that the server ended: terminated by an administrator (pg_terminate_backend), by
+# a crash or a shutdown of the server, refused while it starts, or idle too long (in a transaction or not).
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "57P05", "25P03"})
+
+
+def _lost_connection(exc: psycopg.Error) -> bool:
+    """Whether `exc` says the connection is gone (a worker reconnects, the journal keeps its rows), and
+    not that the server refused a statement: psycopg's OperationalError also covers statement errors
+    (SQLSTATE classes 53, 55, 57: `lastval()` before `nextval()`, a view that cannot be changed...)."""
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    state = exc.sqlstate
+    if state in _SESSION_ENDED:
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    # no SQLSTATE: the client's own failure ("server closed the connection unexpectedly", "the connection
+    # is closed"); class 08: connection exceptions
+    return state is None or state.startswith("08")
 
 
 # -- the connection ----------------------------------------------------------------------------

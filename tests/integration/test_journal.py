@@ -320,19 +320,28 @@ def test_without_rate_limit_nothing_sleeps(db):
     assert sum(clock.sleeps) == 0
 
 
-def test_a_failed_commit_rolls_back_and_the_retry_writes_exactly_the_rows_it_had(tmp_path):  # SQLite only: a Journal on an apsw connection
-    """`then` moves a packet created in the buffer, then the transaction fails: the restored buffer
-    must still insert the packet (with its newer location), and the connection must be usable."""
+@pytest.fixture
+def journal_on(db):
+    """A Journal on a netrun connection to an empty net of each store (the `db` fixture)."""
     from netrun.clock import SystemClock
     from netrun.db import open_connection
     from netrun.journal import Journal
-    from netrun.migrate import migrate
+
+    netrun.Net(chain("A", "B"), db=db).close()  # the schema (a PostgreSQL net's is made by its first Net)
+    conn = open_connection(db)
+    yield Journal(conn, SystemClock())
+    conn.close()
+
+
+@pytest.mark.parametrize("failure", ["oserror", "statement"])
+def test_a_failed_commit_rolls_back_and_the_retry_writes_exactly_the_rows_it_had(journal_on, db, failure):
+    """`then` moves a packet created in the buffer, then the transaction fails (an OSError, or a statement
+    the database refuses: on PostgreSQL that aborts the transaction): the restored buffer must still
+    insert the packet (with its newer location), and the connection must be usable."""
     from netrun.sim import Event, Location
 
-    db = str(tmp_path / "j.db")
-    conn = open_connection(db)
-    migrate(conn, db)
-    journal = Journal(conn, SystemClock())
+    journal, conn = journal_on, journal_on.conn
+    history = conn.execute("SELECT count(*) FROM history").fetchone()[0]  # the first Net's
     journal.record("CreatePacket", [Event("PacketCreated", None, "p1", None)], packet_id="p1",
                    created_at=Location("input_port", "A", "in"))
     journal.record("RunNetUntilBlocked", [Event("EpochCreated", "e1", None, "A")])
@@ -340,15 +349,23 @@ def test_a_failed_commit_rolls_back_and_the_retry_writes_exactly_the_rows_it_had
     def then(c):
         journal.record("Move", [Event("PacketMoved", "e1", "p1", "A", None, Location("node", "A", None, "e1"))])
         journal.record("StartEpoch", [Event("EpochStarted", "e1", None, "A")])
-        raise OSError("disk full (simulated)")
+        if failure == "oserror":
+            raise OSError("disk full (simulated)")
+        c.execute("INSERT INTO net_meta (key, value) VALUES ('config', 'a second row for a primary key')")
 
-    with pytest.raises(netrun.StorageError, match="j.db: cannot write .*simulated"):
-        journal.commit(then=then)
+    if failure == "oserror":
+        with pytest.raises(netrun.StorageError, match="cannot write .*simulated") as info:
+            journal.commit(then=then)
+        assert db.split("?")[0].split("/")[-1] in str(info.value)  # names the file or the database
+    else:
+        import apsw
+
+        with pytest.raises(apsw.ConstraintError):
+            journal.commit(then=then)
     assert conn.getautocommit()  # rolled back: no transaction left open
     assert conn.execute("SELECT count(*) FROM packets").fetchone()[0] == 0
     journal.commit()
     assert conn.execute("SELECT state, location, node_name, epoch_id FROM packets WHERE id = 'p1'").fetchall() == [
         ("live", "node", "A", "e1")]
     assert conn.execute("SELECT state, attempt FROM epochs WHERE id = 'e1'").fetchall() == [("running", 1)]
-    assert conn.execute("SELECT count(*) FROM history").fetchone()[0] == 8  # 4 actions + 4 events, once
-    conn.close()
+    assert conn.execute("SELECT count(*) FROM history").fetchone()[0] - history == 8  # 4 actions + 4 events, once

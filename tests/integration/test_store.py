@@ -344,6 +344,8 @@ def test_a_write_waits_for_another_writer_instead_of_failing(tmp_path):
     ("SELECT * FROM no_such_table", (), {"sqlite": "no such table: no_such_table",
                                          "postgres": 'relation "no_such_table" does not exist'}),
     ("SELECT ?", (), {"sqlite": "bindings", "postgres": "bind|parameter"}),
+    # PostgreSQL's class 55 (psycopg's OperationalError): a refused statement, not a lost connection
+    ("SELECT lastval()", (), {"sqlite": "no such function", "postgres": "lastval is not yet defined"}),
 ])
 def test_a_query_that_the_database_rejects_raises_query_error_naming_the_statement(db, backend, sql, params, reason):
     with netrun.Net(chain("A", "B"), db=db) as net:
