@@ -14,7 +14,7 @@ import os
 import pickle
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from .jobs import pool_jobs_by_node
 from .migrate import latest_version
 from .ownership import Owner
 from .store import store_for
-from .readonly import read_query
+from .readonly import guarded_query, read_query
 from .restore import stored_graph
 from .shortids import resolve_id
 from .values import FUNC, JSON, PICKLE, decode, shorten
@@ -408,6 +408,15 @@ class NetInspector:
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[dict]:
         """Read-only SQL; a statement that would write raises ReadOnlyQueryError."""
         return read_query(self._conn, sql, params)
+
+    def query_rows(self, sql: str, params: tuple | list | dict = ()) -> AbstractContextManager[
+            tuple[list[str], Iterator[tuple]]]:
+        """`with inspector.query_rows(sql) as (columns, rows):` the rows of `query` as tuples, read as
+        they are iterated (on PostgreSQL through a server-side cursor, a batch at a time): a huge result
+        never sits whole in memory. The statement is checked before it runs, as by `query`.
+
+        Raises ReadOnlyQueryError (a statement that would write), QueryError (the database refused it)."""
+        return guarded_query(self._conn, sql, params)
 
     def resolve_id(self, text: str, kind: str = "packet") -> str:
         """The full ID of the packet (or `kind="epoch"`) that `text` names: the ID, a prefix or the short

@@ -4,6 +4,7 @@ so they work on a net another process is running, or on one that crashed."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -111,17 +112,30 @@ def _param(text: str) -> int | float | str:
     return text
 
 
+SQL_TABLE_ROWS = 1000  # rows per table in the human format: a longer result is printed as several
+
+
 def sql(args: argparse.Namespace, out: Output) -> int:
+    """Rows are printed as they are read (see NetInspector.query_rows): a result of any size costs the
+    memory of one batch (a table of the human format: SQL_TABLE_ROWS rows)."""
     fmt = _data_format(args, out)
-    with NetInspector(args.file) as net:
-        rows = net.query(args.statement, [_param(text) for text in args.param or ()])
-    if fmt:  # no rows: no header either (SQLite names a statement's columns only while it returns rows)
-        columns = list(rows[0]) if rows else []
-        write_rows(sys.stdout, columns, ([row[c] for c in columns] for row in rows), fmt)
-    elif out.json_mode:
-        out.json(rows)
-    else:
-        out.table(rows, list(rows[0]) if rows else [], empty="(no rows)", shorten=False)  # the data as selected
+    params = [_param(text) for text in args.param or ()]
+    with NetInspector(args.file) as net, net.query_rows(args.statement, params) as (columns, found):
+        rows = iter(found)
+        first = next(rows, None)
+        if first is None:  # no rows: no header either (SQLite names a statement's columns only while it returns rows)
+            columns, rows = [], iter(())
+        else:
+            rows = itertools.chain([first], rows)
+        if fmt or out.json_mode:
+            write_rows(out.stdout or sys.stdout, columns, rows, fmt or "json")
+            return 0
+        batch = list(itertools.islice(rows, SQL_TABLE_ROWS))
+        if not batch:
+            out.table([], [], empty="(no rows)")
+        while batch:  # the data as selected
+            out.table([dict(zip(columns, row)) for row in batch], columns, shorten=False)
+            batch = list(itertools.islice(rows, SQL_TABLE_ROWS))
     return 0
 
 

@@ -65,3 +65,15 @@ def test_inject_into_a_stopped_net_then_resume_takes_it_and_stop_finds_no_owner(
     assert stopped.code == 0, stopped.err
     assert cli("resume", failed_run, "--no-progress").code == 0
     assert cli("status", failed_run, "--json").json()["nodes"]["Source"]["finished"] == before + 1
+
+
+def test_sql_refused_by_the_server_is_one_query_error(cli, pg_url):
+    # lastval() before any nextval(): SQLSTATE 55000, one of psycopg's OperationalErrors, yet no lost connection
+    import netrun
+    from netrun.graphs import chain
+
+    netrun.Net(chain("A", "B"), db=pg_url).close()
+    done = cli("sql", pg_url, "SELECT lastval()")
+    assert done.code == 1
+    assert "lastval is not yet defined" in done.err and "Traceback" not in done.err
+    assert "connection" not in done.err
