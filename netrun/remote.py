@@ -185,8 +185,9 @@ class RemoteWorker:
                 self.wake.release()
 
     def _register(self) -> None:
+        """Write this worker's row (the caller holds `_lock`)."""
         now = iso(self.clock.now())
-        with self._lock, transaction(self._conn):
+        with transaction(self._conn):
             self._conn.execute("INSERT INTO workers (id, host, pid, pools, concurrency, started_at, heartbeat_at) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?)", (self.id, socket.gethostname(), os.getpid(),
                                                                 json.dumps([self.pool]), self.concurrency, now, now))
@@ -198,6 +199,9 @@ class RemoteWorker:
                     self.clock.measure(self._conn)
                     self._conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?",
                                        (iso(self.clock.now()), self.id))
+                    if self._conn.changes() == 0:  # its row is gone (a server restored from a backup, a
+                        self._say("its row in workers is gone; registering again")  # failover to a standby
+                        self._register()
             except Exception:  # noqa: BLE001 - the database is away for a moment: the leases decide
                 self._reopen()
 
@@ -231,7 +235,8 @@ class RemoteWorker:
 
     def run(self) -> None:
         """Claim, run and report until `stop` is set; the threads finish their jobs first."""
-        self._register()
+        with self._lock:
+            self._register()
         self._listener = listen_for_jobs(self._conn, self._woken)
         beat = threading.Thread(target=self._beat, daemon=True, name="netrun-worker-beat")
         beat.start()

@@ -200,8 +200,15 @@ def test_a_worker_whose_connections_are_terminated_reconnects_and_goes_on(pg_url
         assert net.query("SELECT count(*) AS n FROM epoch_attempts WHERE error_type = 'WorkerLost'") == [{"n": 1}]
         ran = net.query("SELECT DISTINCT worker FROM epoch_jobs WHERE state = 'done'")
         assert [r["worker"].split(":")[3] for r in ran] == [str(cut.pid)]  # all by the worker that was cut
+        # its row lost (a failover to a server that had not seen it): it registers again at its next beat
+        [row] = net.query("SELECT id, started_at FROM workers")
+        with psycopg.connect(pg_server.url, autocommit=True) as admin:
+            admin.execute(f"DELETE FROM {pg_url.rsplit('net=', 1)[1]}.workers")
+        wait_for(lambda: net.query("SELECT id, pid FROM workers") == [{"id": row["id"], "pid": cut.pid}],
+                 "the worker's row written again")
     workers.stop()
     assert "lost the database" in workers.errors[cut.pid] and "reconnecting" in workers.errors[cut.pid]
+    assert "registering again" in workers.errors[cut.pid]
 
 
 def test_a_worker_gives_up_with_one_clear_error_when_the_database_stays_away(tmp_path):
