@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ import apsw
 from .clock import Clock, SystemClock, iso
 from .config import NodeConfig
 from .db import open_connection, transaction
+from .dialect import is_url
 from .errors import ConfigError, NotANetrunDatabase, StorageError
 from .factories import import_from_path
 from .host import NodeFunctions
@@ -46,6 +48,23 @@ BEAT_SECONDS = 2.0  # how often a worker writes its heartbeat (and measures the 
 RECONNECT_FOR = 60.0  # seconds a worker keeps trying to reach a database it lost before it gives up
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between its tries, growing
 _LOST = (apsw.IOError, StorageError)  # a connection that broke, or could not be made
+# A database machine that falls silent (powered off, a cable pulled, a firewall that drops its packets)
+# sends no reset: TCP would retry a worker's statement for ~15 minutes, and an idle connection would
+# wait for ever. libpq's liveness parameters break such a connection after ~20 s instead, so the worker
+# reconnects, or gives up after --reconnect-for. Parameters the URL sets win.
+LIVENESS = {"keepalives_idle": "10", "keepalives_interval": "3", "keepalives_count": "3",
+            "tcp_user_timeout": "20000"}
+
+
+def url_with(url: str, params: dict[str, str], *, replace: bool = True) -> str:
+    """`url` with these query parameters set (`replace=False`: only those it does not set already)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    given = {key for key, _ in query}
+    if replace:
+        query = [(k, v) for k, v in query if k not in params]
+    query += [(k, v) for k, v in params.items() if replace or k not in given]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 class DbClock:
@@ -132,7 +151,8 @@ class RemoteWorker:
         self.pool = pool
         self.concurrency = concurrency
         self.id = f"remote:{pool}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self._conn = open_connection(self.store.url)
+        self.url = url_with(self.store.url, LIVENESS, replace=False) if is_url(self.store.url) else self.store.url
+        self._conn = open_connection(self.url)
         self._lock = threading.Lock()  # the notices and beats share this connection
         try:
             self.clock = DbClock(self._conn, clock)
@@ -141,7 +161,7 @@ class RemoteWorker:
             self._conn.close()
             raise
         keep = bool(options.get("consumed_packet_storage") or options.get("consumed_packet_storage_path"))
-        self.spec = WorkerSpec(db_path=self.store.url, pool=pool, nodes=self.configs, functions=self.functions,
+        self.spec = WorkerSpec(db_path=self.url, pool=pool, nodes=self.configs, functions=self.functions,
                                keep_received=keep, init_per_worker=set(self.configs),
                                durability=options.get("durability", "normal"),
                                lease_seconds=float(options.get("lease_seconds", 60.0)))
@@ -164,7 +184,7 @@ class RemoteWorker:
         is left for the next use: the leases and the owner's sweep decide meanwhile."""
         with self._lock:
             try:
-                fresh = open_connection(self.store.url)
+                fresh = open_connection(self.url)
             except _LOST:
                 return
             try:

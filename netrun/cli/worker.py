@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import signal
-import urllib.parse
 
-from ..remote import RemoteWorker
+from ..remote import RemoteWorker, url_with
 from .files import add_import_paths
 from .numbers import count
 from .output import Output, UsageError
@@ -14,11 +13,7 @@ from .output import Output, UsageError
 
 def _with_net(url: str, net: str | None) -> str:
     """The URL with `?net=NAME` set (replacing one it has)."""
-    if net is None:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "net"]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query + [("net", net)])))
+    return url if net is None else url_with(url, {"net": net})
 
 
 def worker(args: argparse.Namespace, out: Output) -> int:
