@@ -91,11 +91,15 @@ class Net:
         try:
             self._conn = open_connection(self.db_url, durability=self._config.durability)
             try:
+                # refused before anything is written (a migration, a PostgreSQL owner record); the owner lock
+                # keeps every other writer out meanwhile
+                if state.version and self._conn.execute("SELECT 1 FROM net_meta WHERE key = 'graph'").fetchone():
+                    other = "file (or delete this one to start over" if self._store.local_files else \
+                        "net name, ?net=NAME (or drop this one's schema to start over"
+                    raise StorageError(f"{self.db_path} already holds a net; choose another {other}, or resume it)",
+                                       path=self.db_path)
                 self._store.migrate(self._conn)
                 self._store.claim(self._owner, self._conn)
-                if self._conn.execute("SELECT 1 FROM net_meta WHERE key = 'graph'").fetchone():
-                    raise StorageError(f"{self.db_path} already holds a net; choose another file (or delete this "
-                                       "one to start over, or resume it)", path=self.db_path)
                 self._write_meta(graph, existed=state.exists)
                 self._store.forget_side_files()
             except BaseException:

@@ -237,23 +237,26 @@ TIMESTAMP_COLUMNS = [("history", "timestamp"), ("epochs", "created_at"), ("epoch
                      ("epoch_attempts", "started_at"), ("epoch_attempts", "finished_at"), ("node_logs", "timestamp")]
 
 
-def test_timestamps_are_iso_text_that_sqlite_understands(tmp_path):  # SQLite only: its date functions read the text
-    with netrun.Net(chain("Source", "A", "B"), db=tmp_path / "run.db") as net:
+def test_timestamps_are_iso_text_that_the_database_understands(db, backend):
+    with netrun.Net(chain("Source", "A", "B"), db=db) as net:
         net.set_node_exec("Source", emit(1, 2))
         net.set_node_exec("A", shout_a)
         net.set_node_exec("B", shout_b)
         net.inject_source_epoch("Source")
         net.start()
-    db = tmp_path / "run.db"
+    # the database's own reading of the text: SQLite's date functions; PostgreSQL's cast (which raises on
+    # text it cannot read)
+    moment, kind = ("julianday({})", "typeof({}) != 'text'") if backend == "sqlite" else \
+        ("extract(epoch FROM CAST({} AS timestamptz))", "pg_typeof({}) != 'text'::regtype")
     for table, column in TIMESTAMP_COLUMNS:
         total = scalar(db, f"SELECT count(*) FROM {table}")
         assert total > 0, table
         assert scalar(db, f"SELECT count(*) FROM {table} WHERE {column} IS NULL") == 0, (table, column)
-        assert scalar(db, f"SELECT count(*) FROM {table} WHERE julianday({column}) IS NULL "
-                          f"OR typeof({column}) != 'text'") == 0, (table, column)
+        assert scalar(db, f"SELECT count(*) FROM {table} WHERE {moment.format(column)} IS NULL "
+                          f"OR {kind.format(column)}") == 0, (table, column)
     # started before finished, for every epoch
-    assert scalar(db, "SELECT count(*) FROM epochs WHERE julianday(finished_at) < julianday(started_at) "
-                      "OR julianday(started_at) < julianday(created_at)") == 0
+    assert scalar(db, f"SELECT count(*) FROM epochs WHERE {moment.format('finished_at')} < {moment.format('started_at')} "
+                      f"OR {moment.format('started_at')} < {moment.format('created_at')}") == 0
 
 
 def parse_utc(text: str) -> datetime:

@@ -158,6 +158,26 @@ def test_a_file_that_already_holds_a_net_is_refused_untouched(tmp_path):
     assert sha256(path) == before
 
 
+def test_an_older_file_that_already_holds_a_net_is_refused_unmigrated(tmp_path, monkeypatch):
+    import netrun.migrate
+
+    real = netrun.migrate.list_migrations()
+    monkeypatch.setattr(netrun.migrate, "list_migrations", lambda *args: real[:-1])
+    path = tmp_path / "older.db"
+    conn = open_connection(str(path))
+    netrun.migrate.migrate(conn, str(path))
+    conn.execute("INSERT INTO net_meta (key, value) VALUES ('graph', '{}')")
+    conn.close()
+    monkeypatch.undo()
+    before = sha256(path)
+    with pytest.raises(netrun.StorageError, match="already holds a net; choose another file"):
+        netrun.Net(graph(), db=path)
+    assert sha256(path) == before  # not migrated to the latest version first
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("PRAGMA user_version").fetchone()[0] == latest_version() - 1
+    reader.close()
+
+
 def test_a_refused_net_does_not_keep_the_file_open(tmp_path):
     path = make_net_db(tmp_path / "taken.db")
     with pytest.raises(netrun.StorageError):
@@ -354,3 +374,72 @@ def test_a_query_that_the_database_rejects_raises_query_error_naming_the_stateme
         assert sql in str(info.value)
         assert not isinstance(info.value, netrun.ReadOnlyQueryError)
         assert net.query("SELECT 1 AS one") == [{"one": 1}]  # the reader still works
+
+
+# -- (h) the same refusals on PostgreSQL (a schema per net: sections a-f are about files) --------------
+
+def schema_state(url: str) -> list:
+    """The net's schema as it stands: its comment (netrun's version), tables, and every table's rows."""
+    import psycopg
+
+    from netrun.pgconn import parse_url
+
+    target = parse_url(url)
+    with psycopg.connect(target.conninfo, autocommit=True) as pg:
+        found = [pg.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                            (target.schema,)).fetchall()]
+        for (table,) in pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1",
+                                   (target.schema,)).fetchall():
+            found.append((table, pg.execute(f'SELECT * FROM "{target.schema}"."{table}" ORDER BY 1').fetchall()))
+    return found
+
+
+def admin(url: str, sql: str) -> None:
+    import psycopg
+
+    from netrun.pgconn import parse_url
+
+    target = parse_url(url)
+    with psycopg.connect(target.conninfo, autocommit=True) as pg:
+        pg.execute(sql.format(schema=f'"{target.schema}"'))
+
+
+def make_pg_net(url: str) -> str:
+    with netrun.Net(graph(), db=url) as net:
+        net.set_node_exec("S", lambda ctx, packets: None)
+        net.inject_source_epoch("S")
+        net.start()
+    return url
+
+
+def assert_pg_refused_untouched(url: str, error: type[BaseException], *, resume: bool = False) -> BaseException:
+    before = schema_state(url)
+    with pytest.raises(error) as caught:
+        netrun.Net.resume(url) if resume else netrun.Net(graph(), db=url)
+    label = url.split("?")[0]
+    assert label in str(caught.value) and caught.value.path.startswith(label)
+    assert schema_state(url) == before
+    return caught.value
+
+
+def test_another_programs_schema_is_refused_untouched(pg_url):
+    admin(pg_url, "CREATE SCHEMA {schema}; CREATE TABLE {schema}.people (name text); "
+                  "INSERT INTO {schema}.people VALUES ('ada')")
+    for resume in (False, True):
+        error = assert_pg_refused_untouched(pg_url, netrun.NotANetrunDatabase, resume=resume)
+        assert "another program" in str(error)
+
+
+def test_a_schema_from_a_newer_netrun_is_refused_untouched(pg_url):
+    make_pg_net(pg_url)
+    admin(pg_url, f"COMMENT ON SCHEMA {{schema}} IS 'netrun schema version {latest_version() + 1}'")
+    for resume in (False, True):
+        error = assert_pg_refused_untouched(pg_url, netrun.DatabaseVersionError, resume=resume)
+        assert error.version == latest_version() + 1
+
+
+def test_a_schema_that_already_holds_a_net_is_refused_untouched(pg_url):
+    make_pg_net(pg_url)
+    error = assert_pg_refused_untouched(pg_url, netrun.StorageError)
+    assert "already holds a net; choose another net name, ?net=NAME" in str(error)
+    assert not isinstance(error, netrun.NotANetrunDatabase)
