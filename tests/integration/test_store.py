@@ -28,8 +28,8 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_net_db(path: Path) -> Path:
-    """A real netrun database with a little history, closed."""
+def make_net_db(path: Path | str) -> Path | str:
+    """A real netrun database with a little history, closed (a file, or a PostgreSQL net's URL)."""
     with netrun.Net(graph(), db=path) as net:
         net.set_node_exec("S", lambda ctx, packets: None)
         net.inject_source_epoch("S")
@@ -404,14 +404,6 @@ def admin(url: str, sql: str) -> None:
         pg.execute(sql.format(schema=f'"{target.schema}"'))
 
 
-def make_pg_net(url: str) -> str:
-    with netrun.Net(graph(), db=url) as net:
-        net.set_node_exec("S", lambda ctx, packets: None)
-        net.inject_source_epoch("S")
-        net.start()
-    return url
-
-
 def assert_pg_refused_untouched(url: str, error: type[BaseException], *, resume: bool = False) -> BaseException:
     before = schema_state(url)
     with pytest.raises(error) as caught:
@@ -431,7 +423,7 @@ def test_another_programs_schema_is_refused_untouched(pg_url):
 
 
 def test_a_schema_from_a_newer_netrun_is_refused_untouched(pg_url):
-    make_pg_net(pg_url)
+    make_net_db(pg_url)
     admin(pg_url, f"COMMENT ON SCHEMA {{schema}} IS 'netrun schema version {latest_version() + 1}'")
     for resume in (False, True):
         error = assert_pg_refused_untouched(pg_url, netrun.DatabaseVersionError, resume=resume)
@@ -439,7 +431,7 @@ def test_a_schema_from_a_newer_netrun_is_refused_untouched(pg_url):
 
 
 def test_a_schema_that_already_holds_a_net_is_refused_untouched(pg_url):
-    make_pg_net(pg_url)
+    make_net_db(pg_url)
     error = assert_pg_refused_untouched(pg_url, netrun.StorageError)
     assert "already holds a net; choose another net name, ?net=NAME" in str(error)
     assert not isinstance(error, netrun.NotANetrunDatabase)
