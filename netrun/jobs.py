@@ -37,14 +37,17 @@ UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_unt
 WHERE epoch_id IN (SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
                    AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT ?5)
   AND state = 'queued'
-RETURNING epoch_id, node_name, attempt, priority, seq
+RETURNING epoch_id, node_name, attempt, priority, seq, (SELECT salvo FROM epochs WHERE id = epoch_jobs.epoch_id),
+          (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_attempts.epoch_id = epoch_jobs.epoch_id)
 """, """
 WITH picked AS MATERIALIZED (
     SELECT epoch_id FROM epoch_jobs WHERE state = 'queued' AND pool = ?4
     AND (not_before IS NULL OR not_before <= ?2) ORDER BY priority DESC, seq LIMIT ?5 FOR UPDATE SKIP LOCKED)
 UPDATE epoch_jobs SET state = 'claimed', worker = ?1, claimed_at = ?2, lease_until = ?3
 FROM picked WHERE epoch_jobs.epoch_id = picked.epoch_id AND epoch_jobs.state = 'queued'
-RETURNING epoch_jobs.epoch_id, epoch_jobs.node_name, epoch_jobs.attempt, epoch_jobs.priority, epoch_jobs.seq
+RETURNING epoch_jobs.epoch_id, epoch_jobs.node_name, epoch_jobs.attempt, epoch_jobs.priority, epoch_jobs.seq,
+          (SELECT salvo FROM epochs WHERE id = epoch_jobs.epoch_id),
+          (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_attempts.epoch_id = epoch_jobs.epoch_id)
 """)
 
 
@@ -103,9 +106,20 @@ def claim_many(conn: Any, worker: str, pool: str, now: datetime, lease: timedelt
     """Claim up to `limit` due queued jobs of `pool` in one statement (inside the caller's
     transaction), in queue order: each row is its own compare-and-set on `queued`, all with
     the same lease."""
-    rows = conn.execute(_CLAIM, (worker, iso(now), iso(now + lease), pool, limit)).fetchall()
-    rows.sort(key=lambda r: (-r[3], r[4]))
-    return [Claim(r[0], r[1], r[2]) for r in rows]
+    return [job for job, _, _ in claimed(send_claim(conn, worker, pool, now, lease, limit))]
+
+
+def send_claim(conn: Any, worker: str, pool: str, now: datetime, lease: timedelta, limit: int) -> Any:
+    """`claim_many`'s statement, its rows not read yet (`claimed` reads them). On PostgreSQL, inside a
+    transaction, nothing waits for the server until then: a statement sent meanwhile (a report)
+    shares the round trip."""
+    return conn.execute(_CLAIM, (worker, iso(now), iso(now + lease), pool, limit))
+
+
+def claimed(rows: Any) -> list[tuple[Claim, str | None, int]]:
+    """The jobs a `send_claim` won, in queue order: (job, its epoch's salvo as JSON, its next attempt)."""
+    found = sorted(rows, key=lambda r: (-r[3], r[4]))
+    return [(Claim(r[0], r[1], r[2]), r[5], r[6]) for r in found]
 
 
 def renew(conn: Any, job: Claim, worker: str, until: datetime) -> bool:
@@ -128,13 +142,17 @@ def report(conn: Any, job: Claim, worker: str) -> bool:
 def report_many(conn: Any, reports: list[tuple[Claim, str]]) -> set[str]:
     """`report` for several (job, worker) in one statement, each row its own compare-and-set.
     Returns the epochs whose report won."""
+    return {row[0] for row in send_report(conn, reports)}
+
+
+def send_report(conn: Any, reports: list[tuple[Claim, str]]) -> Any:
+    """`report_many`'s statement, its rows (the epochs whose report won) not read yet: see `send_claim`."""
     if not reports:
-        return set()
+        return ()
     values = ", ".join(["(?, ?, ?)"] * len(reports))
     params = [x for job, worker in reports for x in (job.epoch_id, worker, job.attempt)]
-    rows = conn.execute(f"UPDATE epoch_jobs SET state = 'reported', lease_until = NULL WHERE state = 'claimed' "
+    return conn.execute(f"UPDATE epoch_jobs SET state = 'reported', lease_until = NULL WHERE state = 'claimed' "
                         f"AND (epoch_id, worker, attempt) IN (VALUES {values}) RETURNING epoch_id", params)
-    return {row[0] for row in rows}
 
 
 def take_back(conn: Any, job: Claim, worker: str, *, requeue: bool, now: str, outcome: str | None = None) -> bool:

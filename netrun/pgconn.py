@@ -101,6 +101,7 @@ _INSERT_VALUES = re.compile(r"INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\((
 _CROSS_JOIN = re.compile(r"\bCROSS\s+JOIN\s+(\w+(?:\s+(?!ON\b)\w+)?)\s+ON\b", re.IGNORECASE)
 _LIMIT = re.compile(r"\bLIMIT\s+(\$\d+)", re.IGNORECASE)
 _BEGIN = re.compile(r"^\s*BEGIN(\s+(IMMEDIATE|DEFERRED|EXCLUSIVE))?\s*;?\s*$", re.IGNORECASE)
+_END = re.compile(r"^\s*(COMMIT|ROLLBACK)\s*;?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Statement:
     names: tuple[str, ...]  # named parameters, in $N order (dict parameters only)
     to_bytes: tuple[int, ...]  # parameter indexes bound to a bytea column: str is encoded
     begin: bool = False
+    end: bool = False  # COMMIT or ROLLBACK
 
 
 def _scan(sql: str, named: bool) -> tuple[str, tuple[str, ...]]:
@@ -205,6 +207,8 @@ def translate(sql: str, named: bool = False) -> Statement:
     """The PostgreSQL form of one of netrun's SQLite statements (see the module's docstring)."""
     if _BEGIN.match(sql):
         return Statement("BEGIN", (), (), begin=True)
+    if _END.match(sql):
+        return Statement(sql.strip().rstrip(";").upper(), (), (), end=True)
     text = dialect.POSTGRES.get(sql, sql)
     text, names = _scan(text, named)
     if "iif" in text.lower():
@@ -363,10 +367,17 @@ class Cursor:
 
     def __init__(self, cur: psycopg.Cursor, connection: PgConnection, *, streamed: bool = False) -> None:
         self._cur = cur
-        self._fix = _json_columns(cur.description)
+        self._fix: tuple | None = None  # known once the statement's result is in (see PgConnection.settle)
         self.connection = connection
         self.exectrace: Callable | None = None
         self._streamed = streamed  # a server-side cursor in a read-only transaction of its own
+
+    def _ready(self) -> bool:
+        """Whether the statement returns rows (its result fetched first, if it was sent ahead)."""
+        if self._fix is None:
+            self.connection.settle()
+            self._fix = _json_columns(self._cur.description)
+        return self._cur.description is not None
 
     def _row(self, row: tuple | None) -> tuple | None:
         if row is None or not self._fix:
@@ -379,17 +390,17 @@ class Cursor:
         return tuple(row)
 
     def fetchone(self) -> tuple | None:
-        if self._cur.description is None:
+        if not self._ready():
             return None
         return self._row(self._cur.fetchone())
 
     def fetchall(self) -> list[tuple]:
-        if self._cur.description is None:
+        if not self._ready():
             return []
         return [self._row(r) for r in self._cur.fetchall()] if self._fix else self._cur.fetchall()
 
     def __iter__(self) -> Iterator[tuple]:
-        if self._cur.description is None:
+        if not self._ready():
             return iter(())
         rows = map(self._row, self._cur) if self._fix else iter(self._cur)
         return self._fetched(rows) if self._streamed else rows
@@ -407,7 +418,7 @@ class Cursor:
             raise _as_apsw(exc, self.connection.filename) from exc
 
     def getdescription(self) -> tuple[tuple[str, str], ...]:
-        if self._cur.description is None:
+        if not self._ready():
             raise apsw.ExecutionCompleteError("the statement returns no rows")
         return tuple((c.name, str(c.type_code)) for c in self._cur.description)
 
@@ -458,7 +469,13 @@ class PgConnection:
     Outside a transaction each statement commits on its own (autocommit, as in SQLite). A
     `readonly` connection cannot write (`default_transaction_read_only`). `fence`, when set by
     the owner (netrun.pgstore), runs at the start of every write transaction: an owner that was
-    replaced can no longer commit."""
+    replaced can no longer commit.
+
+    A write transaction's statements are sent ahead (psycopg's pipeline mode): a statement waits
+    for the server only when its result is read (a row, `changes()`), and `COMMIT` waits for all
+    of them. A transaction of 15 writes costs two round trips instead of 17. An error is raised by
+    the call that waited: the read, or the `COMMIT`, which then leaves the transaction to roll back,
+    as SQLite's failed COMMIT does."""
 
     dialect = "postgres"
 
@@ -473,7 +490,10 @@ class PgConnection:
             # As SQLite's synchronous=NORMAL: a killed process loses nothing committed, a crash of the
             # server's machine may lose the last commits (never corrupts). "full" waits for the flush.
             self._pg.execute("SET synchronous_commit = off")
-        self._changes = 0
+        self._last: psycopg.Cursor | None = None  # the last statement's (for `changes()`)
+        self._pipe: psycopg.Pipeline | None = None  # while a transaction's statements are sent ahead
+        self._pipe_block: Any = None  # the `pipeline()` block it is in
+        self._unsynced = False  # statements were sent ahead since the last wait
         self._held = False  # inside `exclusive()`
         self.fence: Callable[[PgConnection], None] | None = None
         self.authorizer: Any = None  # accepted for apsw's API; the server enforces read-only
@@ -508,14 +528,22 @@ class PgConnection:
             stmt = _NESTED.get(sql.strip().upper(), stmt)
         try:
             cur = self._pg.cursor()  # (a closed connection refuses here already)
+            if stmt.begin and not self._held and self._pipe is None:
+                self._pipe_block = self._pg.pipeline()
+                self._pipe = self._pipe_block.__enter__()
             cur.execute(stmt.text, _bind(stmt, params))
+            self._last, self._unsynced = cur, True
+            if stmt.end and self._pipe is not None:
+                self._pipe = None
+                self._pipe_block.__exit__(None, None, None)  # waits for every statement sent ahead: raises the first error
         except psycopg.Error as exc:
+            self._drop_pipe(exc)
             raise _as_apsw(exc, self.filename) from exc
-        self._changes = cur.rowcount
         if stmt.begin and self.fence is not None:
             try:
                 self.fence(self)
-            except BaseException:
+            except BaseException as exc:
+                self._drop_pipe(exc)
                 self._pg.execute("ROLLBACK")
                 raise
         return Cursor(cur, self)
@@ -540,6 +568,26 @@ class PgConnection:
             raise _as_apsw(exc, self.filename) from exc
         return Cursor(cur, self, streamed=True)
 
+    def settle(self) -> None:
+        """Wait for the statements sent ahead (their results are read, or an error of one is raised)."""
+        if self._pipe is None or not self._unsynced:
+            return
+        try:
+            self._unsynced = False
+            self._pipe.sync()
+        except psycopg.Error as exc:
+            self._drop_pipe(exc)
+            raise _as_apsw(exc, self.filename) from exc
+
+    def _drop_pipe(self, exc: BaseException) -> None:
+        """Leave pipeline mode after an error, so the ROLLBACK that follows is an ordinary statement."""
+        if self._pipe is not None:
+            self._pipe = None
+            try:
+                self._pipe_block.__exit__(type(exc), exc, exc.__traceback__)
+            except psycopg.Error:
+                pass  # the error already raised is the one that counts
+
     def end_stream(self) -> None:
         try:
             if not self.getautocommit():
@@ -556,18 +604,20 @@ class PgConnection:
             cur = self._pg.cursor()
             cur.executemany(stmt.text, batch)
         except psycopg.Error as exc:
+            self._drop_pipe(exc)
             raise _as_apsw(exc, self.filename) from exc
-        self._changes = cur.rowcount
+        self._last, self._unsynced = cur, True
 
     def cursor(self) -> Cursor:
         cur = self._pg.cursor()
         return Cursor(cur, self)
 
     def changes(self) -> int:
-        return max(self._changes, 0)
+        self.settle()
+        return max(self._last.rowcount, 0) if self._last is not None else 0
 
     def getautocommit(self) -> bool:
-        return self._pg.info.transaction_status == TransactionStatus.IDLE
+        return self._pipe is None and self._pg.info.transaction_status == TransactionStatus.IDLE
 
     def limit(self, _which: int, _value: int = -1) -> int:
         return MAX_VALUE_BYTES

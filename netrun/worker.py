@@ -285,7 +285,10 @@ def write_turns(host: WorkerHost, spec: WorkerSpec, turns: list[_Turn]) -> None:
     """
     def then(conn: Any) -> None:
         now = host.journal.now()
-        won = jobs.report_many(conn, [(result.job, turn.worker_id) for turn in turns for result in turn.done])
+        sent = jobs.send_report(conn, [(result.job, turn.worker_id) for turn in turns for result in turn.done])
+        claims = {turn: jobs.send_claim(conn, turn.worker_id, spec.pool, host.clock.now(), host.lease, turn.claim)
+                  for turn in turns if turn.claim}  # sent with the report: one wait for both
+        won = {row[0] for row in sent}
         for turn in turns:
             for result in turn.done:
                 job = result.job
@@ -299,28 +302,25 @@ def write_turns(host: WorkerHost, spec: WorkerSpec, turns: list[_Turn]) -> None:
         written = next((turn.written[0] for turn in turns if turn.written), None)
         if written is not None:  # the owner is told at the commit (PostgreSQL: NOTIFY; elsewhere a no-op)
             conn.execute(RESULT_READY, (written,))
-        claims = {turn: jobs.claim_many(conn, turn.worker_id, spec.pool, host.clock.now(), host.lease, turn.claim)
-                  for turn in turns if turn.claim}
-        ids = [job.epoch_id for claimed in claims.values() for job in claimed]
-        if not ids:
-            return
-        marks = ", ".join("?" * len(ids))
-        salvos = {row[0]: row[1:] for row in conn.execute(
-            f"SELECT id, salvo, (SELECT coalesce(max(attempt) + 1, 0) FROM epoch_attempts WHERE epoch_id = id) "
-            f"FROM epochs WHERE id IN ({marks})", ids)}
-        conn.execute(f"UPDATE epochs SET state = 'running', started_at = ? WHERE id IN ({marks})", (now, *ids))
-        for turn, claimed in claims.items():
-            turn.claimed = [(job, [tuple(p) for p in json.loads(salvos[job.epoch_id][0] or "[]")],
-                             salvos[job.epoch_id][1]) for job in claimed]
+        for turn, rows in claims.items():
+            turn.claimed = [(job, [tuple(p) for p in json.loads(salvo or "[]")], first)
+                            for job, salvo, first in jobs.claimed(rows)]
+        ids = [job[0].epoch_id for turn in claims for job in turn.claimed]
+        if ids:
+            conn.execute(f"UPDATE epochs SET state = 'running', started_at = ? WHERE id IN ({', '.join('?' * len(ids))})",
+                         (now, *ids))
 
     host.journal.commit(then=then)
 
 
 def finish_and_claim(host: WorkerHost, spec: WorkerSpec, desk: Desk, worker_id: str, done: list[_Result], *,
-                     claim: int = 1) -> list[tuple]:
+                     claim: int = 1, look: bool = True) -> list[tuple]:
     """Report the jobs run and claim up to `claim` more (at the desk: one transaction, perhaps shared
-    with other workers'). Returns the jobs claimed, as (claim, salvo, first attempt)."""
-    if not done and claim and not jobs.any_due(host.conn, spec.pool, host.clock.now()):
+    with other workers'). Returns the jobs claimed, as (claim, salvo, first attempt).
+
+    `look`: with nothing to report, first look (a read) whether a job is due, before the write
+    transaction; not after a wake-up signal, which says one was just queued."""
+    if not done and claim and look and not jobs.any_due(host.conn, spec.pool, host.clock.now()):
         host.claimed([])
         return []
     turn = _Turn(worker_id, done, claim)
@@ -373,6 +373,7 @@ class TableJobs:
                  stop: Any) -> None:
         self._host, self._spec, self._worker_id = host, spec, worker_id
         self._desk, self._wake, self._idle, self._stop = desk, wake, idle, stop
+        self._woken = False  # by a signal: a job was queued, the claim need not look first
 
     def ended(self) -> bool:
         return self._stop.is_set()
@@ -380,10 +381,11 @@ class TableJobs:
     def next(self, done: list[_Result], quick: bool) -> list[tuple]:
         """Report `done` and claim more (waiting a moment for work when there is none)."""
         held = finish_and_claim(self._host, self._spec, self._desk, self._worker_id, done,
-                                claim=self._spec.batch if quick else 1)
+                                claim=self._spec.batch if quick else 1, look=not self._woken)
         done.clear()
+        self._woken = False
         if not held:
-            _wait_for_work(self._host, self._spec, self._wake, self._idle)
+            self._woken = _wait_for_work(self._host, self._spec, self._wake, self._idle)
         return held
 
     def starting(self, job: tuple) -> None:
@@ -542,15 +544,16 @@ class IdleCount:
         return self._lock
 
 
-def _wait_for_work(host: WorkerHost, spec: WorkerSpec, wake: Any, idle: Any) -> None:
+def _wait_for_work(host: WorkerHost, spec: WorkerSpec, wake: Any, idle: Any) -> bool:
     """Count itself idle, look once more for a due job, and wait for a signal if there is none. The
     owner commits its jobs, then reads the count: a worker counted idle after that read finds the
-    jobs in its look; one counted before it is woken."""
+    jobs in its look; one counted before it is woken. Returns whether a signal woke it."""
     with idle.get_lock():
         idle.value += 1
     try:
         if not jobs.any_due(host.conn, spec.pool, host.clock.now()):
-            wake.acquire(timeout=IDLE_WAIT)
+            return wake.acquire(timeout=IDLE_WAIT)
+        return False
     finally:
         with idle.get_lock():
             idle.value -= 1

@@ -317,6 +317,34 @@ def test_transaction_rolls_back_on_a_failing_statement(writer):
     assert writer.execute("SELECT a FROM t").fetchall() == []
 
 
+def test_a_failing_write_among_many_rolls_the_whole_transaction_back(writer):
+    """On PostgreSQL a transaction's writes are sent ahead without waiting for each: the error of one
+    in the middle is still raised (by the COMMIT at the latest), nothing of it is written, and the
+    connection goes on."""
+    writer.execute("CREATE TABLE u (a INTEGER PRIMARY KEY)")
+    with pytest.raises(apsw.ConstraintError):
+        with transaction(writer):
+            writer.execute("INSERT INTO u VALUES (1)")
+            writer.executemany("INSERT INTO u VALUES (?)", [(2,), (1,)])  # the second is a duplicate
+            writer.execute("INSERT INTO u VALUES (3)")
+    assert writer.getautocommit()
+    assert writer.execute("SELECT a FROM u").fetchall() == []
+    with transaction(writer):
+        writer.execute("INSERT INTO u VALUES (4)")
+    assert writer.execute("SELECT a FROM u").fetchall() == [(4,)]
+
+
+def test_reads_inside_a_transaction_see_the_writes_before_them(writer):
+    with transaction(writer):
+        writer.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
+        writer.execute("UPDATE t SET a = a + 10 WHERE a > 1")
+        assert writer.changes() == 2
+        assert writer.execute("SELECT a FROM t ORDER BY a").fetchall() == [(1,), (12,), (13,)]
+        writer.execute("DELETE FROM t WHERE a = 1")
+        assert writer.execute("SELECT count(*) FROM t").fetchone() == (2,)
+    assert _rows(writer) == [(12,), (13,)]
+
+
 def test_files_are_created_with_the_path_given(tmp_path):
     path = tmp_path / "sub" / "run.db"
     path.parent.mkdir()
