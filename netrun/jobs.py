@@ -145,6 +145,25 @@ def report_many(conn: Any, reports: list[tuple[Claim, str]]) -> set[str]:
     return {row[0] for row in send_report(conn, reports)}
 
 
+# What follows a claim, in its transaction, for the jobs a worker claimed at `claimed_at`: found by the
+# database itself, so that these statements need not wait for the claim's rows (on PostgreSQL a claim
+# without a report then costs one round trip: every statement goes with the COMMIT).
+MARK_RUNNING = ("UPDATE epochs SET state = 'running', started_at = ?1 WHERE id IN (SELECT epoch_id FROM epoch_jobs "
+                "WHERE worker = ?2 AND state = 'claimed' AND claimed_at = ?3)")
+CLAIMED_VALUES = dialect.register(
+    "SELECT v.packet_id, v.kind, v.data, v.preview FROM epoch_jobs j JOIN epochs e ON e.id = j.epoch_id, "
+    "json_each(e.salvo) p JOIN packet_values v ON v.packet_id = json_extract(p.value, '$[1]') "
+    "WHERE j.worker = ?1 AND j.state = 'claimed' AND j.claimed_at = ?2",
+    "SELECT v.packet_id, v.kind, v.data, v.preview FROM epoch_jobs j JOIN epochs e ON e.id = j.epoch_id, "
+    "json_array_elements(e.salvo::json) p JOIN packet_values v ON v.packet_id = p->>1 "
+    "WHERE j.worker = ?1 AND j.state = 'claimed' AND j.claimed_at = ?2")
+# PostgreSQL only: the transaction does not wait for the disk unless it claimed a job of a node in ?3
+# (see netrun.worker: a non-deferred epoch is durably `running` before its code runs).
+NO_WAIT = "SET LOCAL synchronous_commit = off"
+NO_WAIT_UNLESS = ("SELECT set_config('synchronous_commit', 'off', true) WHERE NOT EXISTS (SELECT 1 FROM epoch_jobs "
+                  "WHERE worker = ANY(?1) AND state = 'claimed' AND claimed_at = ?2 AND node_name = ANY(?3))")
+
+
 def send_report(conn: Any, reports: list[tuple[Claim, str]]) -> Any:
     """`report_many`'s statement, its rows (the epochs whose report won) not read yet: see `send_claim`."""
     if not reports:

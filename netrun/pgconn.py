@@ -375,7 +375,8 @@ class Cursor:
     def _ready(self) -> bool:
         """Whether the statement returns rows (its result fetched first, if it was sent ahead)."""
         if self._fix is None:
-            self.connection.settle()
+            if self._cur.pgresult is None:  # sent ahead, its result not in yet
+                self.connection.settle()
             self._fix = _json_columns(self._cur.description)
         return self._cur.description is not None
 

@@ -50,7 +50,7 @@ from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .clock import iso
 from .jobs import CLAIM_QUEUED, FINISH_HELD, START_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
 from .worker import BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks, read_outcome, thread_main
-from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results
+from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results, read_result_notice
 from .host import RunHost
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
@@ -534,7 +534,13 @@ class PoolManager:
             if notice.startswith(START_FAILED):
                 self._failed = True
                 return self._start_failed(notice, rest)
-            self._reported = True
+            epoch_id, payload = read_result_notice(notice)
+            if payload is None:
+                self._reported = True  # read from its row
+            elif epoch_id in self.dispatched and epoch_id not in self.held:
+                self.applied(epoch_id)
+                apply_result(self.rt, epoch_id, payload)
+                return 1
         return 0
 
     def _apply_direct(self, worker_id: str, claim: Claim, payload: bytes, rows: tuple, seconds: float) -> int:

@@ -9,6 +9,8 @@ do nothing), only costs that wait.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +23,27 @@ RESULTS_CHANNEL = "netrun_results_"  # + the net's schema: a result was reported
 WAKE_REMOTE = dialect.register("SELECT ?1 WHERE 0", "SELECT pg_notify('netrun_jobs_' || current_schema(), ?1)")
 RESULT_READY = dialect.register("SELECT ?1 WHERE 0 AND 1",
                                 "SELECT pg_notify('netrun_results_' || current_schema(), ?1)")
+
+
+RESULT_IN_NOTICE = 5000  # bytes of a pickled result carried in its notification (PostgreSQL's limit: 8,000)
+
+
+def result_notice(epoch_id: str, blob: bytes) -> str:
+    """The payload announcing a reported result: its epoch, and the result itself when it is small
+    (the owner then applies it without reading its row; the row is there: a notification is
+    delivered only once its transaction committed)."""
+    if len(blob) > RESULT_IN_NOTICE:
+        return epoch_id
+    return f"{epoch_id} {base64.b64encode(blob).decode()}"
+
+
+def read_result_notice(text: str) -> tuple[str, bytes | None]:
+    """(epoch, the result or None: read its row) from a `result_notice`."""
+    epoch_id, _, data = text.partition(" ")
+    try:
+        return epoch_id, base64.b64decode(data, validate=True) if data else None
+    except (binascii.Error, ValueError):
+        return epoch_id, None
 
 
 class Listener:

@@ -37,7 +37,7 @@ import cloudpickle
 
 from . import port_types as port_types_module
 from .capture import install
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, iso
 from .config import NodeConfig
 from .context import NodeNet
 from .db import open_connection, transaction
@@ -47,8 +47,8 @@ from .graphio import graph_from_data
 from .journal import Journal
 from . import jobs
 from .tracebacks import error_text, format_traceback
-from .values import ValueStore
-from .wakeups import RESULT_READY
+from .values import Stored, ValueStore
+from .wakeups import RESULT_READY, result_notice
 
 _here = threading.local()  # `active` in a thread worker's thread
 
@@ -283,11 +283,21 @@ def write_turns(host: WorkerHost, spec: WorkerSpec, turns: list[_Turn]) -> None:
     the job back first (lease expired, timeout), the worker's rows for it are dropped and a log
     line says so.
     """
+    postgres = getattr(host.conn, "dialect", None) == "postgres"
+    reports = [(result.job, turn.worker_id) for turn in turns for result in turn.done]
+    # A report waits for the server (which reports won decides what is written): the claims sent with
+    # it are in by then. A claim alone waits for nothing before the COMMIT: what follows it is found
+    # by the database itself, and its rows are read after the COMMIT (SQLite's at once).
+    read_now = bool(reports) or not postgres
+    claims: dict[_Turn, Any] = {}
+    values: list = []
+
     def then(conn: Any) -> None:
-        now = host.journal.now()
-        sent = jobs.send_report(conn, [(result.job, turn.worker_id) for turn in turns for result in turn.done])
-        claims = {turn: jobs.send_claim(conn, turn.worker_id, spec.pool, host.clock.now(), host.lease, turn.claim)
-                  for turn in turns if turn.claim}  # sent with the report: one wait for both
+        now, at = host.journal.now(), host.clock.now()
+        sent = jobs.send_report(conn, reports)
+        for turn in turns:
+            if turn.claim:  # sent with the report: one wait for both
+                claims[turn] = jobs.send_claim(conn, turn.worker_id, spec.pool, at, host.lease, turn.claim)
         won = {row[0] for row in sent}
         for turn in turns:
             for result in turn.done:
@@ -297,20 +307,38 @@ def write_turns(host: WorkerHost, spec: WorkerSpec, turns: list[_Turn]) -> None:
                     host.journal.add("INSERT INTO epoch_results (epoch_id, worker, payload, created_at) "
                                      "VALUES (?, ?, ?, ?)", (job.epoch_id, turn.worker_id, result.blob, now))
                     turn.written.append(job.epoch_id)
+                    # the owner is told at the commit (PostgreSQL: NOTIFY; elsewhere a no-op)
+                    conn.execute(RESULT_READY, (result_notice(job.epoch_id, result.blob),))
                 else:
                     host.journal.add(LATE_LOG, (job.epoch_id, job.node_name, now, late_result(turn.worker_id)))
-        written = next((turn.written[0] for turn in turns if turn.written), None)
-        if written is not None:  # the owner is told at the commit (PostgreSQL: NOTIFY; elsewhere a no-op)
-            conn.execute(RESULT_READY, (written,))
-        for turn, rows in claims.items():
-            turn.claimed = [(job, [tuple(p) for p in json.loads(salvo or "[]")], first)
-                            for job, salvo, first in jobs.claimed(rows)]
-        ids = [job[0].epoch_id for turn in claims for job in turn.claimed]
-        if ids:
-            conn.execute(f"UPDATE epochs SET state = 'running', started_at = ? WHERE id IN ({', '.join('?' * len(ids))})",
-                         (now, *ids))
+        for turn in list(claims):
+            if read_now:
+                claims[turn] = list(claims[turn])
+                if not claims[turn]:
+                    continue
+            conn.execute(jobs.MARK_RUNNING, (now, turn.worker_id, iso(at)))
+            found = conn.execute(jobs.CLAIMED_VALUES, (turn.worker_id, iso(at)))
+            values.append(list(found) if not postgres else found)
+        if postgres:
+            # A transaction that starts no non-deferred epoch does not wait for the disk. Its report is
+            # flushed by the owner's commit that applies it (the WAL is flushed in order): a crash of the
+            # server's machine before that loses a report nobody acted on, and the epoch is taken back
+            # as if the worker died before reporting; a deferred epoch's claim lost so is queued again,
+            # and the report of the run it started is refused. A non-deferred epoch's claim waits: it is
+            # durably `running` before its code runs.
+            waits = [node for node, config in spec.nodes.items() if not config.defer_net_actions]
+            if not read_now:
+                conn.execute(jobs.NO_WAIT_UNLESS, ([turn.worker_id for turn in turns], iso(at), waits))
+            elif not any(row[1] in waits for rows in claims.values() for row in rows):
+                conn.execute(jobs.NO_WAIT)
 
     host.journal.commit(then=then)
+    if not claims:
+        return
+    stored = {row[0]: Stored(*row[1:]) for rows in values for row in rows}
+    for turn, rows in claims.items():
+        turn.claimed = [(job, [tuple(p) for p in json.loads(salvo or "[]")], first, False, stored)
+                        for job, salvo, first in jobs.claimed(rows)]
 
 
 def finish_and_claim(host: WorkerHost, spec: WorkerSpec, desk: Desk, worker_id: str, done: list[_Result], *,
@@ -374,6 +402,9 @@ class TableJobs:
         self._host, self._spec, self._worker_id = host, spec, worker_id
         self._desk, self._wake, self._idle, self._stop = desk, wake, idle, stop
         self._woken = False  # by a signal: a job was queued, the claim need not look first
+        # PostgreSQL: a job queued after this worker's last look notifies it (LISTEN), so it waits
+        # without looking again; elsewhere it looks once more before it waits (polling only)
+        self._listening = getattr(host.conn, "dialect", None) == "postgres"
 
     def ended(self) -> bool:
         return self._stop.is_set()
@@ -385,7 +416,7 @@ class TableJobs:
         done.clear()
         self._woken = False
         if not held:
-            self._woken = _wait_for_work(self._host, self._spec, self._wake, self._idle)
+            self._woken = _wait_for_work(self._host, self._spec, self._wake, self._idle, look=not self._listening)
         return held
 
     def starting(self, job: tuple) -> None:
@@ -544,14 +575,15 @@ class IdleCount:
         return self._lock
 
 
-def _wait_for_work(host: WorkerHost, spec: WorkerSpec, wake: Any, idle: Any) -> bool:
-    """Count itself idle, look once more for a due job, and wait for a signal if there is none. The
-    owner commits its jobs, then reads the count: a worker counted idle after that read finds the
-    jobs in its look; one counted before it is woken. Returns whether a signal woke it."""
+def _wait_for_work(host: WorkerHost, spec: WorkerSpec, wake: Any, idle: Any, *, look: bool = True) -> bool:
+    """Count itself idle, look once more for a due job (unless not to `look`), and wait for a signal
+    if there is none. The owner commits its jobs, then reads the count: a worker counted idle after
+    that read finds the jobs in its look; one counted before it is woken. Returns whether a signal
+    woke it."""
     with idle.get_lock():
         idle.value += 1
     try:
-        if not jobs.any_due(host.conn, spec.pool, host.clock.now()):
+        if not (look and jobs.any_due(host.conn, spec.pool, host.clock.now())):
             return wake.acquire(timeout=IDLE_WAIT)
         return False
     finally:

@@ -142,6 +142,42 @@ def test_workers_given_only_the_url_run_every_epoch_once(pg_url, workers):
 
 
 @pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
+def test_results_big_and_small_reach_the_owner_once_each(pg_url, workers, deferred):
+    """A small result rides in the notification that announces it; a big one is read from its row."""
+    net = remote_net(pg_url, deferred=deferred)
+    net.set_node_exec("Work", rn.big_or_small)
+    with net:
+        workers.start(2)
+        net.start()
+        expected = sorted(("x" * 20_000 + str(v) if v % 2 else v * 10 for v in VALUES), key=str)
+        assert sorted(rn.RESULTS, key=str) == expected
+        assert net.query("SELECT count(*) AS n FROM epoch_results") == [{"n": 0}]
+        assert net.query("SELECT count(*) AS n FROM epoch_jobs WHERE state = 'done' AND outcome = 'finished'") == \
+            [{"n": len(VALUES)}]
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
+def test_workers_of_a_net_in_an_sqlite_file_run_every_epoch_once(tmp_path, deferred):
+    """The same workers on a file (on one machine): no notifications there, they poll the tables."""
+    db = str(tmp_path / "remote.db")
+    net = remote_net(db, deferred=deferred)
+    net.set_node_exec("Work", rn.big_or_small)
+    found = Workers(db, tmp_path)
+    try:
+        with net:
+            found.start(2)
+            net.start()
+            expected = sorted(("x" * 20_000 + str(v) if v % 2 else v * 10 for v in VALUES), key=str)
+            assert sorted(rn.RESULTS, key=str) == expected
+            assert net.query("SELECT state, count(*) AS n FROM epoch_jobs GROUP BY state") == \
+                [{"state": "done", "n": len(VALUES)}]
+            assert net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Work' AND state = 'finished'") == \
+                [{"n": len(VALUES)}]
+    finally:
+        found.stop()
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
 def test_a_worker_killed_mid_epoch(pg_url, workers, tmp_path, deferred):
     net = remote_net(pg_url, deferred=deferred)
     with net:

@@ -36,5 +36,13 @@ def times_ten(ctx, packets):
     ctx.send_output_salvo("send_out")
 
 
+def big_or_small(ctx, packets):
+    """An odd value comes out as a string of 20,000 characters (its result is too big to ride in the
+    owner's notification: the owner reads its row), an even one as itself times ten."""
+    value = ctx.consume_packet(packets["in"][0])
+    ctx.load_output_port("out", ctx.create_packet("x" * 20_000 + str(value) if value % 2 else value * 10))
+    ctx.send_output_salvo("send_out")
+
+
 def record(ctx, packets):
     RESULTS.append(ctx.consume_packet(packets["in"][0]))

@@ -108,3 +108,25 @@ def test_a_claim_takes_no_more_jobs_than_asked_on_postgres(pg_url, limit):
         assert conn.execute("SELECT count(*) FROM epoch_jobs WHERE state = 'claimed'").fetchone()[0] == limit
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("node, waits", [("B", "on"), ("A", "off")], ids=["non-deferred", "deferred"])
+def test_a_claim_waits_for_the_disk_only_for_a_non_deferred_epoch(pg_url, node, waits):
+    """A worker's transaction commits without waiting for the disk unless it claimed a job of a node
+    listed as non-deferred (its epoch is durably `running` before its code runs)."""
+    netrun.Net(chain("A", "B"), db=pg_url, durability="full").close()
+    owner = open_connection(pg_url, durability="full")
+    worker = open_connection(pg_url, durability="full")
+    worker.pg.execute("SET synchronous_commit = on")  # as on a durable server (the tests' server is not)
+    try:
+        with transaction(owner):
+            owner.execute(INSERT_JOB, job_params(NewJob("e1", 1, node, 0, "cpu", "queued", None, "t", None)))
+        with transaction(worker):
+            jobs.send_claim(worker, "w1", "cpu", NOW, timedelta(seconds=1), 1)
+            worker.execute(jobs.NO_WAIT_UNLESS, (["w1"], jobs.iso(NOW), ["B"]))
+            assert worker.execute("SELECT current_setting('synchronous_commit')").fetchone() == (waits,)
+        assert worker.execute("SELECT current_setting('synchronous_commit')").fetchone() == ("on",)  # one transaction's
+        assert owner.execute("SELECT state, worker FROM epoch_jobs").fetchall() == [("claimed", "w1")]
+    finally:
+        worker.close()
+        owner.close()

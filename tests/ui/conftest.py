@@ -182,8 +182,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator:
+    """Playwright's sync API runs an event loop in the main thread while it is open: it ends with this
+    package's tests, so a later test's `net.start()` of async nodes finds no loop running."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
