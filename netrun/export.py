@@ -2,7 +2,8 @@
 
 sqlite-utils cannot wrap apsw, so the export reads through its own stdlib `sqlite3` connection,
 which cannot write (see `open_readonly`): it never writes the database and works while a process
-runs the net (it sees what was committed when it began). Nothing is unpickled: a pickled value (or a
+runs the net (it sees what was committed when it began). A PostgreSQL net is read through a
+read-only connection of netrun's, in one read-only snapshot, a batch of rows at a time. Nothing is unpickled: a pickled value (or a
 value function) is exported as its stored preview, with its kind in the kind column; a JSON
 value, a history record's data and the JSON settings are exported as JSON by the JSON formats
 (as their text in CSV/TSV). A file is written to a temporary name beside it and renamed when
@@ -26,6 +27,7 @@ from typing import Any, TextIO
 
 import sqlite_utils
 
+from .dialect import is_url
 from .errors import ConfigError, NotFoundError
 from .tabular import EXTENSIONS, Json, write_rows
 
@@ -55,19 +57,85 @@ def open_readonly(path: str) -> sqlite_utils.Database:
 def table_names(db: sqlite_utils.Database) -> list[str]:
     """Every table and view that may be exported: the contract tables first, then the others
     (SQLite's own and FTS shadow tables left out)."""
-    present = [n for n in [*db.table_names(), *db.view_names()] if not n.startswith("sqlite_")]
+    return _in_order([n for n in [*db.table_names(), *db.view_names()] if not n.startswith("sqlite_")])
+
+
+def _in_order(present: list[str]) -> list[str]:
     return [t for t in CONTRACT_TABLES if t in present] + sorted(t for t in present if t not in CONTRACT_TABLES)
 
 
-def _rows(db: sqlite_utils.Database, table: str) -> tuple[list[str], Iterator[list[Any]]]:
+class _SqliteSource:
+    """The tables of a net's file, through sqlite-utils (`open_readonly`)."""
+
+    def __init__(self, path: str) -> None:
+        self.db = open_readonly(path)
+
+    def names(self) -> list[str]:
+        return table_names(self.db)
+
+    def select(self, table: str) -> tuple[list[str], Iterator[Any]]:
+        return [c.name for c in self.db[table].columns], self.db.execute(f"SELECT * FROM [{table}]")
+
+    def snapshot(self) -> None:
+        self.db.conn.execute("BEGIN")  # every table read next from the same state
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+
+class _PostgresSource:
+    """The tables of a PostgreSQL net, in one read-only snapshot, each read through a server-side cursor."""
+
+    def __init__(self, url: str) -> None:
+        from .db import open_connection
+
+        self.conn = open_connection(url, readonly=True)
+        self.conn.pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._cursors: list = []
+
+    def names(self) -> list[str]:
+        return _in_order([row[0] for row in self.conn.pg.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")])
+
+    def select(self, table: str) -> tuple[list[str], Iterator[Any]]:
+        import psycopg
+
+        from .pgconn import Cursor
+
+        found = psycopg.ServerCursor(self.conn.pg, f"netrun_export_{len(self._cursors)}")
+        self._cursors.append(found)
+        found.itersize = 2000
+        found.execute(f'SELECT * FROM "{table}"')
+        rows = Cursor(found, self.conn)  # as netrun reads them (a JSON value as text)
+        return [name for name, _ in rows.getdescription()], iter(rows)
+
+    def snapshot(self) -> None:
+        pass  # one already
+
+    def close(self) -> None:
+        import psycopg
+
+        for found in self._cursors:
+            try:
+                found.close()
+            except psycopg.Error:  # the connection is gone: closing it ends them all
+                break
+        self.conn.close()
+
+
+def _source(path: str) -> _SqliteSource | _PostgresSource:
+    return _PostgresSource(path) if is_url(path) else _SqliteSource(path)
+
+
+def _rows(source: _SqliteSource | _PostgresSource, table: str) -> tuple[list[str], Iterator[list[Any]]]:
     """The table's columns and its rows as exported: no pickle, JSON marked as JSON."""
-    columns = [c.name for c in db[table].columns]
+    columns, found = source.select(table)
     value = VALUE_COLUMNS.get(table)
     json_columns = set(JSON_COLUMNS.get(table, ())) & set(columns)
     positions = {c: i for i, c in enumerate(columns)}
 
     def rows() -> Iterator[list[Any]]:
-        for row in db.execute(f"SELECT * FROM [{table}]"):
+        for row in found:
             row = list(row)
             for column in json_columns:
                 if isinstance(row[positions[column]], str):
@@ -83,8 +151,12 @@ def _rows(db: sqlite_utils.Database, table: str) -> tuple[list[str], Iterator[li
     return columns, rows()
 
 
-def _check_table(db: sqlite_utils.Database, table: str, path: str) -> None:
-    names = table_names(db)
+def _check_table(source: _SqliteSource | _PostgresSource, table: str, path: str) -> None:
+    names = source.names()
+    if is_url(path):
+        from .pgconn import redact
+
+        path = redact(path)  # never a password in a message
     if table not in names:
         raise NotFoundError(f"{path} has no table {table!r}; its tables: {', '.join(names)}", table=table)
 
@@ -92,10 +164,9 @@ def _check_table(db: sqlite_utils.Database, table: str, path: str) -> None:
 def export_table(path: str, table: str, fmt: str, stream: TextIO | None = None, *, output: str | None = None) -> int:
     """Write `table` of the net at `path` in `fmt` to `output` (a file, replaced atomically) or `stream`
     (stdout by default). Returns the number of rows. Raises NotFoundError for an unknown table."""
-    with closing(open_readonly(path).conn) as conn:
-        db = sqlite_utils.Database(conn)
-        _check_table(db, table, path)
-        columns, rows = _rows(db, table)
+    with closing(_source(path)) as source:
+        _check_table(source, table, path)
+        columns, rows = _rows(source, table)
         if output is None:
             return write_rows(stream or sys.stdout, columns, rows, fmt)
         with _atomic_file(output) as handle:
@@ -113,15 +184,13 @@ def export_folder(path: str, folder: str, fmt: str, tables: list[str] | None = N
     os.mkdir(work)  # the usual permissions (mkdtemp's would be private)
     try:
         counts = {}
-        with closing(open_readonly(path).conn) as conn:
-            db = sqlite_utils.Database(conn)
-            conn.execute("BEGIN")  # every table from the same snapshot
-            for table in tables or table_names(db):
-                _check_table(db, table, path)
-                columns, rows = _rows(db, table)
+        with closing(_source(path)) as source:
+            source.snapshot()  # every table from the same state of the net
+            for table in tables or source.names():
+                _check_table(source, table, path)
+                columns, rows = _rows(source, table)
                 with open(os.path.join(work, f"{table}.{EXTENSIONS[fmt]}"), "w", encoding="utf-8", newline="") as f:
                     counts[table] = write_rows(f, columns, rows, fmt)
-            conn.execute("COMMIT")
         os.replace(work, folder)  # an empty folder of that name is replaced too
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

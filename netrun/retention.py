@@ -27,13 +27,15 @@ from typing import Any
 import apsw
 from ulid import ULID
 
+from . import dialect
 from .checkpoint import refuse_checkpoint_db
 from .clock import iso
 from .db import open_connection, transaction
 from .durations import parse_duration
 from .errors import DatabaseVersionError, NotANetrunDatabase
 from .historyrows import iso_of, micros
-from .migrate import inspect_file, latest_version
+from .migrate import latest_version
+from .store import store_for
 
 BATCH = 500
 KEPT_FOR = 30.0  # seconds the kept history actions are reused across calls before a full recount
@@ -69,6 +71,14 @@ def _marks(items: list) -> str:
     return ", ".join("?" * len(items))
 
 
+# History actions in a seq window, but those kept (a JSON list of seqs)
+_ACTIONS = "FROM history_actions WHERE seq >= ? AND seq < ? AND seq NOT IN (SELECT value FROM json_each(?))"
+_PG_ACTIONS = ("FROM history_actions WHERE seq >= ?1 AND seq < ?2 "
+               "AND seq NOT IN (SELECT value::bigint FROM json_array_elements_text(?3::json))")
+_COUNT_ACTIONS = dialect.register("SELECT count(*) " + _ACTIONS, "SELECT count(*) " + _PG_ACTIONS)
+_DELETE_ACTIONS = dialect.register("DELETE " + _ACTIONS, "DELETE " + _PG_ACTIONS)
+
+
 class Pruner:
     def __init__(self, conn: apsw.Connection, *, batch: int = BATCH) -> None:
         self.conn = conn
@@ -100,7 +110,8 @@ class Pruner:
         self._packets(report, dry_run)
         self._history(report, micros(cutoff), dry_run)
         self._rest(report, dry_run)
-        if vacuum and not dry_run and self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        if vacuum and not dry_run and getattr(self.conn, "dialect", None) != "postgres" and \
+                self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # (PostgreSQL's autovacuum reuses the space)
             self._vacuum()
         return report
 
@@ -194,13 +205,11 @@ class Pruner:
                                 (lo, 4 * self.batch)).fetchone()  # windows of 2,000 actions
             hi = min(end, step[0]) if step is not None else end
             keep = json_list(kept[bisect_left(kept, lo):bisect_left(kept, hi)])
-            condition = "seq >= ? AND seq < ? AND seq NOT IN (SELECT value FROM json_each(?))"
             if dry_run:
-                report.add("history_actions", conn.execute(
-                    f"SELECT count(*) FROM history_actions WHERE {condition}", (lo, hi, keep)).fetchone()[0])
+                report.add("history_actions", conn.execute(_COUNT_ACTIONS, (lo, hi, keep)).fetchone()[0])
             else:
                 with transaction(conn):
-                    conn.execute(f"DELETE FROM history_actions WHERE {condition}", (lo, hi, keep))
+                    conn.execute(_DELETE_ACTIONS, (lo, hi, keep))
                     report.add("history_actions", conn.changes())
                 self._history_from = hi
             lo = hi
@@ -323,7 +332,7 @@ def prune_file(db: str, older_than: str, *, dry_run: bool = False, now: datetime
     resume it once to upgrade it), CorruptDatabase for a file that cannot be pruned."""
     age = parse_duration(older_than, what="--older-than")
     refuse_checkpoint_db(db, "pruning it")
-    state = inspect_file(db)
+    state = store_for(db).inspect()
     if not state.exists:
         raise NotANetrunDatabase(f"{db} holds no netrun net to prune", path=db)
     if state.version < latest_version():

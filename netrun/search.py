@@ -15,6 +15,7 @@ dropped from the index), and its fields are read from there.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
@@ -24,7 +25,6 @@ from typing import Any
 import sqlite_utils
 
 from .dialect import is_url
-from .errors import StorageError
 
 SUFFIX = "-search"
 SCHEMA_VERSION = 1  # of the side file; another version is rebuilt
@@ -38,14 +38,14 @@ _SOURCES = {
     "log": ("SELECT seq AS ref, node_name AS node, epoch_id AS epoch, timestamp, text FROM node_logs "
             "WHERE seq > ? ORDER BY seq LIMIT ?"),
     "dead_letter": ("SELECT seq AS ref, node_name AS node, epoch_id AS epoch, created_at AS timestamp, "
-                    "coalesce(error, reason) || coalesce(char(10) || traceback, '') AS text FROM dead_letters "
+                    "coalesce(error, reason) || coalesce('\n' || traceback, '') AS text FROM dead_letters "
                     "WHERE seq > ? ORDER BY seq LIMIT ?"),
 }
 # Attempts have no seq, and a deferred epoch's failed attempts are committed with its end, after later
 # ones: no mark is safe, so every refresh lists the failed ones (few) and adds those not indexed yet.
 _FAILED_ATTEMPTS = "SELECT epoch_id, attempt FROM epoch_attempts WHERE outcome = 'failed'"
 _ATTEMPT = ("SELECT epoch_id || ':' || attempt AS ref, node_name AS node, epoch_id AS epoch, finished_at AS timestamp, "
-            "coalesce(error, error_type, '') || coalesce(char(10) || traceback, '') AS text "
+            "coalesce(error, error_type, '') || coalesce('\n' || traceback, '') AS text "
             "FROM epoch_attempts WHERE epoch_id = ? AND attempt = ?")
 _RANK = "CASE e.source WHEN 'dead_letter' THEN 2 WHEN 'attempt' THEN 1 ELSE 0 END"  # at one instant: the
 # log line, then the failed attempt, then the dead letter it made
@@ -59,11 +59,15 @@ _CHECK = {  # source -> the row a match stands for, read from the database (none
 
 
 def index_path(db_path: str) -> str:
-    """The index file beside the net's database file. Raises StorageError for a PostgreSQL net (no file)."""
+    """The index file beside the net's database file; a PostgreSQL net's (it has no file) in this user's
+    cache folder (`$XDG_CACHE_HOME/netrun/search`, else `~/.cache/netrun/search`), named by a hash of
+    the URL without its password (the net's name included)."""
     if is_url(db_path):
-        raise StorageError(f"{db_path}: logs --search keeps its index in a file beside an SQLite database; on a "
-                           "PostgreSQL net, filter with netrun logs --node/--epoch or search with netrun sql",
-                           path=db_path)
+        from .pgconn import redact
+
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        name = hashlib.sha256(redact(db_path).encode()).hexdigest()[:24]
+        return os.path.join(cache, "netrun", "search", name + SUFFIX)
     return os.fspath(db_path) + SUFFIX
 
 
@@ -75,9 +79,11 @@ class SearchIndex:
         self.path = index_path(db_path)
         self.in_memory = False
         try:
+            if is_url(db_path):  # the cache folder (a net's file has its folder)
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode = DELETE")  # one file beside the net, no -wal of its own
-        except sqlite3.Error:  # the folder cannot be written: an index for this one search
+        except (sqlite3.Error, OSError):  # the folder cannot be written: an index for this one search
             conn = sqlite3.connect(":memory:", isolation_level=None)
             self.in_memory = True
         self.db = sqlite_utils.Database(conn)

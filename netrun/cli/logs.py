@@ -83,5 +83,5 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                    "net; ends when that run ends (or on Ctrl-C); with --json, one JSON object per line")
     p.add_argument("--search", metavar="TEXT", help="only log lines, failed attempts' errors and tracebacks, and "
                    "dead letters' errors that hold every word of TEXT (any form: 'fail' finds 'failed'); the index "
-                   "is kept in FILE-search, beside the database")
+                   "is kept in FILE-search, beside the database (a PostgreSQL net's in ~/.cache/netrun/search)")
     p.set_defaults(func=logs)

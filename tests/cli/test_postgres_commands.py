@@ -77,3 +77,45 @@ def test_sql_refused_by_the_server_is_one_query_error(cli, pg_url):
     assert done.code == 1
     assert "lastval is not yet defined" in done.err and "Traceback" not in done.err
     assert "connection" not in done.err
+
+
+def test_prune_takes_the_url(cli, failed_run):
+    """Both `prune` and a net's `retention` work on PostgreSQL (tests/integration/test_retention.py runs on both)."""
+    before = cli("sql", failed_run, "SELECT count(*) AS n FROM epochs", "--json").json()[0]["n"]
+    dry = cli("prune", failed_run, "--older-than", "0s", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert cli("sql", failed_run, "SELECT count(*) AS n FROM epochs", "--json").json()[0]["n"] == before
+    done = cli("prune", failed_run, "--older-than", "0s", "--json")
+    assert done.code == 0, done.err
+    assert done.json()["removed"] == dry.json()["removed"] and done.json()["removed"]["epochs"] > 0
+    left = cli("sql", failed_run, "SELECT count(*) AS n FROM epochs", "--json").json()[0]["n"]
+    assert 0 < left < before  # the epochs that hold pending dead letters stay
+    assert cli("dlq", failed_run, "list", "--json").json() != []
+
+
+def test_export_takes_the_url(cli, failed_run, tmp_path):
+    letters = cli("export", failed_run, "--table", "dead_letters", "--format", "json")
+    assert letters.code == 0, letters.err
+    exported = letters.json()
+    assert sorted(row["value"] for row in exported) == [1, 3, 5]  # JSON values as JSON, as from a file
+    assert all(row["value_kind"] == "json" for row in exported)
+    folder = cli("export", failed_run, "--output", tmp_path / "all", "--format", "jsonl")
+    assert folder.code == 0, folder.err
+    sqlite_net = tmp_path / "same.db"
+    assert cli("run", FAILING_TOML, "--db", sqlite_net, "--no-progress", "--path", HERE).code == 0
+    assert cli("export", sqlite_net, "--output", tmp_path / "file", "--format", "jsonl").code == 0
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(p.name for p in (tmp_path / "file").iterdir())
+    missing = cli("export", failed_run.replace("postgres@", "postgres:secret@"), "--table", "nope")
+    assert missing.code == 1 and "has no table 'nope'" in missing.err and "secret" not in missing.err
+
+
+def test_logs_search_takes_the_url(cli, failed_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    found = cli("logs", failed_run, "--search", "odd value 3", "--json")
+    assert found.code == 0, found.err
+    assert sorted(f["source"] for f in found.json()) == ["attempt", "attempt", "dead_letter"]
+    assert all(f["text"] == "ValueError: odd value 3 refused" for f in found.json())
+    [index] = (tmp_path / "cache" / "netrun" / "search").iterdir()  # the index: a cache file of this user's
+    assert index.name.endswith("-search")
+    again = cli("logs", failed_run, "--search", "collected", "--json")
+    assert [f["text"] for f in again.json()] == [f"collected {n}" for n in (20, 40, 60)]

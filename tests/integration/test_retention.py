@@ -37,12 +37,12 @@ def _failing(ctx, packets):
     raise ValueError("refused")
 
 
-def _counts(db: Path) -> dict[str, int]:
+def _counts(db: str) -> dict[str, int]:
     return {table: scalar(db, f"SELECT count(*) FROM {table}")
             for table in ("epochs", "packets", "history_actions", "epoch_attempts", "dead_letters")}
 
 
-def _run_chain(db: Path, values, **options) -> None:
+def _run_chain(db: str, values, **options) -> None:
     """A chain A -> B -> Sink run to the end with `values` injected at B."""
     with netrun.Net(chain("A", "B", "Sink"), db=str(db), **options) as net:
         net.set_node_exec("B", _forward)
@@ -52,7 +52,7 @@ def _run_chain(db: Path, values, **options) -> None:
         net.start()
 
 
-def _net_with_leftovers(db: Path) -> dict[str, str]:
+def _net_with_leftovers(db: str) -> dict[str, str]:
     """A finished chain, a packet left live at a node without exec, and a pending dead letter."""
     with netrun.Net(chain("A", "B", "C", "Sink"), db=str(db)) as net:
         net.set_node_exec("B", _forward)
@@ -71,8 +71,7 @@ def _net_with_leftovers(db: Path) -> dict[str, str]:
     return {"dead_letter": failed, "live": [r["id"] for r in live]}
 
 
-def test_prune_removes_what_ended_and_keeps_what_a_run_needs(tmp_path):
-    db = tmp_path / "net.db"
+def test_prune_removes_what_ended_and_keeps_what_a_run_needs(db):
     kept = _net_with_leftovers(db)
     assert kept["live"], "the setup leaves a live packet"
     before = _counts(db)
@@ -104,8 +103,7 @@ def test_prune_removes_what_ended_and_keeps_what_a_run_needs(tmp_path):
                       "AND packet_id IS NULL") == 0
 
 
-def test_a_dry_run_counts_and_changes_nothing(tmp_path):
-    db = tmp_path / "net.db"
+def test_a_dry_run_counts_and_changes_nothing(db):
     _net_with_leftovers(db)
     before = _counts(db)
     dry = prune_file(str(db), "0s", dry_run=True, now=datetime.now(UTC) + timedelta(seconds=1))
@@ -114,16 +112,14 @@ def test_a_dry_run_counts_and_changes_nothing(tmp_path):
     assert dry.removed == real.removed and dry.dry_run and not real.dry_run
 
 
-def test_nothing_newer_than_the_limit_is_removed(tmp_path):
-    db = tmp_path / "net.db"
+def test_nothing_newer_than_the_limit_is_removed(db):
     _net_with_leftovers(db)
     before = _counts(db)
     report = prune_file(str(db), "1h")
     assert report.removed == {} and _counts(db) == before
 
 
-def test_numbering_goes_on_after_everything_was_pruned(tmp_path):
-    db = tmp_path / "net.db"
+def test_numbering_goes_on_after_everything_was_pruned(db):
     with netrun.Net(chain("A", "B", "Sink"), db=str(db)) as net:
         net.set_node_exec("B", _forward)
         net.set_node_exec("Sink", _sink)
@@ -141,8 +137,7 @@ def test_numbering_goes_on_after_everything_was_pruned(tmp_path):
     assert min(s for s in seqs if s > last) == last + 1
 
 
-def test_the_retention_option_keeps_a_running_net_small(tmp_path):
-    db = tmp_path / "net.db"
+def test_the_retention_option_keeps_a_running_net_small(db):
     delivered = []
 
     def sink(ctx, packets):
