@@ -241,7 +241,6 @@ def restore_checkpoint(directory: str, db: str) -> dict:
         StorageError: `directory` is not a checkpoint, or `db` exists. NetInUse: a process runs the
         checkpoint's database in place.
     """
-    manifest_path = os.path.join(directory, MANIFEST)
     copy_checkpoint(directory, db)
     try:
         conn = open_connection(db)
@@ -258,8 +257,13 @@ def restore_checkpoint(directory: str, db: str) -> dict:
         _remove_files(db)
         remove_intents(db)
         raise
+    return read_manifest(directory)
+
+
+def read_manifest(directory: str) -> dict:
+    """A checkpoint's manifest ({} if it has none that can be read)."""
     try:
-        with open(manifest_path, encoding="utf-8") as handle:
+        with open(os.path.join(directory, MANIFEST), encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, ValueError):
         return {}

@@ -39,7 +39,7 @@ from .errors import (
 )
 from .graphio import graph_to_data
 from .history import to_json_record
-from .store import FileStore, is_url, require_net, store_for
+from .store import is_url, require_net, restore_into, store_for
 from .readonly import Readers, read_query
 from .restore import Restorer, read_meta, stored_graph
 from .host import NodeFunctions
@@ -244,18 +244,7 @@ class Net:
     def _load_checkpoint_into(cls, directory: str, url: str, **config: Any) -> Net:
         """`load_checkpoint` into a new PostgreSQL net: the checkpoint's database is copied to a temporary
         file, migrated to this netrun's version, and its rows copied into the net's new schema."""
-        tmpdir = tempfile.mkdtemp(prefix="netrun-")
-        try:
-            path = os.path.join(tmpdir, DB_NAME)
-            copy_checkpoint(directory, path)
-            conn = open_connection(path)
-            try:
-                FileStore(path).migrate(conn)
-            finally:
-                conn.close()
-            store_for(url).load(path)
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        restore_into(directory, url)
         return cls.resume(url, **config)
 
     @staticmethod

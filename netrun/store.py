@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from contextlib import nullcontext
 from typing import Any, Protocol
 
-from .checkpoint import DB_NAME, checkpoint_file, refuse_checkpoint_db, write_checkpoint
+from .checkpoint import (DB_NAME, checkpoint_file, copy_checkpoint, read_manifest, refuse_checkpoint_db,
+                         restore_checkpoint, write_checkpoint)
 from .clock import SystemClock, iso
 from .db import open_connection
 from .dialect import is_url
@@ -208,6 +211,29 @@ class PgStore:
                 conn.close()
         finally:
             lock.release()
+
+
+def restore_into(directory: str, db: str) -> dict:
+    """Make the new net `db` from a checkpoint folder, which is only read (`netrun restore`): a new file,
+    or a new PostgreSQL net (the checkpoint's database, copied to a temporary file and migrated to this
+    netrun's version, has its rows copied into the net's new schema). Returns the manifest.
+
+    Raises StorageError: `directory` is not a checkpoint, or `db` holds a net already."""
+    if not is_url(db):
+        return restore_checkpoint(directory, db)
+    tmpdir = tempfile.mkdtemp(prefix="netrun-")
+    try:
+        path = os.path.join(tmpdir, DB_NAME)
+        copy_checkpoint(directory, path)
+        conn = open_connection(path)
+        try:
+            FileStore(path).migrate(conn)
+        finally:
+            conn.close()
+        store_for(db).load(path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return read_manifest(directory)
 
 
 def store_for(db: str | os.PathLike) -> FileStore | PgStore:

@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 from ..ask_owner import Outcome, request_injection, request_stop
-from ..checkpoint import restore_checkpoint
+from ..dialect import is_url
+from ..store import restore_into, store_for
 from .files import remove_old_net
 from .numbers import seconds
 from .output import Output, UsageError, shell
@@ -70,20 +71,30 @@ def inject(args: argparse.Namespace, out: Output) -> int:
 
 
 def restore(args: argparse.Namespace, out: Output) -> int:
-    if os.path.isdir(args.db):
+    label = args.db
+    if is_url(args.db):
+        from ..pgconn import redact  # psycopg is imported only for a PostgreSQL net
+
+        label = redact(args.db)
+        if store_for(args.db).exists():
+            if not args.force:
+                raise UsageError(f"{label} already holds a net; restore makes a new one (another ?net=NAME, or add "
+                                 "--force to replace that net)")
+            remove_old_net(args.db, "--force")
+    elif os.path.isdir(args.db):
         raise UsageError(f"--db {args.db} is a folder; give the path of the database file to create")
-    if os.path.exists(args.db) and os.path.getsize(args.db) > 0:
+    elif os.path.exists(args.db) and os.path.getsize(args.db) > 0:
         if not args.force:
             raise UsageError(f"{args.db} already exists; restore writes a new database file (add --force to "
                              "replace an earlier netrun database)")
         remove_old_net(args.db, "--force")
-    manifest = restore_checkpoint(args.checkpoint, args.db)
+    manifest = restore_into(args.checkpoint, args.db)
     if out.json_mode:
-        out.json({"checkpoint": args.checkpoint, "db": args.db, "manifest": manifest})
+        out.json({"checkpoint": args.checkpoint, "db": label, "manifest": manifest})
     else:
         made = f" (made {manifest['created_at']})" if manifest.get("created_at") else ""
-        out.line(f"netrun: restored the checkpoint {args.checkpoint}{made} into {args.db}, leaving the checkpoint "
-                 f"as it was; continue with: netrun resume {shell(args.db)}")
+        out.line(f"netrun: restored the checkpoint {args.checkpoint}{made} into {label}, leaving the checkpoint "
+                 f"as it was; continue with: netrun resume {shell(label)}")
     return 0
 
 

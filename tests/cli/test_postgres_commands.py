@@ -119,3 +119,17 @@ def test_logs_search_takes_the_url(cli, failed_run, tmp_path, monkeypatch):
     assert index.name.endswith("-search")
     again = cli("logs", failed_run, "--search", "collected", "--json")
     assert [f["text"] for f in again.json()] == [f"collected {n}" for n in (20, 40, 60)]
+
+
+def test_restore_a_checkpoint_into_a_url(cli, failed_run, tmp_path, pg_server):
+    from tests.conftest import new_net_url
+
+    assert cli("checkpoint", failed_run, tmp_path / "ckpt").code == 0
+    target = new_net_url(pg_server)
+    done = cli("restore", tmp_path / "ckpt", "--db", target)
+    assert done.code == 0, done.err
+    assert cli("dlq", target, "list", "--json").json() == cli("dlq", failed_run, "list", "--json").json()
+    again = cli("restore", tmp_path / "ckpt", "--db", target)
+    assert again.code == 2 and "already holds a net" in again.err
+    assert cli("restore", tmp_path / "ckpt", "--db", target, "--force").code == 0
+    assert cli("resume", target, "--no-progress", "--path", HERE).code == 0
