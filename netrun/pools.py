@@ -49,7 +49,8 @@ from .epoch import apply_remote, end_cancelled, end_failed
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .clock import iso
 from .jobs import CLAIM_QUEUED, FINISH_HELD, START_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
-from .worker import BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks, read_outcome, thread_main
+from .worker import (BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks,
+                     read_outcome, read_start_failed, thread_main)
 from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results, read_result_notice
 from .host import RunHost
 
@@ -761,7 +762,7 @@ class PoolManager:
         what the pool's other workers ran and sent while stopping is applied first (`rest` and what
         arrives until each has sent its last notice). The caller raises the pool's error. Returns the
         results applied meanwhile."""
-        node, worker_id, text = notice[len(START_FAILED):].split("\x00", 2)
+        node, worker_id, text = read_start_failed(notice)
         self._never_started(worker_id)
         applied = 0
         for name in _pool_names(self.rt.configs[node].pool):

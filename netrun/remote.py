@@ -36,13 +36,13 @@ from .clock import Clock, SystemClock, iso
 from .config import NodeConfig
 from .db import open_connection, transaction
 from .dialect import is_url
-from .errors import ConfigError, NotANetrunDatabase, StorageError
+from .errors import ConfigError, NodeExecutionFailed, NotANetrunDatabase, StorageError
 from .factories import import_from_path
 from .host import NodeFunctions
 from .migrate import latest_version
 from .store import store_for
 from .wakeups import RESULT_READY, listen_for_jobs
-from .worker import IdleCount, WorkerSpec, worker_loop
+from .worker import IdleCount, WorkerSpec, read_start_failed, worker_loop
 
 BEAT_SECONDS = 2.0  # how often a worker writes its heartbeat (and measures the clock offset again)
 RECONNECT_FOR = 60.0  # seconds a worker keeps trying to reach a database it lost before it gives up
@@ -171,11 +171,18 @@ class RemoteWorker:
         self.failure: StorageError | None = None  # the database stayed out of reach: run() raises it
         self._listener: Any = None
 
-    def _notify(self, epoch_id: str) -> None:
-        """A result was reported: tell the owner (its sweep would find it anyway)."""
+    def _notify(self, notice: str) -> None:
+        """Tell the owner (its sweep would find a result anyway). A start function that raised stops
+        this worker too, with that error (the owner stops the pool when it hears of it)."""
+        failed = read_start_failed(notice)
+        if failed is not None:
+            node, worker_id, text = failed
+            self.failure = NodeExecutionFailed(f"netrun worker {worker_id}: start_node_func of node {node!r} raised "
+                                               f"({text}); this worker stops", node_name=node)
+            self.stop.set()
         try:
             with self._lock:
-                self._conn.execute(RESULT_READY, (epoch_id,))
+                self._conn.execute(RESULT_READY, (notice,))
         except _LOST:
             self._reopen()
 

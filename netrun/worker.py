@@ -61,7 +61,23 @@ def in_worker_thread() -> bool:
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
 BATCH = 4  # jobs a process worker claims at once while its epochs are quick...
 QUICK = 0.002  # ...shorter than this many seconds (a slow epoch must not hold others back)
-START_FAILED = "\x00start-failed\x00"  # notice prefix: a start_node_func raised in a worker
+START_FAILED = "\x1fstart-failed\x1f"  # notice prefix: a start_node_func raised in a worker
+_SEP = "\x1f"  # between the notice's fields (a PostgreSQL notification cannot carry a NUL)
+
+
+def start_failed_notice(node: str, worker_id: str, exc: BaseException) -> str:
+    """The notice a worker sends when a start_node_func raised (the owner stops the pool). Its text
+    fits a PostgreSQL notification: no NUL, at most 2,000 characters of the error."""
+    text = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00").replace(_SEP, " ")[:2000]
+    return f"{START_FAILED}{node}{_SEP}{worker_id}{_SEP}{text}"
+
+
+def read_start_failed(notice: str) -> tuple[str, str, str] | None:
+    """(node, worker, error) from a `start_failed_notice`, or None for another notice."""
+    if not notice.startswith(START_FAILED):
+        return None
+    node, worker_id, text = notice[len(START_FAILED):].split(_SEP, 2)
+    return node, worker_id, text
 
 
 class RemoteError(NetrunError):
@@ -528,7 +544,7 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
                         loop.run_until_complete(result)
                 except Exception as exc:  # noqa: BLE001 - reported to the owner
                     if role == "start":  # the owner stops the pool and raises it to the caller
-                        notify(f"{START_FAILED}{node}\x00{worker_id}\x00{type(exc).__name__}: {exc}")
+                        notify(start_failed_notice(node, worker_id, exc))
                         return False
                     raise
         return True

@@ -177,6 +177,23 @@ def test_workers_of_a_net_in_an_sqlite_file_run_every_epoch_once(tmp_path, defer
         found.stop()
 
 
+def test_a_start_function_that_raises_in_a_worker_stops_the_run_and_the_worker(pg_url, workers):
+    """The owner hears of it (a notification: no NUL may travel in one, and the error has one) and
+    raises it to the caller; the worker exits with status 1 naming the node. Nothing ran."""
+    net = remote_net(pg_url, deferred=True)
+    net.set_node_exec("Work", rn.times_ten, start_node_func=rn.start_raises)
+    with net:
+        [proc] = workers.start(1)
+        with pytest.raises(netrun.NodeExecutionFailed, match="start_node_func of node 'Work'.*cannot open resource"):
+            net.start()
+        assert proc.wait(DEADLINE) == 1
+        workers.stop()
+        assert "start_node_func of node 'Work' raised" in workers.errors[proc.pid]
+        assert rn.RESULTS == []
+        assert net.query("SELECT state, count(*) AS n FROM epochs WHERE node_name = 'Work' GROUP BY state") == \
+            [{"state": "startable", "n": len(VALUES)}]  # none ran: a resume with a fixed start function runs them
+
+
 @pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
 def test_a_worker_killed_mid_epoch(pg_url, workers, tmp_path, deferred):
     net = remote_net(pg_url, deferred=deferred)

@@ -46,3 +46,7 @@ def big_or_small(ctx, packets):
 
 def record(ctx, packets):
     RESULTS.append(ctx.consume_packet(packets["in"][0]))
+
+
+def start_raises(net):
+    raise RuntimeError("cannot open resource\x00 (a NUL in its text)")
