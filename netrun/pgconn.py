@@ -529,6 +529,8 @@ class PgConnection:
             stmt = _NESTED.get(sql.strip().upper(), stmt)
         try:
             cur = self._pg.cursor()  # (a closed connection refuses here already)
+            if stmt.end and stmt.text == "ROLLBACK":
+                self._leave_pipe()
             if stmt.begin and not self._held and self._pipe is None:
                 self._pipe_block = self._pg.pipeline()
                 self._pipe = self._pipe_block.__enter__()
@@ -579,6 +581,17 @@ class PgConnection:
         except psycopg.Error as exc:
             self._drop_pipe(exc)
             raise _as_apsw(exc, self.filename) from exc
+
+    def _leave_pipe(self) -> None:
+        """Before a ROLLBACK: leave pipeline mode whatever the statements sent ahead did (an error of one
+        does not matter, all is undone), so that the ROLLBACK runs, and the error that led to it stays
+        the one raised."""
+        if self._pipe is not None:
+            self._pipe = None
+            try:
+                self._pipe_block.__exit__(None, None, None)
+            except psycopg.Error:
+                pass
 
     def _drop_pipe(self, exc: BaseException) -> None:
         """Leave pipeline mode after an error, so the ROLLBACK that follows is an ordinary statement."""

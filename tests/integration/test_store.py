@@ -463,3 +463,21 @@ def test_a_schema_that_already_holds_a_net_is_refused_untouched(pg_url):
     error = assert_pg_refused_untouched(pg_url, netrun.StorageError)
     assert "already holds a net; choose another net name, ?net=NAME" in str(error)
     assert not isinstance(error, netrun.NotANetrunDatabase)
+
+
+def test_a_body_that_raises_after_a_failing_write_sent_ahead_raises_its_own_error(pg_url):
+    """PostgreSQL: the body's exception is the one raised (not the error of a write still in flight),
+    and the connection is usable afterwards."""
+    netrun.Net(chain("A", "B"), db=pg_url).close()
+    conn = open_connection(pg_url)
+    try:
+        conn.execute("CREATE TABLE u (a INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO u VALUES (1)")
+        with pytest.raises(KeyboardInterrupt):
+            with transaction(conn):
+                conn.execute("INSERT INTO u VALUES (1)")  # a duplicate, not waited for yet
+                raise KeyboardInterrupt
+        assert conn.getautocommit()
+        assert conn.execute("SELECT a FROM u").fetchall() == [(1,)]
+    finally:
+        conn.close()
