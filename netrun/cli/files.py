@@ -9,10 +9,15 @@ from ..errors import NotANetrunDatabase, NotFoundError
 from ..migrate import inspect_file
 from ..ownership import OwnerLock
 from ..store import is_url, store_for
+from .output import UsageError
 
 
 def add_import_paths(extra: list[str] | None, *also: str) -> None:
-    """Make node functions importable: --path folders, the definition's folder, the current one."""
+    """Make node functions importable: --path folders, the definition's folder, the current one.
+    Raises UsageError for a --path that is not a folder (its functions would not be found)."""
+    for folder in extra or []:
+        if not os.path.isdir(folder):
+            raise UsageError(f"--path {folder}: {'not a folder' if os.path.exists(folder) else 'no such folder'}")
     for folder in [*(extra or []), *also, os.getcwd()]:
         folder = os.path.abspath(folder)
         if folder not in sys.path:

@@ -94,6 +94,19 @@ def test_a_db_in_a_folder_that_does_not_exist_is_one_error_line_naming_the_folde
     assert line.startswith("netrun: error:") and f"{tmp_path / 'missing'} does not exist" in line
 
 
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_path_that_is_not_a_folder_is_a_usage_error_naming_it(tmp_path, capsys, command):
+    """--path names where node functions are imported from: a typo there is said at once, not as a
+    function that cannot be imported."""
+    (tmp_path / "a-file").write_text("")
+    for path, problem in ((tmp_path / "nope", "no such folder"), (tmp_path / "a-file", "not a folder")):
+        argv = ["run", str(NETS / "slow.toml"), "--db", str(tmp_path / "run.db")] if command == "run" else \
+            ["worker", "--db", str(tmp_path / "run.db"), "--pool", "cpu"]
+        assert main([*argv, "--path", str(path)]) == 2
+        assert f"--path {path}: {problem}" in capsys.readouterr().err
+    assert not (tmp_path / "run.db").exists()
+
+
 def test_overwrite_never_replaces_a_file_that_is_not_a_netrun_database(tmp_path, capsys):
     other = tmp_path / "notes.db"
     conn = sqlite3.connect(other)
