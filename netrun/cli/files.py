@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zipfile
 
 from ..errors import NotANetrunDatabase, NotFoundError
 from ..migrate import inspect_file
@@ -14,9 +15,10 @@ from .output import UsageError
 
 def add_import_paths(extra: list[str] | None, *also: str) -> None:
     """Make node functions importable: --path folders, the definition's folder, the current one.
-    Raises UsageError for a --path that is not a folder (its functions would not be found)."""
+    Raises UsageError for a --path that is neither a folder nor a zip archive (Python imports from
+    both; from anything else its functions would not be found)."""
     for folder in extra or []:
-        if not os.path.isdir(folder):
+        if not os.path.isdir(folder) and not (os.path.isfile(folder) and zipfile.is_zipfile(folder)):
             raise UsageError(f"--path {folder}: {'not a folder' if os.path.exists(folder) else 'no such folder'}")
     for folder in [*(extra or []), *also, os.getcwd()]:
         folder = os.path.abspath(folder)
