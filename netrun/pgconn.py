@@ -484,13 +484,8 @@ class PgConnection:
         self.target = target
         self.filename = target.label
         self.readonly = readonly
-        self._pg = open_pg(target)
-        if readonly:
-            self._pg.execute("SET default_transaction_read_only = on")
-        elif durability == "normal":
-            # As SQLite's synchronous=NORMAL: a killed process loses nothing committed, a crash of the
-            # server's machine may lose the last commits (never corrupts). "full" waits for the flush.
-            self._pg.execute("SET synchronous_commit = off")
+        self.durability = durability
+        self._pg = self._open()
         self._last: psycopg.Cursor | None = None  # the last statement's (for `changes()`)
         self._pipe: psycopg.Pipeline | None = None  # while a transaction's statements are sent ahead
         self._pipe_block: Any = None  # the `pipeline()` block it is in
@@ -500,6 +495,25 @@ class PgConnection:
         self.authorizer: Any = None  # accepted for apsw's API; the server enforces read-only
         self.deadline: float | None = None  # a streamed read stops past it (netrun.readonly's time limit)
         self._lock = threading.Lock()
+
+    def _open(self) -> psycopg.Connection:
+        pg = open_pg(self.target)
+        if self.readonly:
+            pg.execute("SET default_transaction_read_only = on")
+        elif self.durability == "normal":
+            # As SQLite's synchronous=NORMAL: a killed process loses nothing committed, a crash of the
+            # server's machine may lose the last commits (never corrupts). "full" waits for the flush.
+            pg.execute("SET synchronous_commit = off")
+        return pg
+
+    def _reopen_if_lost(self) -> None:
+        """A reader's connection, lost (a server restart, pg_terminate_backend): a new one before its next
+        read. (An owner's is not replaced: its run stops with StorageError, and a resume goes on.)
+        Raises StorageError while the server cannot be reached."""
+        if self.readonly and (self._pg.closed or self._pg.broken):
+            self._pg.close()
+            self._pg = self._open()
+            self._pipe = None
 
     @property
     def pg(self) -> psycopg.Connection:
@@ -527,6 +541,8 @@ class PgConnection:
         stmt = statement(sql, isinstance(params, dict))
         if self._held:
             stmt = _NESTED.get(sql.strip().upper(), stmt)
+        if self.readonly:
+            self._reopen_if_lost()
         try:
             cur = self._pg.cursor()  # (a closed connection refuses here already)
             if stmt.end and stmt.text == "ROLLBACK":
@@ -540,13 +556,13 @@ class PgConnection:
                 self._pipe = None
                 self._pipe_block.__exit__(None, None, None)  # waits for every statement sent ahead: raises the first error
         except psycopg.Error as exc:
-            self._drop_pipe(exc)
+            self._leave_pipe()
             raise _as_apsw(exc, self.filename) from exc
         if stmt.begin and self.fence is not None:
             try:
                 self.fence(self)
-            except BaseException as exc:
-                self._drop_pipe(exc)
+            except BaseException:
+                self._leave_pipe()
                 self._pg.execute("ROLLBACK")
                 raise
         return Cursor(cur, self)
@@ -555,20 +571,32 @@ class PgConnection:
         """`sql`'s rows through a server-side cursor, in a read-only transaction that the cursor's
         close ends (`end_stream`)."""
         stmt = statement(sql, isinstance(params, dict))
+        try:
+            return self._open_stream(stmt, params)
+        except psycopg.Error as exc:
+            if not (self.readonly and _lost_connection(exc)):
+                raise _as_apsw(exc, self.filename) from exc
+        try:  # a reader's connection was lost (a server restart): once more, on a new one
+            return self._open_stream(stmt, params)
+        except psycopg.Error as exc:
+            raise _as_apsw(exc, self.filename) from exc
+
+    def _open_stream(self, stmt: Statement, params: Any) -> Cursor:
         cur = None
+        self._reopen_if_lost()
         try:
             self._pg.execute("BEGIN READ ONLY")
             cur = psycopg.RawServerCursor(self._pg, f"netrun_rows_{next(_cursor_names)}")
             cur.itersize = STREAM_ROWS
             cur.execute(stmt.text, _bind(stmt, params))
-        except psycopg.Error as exc:
+        except psycopg.Error:
             if cur is not None:
                 try:
                     cur.close()
                 except psycopg.Error:
                     pass
             self.end_stream()
-            raise _as_apsw(exc, self.filename) from exc
+            raise
         return Cursor(cur, self, streamed=True)
 
     def settle(self) -> None:
@@ -579,13 +607,13 @@ class PgConnection:
             self._unsynced = False
             self._pipe.sync()
         except psycopg.Error as exc:
-            self._drop_pipe(exc)
+            self._leave_pipe()
             raise _as_apsw(exc, self.filename) from exc
 
     def _leave_pipe(self) -> None:
-        """Before a ROLLBACK: leave pipeline mode whatever the statements sent ahead did (an error of one
-        does not matter, all is undone), so that the ROLLBACK runs, and the error that led to it stays
-        the one raised."""
+        """Leave pipeline mode whatever the statements sent ahead did: after an error (the one already
+        raised is the one that counts), or before a ROLLBACK (an error of one does not matter, all is
+        undone), so that the ROLLBACK is an ordinary statement."""
         if self._pipe is not None:
             self._pipe = None
             try:
@@ -593,14 +621,6 @@ class PgConnection:
             except psycopg.Error:
                 pass
 
-    def _drop_pipe(self, exc: BaseException) -> None:
-        """Leave pipeline mode after an error, so the ROLLBACK that follows is an ordinary statement."""
-        if self._pipe is not None:
-            self._pipe = None
-            try:
-                self._pipe_block.__exit__(type(exc), exc, exc.__traceback__)
-            except psycopg.Error:
-                pass  # the error already raised is the one that counts
 
     def end_stream(self) -> None:
         try:
@@ -618,7 +638,7 @@ class PgConnection:
             cur = self._pg.cursor()
             cur.executemany(stmt.text, batch)
         except psycopg.Error as exc:
-            self._drop_pipe(exc)
+            self._leave_pipe()
             raise _as_apsw(exc, self.filename) from exc
         self._last, self._unsynced = cur, True
 

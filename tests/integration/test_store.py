@@ -481,3 +481,21 @@ def test_a_body_that_raises_after_a_failing_write_sent_ahead_raises_its_own_erro
         assert conn.execute("SELECT a FROM u").fetchall() == [(1,)]
     finally:
         conn.close()
+
+
+def test_a_reader_whose_connection_was_cut_reads_again_on_a_new_one(pg_url, pg_server):
+    """A server restart or pg_terminate_backend between two reads: the next read opens a new connection."""
+    import os
+
+    import psycopg
+
+    with netrun.Net(chain("A", "B"), db=pg_url) as net:
+        net.inject_packet("B", "in", 1)
+    with netrun.NetInspector(pg_url) as inspector:
+        assert inspector.query("SELECT count(*) AS n FROM packets") == [{"n": 1}]
+        with psycopg.connect(pg_server.url, autocommit=True) as admin:
+            cut = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = %s", (f"netrun:{os.getpid()}",)).fetchone()[0]
+        assert cut >= 1
+        assert inspector.query("SELECT count(*) AS n FROM packets") == [{"n": 1}]
+        assert set(inspector.status()["nodes"]) == {"A", "B"}  # a status too
