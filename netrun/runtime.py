@@ -144,6 +144,9 @@ class Runtime:
         self._started_at: dict[str, str] = {}  # main-thread epoch -> when it started
         self._quick: dict[str, bool] = {}  # node -> whether its last sync main-thread epoch was quick
         self._running_deferred: Claim | None = None  # the deferred sync epoch whose code runs now
+        # Main-thread epochs started whose start could not be committed (a storage error stopped the run):
+        # when the run goes on, a commit makes their starts durable, then they run first.
+        self._unrun: list[Claim] = []
         self._broken: BaseException | None = None  # set by abandon(): the net must be resumed
 
     # -- lookups ----------------------------------------------------------------------
@@ -373,7 +376,11 @@ class Runtime:
         if (deferred or logged) and (not quick or self.pools.starving() or self._grouped >= GROUP_LIMIT
                                      or (logged and self._logged >= INTENT_LIMIT)
                                      or self.clock.monotonic() - self._committed_at > GROUP_SECONDS):
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self.ready.insert(0, item)  # not started: back in line (`withdraw` returns it to waiting)
+                raise
         job = self._start(item)
         if deferred:
             self.journal.rerunnable = True  # its end, if lost, runs it again
@@ -383,7 +390,11 @@ class Runtime:
         elif logged and self._log_start(job):
             self._logged += 1
         else:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self._unrun.append(job)  # started, not durably: it runs once a commit makes it so
+                raise
             return job
         self._grouped += 1
         self.journal.commit_if_large()
@@ -503,6 +514,10 @@ class Runtime:
         self.ensure_started()
         ran = 0
         try:
+            while self._unrun:  # the run stopped on a storage error with these started: they go first
+                self.commit()
+                await self._run_job(self._unrun.pop(0), asynchronous=False)
+                ran += 1
             if round_:
                 self.advance()
                 if start_epochs:

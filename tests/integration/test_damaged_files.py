@@ -172,3 +172,47 @@ def test_a_file_locked_for_a_moment_is_waited_for_not_called_damaged(tmp_path):
             assert inspector.query("SELECT count(*) AS n FROM packets") == [{"n": 1}]
     finally:
         releaser.join()
+
+
+def _times_ten(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    ctx.load_output_port("out", ctx.create_packet(value * 10))
+    ctx.send_output_salvo("send_out")
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3])
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
+@pytest.mark.parametrize("pool", [None, "thread"])
+def test_a_run_stopped_by_a_failed_commit_goes_on_when_started_again(tmp_path, monkeypatch, pool, deferred, fail_at):
+    """A commit fails mid-run (the disk was full; made room since): `start()` again goes on with what
+    the run held, and every value arrives once. An epoch taken in line for the failed commit, or
+    started by it, is neither lost nor run twice."""
+    from netrun.journal import Journal
+
+    write, calls = Journal._write, {"n": None}
+
+    def failing_write(self, taken):
+        if calls["n"] is not None:
+            calls["n"] += 1
+            if calls["n"] == fail_at:
+                raise OSError("disk full (simulated)")
+        return write(self, taken)
+
+    monkeypatch.setattr(Journal, "_write", failing_write)
+    got = []
+    options = {"thread_pools": {"p": {"size": 4}}} if pool else {}
+    with netrun.Net(chain("Src", "Work", "Sink"), db=tmp_path / "run.db", **options) as net:
+        net.set_node_exec("Work", _times_ten)
+        net.set_node_exec("Sink", lambda ctx, packets: got.append(ctx.consume_packet(packets["in"][0])))
+        for node in ("Work", "Sink"):
+            net.set_node_config(node, defer_net_actions=deferred, pool="p" if pool and node == "Work" else None)
+        for value in range(200):
+            net.inject_packet("Work", "in", value)
+        calls["n"] = 0
+        with pytest.raises(netrun.StorageError, match="simulated"):
+            net.start()
+        net.start()
+        assert sorted(got) == [v * 10 for v in range(200)]
+        assert net.query("SELECT node_name, state, count(*) AS n FROM epochs GROUP BY 1, 2 ORDER BY 1, 2") == [
+            {"node_name": "Sink", "state": "finished", "n": 200}, {"node_name": "Work", "state": "finished", "n": 200}]
+        assert all(s.startable == 0 and s.running == 0 for s in net.poll().nodes.values())
