@@ -107,6 +107,11 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
     reader.authorizer = _authorize
     if seconds is not None:
         _time_limit(reader, seconds)
+    elif getattr(reader, "dialect", "sqlite") == "sqlite":
+        # SQLite runs a statement without returning to Python, which runs its signal handlers only then:
+        # Ctrl-C would wait for the statement to end (a runaway recursive query: forever). A progress
+        # handler calls into Python every 10,000 instructions, where a KeyboardInterrupt ends it.
+        reader.set_progress_handler(_let_signals_in, 10_000)
     try:
         cursor = reader.cursor()
         statements = 0
@@ -140,7 +145,7 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
         raise QueryError(f"the query failed: {exc}; statement: {sql.strip()[:200]}", sql=sql) from exc
     finally:
         reader.authorizer = None
-        if seconds is not None:
+        if seconds is not None or getattr(reader, "dialect", "sqlite") == "sqlite":
             _time_limit(reader, None)
 
 
@@ -155,6 +160,12 @@ def _time_limit(reader: Any, seconds: float | None) -> None:
     else:
         deadline = time.monotonic() + seconds
         reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+
+
+def _let_signals_in() -> bool:
+    """Progress handler that lets the statement go on: calling it lets Python run pending signal
+    handlers (a KeyboardInterrupt raised there ends the statement and propagates)."""
+    return False
 
 
 class Readers:

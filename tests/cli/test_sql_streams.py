@@ -4,9 +4,11 @@ one batch (on PostgreSQL a server-side cursor's; in the human format a table of 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,31 @@ def test_the_human_format_prints_a_long_result_as_tables_of_a_batch_each(cli, ne
     assert done.out.count("numbered") == 3  # one header per table
     shown = [int(word) for word in done.out.split() if word.isdigit()]
     assert shown == list(range(1, total + 1))
+
+
+RUNAWAY = "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s) SELECT count(*) FROM s"
+STARTED = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from netrun.cli import main
+    print("started", file=sys.stderr, flush=True)
+    sys.exit(main(["sql", {db!r}, {sql!r}]))
+""")
+
+
+def test_ctrl_c_stops_a_statement_that_would_run_forever(tmp_path):
+    db = str(tmp_path / "net.db")
+    netrun.Net(chain("A", "B"), db=db).close()
+    child = subprocess.Popen([sys.executable, "-c", STARTED.format(root=str(REPO), db=db, sql=RUNAWAY)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr.readline().strip() == "started"
+        time.sleep(0.5)  # inside SQLite's loop by now
+        assert child.poll() is None
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=10)  # it never returned from SQLite before
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert out == ""
