@@ -181,7 +181,8 @@ def export_folder(path: str, folder: str, fmt: str, tables: list[str] | None = N
         raise ConfigError(f"{folder} already exists and is not an empty folder; name a new folder for the export",
                           path=folder)
     work = _temporary_name(folder)
-    os.mkdir(work)  # the usual permissions (mkdtemp's would be private)
+    with _naming(folder):
+        os.mkdir(work)  # the usual permissions (mkdtemp's would be private)
     try:
         counts = {}
         with closing(_source(path)) as source:
@@ -205,11 +206,26 @@ def _temporary_name(target: str) -> str:
 
 
 @contextmanager
+def _naming(target: str) -> Iterator[None]:
+    """An OSError met creating the temporary name beside `target` names `target`, the path the user gave
+    (a missing folder, no permission), not the hidden name."""
+    try:
+        yield
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, target) from None
+
+
+@contextmanager
 def _atomic_file(target: str) -> Iterator[TextIO]:
     """A file written under a temporary name beside `target`, renamed to it once complete (removed on error)."""
+    if os.path.isdir(target):
+        raise ConfigError(f"{target} is a folder; name a file for the table (or leave out --table to export "
+                          "every table into a new folder)", path=target)
     temporary = _temporary_name(target)
     try:
-        with open(temporary, "x", encoding="utf-8", newline="") as handle:  # the usual permissions
+        with _naming(target):
+            handle = open(temporary, "x", encoding="utf-8", newline="")  # the usual permissions
+        with handle:
             yield handle
         os.replace(temporary, target)
     except BaseException:

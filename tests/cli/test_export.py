@@ -134,3 +134,18 @@ def test_refusals(cli: Cli, wordfreq_db: Path, tmp_path: Path):
     assert result.code == 1 and str(full) in result.err
     assert os.listdir(full) == ["x"]
     assert cli("export", tmp_path / "missing.db", "--table", "history").code == 1
+
+
+def test_an_output_that_cannot_be_written_is_named_as_given(cli: Cli, wordfreq_db: Path, tmp_path: Path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    result = cli("export", wordfreq_db, "--table", "epochs", "-o", folder)
+    assert result.code == 1
+    assert result.error_lines() == [f"netrun: error: {folder} is a folder; name a file for the table "
+                                    "(or leave out --table to export every table into a new folder)"]
+    for argv in (["--table", "epochs", "-o", tmp_path / "missing" / "epochs.csv"],
+                 ["-o", tmp_path / "missing" / "tables"]):
+        result = cli("export", wordfreq_db, *argv)
+        assert result.code == 1
+        assert result.error_lines() == [f"netrun: error: {argv[-1]}: No such file or directory"]  # not a hidden name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder", "wf.db"] and not os.listdir(folder)
