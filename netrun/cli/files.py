@@ -6,6 +6,7 @@ import os
 import sys
 import zipfile
 
+from ..checkpoint import refuse_checkpoint_db
 from ..errors import NotANetrunDatabase, NotFoundError
 from ..migrate import inspect_file
 from ..ownership import OwnerLock
@@ -48,6 +49,7 @@ def remove_old_net(path: str, option: str = "--overwrite") -> None:
         return
     if not os.path.exists(path):
         return
+    refuse_checkpoint_db(path, f"replacing it ({option})")  # a checkpoint is never changed, let alone deleted
     if not inspect_file(path).exists and os.path.getsize(path) > 0:
         raise NotANetrunDatabase(f"{path} is not a netrun database; {option} only replaces netrun databases",
                                  path=path)

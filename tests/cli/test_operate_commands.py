@@ -22,7 +22,7 @@ import netrun
 from netrun.ask_owner import request_injection
 from netrun.graphs import simple_node
 
-from .conftest import DEADLINE, Cli, file_state, rows, scalar, wait_for
+from .conftest import DEADLINE, WORDFREQ_TOML, Cli, file_state, rows, scalar, wait_for
 
 NETS = Path(__file__).parent / "nets"
 SLOW = NETS / "slow.toml"  # Emit -> Work (NETRUN_TEST_DELAY per value, deferred) -> Sink (logs "got N")
@@ -339,6 +339,21 @@ def test_restore_of_a_folder_that_is_no_checkpoint_is_an_error(cli: Cli, tmp_pat
     result = cli("restore", tmp_path / "empty", "--db", tmp_path / "new.db")
     assert result.code == 1 and "not a netrun checkpoint" in result.err
     assert not (tmp_path / "new.db").exists()
+
+
+@pytest.mark.parametrize("command", [["restore", "{checkpoint}", "--db", "{db}", "--force"],
+                                     ["restore", "{checkpoint}", "--db", "{link}", "--force"],
+                                     ["run", str(WORDFREQ_TOML), "--db", "{db}", "--overwrite", "--no-progress"]])
+def test_replacing_a_checkpoints_database_is_refused(cli: Cli, checkpoint: Path, tmp_path: Path, command):
+    # --force and --overwrite deleted the checkpoint's net.db (restore then found no checkpoint to copy)
+    link = tmp_path / "link.db"
+    link.symlink_to(checkpoint / "net.db")
+    before = _stamps(checkpoint)
+    result = cli(*(arg.format(checkpoint=checkpoint, db=checkpoint / "net.db", link=link) for arg in command))
+    assert result.code == 1
+    assert "would change the checkpoint" in result.err and f"netrun restore {checkpoint} --db" in result.err
+    assert _stamps(checkpoint) == before  # no file replaced, removed or added (no -lock)
+    assert link.is_symlink()
 
 
 @pytest.mark.parametrize("command", [["resume", "{db}"], ["inject", "{db}", "--source", "Emit"],
