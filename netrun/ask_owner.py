@@ -12,6 +12,7 @@ writers of it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import socket
@@ -30,7 +31,7 @@ from .ownership import Owner
 from .store import store_for
 from .request_desk import check_target
 from .restore import read_meta, stored_graph
-from .values import encode
+from .values import encode, preview_of
 
 POLL = 0.05  # seconds between two reads of the request's row
 
@@ -126,12 +127,35 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _json_exact(value: Any) -> bool:
+    """Whether JSON carries `value` exactly (netrun.values.json_exact, at any depth: _depth bounds it)."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind is float and not math.isfinite(item):
+            return False
+        if kind is list:
+            todo.extend(item)
+        elif kind is dict:
+            if any(type(key) is not str for key in item):
+                return False
+            todo.extend(item.values())
+        elif not (kind in (str, int, bool, float) or item is None):
+            return False
+    return True
+
+
 def _check_storable(item: dict[str, Any]) -> None:
     """A value the net could not store is refused here, not dropped later by the run that applies it."""
     where = f"{item['node']}.{item.get('port')}"
     if _depth(item["value"]) > MAX_DEPTH:
         raise errors.UnpicklableValue(f"the value for {where} is nested more than {MAX_DEPTH} levels deep; "
                                       "nothing was injected")
+    if not _json_exact(item["value"]):  # the request carries it as JSON: it would arrive changed, or not at all
+        raise errors.ConfigError(f"the value for {where} is not a JSON value ({preview_of(item['value'])}): a "
+                                 "tuple, a dict with keys other than text, NaN or an infinity would not arrive as "
+                                 "it is; nothing was injected")
     try:
         encode(item["value"])
     except (RecursionError, ValueError, TypeError, pickle.PicklingError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from typing import Any
 
@@ -112,13 +113,26 @@ def _packet(spec: str) -> dict[str, Any]:
     if not sep or not dot or not node or not port:
         raise argparse.ArgumentTypeError(f"{spec!r}: expected NODE.PORT=JSON, e.g. --packet 'Split.in=\"some text\"'")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{spec!r}: the value for {node}.{port} is not JSON ({exc}); a text is "
                                          f"written in quotes: {node}.{port}='\"{text}\"'") from None
     except RecursionError:
         raise argparse.ArgumentTypeError(f"the value for {node}.{port} is nested too deeply to be read") from None
     return {"node": node, "port": port, "value": value}
+
+
+def _not_json(word: str) -> float:
+    """json.loads takes NaN, Infinity and -Infinity, which JSON has not (a request could not hold them)."""
+    raise ValueError(f"{word} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    """A JSON number too large for a float (1e999) would be read as infinity: refused as NaN is."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a number")
+    return value
 
 
 def _source(node: str) -> dict[str, Any]:

@@ -208,6 +208,10 @@ def test_inject_into_a_stopped_net_is_applied_by_the_next_resume(cli: Cli, echo_
     # parses, but deeper than the running net can store: refused now, not dropped at the next resume
     (["--packet", "Echo.in=" + "[" * 900 + "]" * 900], 1, ["Echo.in", "nested more than 200 levels"]),
     ([], 2, ["--packet NODE.PORT=JSON or --source NODE"]),
+    # Python's json reads these, JSON has none of them: a traceback (the request's CHECK json_valid) before
+    (["--packet", "Echo.in=NaN"], 2, ["Echo.in", "NaN is not a JSON value"]),
+    (["--packet", 'Echo.in={"a": [1, -Infinity]}'], 2, ["Echo.in", "-Infinity is not a JSON value"]),
+    (["--packet", "Echo.in=1e999"], 2, ["Echo.in", "1e999 is too large for a number"]),
 ])
 def test_inject_refuses_bad_names_and_json_naming_them_and_writes_nothing(cli: Cli, echo_db: Path, argv, code, says):
     before = file_state(echo_db.parent, shm=False)
@@ -217,6 +221,15 @@ def test_inject_refuses_bad_names_and_json_naming_them_and_writes_nothing(cli: C
         assert words in result.err, result.err
     assert file_state(echo_db.parent, shm=False) == before
     assert scalar(echo_db, "SELECT count(*) FROM operator_requests") == 0
+
+
+@pytest.mark.parametrize("value", [float("nan"), [1, float("inf")], (1, 2), {"a": {1: 2}}, b"bytes"])
+def test_request_injection_refuses_a_value_json_would_not_carry_as_it_is(echo_db: Path, value):
+    # NaN failed the request's CHECK constraint (apsw.ConstraintError); a tuple arrived as a list, {1: 2} as {"1": 2}
+    before = file_state(echo_db.parent, shm=False)
+    with pytest.raises(netrun.ConfigError, match=r"the value for Echo\.in is not a JSON value .*nothing was injected"):
+        request_injection(str(echo_db), [{"node": "Echo", "port": "in", "value": value}], timeout=1)
+    assert file_state(echo_db.parent, shm=False) == before
 
 
 def test_an_injection_the_owner_cannot_apply_whole_is_rejected_and_applies_nothing(tmp_path: Path):
