@@ -17,8 +17,11 @@ import json
 import os
 import sys
 
+import apsw
 from netrun_sim import NetrunError as NetActionError
 
+from .. import db as database
+from ..dialect import is_url
 from ..version import __version__
 from ..errors import NetrunError
 from . import definitions, export, logs, operate, reads, repair, running, ui, worker
@@ -69,9 +72,31 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file or folder the command cannot use (a folder given as FILE, no permission...)
         _report(out, type(exc).__name__, f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
         return EXIT_ERROR
+    except apsw.BusyError as exc:  # the write lock stayed taken past the busy timeout (SQLite: another process)
+        where = _database(args)
+        if is_url(where):
+            _report(out, "BusyError", f"{where} is busy ({exc}); try again")
+        else:
+            _report(out, "BusyError", f"{where} stayed locked ({exc}): another process held its write lock for "
+                    f"over {database.BUSY_TIMEOUT_MS / 1000:g} s (a transaction left open, in a sqlite3 shell say); "
+                    "try again once it ends")
+        return EXIT_ERROR
+    except apsw.Error as exc:  # the database failed under the command (disk full, I/O error...): no traceback
+        _report(out, type(exc).__name__, f"{_database(args)}: {exc}")
+        return EXIT_ERROR
     except KeyboardInterrupt:
         _report(out, "interrupted", "interrupted")
         return running.EXIT_INTERRUPTED
+
+
+def _database(args: argparse.Namespace) -> str:
+    """The database the command was given (a URL without its password), for an error from SQLite."""
+    where = str(getattr(args, "file", None) or getattr(args, "db", None) or "the database")
+    if is_url(where):
+        from ..pgconn import redact  # psycopg is imported only for a PostgreSQL net
+
+        where = redact(where)
+    return where
 
 
 def _message(exc: BaseException) -> str:

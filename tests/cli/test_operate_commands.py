@@ -378,3 +378,26 @@ def test_commands_that_would_change_a_checkpoints_database_refuse_and_name_resto
     assert result.code == 1
     assert f"netrun restore {checkpoint} --db" in result.err
     assert _stamps(checkpoint) == before
+
+
+LOCK_HOLDER = ("import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+               "c.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\nsys.stdin.read()\n")
+
+
+@pytest.mark.parametrize("command", [["inject", "{db}", "--source", "Echo"], ["prune", "{db}", "--older-than", "0s"],
+                                     ["dlq", "{db}", "replay", "--all"]])
+def test_a_write_lock_another_process_keeps_is_one_error_naming_the_file(cli: Cli, echo_db: Path, monkeypatch,
+                                                                         command):
+    # past the busy timeout these printed apsw.BusyError's traceback
+    monkeypatch.setattr(netrun.db, "BUSY_TIMEOUT_MS", 300)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(echo_db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = cli(*(arg.format(db=echo_db) for arg in command))
+    finally:
+        holder.communicate("", timeout=DEADLINE)
+    assert result.code == 1
+    assert result.error_lines() == [f"netrun: error: {echo_db} stayed locked (database is locked): another process "
+                                    "held its write lock for over 0.3 s (a transaction left open, in a sqlite3 shell "
+                                    "say); try again once it ends"]
