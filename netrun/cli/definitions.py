@@ -10,7 +10,7 @@ from ..checks import check_definition
 from ..definition import read_definition
 from ..graphtext import FORMATS, render_graph
 from ..inspector import NetInspector
-from .output import Output
+from .output import Output, stdout_to_stderr
 from .files import add_import_paths, existing_file
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -29,7 +29,8 @@ def graph(args: argparse.Namespace, out: Output) -> int:
             text = render_graph(net.graph, fmt, node_meta=node_meta, edge_meta=edge_meta)
     else:
         add_import_paths(args.path, os.path.dirname(os.path.abspath(args.source)))
-        definition = read_definition(args.source)
+        with stdout_to_stderr(out):  # what the node modules print as they are imported is no part of the graph
+            definition = read_definition(args.source)
         text = render_graph(definition.graph, fmt, node_meta=definition.notes.node_meta,
                             edge_meta=definition.notes.edge_meta)
     out.console.file.write(text)
@@ -38,7 +39,8 @@ def graph(args: argparse.Namespace, out: Output) -> int:
 
 def validate(args: argparse.Namespace, out: Output) -> int:
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
-    checked = check_definition(existing_file(args.net, "a TOML definition"))
+    with stdout_to_stderr(out):  # what the node modules print as they are imported is no part of the report
+        checked = check_definition(existing_file(args.net, "a TOML definition"))
     definition = checked.definition
     report = {"file": args.net, "valid": definition is not None,
               "errors": [{"line": e.line, "column": e.column, "message": str(e)} for e in checked.errors],

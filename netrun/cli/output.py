@@ -111,6 +111,15 @@ def json_only_stdout(out: Output) -> Iterator[None]:
     if not out.json_mode:
         yield
         return
+    with stdout_to_stderr(out):
+        yield
+
+
+@contextmanager
+def stdout_to_stderr(out: Output) -> Iterator[None]:
+    """Everything written to stdout inside the block goes to stderr, file descriptor 1 included (what
+    `json_only_stdout` does with --json; `validate` and `graph` always, around the import of node
+    functions, whose modules may print): `out.stdout` is the real stdout meanwhile."""
     original = sys.stdout
     original.flush()
     try:

@@ -79,3 +79,36 @@ def test_resume_json_is_one_document_whatever_the_nodes_print(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["run"]["epochs_ended"] == 3  # one epoch per node
     assert "fd 1 7" in done.stderr and "print 7" in done.stderr
+
+
+NOISY_MODULE = """
+import os
+print("imported noisy")
+os.write(1, b"noisy wrote to fd 1\\n")
+
+def emit(ctx, packets):
+    pass
+"""
+
+NOISY_TOML = """
+[nodes.Emit]
+out_ports = ["out"]
+exec_node_func = "noisy_at_import.emit"
+"""
+
+
+@pytest.mark.parametrize("argv", [["validate", "{toml}", "--json"], ["graph", "{toml}", "--json"],
+                                  ["graph", "{toml}", "--format", "dot"]])
+def test_validate_and_graph_print_only_their_document_whatever_the_node_modules_print(tmp_path: Path, argv):
+    # their import's output came first on stdout: `netrun validate x.toml --json | jq` and `| dot` failed
+    (tmp_path / "noisy_at_import.py").write_text(NOISY_MODULE)
+    toml = tmp_path / "noisy.toml"
+    toml.write_text(NOISY_TOML)
+    done = _netrun(*(arg.format(toml=toml) for arg in argv), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "imported noisy" in done.stderr and "noisy wrote to fd 1" in done.stderr
+    assert "imported noisy" not in done.stdout and "fd 1" not in done.stdout
+    if "--json" in argv:
+        json.loads(done.stdout)
+    else:
+        assert done.stdout.startswith("digraph")
