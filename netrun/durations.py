@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from .errors import ConfigError
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhd])$")  # ASCII digits only
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 

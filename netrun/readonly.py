@@ -22,6 +22,8 @@ import apsw
 from .db import open_connection
 from .errors import QueryError, ReadOnlyQueryError
 
+READ_ONLY = "queries are read-only (net.query, NetInspector, netrun sql):"
+
 # Pragmas that only read. Those in _LOOKUP_PRAGMAS take an argument (a table, an index);
 # for every other pragma an argument, `name(value)` or `name = value`, sets something.
 _LOOKUP_PRAGMAS = frozenset({
@@ -67,11 +69,11 @@ def _refuse_writes(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
     # compiled by the server: a first word that begins no statement at all goes there to be refused as one
     # (inside the read-only transaction, where nothing could write anyway).
     if not allowed and not (postgres and statement.isalpha() and statement not in _COMMANDS):
-        raise ReadOnlyQueryError(f"Net.query is read-only; refused statement: {text[:200]}", sql=sql)
+        raise ReadOnlyQueryError(f"{READ_ONLY} refused statement: {text[:200]}", sql=sql)
     if postgres:
         found = _PG_ADMIN_CALL.search(text.replace('"', ""))
         if found:  # a read-only transaction still lets these act on the server (end a session, read a file)
-            raise ReadOnlyQueryError(f"Net.query is read-only; refused the server function {found.group(1)}(): "
+            raise ReadOnlyQueryError(f"{READ_ONLY} refused the server function {found.group(1)}(): "
                                      f"{text[:200]}", sql=sql)
     return True
 
@@ -120,7 +122,7 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
             nonlocal statements
             statements += 1
             if statements > 1:  # its rows would be listed under the first statement's columns
-                raise QueryError(f"Net.query runs one statement; this one follows another: {text.strip()[:200]}",
+                raise QueryError(f"a query is one statement; this one follows another: {text.strip()[:200]}",
                                  sql=sql)
             return _refuse_writes(cursor, text, bindings)
 
@@ -135,7 +137,7 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
         finally:
             cursor.close()
     except (apsw.ReadOnlyError, apsw.AuthError):
-        raise ReadOnlyQueryError(f"Net.query is read-only; this statement would write: {sql.strip()[:200]}",
+        raise ReadOnlyQueryError(f"{READ_ONLY} this statement would write: {sql.strip()[:200]}",
                                  sql=sql) from None  # SQLite's reason ("not authorized") adds nothing
     except apsw.InterruptError:
         raise QueryError(f"the query was stopped after {seconds:g} s; statement: {sql.strip()[:200]}",

@@ -19,6 +19,8 @@ def logs(args: argparse.Namespace, out: Output) -> int:
     if args.search is not None:
         if args.follow:
             raise UsageError("logs: --search reads what is there; it does not take --follow")
+        if not args.search.strip():
+            raise UsageError("logs: --search needs the words to find")
         return search(args, out)
     with NetInspector(args.file) as net:
         epoch = None if args.epoch is None else net.resolve_id(args.epoch, "epoch")

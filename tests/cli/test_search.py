@@ -107,3 +107,9 @@ def test_without_a_writable_folder_the_index_is_built_in_memory(
 def test_search_does_not_follow(cli: Cli, failing_db: Path):
     result = cli("logs", failing_db, "--search", "x", "--follow")
     assert result.code == 2 and "--follow" in result.err
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_a_search_for_nothing_is_a_usage_error(cli: Cli, failing_db: Path, text: str):
+    result = cli("logs", failing_db, "--search", text)
+    assert result.code == 2 and "--search needs the words to find" in result.err

@@ -96,3 +96,9 @@ def test_ctrl_c_stops_a_statement_that_would_run_forever(tmp_path):
     assert child.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert out == ""
+
+
+def test_a_write_is_refused_in_words_that_name_the_command(cli, net_db):
+    done = cli("sql", net_db, "DELETE FROM epochs")
+    assert done.code == 1 and "queries are read-only (net.query, NetInspector, netrun sql)" in done.err
+    assert "Net.query is" not in done.err

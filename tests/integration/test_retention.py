@@ -177,9 +177,11 @@ def test_a_limit_further_back_than_the_calendar_removes_nothing(tmp_path, monkey
     assert scalar(run, "SELECT count(*) FROM epochs WHERE state = 'finished'") == 10
 
 
-def test_a_bad_retention_is_refused():
+@pytest.mark.parametrize("retention", ["a week", "\u0663d", "3 days", "-1d"])
+def test_a_bad_retention_is_refused(retention):
+    """Anything but ASCII digits and one unit letter: "\u0663" is an Arabic-Indic 3, which `\\d` took."""
     with pytest.raises(netrun.ConfigError, match="retention"):
-        netrun.Net(chain("A", "B"), retention="a week")
+        netrun.Net(chain("A", "B"), retention=retention)
 
 
 def test_prune_while_another_process_runs_the_net(tmp_path):
