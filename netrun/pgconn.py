@@ -492,6 +492,7 @@ class PgConnection:
         self._unsynced = False  # statements were sent ahead since the last wait
         self._held = False  # inside `exclusive()`
         self.fence: Callable[[PgConnection], None] | None = None
+        self.regain: Callable[[], None] | None = None  # the owner's: its lock, after a new connection
         self.authorizer: Any = None  # accepted for apsw's API; the server enforces read-only
         self.deadline: float | None = None  # a streamed read stops past it (netrun.readonly's time limit)
         self._lock = threading.Lock()
@@ -507,13 +508,17 @@ class PgConnection:
         return pg
 
     def _reopen_if_lost(self) -> None:
-        """A reader's connection, lost (a server restart, pg_terminate_backend): a new one before its next
-        read. (An owner's is not replaced: its run stops with StorageError, and a resume goes on.)
-        Raises StorageError while the server cannot be reached."""
-        if self.readonly and (self._pg.closed or self._pg.broken):
+        """A reader's or the owner's connection, lost (a server restart, pg_terminate_backend): a new one
+        before the next read or write transaction. The owner's run stopped with StorageError when it
+        was lost; started again, it gets its lock back first (`regain`: NetInUse if another process
+        took the net meanwhile), then its fence checks the owner record. Raises StorageError while
+        the server cannot be reached (the journal keeps what it did not write)."""
+        if (self.readonly or self.fence is not None) and (self._pg.closed or self._pg.broken):
             self._pg.close()
             self._pg = self._open()
             self._pipe = None
+            if self.regain is not None:
+                self.regain()
 
     @property
     def pg(self) -> psycopg.Connection:
@@ -541,7 +546,7 @@ class PgConnection:
         stmt = statement(sql, isinstance(params, dict))
         if self._held:
             stmt = _NESTED.get(sql.strip().upper(), stmt)
-        if self.readonly:
+        if self.readonly or (stmt.begin and not self._held):
             self._reopen_if_lost()
         try:
             cur = self._pg.cursor()  # (a closed connection refuses here already)

@@ -170,6 +170,28 @@ class PgOwnerLock:
                                "written from here", path=label, pid=data.get("pid"))
 
         conn.fence = fence
+        conn.regain = self.regain
+
+    def regain(self) -> None:
+        """After the owner's connection was lost: hold the lock again if its connection was lost too (a
+        server restart). Raises NetInUse when another process holds it now (a standby took over)."""
+        try:
+            if self._pg is not None:
+                self._pg.execute("SELECT 1")
+                return  # still held
+        except psycopg.Error:
+            pass
+        if self._pg is not None:
+            self._pg.close()
+        self._pg = open_pg(self.target)
+        if not _try_lock(self._pg, self.target):
+            owner = _owner_record(self._pg, self.target.schema)
+            self._pg.close()
+            self._pg = None
+            who = owner.describe() if owner else "another process"
+            raise NetInUse(f"{self.target.label}: this process lost its connection and {who} runs the net now; "
+                           "nothing more is written from here", path=self.target.label,
+                           pid=owner.pid if owner else None)
 
     def release(self) -> None:
         """Give the lock up (closing its connection drops it). Idempotent."""

@@ -40,7 +40,7 @@ from .context import NodeNet
 from .deadletters import DeadLetterQueue
 from .epoch import EpochRun, run_sync, write_logs
 from .tracebacks import error_text
-from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, NotFoundError
+from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, NotFoundError, StorageError
 from .graphio import node_depths
 from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
@@ -507,6 +507,10 @@ class Runtime:
             try:
                 return await self._loop(asynchronous=asynchronous, round_=round_, start_epochs=start_epochs,
                                         limit=limit)
+            except apsw.IOError as exc:  # a read of the owner's met a lost server (a commit's says so itself)
+                raise StorageError(f"{self.journal.conn.filename}: cannot read ({exc}); nothing committed is lost: "
+                                   "start the run again once the database is back, or close and resume",
+                                   path=self.journal.conn.filename) from exc
             finally:
                 self.looping = False
 

@@ -195,6 +195,38 @@ def test_a_start_function_that_raises_in_a_worker_stops_the_run_and_the_worker(p
 
 
 @pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
+def test_an_owner_whose_connections_are_cut_goes_on_when_started_again(pg_url, pg_server, workers, deferred):
+    """Every connection of the owner's process is cut mid-run (a server restart would do the same): the
+    run stops with StorageError; started again, the owner reconnects, takes its lock back and goes on.
+    Every value arrives once."""
+    net = remote_net(pg_url, deferred=deferred)
+    with net:
+        [worker] = workers.start(1, hold="1")  # the first epoch waits a second: the cut comes meanwhile
+        thread_errors: list = []
+        thread = threading.Thread(target=lambda: _record_error(net.start, thread_errors), daemon=True)
+        thread.start()
+        started_pid(Path(os.environ.get("REMOTE_TEST_DIR", workers.folder)))
+        with psycopg.connect(pg_server.url, autocommit=True) as admin:
+            cut = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = %s", (f"netrun:{os.getpid()}",)).fetchone()[0]
+        assert cut >= 2  # its write connection and its lock's at least
+        finish(net, thread)
+        assert len(thread_errors) == 1 and isinstance(thread_errors[0], netrun.StorageError)
+        net.start()
+        assert sorted(rn.RESULTS) == [v * 10 for v in VALUES]
+        assert net.query("SELECT count(*) AS n FROM epoch_jobs WHERE state = 'done'") == [{"n": len(VALUES)}]
+        with netrun.NetInspector(pg_url) as inspector:
+            assert inspector.status()["owner"]["pid"] == os.getpid()
+
+
+def _record_error(call, errors: list) -> None:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the test looks at it
+        errors.append(exc)
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
 def test_a_worker_killed_mid_epoch(pg_url, workers, tmp_path, deferred):
     net = remote_net(pg_url, deferred=deferred)
     with net:
