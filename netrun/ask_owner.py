@@ -66,7 +66,7 @@ def request_stop(path: str, *, timeout: float) -> Outcome:
         return Outcome("not running")
     with _Mailbox(path, owner) as box:
         request_id = box.submit("stop", [])
-        state, _answer = box.wait(request_id, ("done",), timeout)
+        state, _answer = box.wait_or_withdraw(request_id, ("done",), timeout, "stop")
         if state == "done":
             return Outcome("paused", request_id, owner)
         if state == "gone":
@@ -100,7 +100,7 @@ def request_injection(path: str, items: list[dict[str, Any]], *, timeout: float)
         request_id = box.submit("inject", items)
         if owner is None:
             return Outcome("queued", request_id)
-        state, answer = box.wait(request_id, ("done", "rejected"), timeout)
+        state, answer = box.wait_or_withdraw(request_id, ("done", "rejected"), timeout, "injection")
         if state == "gone":
             state, answer = box.wait(request_id, ("done", "rejected"), 0)
     if state == "rejected":
@@ -231,6 +231,20 @@ class _Mailbox:
             if time.monotonic() >= deadline:
                 return state, answer
             time.sleep(POLL)
+
+    def wait_or_withdraw(self, request_id: int, final: tuple[str, ...], timeout: float, what: str
+                         ) -> tuple[str, str | None]:
+        """`wait`; interrupted (Ctrl-C), the request is withdrawn first if the owner has not taken it
+        yet, and the interrupt carries a note saying which it was."""
+        try:
+            return self.wait(request_id, final, timeout)
+        except KeyboardInterrupt as exc:
+            if self.withdraw(request_id, "the asking process was interrupted"):
+                exc.add_note(f"the {what} request was withdrawn before the running process took it: nothing was done")
+            else:
+                exc.add_note(f"the running process had already taken the {what} request: it goes on "
+                             f"(netrun status {self.path} shows the net)")
+            raise
 
     def withdraw(self, request_id: int, why: str) -> bool:
         """Withdraw the request if the owner has not taken it yet; whether it was withdrawn."""

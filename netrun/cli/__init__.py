@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except apsw.Error as exc:  # the database failed under the command (disk full, I/O error...): no traceback
         _report(out, type(exc).__name__, f"{_database(args)}: {exc}")
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        _report(out, "interrupted", "interrupted")
+    except KeyboardInterrupt as exc:  # its notes say what became of a request in flight (netrun.ask_owner)
+        _report(out, "interrupted", "; ".join(["interrupted", *getattr(exc, "__notes__", ())]))
         return running.EXIT_INTERRUPTED
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -140,6 +141,30 @@ def test_a_stop_the_owner_never_takes_times_out_is_withdrawn_and_never_pauses_a_
         assert "did not take the request" in result.err and "withdrawn" in result.err
         assert net.query("SELECT state FROM operator_requests") == [{"state": "withdrawn"}]
         net.start()
+        assert got == [1] and net.poll().state == "blocked"
+
+
+@pytest.mark.parametrize("command", [["stop"], ["inject", "--packet", "Sink.in=5"]])
+def test_ctrl_c_on_a_request_the_owner_has_not_taken_withdraws_it(tmp_path: Path, command: list[str]):
+    db = tmp_path / "idle.db"
+    got: list[int] = []
+    with netrun.Net(netrun.Graph([simple_node("Sink", ["in"])], []), db=db) as net:  # open, not running
+        net.set_node_exec("Sink", lambda ctx, packets: got.append(ctx.consume_packet(packets["in"][0])))
+        net.inject_packet("Sink", "in", 1)
+        child = subprocess.Popen([sys.executable, "-m", "netrun", command[0], str(db), *command[1:], "--timeout", "60"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: net.query("SELECT state FROM operator_requests") == [{"state": "pending"}],
+                     "the request written", child)
+            child.send_signal(signal.SIGINT)
+            _out, err = child.communicate(timeout=DEADLINE)
+        finally:
+            child.kill()
+        assert child.returncode == 130, err
+        assert "interrupted" in err and "withdrawn before the running process took it" in err, err
+        assert "Traceback" not in err
+        assert net.query("SELECT state FROM operator_requests") == [{"state": "withdrawn"}]
+        net.start()  # neither paused by the stop nor given the injection
         assert got == [1] and net.poll().state == "blocked"
 
 
