@@ -22,7 +22,7 @@ import sys
 import secrets
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from typing import Any, TextIO
 
 import sqlite_utils
@@ -200,9 +200,41 @@ def export_folder(path: str, folder: str, fmt: str, tables: list[str] | None = N
 
 
 def _temporary_name(target: str) -> str:
-    """A new hidden name beside `target` (same folder, so the final rename is atomic)."""
+    """A new hidden name beside `target` (same folder, so the final rename is atomic). What an earlier
+    export to `target` killed mid-way (SIGKILL, a power cut) left under such a name is removed first."""
     folder, name = os.path.split(os.path.abspath(target))
+    _remove_leftovers(folder, name)
     return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _remove_leftovers(folder: str, name: str) -> None:
+    """Remove `.<name>.<pid>.<hex>.tmp` files and folders whose process is gone (a live pid's are its own,
+    or another export's running now: they are left alone)."""
+    prefix = f".{name}."
+    try:
+        entries = [entry for entry in os.listdir(folder) if entry.startswith(prefix) and entry.endswith(".tmp")]
+    except OSError:
+        return  # an unreadable or missing folder: creating the temporary name says so
+    for entry in entries:
+        pid, _, rest = entry[len(prefix):-len(".tmp")].partition(".")
+        if not pid.isascii() or not pid.isdigit() or len(rest) != 8 or _alive(int(pid)):
+            continue
+        path = os.path.join(folder, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with suppress(OSError):
+                os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a number no process has): not ours to judge
+    return True
 
 
 @contextmanager

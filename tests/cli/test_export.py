@@ -7,6 +7,9 @@ import csv
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,6 +124,43 @@ def test_an_export_cut_short_leaves_no_file(cli: Cli, wordfreq_db: Path, tmp_pat
     assert cli("export", wordfreq_db, "-o", tmp_path / "folder").code == 1
     assert _files(target) == {"old.csv": b"kept\n"}  # the old file stays whole; no temporary file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "wf.db"]
+
+
+KILLED_MID_EXPORT = """
+import sys, time
+from netrun import export
+real = export.write_rows
+def stuck(stream, columns, rows, fmt):
+    real(stream, columns, (row for _, row in zip(range(3), rows)), fmt)
+    stream.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+export.write_rows = stuck
+from netrun.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("table", [["--table", "history"], []])  # one file; a folder of every table
+def test_what_an_export_killed_mid_way_left_is_removed_by_the_next_one(cli: Cli, wordfreq_db: Path,
+                                                                      tmp_path: Path, table: list[str]):
+    target = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_EXPORT, "export", str(wordfreq_db), *table,
+                              "-o", str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing", child.stderr.read()
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+        child.communicate()
+    [left] = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+    assert left.startswith(f".out.{child.pid}.") and not target.exists()
+    mine = tmp_path / f".out.{os.getpid()}.0123abcd.tmp"  # a live process's (an export running now)
+    mine.write_text("in use\n")
+    assert cli("export", wordfreq_db, *table, "-o", target).code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [mine.name]
+    assert target.is_dir() if not table else target.read_text().startswith("seq,")
 
 
 def test_refusals(cli: Cli, wordfreq_db: Path, tmp_path: Path):
