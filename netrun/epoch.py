@@ -5,8 +5,9 @@
 main thread (host: the runtime) and in a pool worker (host: `worker.WorkerHost`, whose
 journal collects rows for the worker's result transaction).
 
-`EpochRun` (main process only) ends the epoch in exactly one of three ways, each
-journaled with the epoch's other rows:
+`EpochRun` (main process only) runs a main-thread epoch's attempts; `EpochEnds`, built by the
+owner from the collaborators it needs (sim, journal, values, dead letters), ends every epoch, the
+pools' too, in exactly one of three ways, each journaled with the epoch's other rows:
 - finished: (deferred actions applied, then) `FinishEpoch`;
 - cancelled: `ctx.cancel_epoch()`; its packets are destroyed (and dead-lettered);
 - failed: after the last attempt; its packets are destroyed and dead-lettered with the
@@ -38,8 +39,10 @@ from .deferred import DeferredActions, apply_queue
 from .errors import EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
 from .jobs import Claim
 from .tracebacks import error_text, error_type, format_traceback, skip_first_frame
-from .values import resolve_sync
-from .host import NodeFunctions, RunHost
+from .host import NodeFunctions
+from .journal import Journal
+from .sim import Sim
+from .values import ValueStore, resolve_sync
 
 
 @dataclass
@@ -289,146 +292,157 @@ def check_deferred_complete(node: str, epoch_id: str, actions: EpochOps) -> Base
     return None
 
 
-class EpochRun:
-    """One claimed job in the main process: its attempts, then its end."""
+class EpochEnds:
+    """How epochs end in the owner: the sim's steps journaled, the values an epoch consumed dropped or
+    kept, the packets it lost dead-lettered, a failure handed to the net's error policy. The owner
+    builds one from the collaborators it needs; `EpochRun` and the pools end their epochs through it."""
 
-    def __init__(self, rt: RunHost, job: Claim) -> None:
-        self.rt = rt
+    def __init__(self, *, sim: Sim, journal: Journal, values: ValueStore, dead_letters: Any,
+                 configs: dict[str, NodeConfig], graph_nodes: dict[str, ns.Node], do: Callable[..., None],
+                 abandon: Callable[[str, str, BaseException], BaseException],
+                 node_failed: Callable[[NodeExecutionFailed], None], restart: Callable[[str, str, int], None]) -> None:
+        self.sim = sim
+        self.journal = journal
+        self.values = values
+        self.dead_letters = dead_letters
+        self.configs = configs
+        self.graph_nodes = graph_nodes
+        self.do = do  # journal an action and track the epochs its events create or end
+        self.abandon = abandon
+        self.node_failed = node_failed
+        self.restart = restart
+
+    def finish(self, node: str, epoch_id: str, actions: EpochOps) -> BaseException | None:
+        """End a successful attempt: its deferred queue applied and the epoch finished, or the error
+        that fails the attempt. A deferred queue was checked and serialized at each call, so applying
+        it cannot fail but by a bug; if it does, the net stops without writing anything of it."""
+        if isinstance(actions, DeferredActions):
+            error = check_deferred_complete(node, epoch_id, actions)
+            if error is not None:
+                return error
+            try:
+                actions.apply()
+                self.do("FinishEpoch", self.sim.finish_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
+            except BaseException as exc:
+                raise self.abandon(node, epoch_id, exc) from exc
+        else:
+            try:
+                events = self.sim.finish_epoch(epoch_id)
+            except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
+                return unfinished_error(node, epoch_id, actions.inside, isinstance(exc, ns.UnsentOutputSalvoError), exc)
+            self.do("FinishEpoch", events, epoch_id=epoch_id, node_name=node)
+        self.release(actions.held)
+        return None
+
+    def release(self, held: list[tuple[str, bytes | None]]) -> None:
+        """The epoch finished: the values it consumed are dropped (or kept, per the net's options)."""
+        for packet_id, kept in held:
+            self.values.forget(packet_id, kept=kept)
+
+    def cancelled(self, node: str, epoch_id: str, ports: dict[str, str], *, reason: str, error: str | None,
+                  held: list[tuple[str, bytes | None]] = (), traceback: str | None = None) -> None:
+        """Cancel the epoch in the sim; the values it consumed (`held`) and the packets still inside it
+        are destroyed and dead-lettered with their values."""
+        events = self.sim.cancel_epoch(epoch_id)
+        self.do("CancelEpoch", events, epoch_id=epoch_id, node_name=node)
+        keep = self.configs[node].dead_letter_queue
+        lost = [packet_id for packet_id, _kept in held]
+        lost += [ev.packet_id for ev in events if ev.kind == "PacketDestroyed"]
+        for packet_id in lost:
+            stored = self.values.discard(packet_id)
+            if keep:
+                self.dead_letters.record(packet_id=packet_id, node_name=node, port_name=ports.get(packet_id),
+                                         epoch_id=epoch_id, reason=reason, error=error, stored=stored,
+                                         traceback=traceback)
+
+    def failed(self, node: str, epoch_id: str, ports: dict[str, str], error: BaseException, *,
+               held: list[tuple[str, bytes | None]] = (), traceback: str | None = None) -> None:
+        """The last attempt failed: cancel, dead-letter, record the error, apply the net's policy."""
+        text = error_text(error)
+        traceback = traceback or format_traceback(error)
+        self.cancelled(node, epoch_id, ports, reason="failed", error=text, held=held, traceback=traceback)
+        self.journal.set_epoch_error(epoch_id, "failed", text, error_type(error))
+        failure = NodeExecutionFailed(f"node {node!r} epoch {epoch_id} failed: {text}", node_name=node,
+                                      epoch_id=epoch_id, traceback=traceback)
+        failure.__cause__ = error
+        self.node_failed(failure)
+
+    def interrupted(self, node: str, epoch_id: str, loop: AttemptLoop, exc: BaseException) -> None:
+        """A BaseException escaped the attempts: end the epoch by the crash semantics before it goes on.
+
+        Deferred: nothing of the epoch reached the net; it is startable again (a later start() or a
+        resume runs it again). Otherwise: cancelled, and every packet it held (consumed values
+        included) dead-lettered as 'interrupted'."""
+        if getattr(self.journal, "abandoned", None) is not None:
+            return
+        if self.configs[node].defer_net_actions:
+            try:
+                self.restart(node, epoch_id, loop.interrupted_attempt)
+            except Exception as problem:  # noqa: BLE001 - it stays `running`: a resume runs it again
+                exc.add_note(f"epoch {epoch_id} of node {node!r} runs again on resume ({problem})")
+            return
+        actions = loop.actions
+        text = f"interrupted: {error_text(exc)} escaped the node's code"
+        try:
+            self.cancelled(node, epoch_id, loop.ports, reason="interrupted", error=text,
+                           held=actions.held if actions is not None else [],
+                           traceback=loop.interrupt_traceback or format_traceback(exc))
+            self.journal.set_epoch_error(epoch_id, "cancelled", text, type(exc).__name__)
+        except Exception as problem:  # noqa: BLE001 - the interrupt goes on; a resume applies the crash semantics
+            exc.add_note(f"netrun could not end epoch {epoch_id} of node {node!r}: {problem}")
+
+    def remote(self, node: str, epoch_id: str, salvo: list[tuple[str, str]], outcome: Outcome,
+               queue: list[tuple], kept: dict[str, bytes]) -> str:
+        """End an epoch that ran in a pool worker: start it in the sim, apply its actions, end it.
+
+        A non-deferred node's actions up to a failure or cancellation are applied too, as they
+        would have been in the main thread; a deferred node's failed queue is dropped.
+        """
+        self.journal.rerunnable = True  # lost in a crash, the result is applied again (new packet IDs)
+        self.do("StartEpoch", self.sim.start_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
+        _packets, ports = salvo_packets(self.graph_nodes[node], salvo)
+        deferred = self.configs[node].defer_net_actions
+        held: list[tuple[str, bytes | None]] = []
+        try:
+            if outcome.kind == "finished" or not deferred:
+                apply_queue(self, epoch_id, node, queue, kept, held)
+            if outcome.kind == "finished":
+                self.do("FinishEpoch", self.sim.finish_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
+        except BaseException as exc:  # checked in the worker: only a bug gets here
+            raise self.abandon(node, epoch_id, exc) from exc
+        if outcome.kind == "finished":
+            self.release(held)
+        elif outcome.kind == "cancelled":
+            self.cancelled(node, epoch_id, ports, reason="cancelled", error=None, held=held)
+        else:
+            self.failed(node, epoch_id, ports, outcome.error, held=held, traceback=outcome.traceback)
+        return outcome.kind
+
+
+class EpochRun:
+    """One claimed job in the main process: its attempts (against `host`, the owner), then its end."""
+
+    def __init__(self, ends: EpochEnds, host: Any, job: Claim, salvo: list[tuple[str, str]], config: NodeConfig,
+                 funcs: NodeFunctions, first_attempt: int) -> None:
+        self.ends = ends
         self.node = job.node_name
         self.epoch_id = job.epoch_id
-        self.config = rt.configs[self.node]
-        _condition, salvo = rt.sim.epoch_salvo(self.epoch_id)
-        self.loop = AttemptLoop(rt, self.node, self.epoch_id, salvo, self.config, rt.functions[self.node],
-                                deferred=self.config.defer_net_actions, finisher=self._finish,
-                                first_attempt=rt.attempt_base.pop(self.epoch_id, 0))
+        self.loop = AttemptLoop(host, self.node, self.epoch_id, salvo, config, funcs,
+                                deferred=config.defer_net_actions,
+                                finisher=lambda actions: ends.finish(self.node, self.epoch_id, actions),
+                                first_attempt=first_attempt)
 
     async def run_async(self, *, asynchronous: bool = True) -> str:
         """The attempts, then the end; with `asynchronous=False` nothing suspends (see run_sync)."""
         try:
             outcome = await self.loop.run_async(asynchronous=asynchronous)
         except BaseException as exc:
-            self._interrupted(exc)
+            self.ends.interrupted(self.node, self.epoch_id, self.loop, exc)
             raise
-        return self.end(outcome)
-
-    def _finish(self, actions: EpochOps) -> BaseException | None:
-        """End a successful attempt: its deferred queue applied and the epoch finished, or the error
-        that fails the attempt. A deferred queue was checked and serialized at each call, so applying
-        it cannot fail but by a bug; if it does, the net stops without writing anything of it."""
-        rt = self.rt
-        if isinstance(actions, DeferredActions):
-            error = check_deferred_complete(self.node, self.epoch_id, actions)
-            if error is not None:
-                return error
-            try:
-                actions.apply()
-                rt.do("FinishEpoch", rt.sim.finish_epoch(self.epoch_id), epoch_id=self.epoch_id, node_name=self.node)
-            except BaseException as exc:
-                raise rt.abandon(self.node, self.epoch_id, exc) from exc
-        else:
-            try:
-                events = rt.sim.finish_epoch(self.epoch_id)
-            except (ns.CannotFinishNonEmptyEpochError, ns.UnsentOutputSalvoError) as exc:
-                return unfinished_error(self.node, self.epoch_id, actions.inside,
-                                        isinstance(exc, ns.UnsentOutputSalvoError), exc)
-            rt.do("FinishEpoch", events, epoch_id=self.epoch_id, node_name=self.node)
-        release_held(rt, actions.held)
-        return None
-
-    def end(self, outcome: Outcome) -> str:
         held = outcome.actions.held if outcome.actions is not None else []
         if outcome.kind == "cancelled":
-            end_cancelled(self.rt, self.node, self.epoch_id, self.loop.ports, reason="cancelled", error=None,
-                          held=held)
+            self.ends.cancelled(self.node, self.epoch_id, self.loop.ports, reason="cancelled", error=None, held=held)
         elif outcome.kind == "failed":
-            end_failed(self.rt, self.node, self.epoch_id, self.loop.ports, outcome.error, held=held,
-                       traceback=outcome.traceback)
+            self.ends.failed(self.node, self.epoch_id, self.loop.ports, outcome.error, held=held,
+                             traceback=outcome.traceback)
         return outcome.kind
-
-    def _interrupted(self, exc: BaseException) -> None:
-        """A BaseException escaped the attempts: end the epoch by the crash semantics before it goes on.
-
-        Deferred: nothing of the epoch reached the net; it is startable again (a later start() or a
-        resume runs it again). Otherwise: cancelled, and every packet it held (consumed values
-        included) dead-lettered as 'interrupted'."""
-        rt = self.rt
-        if getattr(rt.journal, "abandoned", None) is not None:
-            return
-        if self.config.defer_net_actions:
-            try:
-                rt.restart(self.node, self.epoch_id, self.loop.interrupted_attempt)
-            except Exception as problem:  # noqa: BLE001 - it stays `running`: a resume runs it again
-                exc.add_note(f"epoch {self.epoch_id} of node {self.node!r} runs again on resume ({problem})")
-            return
-        actions = self.loop.actions
-        text = f"interrupted: {error_text(exc)} escaped the node's code"
-        try:
-            end_cancelled(rt, self.node, self.epoch_id, self.loop.ports, reason="interrupted", error=text,
-                          held=actions.held if actions is not None else [],
-                          traceback=self.loop.interrupt_traceback or format_traceback(exc))
-            rt.journal.set_epoch_error(self.epoch_id, "cancelled", text, type(exc).__name__)
-        except Exception as problem:  # noqa: BLE001 - the interrupt goes on; a resume applies the crash semantics
-            exc.add_note(f"netrun could not end epoch {self.epoch_id} of node {self.node!r}: {problem}")
-
-
-def release_held(rt: RunHost, held: list[tuple[str, bytes | None]]) -> None:
-    """The epoch finished: the values it consumed are dropped (or kept, per the net's options)."""
-    for packet_id, kept in held:
-        rt.values.forget(packet_id, kept=kept)
-
-
-def end_cancelled(rt: RunHost, node: str, epoch_id: str, ports: dict[str, str], *, reason: str,
-                  error: str | None, held: list[tuple[str, bytes | None]] = (), traceback: str | None = None) -> None:
-    """Cancel the epoch in the sim; the values it consumed (`held`) and the packets still inside it
-    are destroyed and dead-lettered with their values."""
-    events = rt.sim.cancel_epoch(epoch_id)
-    rt.do("CancelEpoch", events, epoch_id=epoch_id, node_name=node)
-    keep = rt.configs[node].dead_letter_queue
-    lost = [packet_id for packet_id, _kept in held]
-    lost += [ev.packet_id for ev in events if ev.kind == "PacketDestroyed"]
-    for packet_id in lost:
-        stored = rt.values.discard(packet_id)
-        if keep:
-            rt.dead_letters.record(packet_id=packet_id, node_name=node, port_name=ports.get(packet_id),
-                                   epoch_id=epoch_id, reason=reason, error=error, stored=stored, traceback=traceback)
-
-
-def end_failed(rt: RunHost, node: str, epoch_id: str, ports: dict[str, str], error: BaseException, *,
-               held: list[tuple[str, bytes | None]] = (), traceback: str | None = None) -> None:
-    """The last attempt failed: cancel, dead-letter, record the error, apply the net's policy."""
-    text = error_text(error)
-    traceback = traceback or format_traceback(error)
-    end_cancelled(rt, node, epoch_id, ports, reason="failed", error=text, held=held, traceback=traceback)
-    rt.journal.set_epoch_error(epoch_id, "failed", text, error_type(error))
-    failure = NodeExecutionFailed(f"node {node!r} epoch {epoch_id} failed: {text}", node_name=node,
-                                  epoch_id=epoch_id, traceback=traceback)
-    failure.__cause__ = error
-    rt.node_failed(failure)
-
-
-def apply_remote(rt: RunHost, node: str, epoch_id: str, salvo: list[tuple[str, str]], outcome: Outcome,
-                 queue: list[tuple], kept: dict[str, bytes]) -> str:
-    """End an epoch that ran in a pool worker: start it in the sim, apply its actions, end it.
-
-    A non-deferred node's actions up to a failure or cancellation are applied too, as they
-    would have been in the main thread; a deferred node's failed queue is dropped.
-    """
-    rt.journal.rerunnable = True  # lost in a crash, the result is applied again (new packet IDs)
-    rt.do("StartEpoch", rt.sim.start_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
-    _packets, ports = salvo_packets(rt.graph_nodes[node], salvo)
-    deferred = rt.configs[node].defer_net_actions
-    held: list[tuple[str, bytes | None]] = []
-    try:
-        if outcome.kind == "finished" or not deferred:
-            apply_queue(rt, epoch_id, node, queue, kept, held)
-        if outcome.kind == "finished":
-            rt.do("FinishEpoch", rt.sim.finish_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
-    except BaseException as exc:  # checked in the worker: only a bug gets here
-        raise rt.abandon(node, epoch_id, exc) from exc
-    if outcome.kind == "finished":
-        release_held(rt, held)
-    elif outcome.kind == "cancelled":
-        end_cancelled(rt, node, epoch_id, ports, reason="cancelled", error=None, held=held)
-    else:
-        end_failed(rt, node, epoch_id, ports, outcome.error, held=held, traceback=outcome.traceback)
-    return outcome.kind

@@ -45,7 +45,7 @@ from typing import Any
 import cloudpickle
 
 from . import jobs
-from .epoch import apply_remote, end_cancelled, end_failed
+from .epoch import EpochEnds
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .clock import iso
 from .jobs import CLAIM_QUEUED, FINISH_HELD, START_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
@@ -269,8 +269,9 @@ def _pool_names(pool: str | list[str] | None) -> list[str]:
 class PoolManager:
     """All pools of a net, from the owner's side."""
 
-    def __init__(self, rt: RunHost) -> None:
+    def __init__(self, rt: RunHost, ends: EpochEnds) -> None:
         self.rt = rt
+        self.ends = ends
         self.pools: dict[str, Pool] = {}
         self.started = False
         self._round_robin = itertools.count()
@@ -540,7 +541,7 @@ class PoolManager:
                 self._reported = True  # read from its row
             elif epoch_id in self.dispatched and epoch_id not in self.held:
                 self.applied(epoch_id)
-                apply_result(self.rt, epoch_id, payload)
+                apply_result(self.ends, epoch_id, payload)
                 return 1
         return 0
 
@@ -555,7 +556,7 @@ class PoolManager:
             return 0
         rt.journal.absorb(rows)
         self.applied(epoch_id)
-        apply_result(rt, epoch_id, payload, held=(worker_id, claim.attempt))
+        apply_result(self.ends, epoch_id, payload, held=(worker_id, claim.attempt))
         return 1
 
     def _heard(self, worker_id: str) -> None:
@@ -583,7 +584,7 @@ class PoolManager:
         for epoch_id, payload in rows:
             if epoch_id in self.dispatched and epoch_id not in self.held:
                 self.applied(epoch_id)
-                apply_result(rt, epoch_id, payload)
+                apply_result(self.ends, epoch_id, payload)
                 count += 1
         self._raise_if_broken()
         return count
@@ -738,10 +739,10 @@ class PoolManager:
         _condition, salvo = rt.sim.epoch_salvo(epoch_id)
         ports = {packet: port for port, packet in salvo}
         if why == "timeout" or cfg.defer_net_actions:
-            end_failed(rt, node, epoch_id, ports, error)
+            self.ends.failed(node, epoch_id, ports, error)
         else:
             text = f"{INTERRUPTED} (worker {worker_id}{', lease expired' if why == 'lease' else ''})"
-            end_cancelled(rt, node, epoch_id, ports, reason="interrupted", error=text)
+            self.ends.cancelled(node, epoch_id, ports, reason="interrupted", error=text)
             rt.journal.set_epoch_error(epoch_id, "cancelled", text, "Interrupted")
         return True
 
@@ -888,15 +889,16 @@ class _Channels:
         self._readers = {}
 
 
-def apply_result(rt: RunHost, epoch_id: str, payload: bytes, *, held: tuple[str, int] | None = None) -> str:
+def apply_result(ends: EpochEnds, epoch_id: str, payload: bytes, *, held: tuple[str, int] | None = None) -> str:
     """Apply one worker result to the net (buffered): a remote result with the deletion of its row; a
     direct one (`held`: the worker and job attempt it came from) ends its job by compare-and-set."""
     outcome, salvo, queue_, kept = read_outcome(payload)
-    node = rt.sim.node_of_epoch(epoch_id)
-    kind = apply_remote(rt, node, epoch_id, [tuple(p) for p in salvo], outcome, queue_, kept)
+    node = ends.sim.node_of_epoch(epoch_id)
+    kind = ends.remote(node, epoch_id, [tuple(p) for p in salvo], outcome, queue_, kept)
+    journal = ends.journal
     if held is not None:
-        rt.journal.add(FINISH_HELD, (rt.journal.now(), kind, epoch_id, *held))
+        journal.add(FINISH_HELD, (journal.now(), kind, epoch_id, *held))
         return kind
-    rt.journal.add(FINISH_JOB, (rt.journal.now(), kind, epoch_id))
-    rt.journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))
+    journal.add(FINISH_JOB, (journal.now(), kind, epoch_id))
+    journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))
     return kind

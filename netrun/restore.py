@@ -227,7 +227,7 @@ class Restorer:
                 continue
             del rt.waiting[node][epoch_id]
             rt.inflight[node] += 1  # as if dispatched: applying it ends it
-            apply_result(rt, epoch_id, payload)
+            apply_result(rt.ends, epoch_id, payload)
 
     def _rebuild_sim(self) -> None:
         rt, sim = self.rt, self.rt.sim

@@ -38,7 +38,7 @@ from .clock import SystemClock, iso
 from .config import NetConfig, NodeConfig
 from .context import NodeNet
 from .deadletters import DeadLetterQueue
-from .epoch import EpochRun, run_sync, write_logs
+from .epoch import EpochEnds, EpochRun, run_sync, write_logs
 from .tracebacks import error_text
 from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, NotFoundError, StorageError
 from .graphio import node_depths
@@ -132,9 +132,12 @@ class Runtime:
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.job_seq = next_seq(conn)
         self.inbox = Inbox(self)
-        self.pools = PoolManager(self)
-        self.control = Controller(self)
         self.dead_letters = DeadLetterQueue(self)
+        self.ends = EpochEnds(sim=self.sim, journal=self.journal, values=self.values, dead_letters=self.dead_letters,
+                              configs=self.configs, graph_nodes=self.graph_nodes, do=self.do, abandon=self.abandon,
+                              node_failed=self.node_failed, restart=self.restart)
+        self.pools = PoolManager(self, self.ends)
+        self.control = Controller(self)
         self.requests = RequestDesk(self)  # stops and injections other processes ask for
         self._to_raise: BaseException | None = None
         self._grouped = 0  # deferred main-thread epochs since the last commit
@@ -454,7 +457,9 @@ class Runtime:
         self.running.add(job.epoch_id)
         self.running_count[job.node_name] += 1
         try:
-            await EpochRun(self, job).run_async(asynchronous=asynchronous)
+            run = EpochRun(self.ends, self, job, self.sim.epoch_salvo(job.epoch_id)[1], self.configs[job.node_name],
+                           self.functions[job.node_name], self.attempt_base.pop(job.epoch_id, 0))
+            await run.run_async(asynchronous=asynchronous)
         finally:
             self.running.discard(job.epoch_id)
             self.running_count[job.node_name] -= 1

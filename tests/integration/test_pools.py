@@ -126,7 +126,7 @@ def test_retry_in_a_deferred_pool_node_delivers_once(tmp_path, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_non_deferred_pool_node_keeps_what_it_did_before_raising(tmp_path, kind):
     """As in the main thread: output sent before the error stays sent; an unconsumed input is
-    destroyed, a consumed one stays consumed (epoch.apply_remote), and both values are
+    destroyed, a consumed one stays consumed (epoch.EpochEnds.remote), and both values are
     dead-lettered ('failed'): the value a failed epoch consumed is never lost."""
     got_a: list = []
     got_b: list = []
