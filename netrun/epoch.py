@@ -292,25 +292,22 @@ def check_deferred_complete(node: str, epoch_id: str, actions: EpochOps) -> Base
     return None
 
 
+@dataclass(kw_only=True, eq=False)
 class EpochEnds:
     """How epochs end in the owner: the sim's steps journaled, the values an epoch consumed dropped or
     kept, the packets it lost dead-lettered, a failure handed to the net's error policy. The owner
     builds one from the collaborators it needs; `EpochRun` and the pools end their epochs through it."""
 
-    def __init__(self, *, sim: Sim, journal: Journal, values: ValueStore, dead_letters: Any,
-                 configs: dict[str, NodeConfig], graph_nodes: dict[str, ns.Node], do: Callable[..., None],
-                 abandon: Callable[[str, str, BaseException], BaseException],
-                 node_failed: Callable[[NodeExecutionFailed], None], restart: Callable[[str, str, int], None]) -> None:
-        self.sim = sim
-        self.journal = journal
-        self.values = values
-        self.dead_letters = dead_letters
-        self.configs = configs
-        self.graph_nodes = graph_nodes
-        self.do = do  # journal an action and track the epochs its events create or end
-        self.abandon = abandon
-        self.node_failed = node_failed
-        self.restart = restart
+    sim: Sim
+    journal: Journal
+    values: ValueStore
+    dead_letters: Any  # deadletters.DeadLetterQueue
+    configs: dict[str, NodeConfig]
+    graph_nodes: dict[str, ns.Node]
+    do: Callable[..., None]  # journal an action and track the epochs its events create or end
+    abandon: Callable[[str, str, BaseException], BaseException]
+    node_failed: Callable[[NodeExecutionFailed], None]
+    restart: Callable[[str, str, int], None]
 
     def finish(self, node: str, epoch_id: str, actions: EpochOps) -> BaseException | None:
         """End a successful attempt: its deferred queue applied and the epoch finished, or the error
