@@ -38,6 +38,8 @@ import multiprocessing.connection
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -52,7 +54,12 @@ from .jobs import CLAIM_QUEUED, FINISH_HELD, START_HELD, FINISH_JOB, INSERT_CLAI
 from .worker import (BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks,
                      read_outcome, read_start_failed, thread_main)
 from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results, read_result_notice
-from .host import RunHost
+from .clock import Clock
+from .config import NetConfig, NodeConfig
+from .host import NodeFunctions
+from .journal import Journal
+from .sim import Sim
+from .values import ValueStore
 
 INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
@@ -66,12 +73,30 @@ REMOTE_SIZE = 8  # a remote pool's default size: epochs its workers may run at o
 _SPAWN = multiprocessing.get_context("spawn")
 
 
+@dataclass(kw_only=True, eq=False)
+class PoolHost:
+    """What the pools use of the owner: its collaborators, and the run state they share with it (the
+    attempts counted before a resume). Built by the owner; nothing else of the runtime is reached."""
+
+    config: NetConfig
+    configs: dict[str, NodeConfig]
+    functions: dict[str, NodeFunctions]
+    clock: Clock
+    journal: Journal
+    values: ValueStore
+    sim: Sim
+    owner: Any  # owner.Owner: notify, serve, wait
+    net: Any  # the Net: thread workers hand it to node code; its db_url, for workers' connections
+    attempt_base: dict[str, int]  # epoch -> attempts recorded before a resume
+    commit: Callable[[], None]  # the owner's commit (then its workers are handed their jobs)
+
+
 class Pool:
     """A named set of workers of one kind."""
 
-    def __init__(self, rt: RunHost, name: str, size: int, kind: str, notify: Any,
+    def __init__(self, host: PoolHost, name: str, size: int, kind: str, notify: Any,
                  channels: _Channels | None = None) -> None:
-        self.rt = rt
+        self.host = host
         self.name = name
         self.size = size
         self.kind = kind  # "thread", "process", or "remote" (`netrun worker` processes: none started here)
@@ -103,23 +128,23 @@ class Pool:
         self.idle = SimpleNamespace(value=size)
 
     def _spec(self) -> WorkerSpec:
-        rt = self.rt
-        nodes = [n for n, c in rt.configs.items() if self.name in _pool_names(c.pool)]
-        per_worker = {n for n in nodes if rt.configs[n].pool_init_mode == "per_worker" or self.kind == "process"}
-        functions = {n: rt.functions[n] for n in nodes}
-        keep = rt.config.consumed_packet_storage or bool(rt.config.consumed_packet_storage_path)
+        host = self.host
+        nodes = [n for n, c in host.configs.items() if self.name in _pool_names(c.pool)]
+        per_worker = {n for n in nodes if host.configs[n].pool_init_mode == "per_worker" or self.kind == "process"}
+        functions = {n: host.functions[n] for n in nodes}
+        keep = host.config.consumed_packet_storage or bool(host.config.consumed_packet_storage_path)
         # Holding several jobs at once: only where no node has a timeout (a job's time runs from its
         # claim). A process worker marks the jobs it starts in a file, a thread worker in memory.
-        untimed = all(rt.configs[n].timeout is None for n in nodes)
+        untimed = all(host.configs[n].timeout is None for n in nodes)
         batch = (BATCH if self.kind == "process" else THREAD_BATCH) if untimed else 1
         if batch > 1 and self.kind == "process" and self.marks_dir is None:
             self.marks_dir = tempfile.mkdtemp(prefix="netrun-marks-")
         if batch > 1 and self.kind == "thread" and self.thread_marks is None:
             self.thread_marks = {}
-        return WorkerSpec(db_path=rt.net.db_url, pool=self.name, nodes={n: rt.configs[n] for n in nodes},
+        return WorkerSpec(db_path=host.net.db_url, pool=self.name, nodes={n: host.configs[n] for n in nodes},
                           functions=cloudpickle.dumps(functions) if self.kind == "process" else functions,
-                          keep_received=keep, init_per_worker=per_worker, durability=rt.config.durability,
-                          lease_seconds=rt.config.lease_seconds, batch=batch,
+                          keep_received=keep, init_per_worker=per_worker, durability=host.config.durability,
+                          lease_seconds=host.config.lease_seconds, batch=batch,
                           marks_dir=self.marks_dir if batch > 1 else None,
                           thread_marks=self.thread_marks if batch > 1 else None)
 
@@ -140,7 +165,7 @@ class Pool:
             self.retired[worker_id] = retire
             inbox: queue.SimpleQueue = queue.SimpleQueue()
             worker = threading.Thread(target=thread_main, name=f"netrun-{worker_id}", daemon=True,
-                                      args=(spec, worker_id, inbox, retire, self.notify, self.rt.clock, self.rt.net))
+                                      args=(spec, worker_id, inbox, retire, self.notify, self.host.clock, self.host.net))
             self.senders[worker_id] = inbox.put
         else:
             # Pipes of its own per process worker: one killed while writing breaks only its own pipe
@@ -161,7 +186,7 @@ class Pool:
         """Remote pools: announce new jobs (`netrun worker` processes listen on PostgreSQL, or look
         every IDLE_WAIT)."""
         if self.kind == "remote":
-            self.rt.journal.conn.execute(_WAKE_REMOTE, (self.name,))
+            self.host.journal.conn.execute(_WAKE_REMOTE, (self.name,))
 
     # -- direct hand-over ---------------------------------------------------------------------------
     def free_worker(self) -> str | None:
@@ -244,7 +269,7 @@ class Pool:
         for worker in self.workers.values():
             while worker.is_alive() and time.monotonic() < deadline:
                 worker.join(0.02)
-                self.rt.owner.serve()
+                self.host.owner.serve()
             if worker.is_alive() and self.kind == "process":
                 worker.kill()
                 worker.join(5)
@@ -269,8 +294,8 @@ def _pool_names(pool: str | list[str] | None) -> list[str]:
 class PoolManager:
     """All pools of a net, from the owner's side."""
 
-    def __init__(self, rt: RunHost, ends: EpochEnds) -> None:
-        self.rt = rt
+    def __init__(self, host: PoolHost, ends: EpochEnds) -> None:
+        self.host = host
         self.ends = ends
         self.pools: dict[str, Pool] = {}
         self.started = False
@@ -291,30 +316,30 @@ class PoolManager:
 
     @property
     def configured(self) -> bool:
-        config = self.rt.config
+        config = self.host.config
         return bool(config.thread_pools or config.process_pools or config.remote_pools)
 
     @property
     def sweep_every(self) -> float:
-        timed = any(c.timeout is not None and c.pool is not None for c in self.rt.configs.values())
-        return min(0.02 if timed else 0.25, self.rt.config.lease_seconds / 4)
+        timed = any(c.timeout is not None and c.pool is not None for c in self.host.configs.values())
+        return min(0.02 if timed else 0.25, self.host.config.lease_seconds / 4)
 
     def ensure_started(self) -> None:
         if self.started or not self.configured:
             return
         self.started = True
-        config = self.rt.config
-        notify = self.rt.owner.notify
+        config = self.host.config
+        notify = self.host.owner.notify
         if config.process_pools:
             self._channels = _Channels(notify)
         for name, spec in config.thread_pools.items():
-            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "thread", notify)
+            self.pools[name] = Pool(self.host, name, spec.get("size", 1), "thread", notify)
         for name, spec in config.process_pools.items():
-            self.pools[name] = Pool(self.rt, name, spec.get("size", 1), "process", None, self._channels)
+            self.pools[name] = Pool(self.host, name, spec.get("size", 1), "process", None, self._channels)
         for name, spec in config.remote_pools.items():
-            self.pools[name] = Pool(self.rt, name, spec.get("size", REMOTE_SIZE), "remote", None)
+            self.pools[name] = Pool(self.host, name, spec.get("size", REMOTE_SIZE), "remote", None)
         if config.remote_pools:
-            self._results = listen_for_results(self.rt.journal.conn, notify)
+            self._results = listen_for_results(self.host.journal.conn, notify)
         for pool in self.pools.values():
             pool.start()
 
@@ -323,7 +348,7 @@ class PoolManager:
         workers once nothing of the old ones is in flight, so they run the new ones."""
         if not self.started:
             return
-        for name in _pool_names(self.rt.configs[node].pool):
+        for name in _pool_names(self.host.configs[node].pool):
             pool = self.pools.get(name)
             if pool is None:
                 continue
@@ -335,10 +360,10 @@ class PoolManager:
     # -- dispatching ------------------------------------------------------------------------
     def select(self, node: str) -> str:
         """The pool to run an epoch of `node` in (the net's `pool_selection` algorithm)."""
-        names = _pool_names(self.rt.configs[node].pool)
+        names = _pool_names(self.host.configs[node].pool)
         if len(names) == 1:
             return names[0]
-        if self.rt.config.pool_selection == "round_robin":
+        if self.host.config.pool_selection == "round_robin":
             return names[next(self._round_robin) % len(names)]
         return max(names, key=lambda n: (self.pools[n].size - self.pools[n].outstanding, -names.index(n)))
 
@@ -357,10 +382,10 @@ class PoolManager:
         if target.direct:
             target.pending.append(job)
         else:
-            self.rt.journal.add(INSERT_JOB, job_params(job))
+            self.host.journal.add(INSERT_JOB, job_params(job))
             if pool not in self.announced:  # the announcement rides in the commit that writes the job
                 self.announced.add(pool)
-                self.rt.journal.add(_WAKE_REMOTE, (pool,))
+                self.host.journal.add(_WAKE_REMOTE, (pool,))
             self.to_signal[pool] += 1
         self.dispatched[epoch_id] = pool
         self.dispatched_node[epoch_id] = node
@@ -375,12 +400,12 @@ class PoolManager:
                 self._assign(pool)
 
     def _assign(self, pool: Pool) -> None:
-        rt = self.rt
-        journal = rt.journal
+        host = self.host
+        journal = host.journal
         stamp = journal.now()
-        lease_until = iso(rt.clock.now() + timedelta(seconds=rt.config.lease_seconds))
+        lease_until = iso(host.clock.now() + timedelta(seconds=host.config.lease_seconds))
         left: deque[NewJob] = deque()
-        cached = rt.values.cached
+        cached = host.values.cached
         worker_id = pool.free_worker()
         while pool.pending:
             job = pool.pending.popleft()
@@ -403,8 +428,8 @@ class PoolManager:
             journal.set_epoch_running(epoch_id, stamp)
             first = self.first_attempt.get(epoch_id)
             if first is None:
-                first = rt.attempt_base.get(epoch_id, 0)
-            salvo = rt.sim.epoch_salvo(epoch_id)[1]
+                first = host.attempt_base.get(epoch_id, 0)
+            salvo = host.sim.epoch_salvo(epoch_id)[1]
             at_hand = {}
             for _port, packet in salvo:
                 stored = cached(packet)
@@ -448,7 +473,7 @@ class PoolManager:
                if job.not_before is not None]
         if not due:
             return None
-        return max(0.0, (datetime.fromisoformat(min(due)) - self.rt.clock.now()).total_seconds())
+        return max(0.0, (datetime.fromisoformat(min(due)) - self.host.clock.now()).total_seconds())
 
     def dispatched_epochs(self, node: str | None) -> list[str]:
         return [e for e, n in self.dispatched_node.items() if node is None or n == node]
@@ -456,7 +481,7 @@ class PoolManager:
     def applied(self, epoch_id: str) -> None:
         self._release(epoch_id)
         self.first_attempt.pop(epoch_id, None)
-        self.rt.attempt_base.pop(epoch_id, None)
+        self.host.attempt_base.pop(epoch_id, None)
         pool = self.dispatched.pop(epoch_id, None)
         node = self.dispatched_node.pop(epoch_id, None)
         if pool is not None:
@@ -482,14 +507,14 @@ class PoolManager:
                 continue
             for job in pool.pending:
                 if job.epoch_id in pool.written:
-                    self.rt.journal.add("DELETE FROM epoch_jobs WHERE epoch_id = ? AND state = 'queued'", (job.epoch_id,))
+                    self.host.journal.add("DELETE FROM epoch_jobs WHERE epoch_id = ? AND state = 'queued'", (job.epoch_id,))
                 self.applied(job.epoch_id)
                 out.append((job.epoch_id, job.node_name))
             pool.pending.clear()
             pool.written.clear()
         if not any(not pool.direct for pool in self.pools.values()):
             return out
-        rows = self.rt.journal.commit(then=lambda conn: conn.execute(
+        rows = self.host.journal.commit(then=lambda conn: conn.execute(
             "DELETE FROM epoch_jobs WHERE state = 'queued' AND pool IS NOT NULL RETURNING epoch_id, node_name"
         ).fetchall())
         for epoch_id, node in rows or []:
@@ -548,13 +573,13 @@ class PoolManager:
     def _apply_direct(self, worker_id: str, claim: Claim, payload: bytes, rows: tuple, seconds: float) -> int:
         """A direct pool worker's result: applied if the job is still that worker's at that attempt
         (compare-and-set); otherwise (taken back meanwhile: lease, timeout) logged and dropped."""
-        rt = self.rt
+        host = self.host
         epoch_id = claim.epoch_id
         self.took[claim.node_name] = seconds
         if self.held.get(epoch_id) != (worker_id, claim.attempt):
-            rt.journal.add(LATE_LOG, (epoch_id, claim.node_name, rt.journal.now(), late_result(worker_id)))
+            host.journal.add(LATE_LOG, (epoch_id, claim.node_name, host.journal.now(), late_result(worker_id)))
             return 0
-        rt.journal.absorb(rows)
+        host.journal.absorb(rows)
         self.applied(epoch_id)
         apply_result(self.ends, epoch_id, payload, held=(worker_id, claim.attempt))
         return 1
@@ -568,18 +593,18 @@ class PoolManager:
     def _started(self, worker_id: str, epoch_id: str, attempt: int) -> None:
         """A job a worker had in hand has started: `running` from now on (its claimed_at)."""
         if self.held.get(epoch_id) == (worker_id, attempt):
-            self.rt.journal.add(START_HELD, (self.rt.journal.now(), epoch_id, worker_id, attempt))
+            self.host.journal.add(START_HELD, (self.host.journal.now(), epoch_id, worker_id, attempt))
 
     def _renew(self, worker_id: str) -> None:
         """A direct pool worker is alive and at work: its jobs' leases run on (written with the next commit)."""
-        until = iso(self.rt.clock.now() + timedelta(seconds=self.rt.config.lease_seconds))
-        self.rt.journal.add("UPDATE epoch_jobs SET lease_until = ? WHERE state = 'claimed' AND worker = ?",
+        until = iso(self.host.clock.now() + timedelta(seconds=self.host.config.lease_seconds))
+        self.host.journal.add("UPDATE epoch_jobs SET lease_until = ? WHERE state = 'claimed' AND worker = ?",
                             (until, worker_id))
 
     def apply_results(self) -> int:
         """Apply every remote result written so far (buffered; the owner's next commit writes it all)."""
-        rt = self.rt
-        rows = rt.journal.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall()
+        host = self.host
+        rows = host.journal.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall()
         count = 0
         for epoch_id, payload in rows:
             if epoch_id in self.dispatched and epoch_id not in self.held:
@@ -594,23 +619,23 @@ class PoolManager:
         applied = 0
         while self.dispatched:
             self.assign()
-            self.rt.commit()
-            applied += self.apply_arrived(self.rt.owner.wait(self.sweep_every) or ["check"])
-            self.rt.owner.serve()
+            self.host.commit()
+            applied += self.apply_arrived(self.host.owner.wait(self.sweep_every) or ["check"])
+            self.host.owner.serve()
             self.maintain()
-            self.rt.commit()
+            self.host.commit()
         return applied
 
     # -- health: dead workers, leases, timeouts -------------------------------------------------------
     def next_check(self) -> float:
-        return max(0.0, self._next_sweep - self.rt.clock.monotonic())
+        return max(0.0, self._next_sweep - self.host.clock.monotonic())
 
     def maintain(self) -> None:
         """Every `sweep_every` seconds while pool epochs are in flight: results no notice announced,
         dead workers, expired leases, timeouts."""
         if not self.dispatched:
             return
-        now = self.rt.clock.monotonic()
+        now = self.host.clock.monotonic()
         if now < self._next_sweep:
             return
         self._next_sweep = now + self.sweep_every
@@ -620,12 +645,12 @@ class PoolManager:
             self._sweep()
 
     def _sweep(self) -> None:
-        rt = self.rt
-        rt.commit()
-        conn = rt.journal.conn
-        now = rt.clock.now()
+        host = self.host
+        host.commit()
+        conn = host.journal.conn
+        now = host.clock.now()
         dead = {wid: pool for pool in self.pools.values() for wid in pool.dead_workers()}
-        timed = {n for n, c in rt.configs.items() if c.timeout is not None and c.pool is not None}
+        timed = {n for n, c in host.configs.items() if c.timeout is not None and c.pool is not None}
         lost: dict[str, list[tuple[Claim, str | None, str]]] = {}  # worker -> the jobs it held, and why lost
         for claim, worker_id, claimed_at in jobs.claimed_in_pool(conn):
             if claim.epoch_id not in self.dispatched:
@@ -633,9 +658,9 @@ class PoolManager:
             if worker_id in dead:
                 lost.setdefault(worker_id, []).append((claim, claimed_at, "died"))
             elif claim.node_name in timed and claimed_at is not None and \
-                    (now - datetime.fromisoformat(claimed_at)).total_seconds() > rt.configs[claim.node_name].timeout:
+                    (now - datetime.fromisoformat(claimed_at)).total_seconds() > host.configs[claim.node_name].timeout:
                 self._take_back(self.pools[self.dispatched[claim.epoch_id]], claim, worker_id, claimed_at, "timeout")
-        for claim, worker_id, claimed_at in jobs.expired(conn, rt.now_iso()):
+        for claim, worker_id, claimed_at in jobs.expired(conn, iso(host.clock.now())):
             if claim.epoch_id in self.dispatched and worker_id not in dead:
                 lost.setdefault(worker_id, []).append((claim, claimed_at, "lease"))
         for worker_id, held in lost.items():
@@ -643,7 +668,7 @@ class PoolManager:
         for worker_id, pool in dead.items():
             if worker_id in pool.workers:
                 pool.replace(worker_id)
-        rt.commit()
+        host.commit()
         self._raise_if_broken()
 
     def _lose_worker(self, pool: Pool, worker_id: str, held: list[tuple[Claim, str | None, str]]) -> None:
@@ -672,12 +697,12 @@ class PoolManager:
     def _give_back(self, pool: Pool, claim: Claim, worker_id: str) -> None:
         """A job its lost worker never started: queued again as it was (no attempt, no death counted)."""
         def give(conn: Any) -> bool:
-            if not jobs.take_back(conn, claim, worker_id, requeue=True, now=self.rt.now_iso()):
+            if not jobs.take_back(conn, claim, worker_id, requeue=True, now=iso(self.host.clock.now())):
                 return False
             conn.execute("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (claim.epoch_id,))
             return True
 
-        if self.rt.journal.commit(then=give):
+        if self.host.journal.commit(then=give):
             self._requeue(pool, claim)
 
     def _requeue(self, pool: Pool, claim: Claim) -> None:
@@ -694,10 +719,10 @@ class PoolManager:
     def _take_back(self, pool: Pool, claim: Claim, worker_id: str, claimed_at: str | None, why: str) -> bool:
         """Take a claimed job back from its worker (compare-and-set), then apply the semantics of `why`.
         False: the worker reported first."""
-        rt = self.rt
+        host = self.host
         node, epoch_id = claim.node_name, claim.epoch_id
-        cfg = rt.configs[node]
-        attempt, died = rt.journal.conn.execute(
+        cfg = host.configs[node]
+        attempt, died = host.journal.conn.execute(
             "SELECT coalesce(max(attempt) + 1, 0), count(*) FILTER (WHERE error_type = 'WorkerLost') "
             "FROM epoch_attempts WHERE epoch_id = ?", (epoch_id,)).fetchone()
         if why == "timeout":
@@ -709,19 +734,19 @@ class PoolManager:
         counted = why == "timeout" or cfg.defer_net_actions
 
         def take(conn: Any) -> bool:
-            if not jobs.take_back(conn, claim, worker_id, requeue=requeue, now=rt.now_iso(),
+            if not jobs.take_back(conn, claim, worker_id, requeue=requeue, now=iso(host.clock.now()),
                                   outcome="failed" if counted else "cancelled"):
                 return False
             if counted:  # the attempt is counted in the take-back's own transaction: a new claim sees it
                 conn.execute("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, "
                              "outcome, error, error_type) VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
-                             (epoch_id, attempt, node, claimed_at or rt.now_iso(), rt.now_iso(), str(error),
+                             (epoch_id, attempt, node, claimed_at or iso(host.clock.now()), iso(host.clock.now()), str(error),
                               type(error).__name__))
             if requeue:
                 conn.execute("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
             return True
 
-        if not rt.journal.commit(then=take):
+        if not host.journal.commit(then=take):
             return False  # the worker reported first: its result is applied as usual
         if why == "timeout":
             if pool.kind == "process":
@@ -729,31 +754,31 @@ class PoolManager:
             pool.replace(worker_id)  # the pool keeps its size; a hung thread's late report is refused
         if requeue:
             if why != "timeout":
-                rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                host.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
                                   data={"reason": f"{error}: the deferred epoch runs again"})
             if counted:
                 self.first_attempt[epoch_id] = attempt + 1
             self._requeue(pool, claim)
             return True
         self.applied(epoch_id)
-        _condition, salvo = rt.sim.epoch_salvo(epoch_id)
+        _condition, salvo = host.sim.epoch_salvo(epoch_id)
         ports = {packet: port for port, packet in salvo}
         if why == "timeout" or cfg.defer_net_actions:
             self.ends.failed(node, epoch_id, ports, error)
         else:
             text = f"{INTERRUPTED} (worker {worker_id}{', lease expired' if why == 'lease' else ''})"
             self.ends.cancelled(node, epoch_id, ports, reason="interrupted", error=text)
-            rt.journal.set_epoch_error(epoch_id, "cancelled", text, "Interrupted")
+            host.journal.set_epoch_error(epoch_id, "cancelled", text, "Interrupted")
         return True
 
     def _error(self, node: str, epoch_id: str, worker_id: str, why: str, kind: str) -> BaseException:
-        rt = self.rt
+        host = self.host
         if why == "timeout":
-            return EpochTimeout(f"node {node!r} epoch {epoch_id} ran over its timeout of {rt.configs[node].timeout}s "
+            return EpochTimeout(f"node {node!r} epoch {epoch_id} ran over its timeout of {host.configs[node].timeout}s "
                                 f"in worker {worker_id}" + ("; the worker was killed" if kind == "process" else
                                                             "; its late result will be discarded"),
                                 node_name=node, epoch_id=epoch_id)
-        what = "died" if why == "died" else f"stopped renewing its lease ({rt.config.lease_seconds}s)"
+        what = "died" if why == "died" else f"stopped renewing its lease ({host.config.lease_seconds}s)"
         return WorkerLost(f"the worker {worker_id} running epoch {epoch_id} of node {node!r} {what} "
                           f"({self.deaths[epoch_id]} time(s))", node_name=node, epoch_id=epoch_id)
 
@@ -766,7 +791,7 @@ class PoolManager:
         node, worker_id, text = read_start_failed(notice)
         self._never_started(worker_id)
         applied = 0
-        for name in _pool_names(self.rt.configs[node].pool):
+        for name in _pool_names(self.host.configs[node].pool):
             pool = self.pools.get(name)
             if pool is not None and pool.broken is None:
                 pool.broken = NodeExecutionFailed(f"start_node_func of node {node!r} raised in a worker of pool "
@@ -776,7 +801,7 @@ class PoolManager:
                 deadline = time.monotonic() + SETTLE_SECONDS
                 while stopped and time.monotonic() < deadline:
                     if not rest:
-                        rest.extend(self.rt.owner.wait(0.05))
+                        rest.extend(self.host.owner.wait(0.05))
                         continue
                     item = rest.popleft()
                     if isinstance(item, tuple) and item[0] == "gone":
@@ -793,10 +818,10 @@ class PoolManager:
     def _unclaim(self, pool: Pool, claim: Claim, worker_id: str) -> None:
         """A direct pool's job its worker never started: pending again as it was (the owner alone writes
         these rows: buffered)."""
-        self.rt.journal.add("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, "
+        self.host.journal.add("UPDATE epoch_jobs SET state = 'queued', worker = NULL, claimed_at = NULL, "
                             "lease_until = NULL, attempt = attempt + 1 WHERE epoch_id = ? AND state = 'claimed' "
                             "AND worker = ? AND attempt = ?", (claim.epoch_id, worker_id, claim.attempt))
-        self.rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (claim.epoch_id,))
+        self.host.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (claim.epoch_id,))
         self._requeue(pool, claim)
 
     def _raise_if_broken(self) -> None:
@@ -811,7 +836,7 @@ class PoolManager:
             self._channels.close()
             self._channels = None
         if self.held:
-            self._park([n for n in self.rt.owner.wait(0) if isinstance(n, tuple) and n[0] == "result"])
+            self._park([n for n in self.host.owner.wait(0) if isinstance(n, tuple) and n[0] == "result"])
         self.pools.clear()
         if self._results is not None:
             self._results.close()
@@ -821,7 +846,7 @@ class PoolManager:
     def _park(self, results: list[tuple]) -> None:
         """The net closes with direct pool results not applied (its loop ended abnormally): write them as
         remote workers do (`reported`, and a row in epoch_results) for the next resume to apply."""
-        journal = self.rt.journal
+        journal = self.host.journal
         if journal.abandoned is not None:
             return
         parked = [(n[1], n[2], n[3], n[4]) for n in results if self.held.get(n[2].epoch_id) == (n[1], n[2].attempt)]

@@ -51,7 +51,7 @@ from .jobs import Claim, NewJob, next_seq
 from .journal import Journal
 from .control import Controller
 from .owner import Owner
-from .pools import PoolManager
+from .pools import PoolHost, PoolManager
 from .request_desk import RequestDesk
 from .retention import RetentionPolicy
 from .sim import Event, Sim
@@ -136,7 +136,9 @@ class Runtime:
         self.ends = EpochEnds(sim=self.sim, journal=self.journal, values=self.values, dead_letters=self.dead_letters,
                               configs=self.configs, graph_nodes=self.graph_nodes, do=self.do, abandon=self.abandon,
                               node_failed=self.node_failed, restart=self.restart)
-        self.pools = PoolManager(self, self.ends)
+        self.pools = PoolManager(PoolHost(config=config, configs=self.configs, functions=self.functions, clock=self.clock,
+                                          journal=self.journal, values=self.values, sim=self.sim, owner=self.owner,
+                                          net=net, attempt_base=self.attempt_base, commit=self.commit), self.ends)
         self.control = Controller(self)
         self.requests = RequestDesk(self)  # stops and injections other processes ask for
         self._to_raise: BaseException | None = None
@@ -722,6 +724,3 @@ class Runtime:
             if func is not None:
                 install(func)
         self.functions[node] = funcs
-
-    def now_iso(self) -> str:
-        return iso(self.clock.now())
