@@ -17,16 +17,23 @@ from abc import ABC, abstractmethod
 from . import faults
 from .context import Packet
 from .errors import PacketNotInEpoch, PacketTypeMismatch, PortFull, PortNotFound, SalvoConditionError
-from .sim import Location
-from .values import FUNC, resolve_sync
-from .host import RunHost
+from .journal import Journal
+from .sim import Location, Sim
+from .values import FUNC, ValueStore, resolve_sync
 
 
 class EpochOps(ABC):
-    """What both flavours share: the epoch's identity, its packets, and misuse errors."""
+    """What both flavours share: the epoch's identity, its packets, and misuse errors.
 
-    def __init__(self, rt: RunHost, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
-        self.rt = rt
+    Its collaborators: the value store, the node's graph node and port types (None: untyped), and
+    `beat`, called on each operation (a pool worker renews its lease there; the owner does nothing).
+    """
+
+    def __init__(self, epoch_id: str, node_name: str, ports: dict[str, str], *, values: ValueStore,
+                 node: ns.Node, types: dict[str, dict] | None, beat: Callable[[], None]) -> None:
+        self.values = values
+        self.node = node
+        self.beat = beat
         self.epoch_id = epoch_id
         self.node_name = node_name
         self.ports = ports  # input packet ID -> the input port it came from
@@ -36,7 +43,6 @@ class EpochOps(ABC):
         # values stay until the epoch ends (then dropped or kept; dead-lettered if it fails).
         self.held: list[tuple[str, bytes | None]] = []
         self.created: dict[str, Any] = {}  # packet key -> value, for packets created by this epoch
-        types = rt.port_types.get(node_name)
         self.in_types = types["in"] if types else {}
         self.out_types = types["out"] if types else {}
 
@@ -57,10 +63,10 @@ class EpochOps(ABC):
             return False, None
         if key in self.created:
             return True, self.created[key]
-        stored = self.rt.values.peek(key)
+        stored = self.values.peek(key)
         if stored is None or stored.kind == FUNC:
             return False, None
-        return True, self.rt.values.materialize(key, *stored)
+        return True, self.values.materialize(key, *stored)
 
     def _where(self, port: str | None = None) -> str:
         where = f"node {self.node_name!r} epoch {self.epoch_id}"
@@ -91,7 +97,7 @@ class EpochOps(ABC):
 
     def heartbeat(self) -> None:
         """The epoch is alive: a pool worker renews its lease (see README "Leases")."""
-        self.rt.beat()
+        self.beat()
 
     # consume = _take (may give an awaitable, for an async value function) + _consumed
     def consume(self, packet: Any) -> Any:
@@ -106,7 +112,7 @@ class EpochOps(ABC):
 
     def _take(self, packet: Any) -> tuple[str, Any]:
         key = self._check_inside(packet)
-        return key, self.rt.values.get(key)
+        return key, self.values.get(key)
 
     @abstractmethod
     def _consumed(self, key: str, value: Any) -> Any:
@@ -114,15 +120,22 @@ class EpochOps(ABC):
 
 
 class ImmediateActions(EpochOps):
-    """Each operation is one sim action, journaled at once (`defer_net_actions=False`)."""
+    """Each operation is one sim action, journaled at once (`defer_net_actions=False`): the owner's
+    sim and journal are its collaborators too."""
+
+    def __init__(self, epoch_id: str, node_name: str, ports: dict[str, str], *, values: ValueStore,
+                 node: ns.Node, types: dict[str, dict] | None, beat: Callable[[], None], sim: Sim,
+                 journal: Journal) -> None:
+        super().__init__(epoch_id, node_name, ports, values=values, node=node, types=types, beat=beat)
+        self.sim = sim
+        self.journal = journal
 
     def _consumed(self, packet_id: str, value: Any) -> Any:
-        rt = self.rt
         self._check_type("input", self.ports.get(packet_id), packet_id, value)
-        kept = rt.values.kept_data(packet_id, value, where=self._where())
-        events = rt.sim.consume_packet(packet_id)
-        rt.journal.record("ConsumePacket", events, epoch_id=self.epoch_id, packet_id=packet_id,
-                          node_name=self.node_name)
+        kept = self.values.kept_data(packet_id, value, where=self._where())
+        events = self.sim.consume_packet(packet_id)
+        self.journal.record("ConsumePacket", events, epoch_id=self.epoch_id, packet_id=packet_id,
+                            node_name=self.node_name)
         self.held.append((packet_id, kept))
         self.inside.discard(packet_id)
         self.received[packet_id] = value
@@ -130,31 +143,30 @@ class ImmediateActions(EpochOps):
         return value
 
     def _new_packet(self) -> str:
-        rt = self.rt
-        packet_id, events = rt.sim.create_packet(self.epoch_id)
-        rt.journal.record("CreatePacket", events, epoch_id=self.epoch_id, packet_id=packet_id,
-                          node_name=self.node_name,
-                          created_at=Location("node", self.node_name, None, self.epoch_id))
+        packet_id, events = self.sim.create_packet(self.epoch_id)
+        self.journal.record("CreatePacket", events, epoch_id=self.epoch_id, packet_id=packet_id,
+                            node_name=self.node_name,
+                            created_at=Location("node", self.node_name, None, self.epoch_id))
         self.inside.add(packet_id)
         faults.hit("between_actions")
         return packet_id
 
     def create(self, value: Any) -> Packet:
-        serialized = self.rt.values.serialize(value, where=self._where())
+        serialized = self.values.serialize(value, where=self._where())
         packet_id = self._new_packet()
-        self.rt.values.store(packet_id, serialized)
+        self.values.store(packet_id, serialized)
         if self.out_types:
             self.created[packet_id] = value
         return Packet(packet_id)
 
     def create_from_value_func(self, func: Callable[[], Any]) -> Packet:
-        serialized = self.rt.values.serialize_func(func, where=self._where())
+        serialized = self.values.serialize_func(func, where=self._where())
         packet_id = self._new_packet()
-        self.rt.values.store(packet_id, serialized)
+        self.values.store(packet_id, serialized)
         return Packet(packet_id)
 
     def load(self, port_name: str, packet: Packet) -> None:
-        node = self.rt.graph_nodes[self.node_name]
+        node = self.node
         if port_name not in node.out_ports:
             raise self._no_output_port(port_name, node.out_ports)
         packet_id = self._check_inside(packet, port_name)
@@ -162,23 +174,23 @@ class ImmediateActions(EpochOps):
         if known:
             self._check_type("output", port_name, packet_id, value)
         try:
-            events = self.rt.sim.load_output_port(packet_id, port_name)
+            events = self.sim.load_output_port(packet_id, port_name)
         except ns.OutputPortFullError as exc:
             raise PortFull(f"{self._where(port_name)}: output port is full, cannot load packet {packet_id}; "
                            "send a salvo first or give the port more slots",
                            node_name=self.node_name, port_name=port_name, packet_id=packet_id) from exc
-        self.rt.journal.record("LoadPacketIntoOutputPort", events, epoch_id=self.epoch_id, packet_id=packet_id,
-                               node_name=self.node_name, data={"port": port_name})
+        self.journal.record("LoadPacketIntoOutputPort", events, epoch_id=self.epoch_id, packet_id=packet_id,
+                            node_name=self.node_name, data={"port": port_name})
         self.inside.discard(packet_id)
 
     def send(self, salvo_condition_name: str) -> None:
-        node = self.rt.graph_nodes[self.node_name]
+        node = self.node
         if salvo_condition_name not in node.out_salvo_conditions:
             raise self._no_condition(salvo_condition_name, node.out_salvo_conditions)
         try:
-            events = self.rt.sim.send_output_salvo(self.epoch_id, salvo_condition_name)
+            events = self.sim.send_output_salvo(self.epoch_id, salvo_condition_name)
         except (ns.SalvoConditionNotMetError, ns.MaxSalvosExceededError) as exc:
             raise SalvoConditionError(f"{self._where()}: cannot send output salvo {salvo_condition_name!r}: {exc}",
                                       node_name=self.node_name, salvo_condition=salvo_condition_name) from exc
-        self.rt.journal.record("SendOutputSalvo", events, epoch_id=self.epoch_id, node_name=self.node_name,
-                               data={"salvo_condition": salvo_condition_name})
+        self.journal.record("SendOutputSalvo", events, epoch_id=self.epoch_id, node_name=self.node_name,
+                            data={"salvo_condition": salvo_condition_name})

@@ -23,8 +23,9 @@ from .actions import EpochOps
 from .context import Packet
 from .errors import ContextUsageError, PortFull, SalvoConditionError
 from .graphio import term_to_data
-from .sim import Location
-from .host import RunHost
+from .journal import Journal
+from .sim import Location, Sim
+from .values import ValueStore
 
 _keys = itertools.count(1)
 
@@ -85,10 +86,10 @@ def _term_ok(term: Any, counts: dict[str, int], capacities: dict[str, int | None
 class DeferredActions(EpochOps):
     """Queues an epoch's operations; `apply()` hands them to the sim at success."""
 
-    def __init__(self, rt: RunHost, epoch_id: str, node_name: str, ports: dict[str, str]) -> None:
-        super().__init__(rt, epoch_id, node_name, ports)
+    def __init__(self, epoch_id: str, node_name: str, ports: dict[str, str], *, values: ValueStore,
+                 node: ns.Node, types: dict[str, dict] | None, beat: Callable[[], None]) -> None:
+        super().__init__(epoch_id, node_name, ports, values=values, node=node, types=types, beat=beat)
         self.queue: list[tuple] = []
-        node = rt.graph_nodes[node_name]
         self._capacity = {p: (port.slots_spec.capacity if isinstance(port.slots_spec, ns.PortSlotSpecFinite) else None)
                           for p, port in node.out_ports.items()}
         self._loaded: dict[str, int] = {p: 0 for p in node.out_ports}
@@ -104,16 +105,16 @@ class DeferredActions(EpochOps):
 
     # -- the context operations ------------------------------------------------------------
     def _take(self, packet: Packet | DeferredPacket) -> tuple[str, Any]:
-        self.rt.beat()
+        self.beat()
         key = self._check_inside(packet)
         if key in self._created:
-            return key, self.rt.values.materialize(key, *self._serialized[key])
-        return key, self.rt.values.get(key)
+            return key, self.values.materialize(key, *self._serialized[key])
+        return key, self.values.get(key)
 
     def _consumed(self, key: str, value: Any) -> Any:
         if key not in self._created:
             self._check_type("input", self.ports.get(key), key, value)
-        kept = self.rt.values.kept_data(key, value, where=self._where())  # fails now, never in apply()
+        kept = self.values.kept_data(key, value, where=self._where())  # fails now, never in apply()
         if kept is not None:
             self.kept[key] = kept
         self.inside.discard(key)
@@ -123,7 +124,7 @@ class DeferredActions(EpochOps):
         return value
 
     def _create(self, serialized: tuple[str, bytes]) -> DeferredPacket:
-        self.rt.beat()
+        self.beat()
         packet = DeferredPacket(self.node_name)
         self._created[packet._key] = packet
         self._serialized[packet._key] = serialized
@@ -132,16 +133,16 @@ class DeferredActions(EpochOps):
         return packet
 
     def create(self, value: Any) -> DeferredPacket:
-        packet = self._create(self.rt.values.serialize(value, where=self._where()))
+        packet = self._create(self.values.serialize(value, where=self._where()))
         if self.out_types:
             self.created[packet._key] = value
         return packet
 
     def create_from_value_func(self, func: Callable[[], Any]) -> DeferredPacket:
-        return self._create(self.rt.values.serialize_func(func, where=self._where()))
+        return self._create(self.values.serialize_func(func, where=self._where()))
 
     def load(self, port_name: str, packet: Packet | DeferredPacket) -> None:
-        self.rt.beat()
+        self.beat()
         if port_name not in self._loaded:
             raise self._no_output_port(port_name, self._loaded)
         key = self._check_inside(packet, port_name)
@@ -158,8 +159,8 @@ class DeferredActions(EpochOps):
         self.queue.append(("load", port_name, key))
 
     def send(self, salvo_condition_name: str) -> None:
-        self.rt.beat()
-        node = self.rt.graph_nodes[self.node_name]
+        self.beat()
+        node = self.node
         condition = node.out_salvo_conditions.get(salvo_condition_name)
         if condition is None:
             raise self._no_condition(salvo_condition_name, node.out_salvo_conditions)
@@ -181,16 +182,17 @@ class DeferredActions(EpochOps):
         self.queue.append(("send", salvo_condition_name))
 
     # -- commit ----------------------------------------------------------------------------------
-    def apply(self) -> None:
-        """Hand the queue to the sim in order and journal it (the caller commits). Everything that can
-        fail was done at the calls (checks, serialization): applying only replays them."""
-        resolved = apply_queue(self.rt, self.epoch_id, self.node_name, self.queue, self.kept, self.held)
+    def apply(self, sim: Sim, journal: Journal) -> None:
+        """Hand the queue to the owner's sim in order and journal it (the caller commits). Everything that
+        can fail was done at the calls (checks, serialization): applying only replays them."""
+        resolved = apply_queue(sim, journal, self.values, self.epoch_id, self.node_name, self.queue, self.kept,
+                               self.held)
         for key, packet in self._created.items():
             packet._resolved = resolved.get(key)
 
 
-def apply_queue(rt: RunHost, epoch_id: str, node: str, queue: list[tuple], kept: dict[str, bytes],
-                held: list[tuple[str, bytes | None]]) -> dict:
+def apply_queue(sim: Sim, journal: Journal, values: ValueStore, epoch_id: str, node: str, queue: list[tuple],
+                kept: dict[str, bytes], held: list[tuple[str, bytes | None]]) -> dict:
     """Apply a deferred queue to the sim, journaling each action; returns deferred key -> packet ID.
 
     Queue entries: ("consume", key), ("create", key, (kind, data)), ("load", port, key),
@@ -204,22 +206,22 @@ def apply_queue(rt: RunHost, epoch_id: str, node: str, queue: list[tuple], kept:
         if kind == "consume":
             key = op[1]
             packet_id = resolved.get(key, key)
-            rt.journal.record("ConsumePacket", rt.sim.consume_packet(packet_id), epoch_id=epoch_id,
-                              packet_id=packet_id, node_name=node)
+            journal.record("ConsumePacket", sim.consume_packet(packet_id), epoch_id=epoch_id,
+                           packet_id=packet_id, node_name=node)
             held.append((packet_id, kept.get(key)))
         elif kind == "create":
             key, serialized = op[1], op[2]
-            packet_id, events = rt.sim.create_packet(epoch_id)
-            rt.journal.record("CreatePacket", events, epoch_id=epoch_id, packet_id=packet_id, node_name=node,
-                              created_at=Location("node", node, None, epoch_id))
-            rt.values.store(packet_id, serialized)
+            packet_id, events = sim.create_packet(epoch_id)
+            journal.record("CreatePacket", events, epoch_id=epoch_id, packet_id=packet_id, node_name=node,
+                           created_at=Location("node", node, None, epoch_id))
+            values.store(packet_id, serialized)
             resolved[key] = packet_id
         elif kind == "load":
             port, key = op[1], op[2]
             packet_id = resolved.get(key, key)
-            rt.journal.record("LoadPacketIntoOutputPort", rt.sim.load_output_port(packet_id, port),
-                              epoch_id=epoch_id, packet_id=packet_id, node_name=node, data={"port": port})
+            journal.record("LoadPacketIntoOutputPort", sim.load_output_port(packet_id, port),
+                           epoch_id=epoch_id, packet_id=packet_id, node_name=node, data={"port": port})
         else:
-            rt.journal.record("SendOutputSalvo", rt.sim.send_output_salvo(epoch_id, op[1]), epoch_id=epoch_id,
-                              node_name=node, data={"salvo_condition": op[1]})
+            journal.record("SendOutputSalvo", sim.send_output_salvo(epoch_id, op[1]), epoch_id=epoch_id,
+                           node_name=node, data={"salvo_condition": op[1]})
     return resolved

@@ -106,7 +106,9 @@ class AttemptLoop:
         self.deferred = deferred
         self.finisher = finisher
         self.first_attempt = first_attempt
-        self.packets, self.ports = salvo_packets(host.graph_nodes[node], salvo)
+        self.graph_node = host.graph_nodes[node]
+        self.types = host.port_types.get(node)
+        self.packets, self.ports = salvo_packets(self.graph_node, salvo)
         self.actions: EpochOps | None = None  # the current attempt's operations
         self.interrupt_traceback: str | None = None  # of a BaseException that escaped the node's code
         self.interrupted_attempt = first_attempt  # the attempt it escaped (not counted: it runs again)
@@ -122,8 +124,13 @@ class AttemptLoop:
         attempt = self.first_attempt
         while True:
             started_at = host.journal.now()
-            actions = self.actions = (DeferredActions if self.deferred else ImmediateActions)(
-                host, self.epoch_id, self.node, self.ports)
+            if self.deferred:
+                actions = self.actions = DeferredActions(self.epoch_id, self.node, self.ports, values=host.values,
+                                                         node=self.graph_node, types=self.types, beat=host.beat)
+            else:  # in the owner (a pool worker's epochs are all deferred): its sim and journal
+                actions = self.actions = ImmediateActions(self.epoch_id, self.node, self.ports, values=host.values,
+                                                          node=self.graph_node, types=self.types, beat=host.beat,
+                                                          sim=host.sim, journal=host.journal)
             began = host.clock.monotonic()
             ctx = (AsyncNodeExecutionContext if asynchronous else NodeExecutionContext)(
                 epoch_id=self.epoch_id, node_name=self.node, net=host.net, actions=actions, retry_count=attempt,
@@ -318,7 +325,7 @@ class EpochEnds:
             if error is not None:
                 return error
             try:
-                actions.apply()
+                actions.apply(self.sim, self.journal)
                 self.do("FinishEpoch", self.sim.finish_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
             except BaseException as exc:
                 raise self.abandon(node, epoch_id, exc) from exc
@@ -402,7 +409,7 @@ class EpochEnds:
         held: list[tuple[str, bytes | None]] = []
         try:
             if outcome.kind == "finished" or not deferred:
-                apply_queue(self, epoch_id, node, queue, kept, held)
+                apply_queue(self.sim, self.journal, self.values, epoch_id, node, queue, kept, held)
             if outcome.kind == "finished":
                 self.do("FinishEpoch", self.sim.finish_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
         except BaseException as exc:  # checked in the worker: only a bug gets here
