@@ -15,9 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import netrun_sim as ns
+
+from .config import NetConfig
 from .errors import ConfigError, NotFoundError
+from .graphio import get_node
+from .inbox import Inbox
+from .journal import Journal
+from .owner import Owner
 from .values import FUNC, Stored, _write_atomic, decode
-from .host import RunHost
 
 _COLUMNS = ("seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, value, created_at, status, "
             "replayed_as, traceback, value_preview")
@@ -54,11 +60,19 @@ class DeadLetter:
 
 
 class DeadLetterQueue:
-    """`net.dead_letter_queue`: read, replay and discard dead letters."""
+    """`net.dead_letter_queue`: read, replay and discard dead letters.
 
-    def __init__(self, rt: RunHost) -> None:
-        self.rt = rt
-        config = rt.config
+    Its collaborators: the net's config (where entries go besides the table), the owner's journal,
+    the owner itself (reads and replays from other threads are handed to it), the inbox (a replay
+    is an injection) and the graph's nodes.
+    """
+
+    def __init__(self, config: NetConfig, journal: Journal, owner: Owner, inbox: Inbox,
+                 graph_nodes: dict[str, ns.Node]) -> None:
+        self.journal = journal
+        self.owner = owner
+        self.inbox = inbox
+        self.graph_nodes = graph_nodes
         mode = config.dead_letter_queue
         self._callback: Callable[[DeadLetter], Any] | None = None
         if callable(mode):
@@ -68,12 +82,12 @@ class DeadLetterQueue:
         self._path = config.dead_letter_path if mode == "file" else None
         if self._path:
             os.makedirs(self._path, exist_ok=True)
-        self._seq = rt.journal.conn.execute("SELECT coalesce(max(seq), 0) FROM dead_letters").fetchone()[0]
+        self._seq = journal.conn.execute("SELECT coalesce(max(seq), 0) FROM dead_letters").fetchone()[0]
 
     def record(self, *, packet_id: str, node_name: str, port_name: str | None, epoch_id: str, reason: str,
                error: str | None, stored: Stored | None, traceback: str | None = None) -> None:
         """Add an entry (buffered: written with the transaction that destroys the packet)."""
-        journal = self.rt.journal
+        journal = self.journal
         self._seq += 1
         kind, data, preview = stored if stored else (None, None, None)
         entry = DeadLetter(self._seq, packet_id, node_name, port_name, epoch_id, reason, error, kind, data,
@@ -94,7 +108,7 @@ class DeadLetterQueue:
         try:
             self._callback(entry)
         except Exception as exc:  # noqa: BLE001 - recorded in node_logs
-            journal = self.rt.journal
+            journal = self.journal
             journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
                         (entry.epoch_id, entry.node_name or "", journal.now(),
                          f"dead_letter_callback raised {type(exc).__name__}: {exc} (dead letter #{entry.seq}, "
@@ -102,11 +116,11 @@ class DeadLetterQueue:
 
     def _select(self, where: str, params: tuple) -> list[DeadLetter]:
         def read() -> list:
-            self.rt.journal.commit()
-            return self.rt.journal.conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY seq",
-                                                params).fetchall()
+            self.journal.commit()
+            return self.journal.conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY seq",
+                                             params).fetchall()
 
-        rows = self.rt.owner.call(read)
+        rows = self.owner.call(read)
         return [DeadLetter(*r) for r in rows]
 
     def get_all(self, *, include_resolved: bool = False) -> list[DeadLetter]:
@@ -114,7 +128,7 @@ class DeadLetterQueue:
         return self._select("1 = 1" if include_resolved else "status = 'pending'", ())
 
     def get_by_node(self, node_name: str, *, include_resolved: bool = False) -> list[DeadLetter]:
-        self.rt.node(node_name)
+        get_node(self.graph_nodes, node_name)
         where = "node_name = ?" + ("" if include_resolved else " AND status = 'pending'")
         return self._select(where, (node_name,))
 
@@ -144,16 +158,15 @@ class DeadLetterQueue:
             self._check_distinct(found)
             new_ids = []
             for entry in found:
-                new_id = self.rt.inbox.inject_serialized(entry.node_name, entry.port_name,
-                                                         Stored(entry.value_kind, entry.data, entry.value_preview),
-                                                         replay_of=entry.packet_id,
-                                                         commit=False)
+                new_id = self.inbox.inject_serialized(entry.node_name, entry.port_name,
+                                                      Stored(entry.value_kind, entry.data, entry.value_preview),
+                                                      replay_of=entry.packet_id, commit=False)
                 self._resolve(entry, "replayed", new_id)
                 new_ids.append(new_id)
-            self.rt.journal.commit()
+            self.journal.commit()
             return new_ids
 
-        return self.rt.owner.call(replay)
+        return self.owner.call(replay)
 
     def discard(self, entry: DeadLetter | int) -> None:
         """Mark the entry discarded: it leaves the queue (its row stays, for the record)."""
@@ -166,9 +179,9 @@ class DeadLetterQueue:
             self._check_distinct(found)
             for entry in found:
                 self._resolve(entry, "discarded", None)
-            self.rt.journal.commit()
+            self.journal.commit()
 
-        self.rt.owner.call(discard)
+        self.owner.call(discard)
 
     @staticmethod
     def _replayable(entry: DeadLetter) -> DeadLetter:
@@ -186,6 +199,6 @@ class DeadLetterQueue:
 
     def _resolve(self, entry: DeadLetter, status: str, replayed_as: str | None) -> None:
         """Buffer the entry's new status; the caller commits."""
-        journal = self.rt.journal
+        journal = self.journal
         journal.add("UPDATE dead_letters SET status = ?, resolved_at = ?, replayed_as = ? WHERE seq = ?",
                     (status, journal.now(), replayed_as, entry.seq))

@@ -11,7 +11,7 @@ from typing import Any
 
 import netrun_sim as ns
 
-from .errors import ConfigError
+from .errors import ConfigError, NotFoundError
 
 _STATES = {"Empty": "empty", "Full": "full", "NonEmpty": "nonempty", "NonFull": "nonfull"}
 _NUMERIC = {"equals": "eq", "less_than": "lt", "greater_than": "gt", "equals_or_less_than": "le",
@@ -119,6 +119,19 @@ def graph_from_data(data: dict) -> ns.Graph:
     edges = [ns.Edge(ns.PortRef(a, ns.PortType.Output, b), ns.PortRef(c, ns.PortType.Input, d))
              for a, b, c, d in data["edges"]]
     return ns.Graph(nodes, edges)
+
+
+def get_node(nodes: dict[str, ns.Node], name: str) -> ns.Node:
+    """The graph's node `name`.
+
+    Raises:
+        NotFoundError: the graph has no such node (the message lists the nodes).
+    """
+    try:
+        return nodes[name]
+    except KeyError:
+        raise NotFoundError(f"the graph has no node {name!r} (nodes: {', '.join(sorted(nodes))})",
+                            node_name=name) from None
 
 
 def node_depths(graph: ns.Graph) -> dict[str, int]:

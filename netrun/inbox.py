@@ -12,85 +12,98 @@ Ports with a finite capacity skip the inbox, so that a full port is reported at 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import netrun_sim as ns
 from ulid import ULID
 
 from .errors import PortFull, PortNotFound
-from .sim import Event, Location
-from .host import RunHost
+from .graphio import get_node
+from .journal import Journal
+from .sim import Event, Location, Sim
+from .values import ValueStore
 
 ADMIT_LIMIT = 1_000  # startable epochs the sim may hold before admission waits
 ADMIT_CHUNK = 64  # admission waits for room for this many (or for all that is pending): each costs a commit and a read
 
 
 class Inbox:
-    def __init__(self, rt: RunHost) -> None:
-        self.rt = rt
-        conn = rt.journal.conn
+    """Injected work, written at once and admitted into the owner's sim when its backlog has room.
+
+    Its collaborators: the owner's journal, value store and sim, the graph's nodes, and two of the
+    owner's operations: `track` (the epochs admitted join the run state) and `startable_in_sim`
+    (the backlog that bounds admission).
+    """
+
+    def __init__(self, journal: Journal, values: ValueStore, sim: Sim, graph_nodes: dict[str, ns.Node], *,
+                 track: Callable[[list[Event]], None], startable_in_sim: Callable[[], int]) -> None:
+        self.journal = journal
+        self.values = values
+        self.sim = sim
+        self.graph_nodes = graph_nodes
+        self._track = track
+        self._startable_in_sim = startable_in_sim
+        conn = journal.conn
         # Items with seq <= _seen are admitted (their DELETE may still be buffered).
         self._seen = 0
         self._buffered = False  # inbox rows added since the last commit of this inbox (read back by admit)
         self.pending = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
 
     def inject_epoch(self, node_name: str, *, commit: bool = True) -> str:
-        rt = self.rt
-        rt.node(node_name)
+        get_node(self.graph_nodes, node_name)
         epoch_id = str(ULID())
-        rt.journal.record("CreateEpoch", [Event("EpochCreated", epoch_id, None, node_name)], epoch_id=epoch_id,
-                          node_name=node_name, data={"salvo_condition": "inject"})
-        rt.journal.set_epoch_salvo(epoch_id, "inject", [])
-        rt.journal.add("INSERT INTO inbox (kind, item_id, node_name) VALUES ('epoch', ?, ?)", (epoch_id, node_name))
+        self.journal.record("CreateEpoch", [Event("EpochCreated", epoch_id, None, node_name)],
+                            epoch_id=epoch_id, node_name=node_name, data={"salvo_condition": "inject"})
+        self.journal.set_epoch_salvo(epoch_id, "inject", [])
+        self.journal.add("INSERT INTO inbox (kind, item_id, node_name) VALUES ('epoch', ?, ?)", (epoch_id, node_name))
         self._buffered = True
         if commit:
-            rt.journal.commit()
+            self.journal.commit()
             self._buffered = False
         self.pending += 1
         return epoch_id
 
     def inject_packet(self, node_name: str, port_name: str, value: Any) -> str:
-        rt = self.rt
-        node = rt.node(node_name)
+        node = get_node(self.graph_nodes, node_name)
         port = node.in_ports.get(port_name)
         if port is None:
             raise PortNotFound(f"node {node_name!r} has no input port {port_name!r} "
                                f"(input ports: {', '.join(sorted(node.in_ports)) or 'none'})",
                                node_name=node_name, port_name=port_name)
-        serialized = rt.values.serialize(value, where=f"inject_packet({node_name!r}, {port_name!r})")
+        serialized = self.values.serialize(value, where=f"inject_packet({node_name!r}, {port_name!r})")
         return self.inject_serialized(node_name, port_name, serialized)
 
     def inject_serialized(self, node_name: str, port_name: str, serialized: tuple[str, bytes], *,
                           replay_of: str | None = None, commit: bool = True) -> str:
         """Inject an already serialized value (also how dead letters are replayed)."""
-        rt = self.rt
-        port = rt.node(node_name).in_ports[port_name]
+        port = get_node(self.graph_nodes, node_name).in_ports[port_name]
         data = {"to": "input_port", "port": port_name}
         if replay_of is not None:
             data["replay_of"] = replay_of
         if isinstance(port.slots_spec, ns.PortSlotSpecFinite):
             # Straight into the sim: a full finite port is reported now.
-            packet_id, _ = rt.sim.create_packet(None)
+            packet_id, _ = self.sim.create_packet(None)
             try:
-                moved = rt.sim.move_to_input_port(packet_id, node_name, port_name)
+                moved = self.sim.move_to_input_port(packet_id, node_name, port_name)
             except ns.InputPortFullError as exc:
-                rt.sim.destroy_packet(packet_id)
+                self.sim.destroy_packet(packet_id)
                 raise PortFull(f"node {node_name!r} input port {port_name!r} is full; packet not injected",
                                node_name=node_name, port_name=port_name) from exc
         else:
             packet_id = str(ULID())
             moved = [Event("PacketMoved", None, packet_id, node_name, None,
                            Location("input_port", node_name, port_name))]
-            rt.journal.add("INSERT INTO inbox (kind, item_id, node_name, port_name) VALUES ('packet', ?, ?, ?)",
-                           (packet_id, node_name, port_name))
+            self.journal.add("INSERT INTO inbox (kind, item_id, node_name, port_name) VALUES ('packet', ?, ?, ?)",
+                             (packet_id, node_name, port_name))
             self._buffered = True
             self.pending += 1
-        rt.journal.record("CreatePacket", [Event("PacketCreated", None, packet_id)], packet_id=packet_id,
-                          created_at=Location("outside"))
-        rt.values.store(packet_id, serialized)
-        rt.journal.record("TransportPacketToLocation", moved, packet_id=packet_id, node_name=node_name, data=data)
+        self.journal.record("CreatePacket", [Event("PacketCreated", None, packet_id)], packet_id=packet_id,
+                            created_at=Location("outside"))
+        self.values.store(packet_id, serialized)
+        self.journal.record("TransportPacketToLocation", moved, packet_id=packet_id, node_name=node_name, data=data)
         if commit:
-            rt.journal.commit()
+            self.journal.commit()
             self._buffered = False
         return packet_id
 
@@ -98,33 +111,32 @@ class Inbox:
         """Hand injected work to the sim while its backlog of startable epochs has room."""
         if self.pending <= 0:
             return
-        rt = self.rt
-        room = ADMIT_LIMIT - rt.startable_in_sim()
+        room = ADMIT_LIMIT - self._startable_in_sim()
         if room <= 0 or room < min(self.pending, ADMIT_CHUNK):
             return
         if self._buffered:  # injected rows are committed before they are read back
-            rt.journal.commit()
+            self.journal.commit()
             self._buffered = False
-        rows = rt.journal.conn.execute(
+        rows = self.journal.conn.execute(
             "SELECT seq, kind, item_id, node_name, port_name FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?",
             (self._seen, room)).fetchall()
         for seq, kind, item_id, node_name, port_name in rows:
             if kind == "epoch":
-                _, events = rt.sim.create_epoch(node_name, "inject", [], netrun_id=item_id)
-                rt.track(events)  # journaled at injection
+                _, events = self.sim.create_epoch(node_name, "inject", [], netrun_id=item_id)
+                self._track(events)  # journaled at injection
             else:
-                rt.sim.create_packet(None, netrun_id=item_id)
-                rt.sim.move_to_input_port(item_id, node_name, port_name)
-            rt.journal.add("DELETE FROM inbox WHERE seq = ?", (seq,))
+                self.sim.create_packet(None, netrun_id=item_id)
+                self.sim.move_to_input_port(item_id, node_name, port_name)
+            self.journal.add("DELETE FROM inbox WHERE seq = ?", (seq,))
             self._seen = seq
             self.pending -= 1
 
     def epochs(self, node_name: str | None = None) -> list[str]:
         """Injected epochs not yet admitted (startable, from the user's point of view)."""
-        self.rt.journal.commit()
+        self.journal.commit()
         sql = "SELECT item_id FROM inbox WHERE kind = 'epoch' AND seq > ?"
         params: tuple = (self._seen,)
         if node_name is not None:
             sql += " AND node_name = ?"
             params += (node_name,)
-        return [row[0] for row in self.rt.journal.conn.execute(sql + " ORDER BY seq", params)]
+        return [row[0] for row in self.journal.conn.execute(sql + " ORDER BY seq", params)]

@@ -26,7 +26,8 @@ from typing import Any
 import netrun_sim as ns
 
 from . import dialect
-from .errors import NetrunError, NotFoundError, PortFull, PortNotFound
+from .errors import NetrunError, PortFull, PortNotFound
+from .graphio import get_node
 from .host import RunHost
 
 POLL_SECONDS = 0.1  # how often the loop looks for requests (a request waits at most about this long)
@@ -47,9 +48,7 @@ def check_target(nodes: dict[str, ns.Node], node: str, port: str | None) -> None
     Raises:
         NotFoundError: no such node. PortNotFound: the node has no such input port.
     """
-    found = nodes.get(node)
-    if found is None:
-        raise NotFoundError(f"the graph has no node {node!r} (nodes: {', '.join(sorted(nodes))})", node_name=node)
+    found = get_node(nodes, node)
     if port is not None and port not in found.in_ports:
         raise PortNotFound(f"node {node!r} has no input port {port!r} "
                            f"(input ports: {', '.join(sorted(found.in_ports)) or 'none'})",

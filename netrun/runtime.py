@@ -40,8 +40,8 @@ from .context import NodeNet
 from .deadletters import DeadLetterQueue
 from .epoch import EpochEnds, EpochRun, run_sync, write_logs
 from .tracebacks import error_text
-from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, NotFoundError, StorageError
-from .graphio import node_depths
+from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, StorageError
+from .graphio import get_node, node_depths
 from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
 from .inbox import Inbox
@@ -131,8 +131,11 @@ class Runtime:
         self._since_advance = 0  # main-thread epochs run since the sim last advanced
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.job_seq = next_seq(conn)
-        self.inbox = Inbox(self)
-        self.dead_letters = DeadLetterQueue(self)
+        # The parts receive the collaborators they use; run state changes only here (the owner's
+        # operations they may call are passed as callables).
+        self.inbox = Inbox(self.journal, self.values, self.sim, self.graph_nodes, track=self.track,
+                           startable_in_sim=self.startable_in_sim)
+        self.dead_letters = DeadLetterQueue(config, self.journal, self.owner, self.inbox, self.graph_nodes)
         self.ends = EpochEnds(sim=self.sim, journal=self.journal, values=self.values, dead_letters=self.dead_letters,
                               configs=self.configs, graph_nodes=self.graph_nodes, do=self.do, abandon=self.abandon,
                               node_failed=self.node_failed, restart=self.restart)
@@ -156,11 +159,7 @@ class Runtime:
 
     # -- lookups ----------------------------------------------------------------------
     def node(self, name: str) -> ns.Node:
-        try:
-            return self.graph_nodes[name]
-        except KeyError:
-            raise NotFoundError(f"the graph has no node {name!r} (nodes: {', '.join(sorted(self.graph_nodes))})",
-                                node_name=name) from None
+        return get_node(self.graph_nodes, name)
 
     def startable_epochs(self, node: str | None = None) -> list[str]:
         """Every startable epoch, dispatched or not (a pool epoch stays startable in the sim until
