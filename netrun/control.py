@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import apsw
 
-from .host import RunHost
 from .jobs import pool_jobs_by_node
+from .owner import Owner
+from .pools import PoolManager
 from .worker import in_worker_thread
 
 STATES = ("running", "pausing", "paused", "blocked", "stopped")
@@ -62,28 +62,42 @@ class Controller:
     pool jobs out one indexed read of the database (which of them a worker claimed), so it answers
     at once from any thread. `pause()` from another thread only raises the flag and
     wakes the owner, then waits for the runner to stop.
+
+    It changes no run state: it reads the owner's counters (`waiting`, `ready_count`, `running_count`,
+    `outcomes`: (node, outcome) -> epochs, and the pools' dispatched jobs) and calls the owner's
+    `paused`, `request_pause` and `pause` (the last from the owning thread, through `owner.call`).
     """
 
-    def __init__(self, rt: RunHost) -> None:
-        self.rt = rt
+    def __init__(self, owner: Owner, pools: PoolManager, *, waiting: Mapping[str, Mapping[str, None]],
+                 ready_count: Mapping[str, int], running_count: Mapping[str, int],
+                 outcomes: Mapping[tuple[str, str], int], paused: Callable[[], bool],
+                 request_pause: Callable[[], None], pause: Callable[[], None]) -> None:
+        self.owner = owner
+        self.pools = pools
+        self.waiting = waiting
+        self.ready_count = ready_count
+        self.running_count = running_count
+        self.outcomes = outcomes
+        self._paused = paused
+        self._request_pause = request_pause
+        self._pause = pause
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.state = "blocked"
-        self.counts: Counter[tuple[str, str]] = Counter()  # (node, outcome) -> epochs
         self.reader: Callable[[], apsw.Connection] | None = None  # the calling thread's read-only connection
 
     # -- status -----------------------------------------------------------------------------
     def poll(self) -> NetStatus:
-        rt = self.rt
         nodes = {}
-        claimed = self._pool_running() if rt.pools.dispatched else {}
-        for name, waiting in rt.waiting.items():
-            dispatched = rt.pools.per_node[name]
+        claimed = self._pool_running() if self.pools.dispatched else {}
+        for name, waiting in self.waiting.items():
+            dispatched = self.pools.per_node[name]
             pooled = min(dispatched, claimed.get(name, 0))  # the database may be a commit ahead
-            nodes[name] = NodeStatus(startable=len(waiting) + rt.ready_count[name], queued=dispatched - pooled,
-                                     running=rt.running_count[name] + pooled,
-                                     finished=self.counts[(name, "finished")], failed=self.counts[(name, "failed")],
-                                     cancelled=self.counts[(name, "cancelled")])
+            nodes[name] = NodeStatus(startable=len(waiting) + self.ready_count[name], queued=dispatched - pooled,
+                                     running=self.running_count[name] + pooled,
+                                     finished=self.outcomes[(name, "finished")],
+                                     failed=self.outcomes[(name, "failed")],
+                                     cancelled=self.outcomes[(name, "cancelled")])
         return NetStatus(self.state, nodes, self.error)
 
     def _pool_running(self) -> dict[str, int]:
@@ -114,7 +128,7 @@ class Controller:
             except BaseException as exc:  # noqa: BLE001 - kept for poll() and wait_until_blocked()
                 self.error = exc
             finally:
-                self.state = "paused" if self.rt.paused else "blocked"
+                self.state = "paused" if self._paused() else "blocked"
 
         self.thread = threading.Thread(target=target, name="netrun-runner", daemon=True)
         self.thread.start()
@@ -133,13 +147,12 @@ class Controller:
 
     def request_pause(self) -> None:
         """Start nothing new: safe from any thread and from a signal handler (a flag and a wake-up)."""
-        self.rt.paused = True
-        self.rt.owner.notify(None)
+        self._request_pause()
 
     def pause(self) -> None:
         """Ask the run to start nothing new; from another thread, wait for running epochs to end."""
         self.request_pause()
-        if self.rt.owner.is_mine or in_worker_thread():
+        if self.owner.is_mine or in_worker_thread():
             # node code (main thread or a pool's thread) inside the run: the loop ends the run once
             # the running epochs, this one included, are done; waiting here would wait for itself
             self.state = "pausing"
@@ -148,7 +161,7 @@ class Controller:
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             self.state = "pausing"
             thread.join()
-        self.rt.owner.call(self.rt.pause)  # commit, and flush history if configured
+        self.owner.call(self._pause)  # commit, and flush history if configured
         self.state = "paused"
 
     # -- foreground runs ------------------------------------------------------------------------------
@@ -173,6 +186,6 @@ class Controller:
         finally:
             if install:
                 signal.signal(signal.SIGINT, previous)
-            self.state = "paused" if self.rt.paused else "blocked"
+            self.state = "paused" if self._paused() else "blocked"
         if interrupted:
             raise KeyboardInterrupt("SIGINT: the net paused after its running epochs finished")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,10 @@ import netrun_sim as ns
 from . import dialect
 from .errors import NetrunError, PortFull, PortNotFound
 from .graphio import get_node
-from .host import RunHost
+from .inbox import Inbox
+from .journal import Journal
+from .sim import Sim
+from .values import ValueStore
 
 POLL_SECONDS = 0.1  # how often the loop looks for requests (a request waits at most about this long)
 
@@ -60,11 +64,23 @@ _CHANGED = dialect.register("PRAGMA data_version", "SELECT coalesce(max(id), 0) 
 
 
 class RequestDesk:
-    """Reads the open requests for the owner loop and applies them, as the owner."""
+    """Reads the open requests for the owner loop and applies them, as the owner.
 
-    def __init__(self, rt: RunHost) -> None:
-        self.rt = rt
-        self._conn = rt.journal.conn
+    Its collaborators: the owner's journal, value store and sim, the graph's nodes, the inbox
+    (an injection goes through it), and two of the owner's operations: `request_pause` (a stop)
+    and `commit` (an answer is committed at once).
+    """
+
+    def __init__(self, journal: Journal, values: ValueStore, sim: Sim, graph_nodes: dict[str, ns.Node],
+                 inbox: Inbox, *, request_pause: Callable[[], None], commit: Callable[[], None]) -> None:
+        self.journal = journal
+        self.values = values
+        self.sim = sim
+        self.graph_nodes = graph_nodes
+        self.inbox = inbox
+        self._request_pause = request_pause
+        self._commit = commit
+        self._conn = journal.conn
         self._next = 0.0  # monotonic time of the next look (0: at the loop's first turn)
         self._version: int | None = None
         self._stops: list[int] = []  # stops taken; answered when the loop ends
@@ -104,28 +120,27 @@ class RequestDesk:
 
     # -- applying -----------------------------------------------------------------------------
     def _stop(self, request_id: int) -> None:
-        self.rt.control.request_pause()
+        self._request_pause()
         self._stops.append(request_id)
         self._answer(request_id, "taken", None)
-        self.rt.commit()  # the asker learns at once that the pause has begun
+        self._commit()  # the asker learns at once that the pause has begun
 
     def _inject(self, request_id: int, payload: str) -> None:
-        rt = self.rt
         try:
             items = self._checked(payload)
         except NetrunError as exc:
             self._answer(request_id, "rejected", json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-            rt.commit()
+            self._commit()
             return
         done: list[dict[str, Any]] = []
         for item in items:
             if item.port is None:
-                done.append({"node": item.node, "epoch": rt.inbox.inject_epoch(item.node, commit=False)})
+                done.append({"node": item.node, "epoch": self.inbox.inject_epoch(item.node, commit=False)})
             else:
-                packet = rt.inbox.inject_serialized(item.node, item.port, item.stored, commit=False)
+                packet = self.inbox.inject_serialized(item.node, item.port, item.stored, commit=False)
                 done.append({"node": item.node, "port": item.port, "packet": packet})
         self._answer(request_id, "done", json.dumps(done))
-        rt.commit()
+        self._commit()
 
     def _checked(self, payload: str) -> list[Item]:
         """Every item of an injection, checked before any is applied (an injection is all or nothing).
@@ -134,7 +149,6 @@ class RequestDesk:
             NotFoundError / PortNotFound: an unknown node or input port. PortFull: a finite port
             lacks room for the packets the request brings it. NetrunError: a malformed payload.
         """
-        rt = self.rt
         try:
             raw = json.loads(payload)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's decoder goes
@@ -148,17 +162,17 @@ class RequestDesk:
         arriving: dict[tuple[str, str], int] = {}
         for entry in raw:
             port = entry.get("port")
-            check_target(rt.graph_nodes, entry["node"], port)
+            check_target(self.graph_nodes, entry["node"], port)
             if port is None:
                 items.append(Item(entry["node"]))
                 continue
             where = f"injection into {entry['node']}.{port}"
-            items.append(Item(entry["node"], port, rt.values.serialize(entry.get("value"), where=where)))
+            items.append(Item(entry["node"], port, self.values.serialize(entry.get("value"), where=where)))
             arriving[(entry["node"], port)] = arriving.get((entry["node"], port), 0) + 1
         for (node_name, port_name), count in arriving.items():
-            spec = rt.node(node_name).in_ports[port_name].slots_spec
+            spec = self.graph_nodes[node_name].in_ports[port_name].slots_spec  # (checked above)
             if isinstance(spec, ns.PortSlotSpecFinite) and \
-                    rt.sim.input_port_count(node_name, port_name) + count > spec.capacity:
+                    self.sim.input_port_count(node_name, port_name) + count > spec.capacity:
                 raise PortFull(f"node {node_name!r} input port {port_name!r} has no room for {count} more "
                                f"packet(s) (capacity {spec.capacity}); nothing injected",
                                node_name=node_name, port_name=port_name)
@@ -168,7 +182,7 @@ class RequestDesk:
         self._answer_sql(state, answer, where="id = ?", params=(request_id,))
 
     def _answer_sql(self, state: str, answer: str | None, *, where: str, params: tuple = ()) -> None:
-        journal = self.rt.journal
+        journal = self.journal
         journal.add(f"UPDATE operator_requests SET state = ?, answered_at = ?, answer = ? WHERE {where}",
                     (state, journal.now(), answer, *params))
 

@@ -125,6 +125,7 @@ class Runtime:
         self.running: set[str] = set()  # main-thread epochs whose user code is running
         self.running_count: Counter[str] = Counter()
         self.next_start: dict[str, float] = {}  # node -> monotonic time its next epoch may start
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (node, finished|failed|cancelled) -> epochs
         self.paused = False
         self.started = False
         self.looping = False  # the owner loop is running (in the owning thread)
@@ -142,8 +143,12 @@ class Runtime:
         self.pools = PoolManager(PoolHost(config=config, configs=self.configs, functions=self.functions, clock=self.clock,
                                           journal=self.journal, values=self.values, sim=self.sim, owner=self.owner,
                                           net=net, attempt_base=self.attempt_base, commit=self.commit), self.ends)
-        self.control = Controller(self)
-        self.requests = RequestDesk(self)  # stops and injections other processes ask for
+        self.control = Controller(self.owner, self.pools, waiting=self.waiting, ready_count=self.ready_count,
+                                  running_count=self.running_count, outcomes=self.outcomes,
+                                  paused=lambda: self.paused, request_pause=self.request_pause, pause=self.pause)
+        # stops and injections other processes ask for
+        self.requests = RequestDesk(self.journal, self.values, self.sim, self.graph_nodes, self.inbox,
+                                    request_pause=self.request_pause, commit=self.commit)
         self._to_raise: BaseException | None = None
         self._grouped = 0  # deferred main-thread epochs since the last commit
         self._logged = 0  # non-deferred starts logged as intents since the last commit
@@ -189,7 +194,7 @@ class Runtime:
             if kind == "EpochCreated":
                 self.waiting[ev.node_name][ev.epoch_id] = None
             elif kind == "EpochCancelled" or kind == "EpochFinished":
-                self.control.counts[(ev.node_name, "finished" if kind == "EpochFinished" else "cancelled")] += 1
+                self.outcomes[(ev.node_name, "finished" if kind == "EpochFinished" else "cancelled")] += 1
                 if ev.node_name is not None and self.waiting[ev.node_name].pop(ev.epoch_id, 0) is None:
                     continue  # never dispatched
                 self.inflight[ev.node_name] -= 1
@@ -667,8 +672,8 @@ class Runtime:
                 self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
                                  (getattr(failure, "epoch_id", None), failure.node_name, self.journal.now(), text))
         node = failure.node_name
-        self.control.counts[(node, "failed")] += 1
-        self.control.counts[(node, "cancelled")] -= 1  # the failed epoch was counted when cancelled
+        self.outcomes[(node, "failed")] += 1
+        self.outcomes[(node, "cancelled")] -= 1  # the failed epoch was counted when cancelled
         policy = self.config.on_error
         if policy in ("pause", "raise"):
             self.paused = True
@@ -679,6 +684,11 @@ class Runtime:
         if self._to_raise is not None:
             failure, self._to_raise = self._to_raise, None
             raise failure
+
+    def request_pause(self) -> None:
+        """Start nothing new: safe from any thread and from a signal handler (a flag and a wake-up)."""
+        self.paused = True
+        self.owner.notify(None)
 
     def pause(self) -> None:
         """From the owner: start nothing new; commit, and flush history if configured."""
