@@ -41,7 +41,7 @@ from .graphio import graph_to_data
 from .history import to_json_record
 from .store import is_url, require_net, restore_into, store_for
 from .readonly import Readers, read_query
-from .restore import Restorer, read_meta, stored_graph
+from .restore import read_meta, stored_graph
 from .host import NodeFunctions
 from .runtime import Runtime
 
@@ -166,7 +166,7 @@ class Net:
                 store.claim(net._owner, net._conn)
                 net._attach(graph)
                 with store.restoring(net._conn):
-                    net.unrestored_functions = Restorer(net._rt, path).restore()
+                    net.unrestored_functions = net._rt.restore(path)
                 net.definition_problems = dsl.restore_definition(net)  # factory-made functions
             except BaseException:
                 net._conn.close()

@@ -15,7 +15,8 @@ Both are journaled as netrun actions (`RecoverEpoch`, `CancelInterruptedEpoch`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 import netrun_sim as ns
 
@@ -24,21 +25,47 @@ import apsw
 from . import port_types
 from .config import NodeConfig
 from .db import open_connection
+from .deadletters import DeadLetterQueue
 from .errors import ConfigError, CorruptDatabase, NotANetrunDatabase, StorageError
 from .graphio import graph_from_data
 from .factories import import_from_path
-from .sim import Event
-from .host import NodeFunctions, RunHost
+from .history import HistoryLog
+from .journal import Journal
+from .sim import Event, Sim
+from .host import NodeFunctions
 from .intents import read_intents, read_server_intents, remove_intents
+from .values import ValueStore
 
 INTERRUPTED = "interrupted: the process stopped while the epoch was running"
 
 
+class RestoreOwner(Protocol):
+    """The owner's operations a resume calls: only the owner changes its settings and run state."""
+
+    def configure(self, node: str, config: NodeConfig | None, types: dict[str, dict] | None,
+                  funcs: NodeFunctions | None) -> None: ...
+    def track(self, events: list[Event]) -> None: ...
+    def add_attempts(self, done: dict[str, int]) -> None: ...
+    def apply_stored_result(self, epoch_id: str, payload: bytes) -> bool: ...
+
+
 class Restorer:
-    def __init__(self, rt: RunHost, path: str) -> None:
-        self.rt = rt
+    """Rebuilds a fresh owner's sim and settings from the file. It reads the owner's `configs` and
+    changes the rest through `owner` (`RestoreOwner`)."""
+
+    def __init__(self, path: str, *, journal: Journal, values: ValueStore, sim: Sim,
+                 graph_nodes: dict[str, ns.Node], configs: Mapping[str, NodeConfig], history: HistoryLog,
+                 dead_letters: DeadLetterQueue, owner: RestoreOwner) -> None:
         self.path = path
-        self.conn = rt.journal.conn
+        self.journal = journal
+        self.values = values
+        self.sim = sim
+        self.graph_nodes = graph_nodes
+        self.configs = configs
+        self.history = history
+        self.dead_letters = dead_letters
+        self.owner = owner
+        self.conn = journal.conn
         self.unrestored: dict[str, list[str]] = {}
 
     def restore(self) -> dict[str, list[str]]:
@@ -46,70 +73,66 @@ class Restorer:
         try:
             # first: the file catches up with the table before the records the crash semantics add
             # below are committed (the commit hook queues those for the file after the caught-up ones)
-            self.rt.history.catch_up(self.conn)
+            self.history.catch_up(self.conn)
             self._settings()
             results = dict(self.conn.execute("SELECT epoch_id, payload FROM epoch_results").fetchall())
             self._recover_started()
             self._recover_running(set(results))
             self._rebuild_sim()
             self._apply_results(results)
-            self.rt.journal.commit()
+            self.journal.commit()
         except apsw.CorruptError as exc:
             raise CorruptDatabase(f"{self.path} is damaged and cannot be resumed: {exc}", path=self.path) from exc
         return self.unrestored
 
     def _settings(self) -> None:
-        rt = self.rt
         rows = self.conn.execute("SELECT node_name, config, functions, port_types FROM node_settings").fetchall()
         for node, config, functions, types in rows:
-            if node not in rt.graph_nodes:
+            if node not in self.graph_nodes:
                 continue
             options = json.loads(config)
-            if options:
-                rt.configs[node] = NodeConfig(**options)
+            settings = NodeConfig(**options) if options else None
             stored_types = json.loads(types)
+            typed = None
             if any(stored_types.values()):
-                rt.port_types[node] = {
-                    side: {port: port_types.from_data(data, where=f"{self.path}: node {node!r} port {port!r}")
-                           for port, data in stored_types.get(side, {}).items()}
-                    for side in ("in", "out")}
+                typed = {side: {port: port_types.from_data(data, where=f"{self.path}: node {node!r} port {port!r}")
+                                for port, data in stored_types.get(side, {}).items()}
+                         for side in ("in", "out")}
             funcs = NodeFunctions()
             for role, path in json.loads(functions).items():
                 try:
                     setattr(funcs, role, import_from_path(path))
                 except ConfigError:
                     self.unrestored.setdefault(node, []).append(role)
-            if any((funcs.exec, funcs.start, funcs.stop, funcs.failed)):
-                rt.set_functions(node, funcs)
+            found = any((funcs.exec, funcs.start, funcs.stop, funcs.failed))
+            self.owner.configure(node, settings, typed, funcs if found else None)
 
     def _recover_running(self, with_results: set[str]) -> None:
-        rt = self.rt
         running = self.conn.execute(
             "SELECT id, node_name FROM epochs WHERE state = 'running' ORDER BY id").fetchall()
         for epoch_id, node in running:
             if epoch_id in with_results:
                 # A pool worker finished it before the stop: rebuilt startable, then its result applies.
-                rt.journal.add("UPDATE epochs SET state = 'startable' WHERE id = ?", (epoch_id,))
+                self.journal.add("UPDATE epochs SET state = 'startable' WHERE id = ?", (epoch_id,))
                 continue
-            if node in rt.configs and rt.configs[node].defer_net_actions:
+            if node in self.configs and self.configs[node].defer_net_actions:
                 # Not counted as a death: async and pool epochs run many at once, and a kill of the
                 # whole process is none of theirs (a sync epoch's death is in <db>-starts).
-                rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
-                                  data={"reason": "deferred epoch interrupted: runs again"})
-                rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
+                self.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                                    data={"reason": "deferred epoch interrupted: runs again"})
+                self.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
                 continue
             self._cancel_interrupted(epoch_id, node)
         # Jobs whose epoch is startable again (claimed or queued when the process stopped) are
         # queued afresh by the runtime; jobs of interrupted epochs end 'cancelled'.
-        rt.journal.add("DELETE FROM epoch_jobs WHERE state != 'done' AND epoch_id IN "
-                       "(SELECT id FROM epochs WHERE state = 'startable') "
-                       "AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results)", ())
+        self.journal.add("DELETE FROM epoch_jobs WHERE state != 'done' AND epoch_id IN "
+                         "(SELECT id FROM epochs WHERE state = 'startable') "
+                         "AND epoch_id NOT IN (SELECT epoch_id FROM epoch_results)", ())
 
     def _recover_started(self) -> None:
         """Epochs whose start only the intents file knows (see netrun.intents): cancelled, and their
         input packets the database still holds live dead-lettered 'interrupted'. A deferred sync epoch
         that was running when the process died (the file's last line) has its death counted."""
-        rt = self.rt
         server = getattr(self.conn, "dialect", None) == "postgres"
         intents = read_server_intents(self.conn) if server else read_intents(self.path)
         dying = intents[-1] if intents and intents[-1].kind == "deferred" else None
@@ -135,8 +158,8 @@ class Restorer:
                             reason="interrupted", error=INTERRUPTED, error_type="Interrupted",
                             known=row is not None)
         if server:
-            rt.journal.add("DELETE FROM net_meta WHERE key = 'dying'", ())
-        rt.journal.commit()
+            self.journal.add("DELETE FROM net_meta WHERE key = 'dying'", ())
+        self.journal.commit()
         if not server:
             remove_intents(self.path)
 
@@ -146,29 +169,27 @@ class Restorer:
         died more than `retries + 1` times (as in a pool): then it fails, its input packets
         dead-lettered. (A single crash of the whole process must not fail a deferred epoch: it
         runs again, DESIGN.md's crash semantics.)"""
-        rt = self.rt
-        retries = rt.configs[node].retries if node in rt.configs else 0
+        retries = self.configs[node].retries if node in self.configs else 0
         attempt, deaths = self.conn.execute(
             "SELECT coalesce(max(attempt) + 1, 0), count(*) FILTER (WHERE error_type = 'WorkerLost') "
             "FROM epoch_attempts WHERE epoch_id = ?", (epoch_id,)).fetchone()
         deaths += 1
         error = (f"WorkerLost: the process died while epoch {epoch_id} of node {node!r} ran ({deaths} time(s); "
                  f"it fails once it died more than retries + 1 = {retries + 1} times)")
-        now = rt.journal.now()
-        rt.journal.add("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, outcome, "
-                       "error, error_type) VALUES (?, ?, ?, ?, ?, 'failed', ?, 'WorkerLost')",
-                       (epoch_id, attempt, node, started_at or now, now, error))
+        now = self.journal.now()
+        self.journal.add("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, outcome, "
+                         "error, error_type) VALUES (?, ?, ?, ?, ?, 'failed', ?, 'WorkerLost')",
+                         (epoch_id, attempt, node, started_at or now, now, error))
         if deaths <= retries + 1:
-            rt.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
-                              data={"reason": f"deferred epoch interrupted (death {deaths}): runs again"})
-            rt.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
+            self.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
+                                data={"reason": f"deferred epoch interrupted (death {deaths}): runs again"})
+            self.journal.add("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
             return
         ports = self._salvo_ports(epoch_id)
         self._end_epoch(epoch_id, node, ports, self._live(ports), action="FailDeadEpoch", reason="failed",
                         error=error, error_type="WorkerLost", state="failed")
 
     def _cancel_interrupted(self, epoch_id: str, node: str) -> None:
-        rt = self.rt
         ports = self._salvo_ports(epoch_id)
         inside = [row[0] for row in self.conn.execute(
             "SELECT id FROM packets WHERE state = 'live' AND location IN ('node', 'output_port') AND epoch_id = ?",
@@ -180,8 +201,8 @@ class Restorer:
             "WHERE v.consumed_seq IS NULL AND p.epoch_id = ? AND p.state = 'consumed' ORDER BY p.id", (epoch_id,))]
         self._end_epoch(epoch_id, node, ports, inside, action="CancelInterruptedEpoch", reason="interrupted",
                         error=INTERRUPTED, error_type="Interrupted", also_lettered=held)
-        rt.journal.add("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = 'cancelled' "
-                       "WHERE epoch_id = ? AND state != 'done'", (rt.journal.now(), epoch_id))
+        self.journal.add("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = 'cancelled' "
+                         "WHERE epoch_id = ? AND state != 'done'", (self.journal.now(), epoch_id))
 
     def _salvo_ports(self, epoch_id: str) -> dict[str, str]:
         """The epoch's input packets as stored: packet ID -> input port."""
@@ -198,46 +219,36 @@ class Restorer:
         """End an epoch in the file, before the sim is rebuilt: `destroyed` packets (and the values it held,
         `also_lettered`) go to the dead letters with `reason`; the epoch row (when the file `known`s it)
         gets `state` and the error; injected work of it still in the inbox is dropped."""
-        rt = self.rt
         events = [Event("PacketDestroyed", epoch_id, packet, node) for packet in destroyed]
         if known:
             events.append(Event("EpochCancelled", epoch_id, None, node))
-        rt.journal.record(action, events, epoch_id=epoch_id, node_name=node, data={"reason": reason})
-        keep = rt.configs[node].dead_letter_queue if node in rt.configs else True
+        self.journal.record(action, events, epoch_id=epoch_id, node_name=node, data={"reason": reason})
+        keep = self.configs[node].dead_letter_queue if node in self.configs else True
         for packet in [*also_lettered, *destroyed]:
-            stored = rt.values.discard(packet)
+            stored = self.values.discard(packet)
             if keep:
-                rt.dead_letters.record(packet_id=packet, node_name=node, port_name=ports.get(packet),
-                                       epoch_id=epoch_id, reason=reason, error=error, stored=stored)
+                self.dead_letters.record(packet_id=packet, node_name=node, port_name=ports.get(packet),
+                                         epoch_id=epoch_id, reason=reason, error=error, stored=stored)
         for item in (*destroyed, epoch_id):
-            rt.journal.add("DELETE FROM inbox WHERE item_id = ?", (item,))
+            self.journal.add("DELETE FROM inbox WHERE item_id = ?", (item,))
         if known:
-            rt.journal.set_epoch_error(epoch_id, state, error, error_type)
+            self.journal.set_epoch_error(epoch_id, state, error, error_type)
 
     def _apply_results(self, results: dict[str, bytes]) -> None:
         """Results written by pool workers but not yet applied when the process stopped."""
-        from .pools import apply_result
-
         for epoch_id, payload in sorted(results.items()):
-            rt = self.rt
-            node = next((n for n, w in rt.waiting.items() if epoch_id in w), None)
-            if node is None:
+            if not self.owner.apply_stored_result(epoch_id, payload):
                 # The epoch ended otherwise (e.g. timed out): a late result has nothing to apply to.
-                rt.journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))
-                continue
-            del rt.waiting[node][epoch_id]
-            rt.inflight[node] += 1  # as if dispatched: applying it ends it
-            apply_result(rt.ends, epoch_id, payload)
+                self.journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))
 
     def _rebuild_sim(self) -> None:
-        rt, sim = self.rt, self.rt.sim
-        rt.journal.commit()  # the recovery above is on disk before the sim is rebuilt from disk
+        sim = self.sim
+        self.journal.commit()  # the recovery above is on disk before the sim is rebuilt from disk
         # Attempts already recorded keep their numbers; the retry budget goes on from there (an epoch
         # recovered above, or one made startable again after an interrupt).
-        for epoch_id, done in self.conn.execute(
-                "SELECT a.epoch_id, max(a.attempt) + 1 FROM epochs e JOIN epoch_attempts a ON a.epoch_id = e.id "
-                "WHERE e.state = 'startable' GROUP BY a.epoch_id"):
-            rt.attempt_base[epoch_id] = done
+        self.owner.add_attempts(dict(self.conn.execute(
+            "SELECT a.epoch_id, max(a.attempt) + 1 FROM epochs e JOIN epoch_attempts a ON a.epoch_id = e.id "
+            "WHERE e.state = 'startable' GROUP BY a.epoch_id").fetchall()))
         admitted_inbox = "SELECT item_id FROM inbox"
         epochs = self.conn.execute(
             f"SELECT id, node_name, salvo_condition, salvo FROM epochs WHERE state = 'startable' "
@@ -248,7 +259,7 @@ class Restorer:
                 sim.create_packet(None, netrun_id=packet)
                 sim.move_to_input_port(packet, node, port)
             _, events = sim.create_epoch(node, condition or "inject", packets, netrun_id=epoch_id)
-            rt.track(events)
+            self.owner.track(events)
         edges = {(e.source.node_name, e.source.port_name, e.target.node_name, e.target.port_name): e
                  for e in sim.graph.edges()}
         live = self.conn.execute(

@@ -51,8 +51,9 @@ from .jobs import Claim, NewJob, next_seq
 from .journal import Journal
 from .control import Controller
 from .owner import Owner
-from .pools import PoolHost, PoolManager
+from .pools import PoolHost, PoolManager, apply_result
 from .request_desk import RequestDesk
+from .restore import Restorer
 from .retention import RetentionPolicy
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
@@ -733,3 +734,36 @@ class Runtime:
             if func is not None:
                 install(func)
         self.functions[node] = funcs
+
+    def configure(self, node: str, config: NodeConfig | None, types: dict[str, dict] | None,
+                  funcs: NodeFunctions | None) -> None:
+        """Settings read back on resume (each None: keep the default)."""
+        if config is not None:
+            self.configs[node] = config
+        if types is not None:
+            self.port_types[node] = types
+        if funcs is not None:
+            self.set_functions(node, funcs)
+
+    # -- resuming -------------------------------------------------------------------------------
+    def restore(self, path: str) -> dict[str, list[str]]:
+        """Rebuild settings and sim state from the file (see netrun.restore). Returns node -> roles
+        whose function could not be imported."""
+        return Restorer(path, journal=self.journal, values=self.values, sim=self.sim, graph_nodes=self.graph_nodes,
+                        configs=self.configs, history=self.history, dead_letters=self.dead_letters,
+                        owner=self).restore()
+
+    def add_attempts(self, done: dict[str, int]) -> None:
+        """On resume: epochs made startable again go on counting from the attempts already recorded."""
+        self.attempt_base.update(done)
+
+    def apply_stored_result(self, epoch_id: str, payload: bytes) -> bool:
+        """On resume: a pool result written before the stop is applied to its epoch, rebuilt startable
+        (as if dispatched: applying it ends it). False if the epoch ended otherwise (timed out, say)."""
+        node = next((n for n, w in self.waiting.items() if epoch_id in w), None)
+        if node is None:
+            return False
+        del self.waiting[node][epoch_id]
+        self.inflight[node] += 1
+        apply_result(self.ends, epoch_id, payload)
+        return True
