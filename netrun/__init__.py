@@ -5,14 +5,18 @@ import cycle, type-only imports included):
 
     net            public facade: validates input, hands every call to the owner
     dsl            TOML definitions (handed the Net class; never imports net)
-    runtime        the owner loop: the one place that changes run state
+    runtime        the owner loop: the one place that changes run state; each part below gets the
+                   collaborators it uses (journal, values, sim, ...) and callables for the owner's
+                   operations it needs, not the runtime
       control      background runner, pause, SIGINT, poll (counters the owner keeps)
       pools        the owner's side of pools: hands thread/process workers their jobs, applies
                    results, sweeps leases; remote pools through the queue table
       restore      resume: rebuild the sim from the tables, crash semantics
+      request_desk stops and injections other processes ask for
       epoch        one epoch's attempts and its end; actions / deferred: what ctx does
       inbox, deadletters   injected work; the dead-letter queue
-      host         protocols the parts above receive (RunHost, EpochHost, NetHandle)
+      host         protocols: EpochHost (an epoch's attempts, in the owner or a pool worker),
+                   NetHandle (the net as node code sees it)
     owner          who owns the run state; calls handed over from other threads
     worker         pool workers: take jobs (from the owner, or claimed from the table), run them,
                    renew the lease, report (compare-and-set)

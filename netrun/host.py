@@ -1,23 +1,22 @@
 """What the runner's parts see of a running net: protocols, so that no part imports the runner.
 
-The owner loop (`runtime.Runtime`) holds the run state; the parts it drives (epoch ends,
-actions, pools, the dead-letter queue, the inbox, restore, control) receive it typed as
-`RunHost`, and a pool worker's `worker.WorkerHost` passes for the smaller `EpochHost`. Node
-functions and lifecycle functions receive the net as a `NetHandle`. This module imports
-only leaves, so the layers keep pointing one way (see `netrun/__init__.py`).
+The owner loop (`runtime.Runtime`) holds the run state and is the one place that changes it.
+The parts it drives receive only the collaborators they use (the journal, the value store,
+the sim, the graph's nodes, the node configs, and callables for the owner operations they
+need), never the runtime itself. What remains here: `EpochHost`, what an epoch's attempts
+(`epoch.AttemptLoop`) need, which the owner and a pool worker's `worker.WorkerHost` both
+provide; and `NetHandle`, the net as node functions and lifecycle functions receive it. This
+module imports only leaves, so the layers keep pointing one way (see `netrun/__init__.py`).
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .clock import Clock
-from .config import NetConfig, NodeConfig
 from .journal import Journal
-from .sim import Sim
 from .values import ValueStore
 
 
@@ -40,7 +39,9 @@ class NetHandle(Protocol):
 
 
 class EpochHost(Protocol):
-    """What running an epoch's attempts needs (the owner, or a pool worker)."""
+    """What running an epoch's attempts needs (the owner, or a pool worker). The owner's also gives
+    its `sim`: a non-deferred epoch's operations apply to it as they happen (a pool worker's epochs
+    are all deferred)."""
 
     journal: Journal
     values: ValueStore
@@ -50,32 +51,3 @@ class EpochHost(Protocol):
     net: NetHandle
 
     def beat(self) -> None: ...
-
-
-class RunHost(EpochHost, Protocol):
-    """The owner's run state, as the runner's parts use it."""
-
-    config: NetConfig
-    sim: Sim
-    configs: dict[str, NodeConfig]
-    functions: dict[str, NodeFunctions]
-    waiting: dict[str, OrderedDict[str, None]]
-    ready_count: Counter[str]
-    running_count: Counter[str]
-    inflight: Counter[str]
-    attempt_base: dict[str, int]
-    paused: bool
-    owner: Any  # owner.Owner
-    pools: Any  # pools.PoolManager
-    inbox: Any  # inbox.Inbox
-    dead_letters: Any  # deadletters.DeadLetterQueue
-    control: Any  # control.Controller
-    history: Any  # history.HistoryLog
-    ends: Any  # epoch.EpochEnds
-
-    def do(self, action: str, events: list, **fields: Any) -> None: ...
-    def track(self, events: list) -> None: ...
-    def node(self, name: str) -> Any: ...
-    def set_functions(self, node: str, funcs: NodeFunctions) -> None: ...
-    def startable_in_sim(self) -> int: ...
-    def commit(self) -> None: ...
