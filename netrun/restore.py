@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import netrun_sim as ns
@@ -49,24 +50,25 @@ class RestoreOwner(Protocol):
     def apply_stored_result(self, epoch_id: str, payload: bytes) -> bool: ...
 
 
+@dataclass(kw_only=True)
 class Restorer:
-    """Rebuilds a fresh owner's sim and settings from the file. It reads the owner's `configs` and
-    changes the rest through `owner` (`RestoreOwner`)."""
+    """Rebuilds a fresh owner's sim and settings from the file at `path`. It reads the owner's
+    `configs` and changes the rest through `owner` (`RestoreOwner`)."""
 
-    def __init__(self, path: str, *, journal: Journal, values: ValueStore, sim: Sim,
-                 graph_nodes: dict[str, ns.Node], configs: Mapping[str, NodeConfig], history: HistoryLog,
-                 dead_letters: DeadLetterQueue, owner: RestoreOwner) -> None:
-        self.path = path
-        self.journal = journal
-        self.values = values
-        self.sim = sim
-        self.graph_nodes = graph_nodes
-        self.configs = configs
-        self.history = history
-        self.dead_letters = dead_letters
-        self.owner = owner
-        self.conn = journal.conn
-        self.unrestored: dict[str, list[str]] = {}
+    path: str
+    journal: Journal
+    values: ValueStore
+    sim: Sim
+    graph_nodes: dict[str, ns.Node]
+    configs: Mapping[str, NodeConfig]
+    history: HistoryLog
+    dead_letters: DeadLetterQueue
+    owner: RestoreOwner
+    unrestored: dict[str, list[str]] = field(default_factory=dict)  # node -> roles not imported
+
+    @property
+    def conn(self) -> apsw.Connection:
+        return self.journal.conn
 
     def restore(self) -> dict[str, list[str]]:
         """Rebuild node settings and sim state. Returns node -> roles whose function could not be imported."""

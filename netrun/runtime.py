@@ -749,9 +749,9 @@ class Runtime:
     def restore(self, path: str) -> dict[str, list[str]]:
         """Rebuild settings and sim state from the file (see netrun.restore). Returns node -> roles
         whose function could not be imported."""
-        return Restorer(path, journal=self.journal, values=self.values, sim=self.sim, graph_nodes=self.graph_nodes,
-                        configs=self.configs, history=self.history, dead_letters=self.dead_letters,
-                        owner=self).restore()
+        return Restorer(path=path, journal=self.journal, values=self.values, sim=self.sim,
+                        graph_nodes=self.graph_nodes, configs=self.configs, history=self.history,
+                        dead_letters=self.dead_letters, owner=self).restore()
 
     def add_attempts(self, done: dict[str, int]) -> None:
         """On resume: epochs made startable again go on counting from the attempts already recorded."""
