@@ -50,7 +50,7 @@ class RestoreOwner(Protocol):
     def apply_stored_result(self, epoch_id: str, payload: bytes) -> bool: ...
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class Restorer:
     """Rebuilds a fresh owner's sim and settings from the file at `path`. It reads the owner's
     `configs` and changes the rest through `owner` (`RestoreOwner`)."""
