@@ -116,9 +116,15 @@ class Controller:
         return thread is not None and thread.is_alive()
 
     # -- background runs ---------------------------------------------------------------------------
-    def run_in_background(self, body: Callable[[], object]) -> None:
+    def run_in_background(self, body: Callable[[], object], *, unpause: Callable[[], None]) -> None:
+        """Run `body` in a new thread. A run going on already (background or foreground) is refused
+        before `unpause` clears an earlier pause: a pause() meant for that run is never lost."""
         if self.in_background:
             raise RuntimeError("the net is already running in the background")
+        if self.state == "running":
+            raise RuntimeError("the net is already running (a start() or run_step() of another thread); "
+                               "wait for it to end, or pause() it first")
+        unpause()
         self.error = None
         self.state = "running"
 

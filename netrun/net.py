@@ -499,22 +499,21 @@ class Net:
             NodeExecutionFailed: with `on_error="raise"`, after pausing; the original is `__cause__`.
         """
         rt = self._live()
-        rt.paused = False  # cleared here, never between steps: a pause() must not be lost
+        # An earlier pause() is cleared by each call, never between steps (see Runtime.unpause)
         if threaded:
-            rt.control.run_in_background(lambda: rt.run_step(start_epochs=start_epochs))
+            rt.control.run_in_background(lambda: rt.run_step(start_epochs=start_epochs), unpause=rt.unpause)
             return
         with rt.control.foreground():
-            rt.run_step(start_epochs=start_epochs)
+            rt.run_step(start_epochs=start_epochs, unpause=True)
 
     def start(self, *, threaded: bool = False) -> None:
         """Run steps until nothing more can run (or the net pauses). `threaded=True`: in the background."""
         rt = self._live()
-        rt.paused = False
         if threaded:
-            rt.control.run_in_background(rt.run_until_done)
+            rt.control.run_in_background(rt.run_until_done, unpause=rt.unpause)
             return
         with rt.control.foreground():
-            rt.run_until_done()
+            rt.run_until_done(unpause=True)
 
     def wait_until_blocked(self, timeout: float | None = None) -> NetStatus:
         """Wait for a background run to end (blocked, or paused); returns the status.
@@ -547,15 +546,11 @@ class Net:
 
     async def async_run_step(self, start_epochs: bool = True) -> None:
         """`run_step()` for async code: async epochs of a step run concurrently in the running loop."""
-        rt = self._live()
-        rt.paused = False
-        await rt.async_run_step(start_epochs=start_epochs)
+        await self._live().async_run_step(start_epochs=start_epochs, unpause=True)
 
     async def async_start(self) -> None:
         """`start()` for async code."""
-        rt = self._live()
-        rt.paused = False
-        await rt.async_run_until_done()
+        await self._live().async_run_until_done(unpause=True)
 
     def pause(self) -> None:
         """Start no new epoch; returns once the running ones finished (from another thread).

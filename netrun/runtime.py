@@ -481,19 +481,28 @@ class Runtime:
         self.pools.signal()
 
     # -- the loop --------------------------------------------------------------------------------------
-    def run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
-        """One round: run until blocked, start the ready epochs, run them to completion. Returns epochs run."""
-        return self._run_sync(round_=True, start_epochs=start_epochs, limit=limit)
+    def run_step(self, *, start_epochs: bool = True, limit: int | None = None, unpause: bool = False) -> int:
+        """One round: run until blocked, start the ready epochs, run them to completion. Returns epochs run.
+        `unpause`: a pause asked before this run is cleared once the run owns the net (see `unpause`)."""
+        return self._run_sync(round_=True, start_epochs=start_epochs, limit=limit, unpause=unpause)
 
-    def run_until_done(self) -> int:
+    def run_until_done(self, *, unpause: bool = False) -> int:
         """Run until nothing can run (or the net pauses). Returns epochs run."""
-        return self._run_sync(round_=False)
+        return self._run_sync(round_=False, unpause=unpause)
 
-    async def async_run_step(self, *, start_epochs: bool = True, limit: int | None = None) -> int:
-        return await self._run(asynchronous=True, round_=True, start_epochs=start_epochs, limit=limit)
+    async def async_run_step(self, *, start_epochs: bool = True, limit: int | None = None,
+                             unpause: bool = False) -> int:
+        return await self._run(asynchronous=True, round_=True, start_epochs=start_epochs, limit=limit,
+                               unpause=unpause)
 
-    async def async_run_until_done(self) -> int:
-        return await self._run(asynchronous=True, round_=False)
+    async def async_run_until_done(self, *, unpause: bool = False) -> int:
+        return await self._run(asynchronous=True, round_=False, unpause=unpause)
+
+    def unpause(self) -> None:
+        """A run was asked for (start, run_step): a pause asked before it was meant for the run before.
+        Called only when no run is going on (a foreground run, once it owns the net; a background one
+        before its thread starts), so that a pause() meant for a running loop is never lost."""
+        self.paused = False
 
     def _run_sync(self, **options: Any) -> int:
         """A net with async exec functions runs in an event loop of its own, so its async epochs overlap."""
@@ -507,7 +516,7 @@ class Runtime:
         return run_sync(self._run(asynchronous=False, **options))
 
     async def _run(self, *, asynchronous: bool, round_: bool, start_epochs: bool = True,
-                   limit: int | None = None) -> int:
+                   limit: int | None = None, unpause: bool = False) -> int:
         """The owner loop (see the module docstring). With `asynchronous=False` nothing in it suspends."""
         with self.owner.holding():
             if self._broken is not None:
@@ -515,6 +524,8 @@ class Runtime:
             if self.looping:
                 raise ContextUsageError("the net is already running in this thread: node code cannot start or step "
                                         "it again (call net.pause() instead)")
+            if unpause:
+                self.unpause()
             self.looping = True
             try:
                 return await self._loop(asynchronous=asynchronous, round_=round_, start_epochs=start_epochs,

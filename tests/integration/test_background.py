@@ -365,3 +365,50 @@ def test_pause_from_a_thread_pool_node_during_a_background_run_returns(tmp_path)
         assert len(got) < 10
         net.start()
     assert sorted(got) == list(range(10))
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_pause_is_not_lost_to_a_start_from_another_thread_during_the_run(tmp_path, threaded):
+    """pause() from one thread, then start() from another while the run goes on: the running loop
+    still pauses (a start used to clear the flag before it could run, and pause() waited for the
+    whole backlog). A threaded start is refused (the net is running); a foreground one waits for the
+    paused run to end."""
+    entered, release = threading.Event(), threading.Event()
+    got: list = []
+
+    def work(ctx, packets):
+        value = ctx.consume_packet(packets["in"][0])
+        if value == 0:
+            entered.set()
+            assert release.wait(30)
+        got.append(value)
+
+    with netrun.Net(chain("Source", "Work"), db=tmp_path / "run.db") as net:
+        net.set_node_exec("Work", work)
+        for value in range(200):
+            net.inject_packet("Work", "in", value)
+        net.start(threaded=True)
+        assert entered.wait(30)
+        deadline = time.monotonic() + 30
+        pauser = threading.Thread(target=net.pause)
+        pauser.start()
+        while net.poll().state != "pausing":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        errors: list = []
+        if threaded:
+            with pytest.raises(RuntimeError, match="already running"):
+                net.start(threaded=True)
+        else:
+            starter = threading.Thread(target=lambda: errors.append(net.start()))
+            starter.start()
+            time.sleep(0.2)  # the start waits for the run to end (it used to clear the pause meanwhile)
+        release.set()
+        pauser.join(30)
+        assert not pauser.is_alive()
+        assert len(got) < 200  # the run paused
+        if not threaded:
+            starter.join(30)
+            assert errors == [None]  # it ran, and ended (paused too if the pause reached it: either order is fair)
+        net.start()
+    assert sorted(got) == list(range(200))
