@@ -374,14 +374,7 @@ class Net:
         paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
                                                         ("stop", funcs.stop), ("failed", funcs.failed)) if f}
         self._check_remote(node_name, rt.configs[node_name].pool, paths)
-        def apply() -> None:
-            rt.set_functions(node_name, funcs)
-            rt.pools.refresh(node_name)
-            rt.journal.add("UPDATE node_settings SET functions = ? WHERE node_name = ?",
-                           (json.dumps(paths), node_name))
-            rt.journal.commit()
-
-        rt.owner.call(apply)
+        rt.owner.call(lambda: rt.install_functions(node_name, funcs, paths))
 
     def _check_remote(self, node_name: str, pool: Any, paths: dict[str, str | None]) -> None:
         """A node of a remote pool runs in `netrun worker` processes, which import its functions by their
@@ -410,14 +403,7 @@ class Net:
             stored = rt.journal.conn.execute("SELECT functions FROM node_settings WHERE node_name = ?",
                                              (node_name,)).fetchone()
             self._check_remote(node_name, updated.pool, json.loads(stored[0]) if stored else {})
-            if rt.pools.started and updated.pool != rt.configs[node_name].pool:
-                raise ConfigError(f"node {node_name!r}: its pool cannot change once the pools run", option="pool",
-                                  node=node_name)
-            rt.configs[node_name] = updated
-            rt.pools.refresh(node_name)
-            rt.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
-                           (json.dumps(updated.to_json()), node_name))
-            rt.journal.commit()
+            rt.replace_config(node_name, updated)
 
         rt.owner.call(apply)
 
@@ -443,18 +429,7 @@ class Net:
                                node_name=node_name, port_name=port_name)
         parsed = None if port_type is None else port_types.parse(
             port_type, where=f"node {node_name!r} {label} port {port_name!r}")
-        def apply() -> None:
-            types = rt.port_types.setdefault(node_name, {"in": {}, "out": {}})
-            if parsed is None:
-                types[side].pop(port_name, None)
-            else:
-                types[side][port_name] = parsed
-            data = {s: {p: t.to_data() for p, t in types[s].items()} for s in ("in", "out")}
-            rt.journal.add("UPDATE node_settings SET port_types = ? WHERE node_name = ?",
-                           (json.dumps(data), node_name))
-            rt.journal.commit()
-
-        rt.owner.call(apply)
+        rt.owner.call(lambda: rt.set_port_type(node_name, side, port_name, parsed))
 
     def get_port_types(self, node_name: str) -> dict[str, dict[str, Any]]:
         """The node's port types as data: {"in": {port: type}, "out": {port: type}}."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
@@ -745,6 +746,35 @@ class Runtime:
             if func is not None:
                 install(func)
         self.functions[node] = funcs
+
+    def install_functions(self, node: str, funcs: NodeFunctions, paths: dict[str, str | None]) -> None:
+        """`set_node_exec`, from the owner: the functions, and their import paths in node_settings."""
+        self.set_functions(node, funcs)
+        self.pools.refresh(node)
+        self.journal.add("UPDATE node_settings SET functions = ? WHERE node_name = ?", (json.dumps(paths), node))
+        self.journal.commit()
+
+    def replace_config(self, node: str, config: NodeConfig) -> None:
+        """`set_node_config`, from the owner (the options checked already). Raises ConfigError for a
+        change of pool once the pools run."""
+        if self.pools.started and config.pool != self.configs[node].pool:
+            raise ConfigError(f"node {node!r}: its pool cannot change once the pools run", option="pool", node=node)
+        self.configs[node] = config
+        self.pools.refresh(node)
+        self.journal.add("UPDATE node_settings SET config = ? WHERE node_name = ?",
+                         (json.dumps(config.to_json()), node))
+        self.journal.commit()
+
+    def set_port_type(self, node: str, side: str, port: str, port_type: Any) -> None:
+        """A port's type (None: untyped), from the owner; stored in node_settings."""
+        types = self.port_types.setdefault(node, {"in": {}, "out": {}})
+        if port_type is None:
+            types[side].pop(port, None)
+        else:
+            types[side][port] = port_type
+        data = {s: {p: t.to_data() for p, t in types[s].items()} for s in ("in", "out")}
+        self.journal.add("UPDATE node_settings SET port_types = ? WHERE node_name = ?", (json.dumps(data), node))
+        self.journal.commit()
 
     def configure(self, node: str, config: NodeConfig | None, types: dict[str, dict] | None,
                   funcs: NodeFunctions | None) -> None:
