@@ -38,7 +38,7 @@ import multiprocessing.connection
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -87,7 +87,8 @@ class PoolHost:
     sim: Sim
     owner: Any  # owner.Owner: notify, serve, wait
     net: Any  # the Net: thread workers hand it to node code; its db_url, for workers' connections
-    attempt_base: dict[str, int]  # epoch -> attempts recorded before a resume
+    attempt_base: Mapping[str, int]  # epoch -> attempts recorded before a resume (read only)
+    forget_attempts: Callable[[str], None]  # the epoch's result was applied: its count goes
     commit: Callable[[], None]  # the owner's commit (then its workers are handed their jobs)
 
 
@@ -481,7 +482,7 @@ class PoolManager:
     def applied(self, epoch_id: str) -> None:
         self._release(epoch_id)
         self.first_attempt.pop(epoch_id, None)
-        self.host.attempt_base.pop(epoch_id, None)
+        self.host.forget_attempts(epoch_id)
         pool = self.dispatched.pop(epoch_id, None)
         node = self.dispatched_node.pop(epoch_id, None)
         if pool is not None:

@@ -144,7 +144,9 @@ class Runtime:
                               node_failed=self.node_failed, restart=self.restart)
         self.pools = PoolManager(PoolHost(config=config, configs=self.configs, functions=self.functions, clock=self.clock,
                                           journal=self.journal, values=self.values, sim=self.sim, owner=self.owner,
-                                          net=net, attempt_base=self.attempt_base, commit=self.commit), self.ends)
+                                          net=net, attempt_base=self.attempt_base,
+                                          forget_attempts=lambda epoch: self.attempt_base.pop(epoch, None),
+                                          commit=self.commit), self.ends)
         self.control = Controller(self.owner, self.pools, waiting=self.waiting, ready_count=self.ready_count,
                                   running_count=self.running_count, outcomes=self.outcomes,
                                   paused=lambda: self.paused, request_pause=self.request_pause, pause=self.pause)
