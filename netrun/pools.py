@@ -419,6 +419,9 @@ class PoolManager:
             if in_hand and self.took.get(job.node_name, IN_HAND_SECONDS) >= IN_HAND_SECONDS:
                 left.append(job)  # a node whose epochs take long (or unknown) waits for an idle worker
                 continue
+            # A worker still starting (nothing heard from it yet: its start functions may take long)
+            # holds the job in hand too: its time (timeout, running) counts from when it starts.
+            in_hand = in_hand or worker_id not in pool.heard
             claimed_at = None if in_hand else stamp
             if epoch_id in pool.written:
                 pool.written.discard(epoch_id)

@@ -192,3 +192,22 @@ def test_process_workers_that_die_before_running_anything_stop_the_pool_with_a_c
     assert time.monotonic() - began < 60  # not workers started forever
     assert "WorkerLost" in done.stderr and "died before running anything, 3 times in a row" in done.stderr
     assert 'if __name__ == "__main__":' in done.stderr
+
+
+def test_a_timeout_counts_from_the_start_of_the_epoch_not_from_a_worker_still_starting(tmp_path):
+    """A process worker whose start function takes 1 s is handed its first job at once; the node's
+    0.5 s timeout runs from when the job starts, not from the hand-over (the slow start used to be
+    counted: every first epoch timed out and each replacement worker started slowly again)."""
+    got: list = []
+    failures: list = []
+    with netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "t.db"), on_error="continue",
+                    error_callback=failures.append, process_pools={"p": {"size": 2}}) as net:
+        net.set_node_exec("Work", pool_nodes.times_ten, start_node_func=pool_nodes.slow_start)
+        net.set_node_exec("Sink", collect(got))
+        net.set_node_config("Work", pool="p", timeout=0.5)
+        for value in range(6):
+            net.inject_packet("Work", "in", value)
+        net.start()
+        timed_out = net.query("SELECT count(*) AS n FROM epochs WHERE error_type = 'EpochTimeout'")
+    assert failures == [] and timed_out == [{"n": 0}]
+    assert sorted(got) == [v * 10 for v in range(6)]

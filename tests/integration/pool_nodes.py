@@ -278,3 +278,8 @@ def pid_then_sleep(ctx, packets):
     os.replace(path + ".tmp", path)
     time.sleep(30)
     _send(ctx, value)
+
+
+def slow_start(net):
+    """A start function that takes a second (heavy imports, a model loaded at start)."""
+    time.sleep(1.0)
