@@ -49,12 +49,11 @@ import cloudpickle
 from . import jobs
 from .epoch import EpochEnds
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
-from .clock import iso
 from .jobs import CLAIM_QUEUED, FINISH_HELD, START_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
 from .worker import (BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks,
                      read_outcome, read_start_failed, thread_main)
 from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results, read_result_notice
-from .clock import Clock
+from .clock import Clock, iso
 from .config import NetConfig, NodeConfig
 from .host import NodeFunctions
 from .journal import Journal
