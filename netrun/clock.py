@@ -26,8 +26,23 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock."""
 
+    def __init__(self) -> None:
+        self._second = -1  # the second whose ISO text (up to the seconds) `_prefix` holds
+        self._prefix = ""
+
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def stamp(self) -> tuple[str, int]:
+        """The time as `iso()` text and as microseconds since 1970, both from one reading (the journal
+        stamps every record: the text up to the seconds is made once a second)."""
+        moment = datetime.now(UTC)
+        second = int(moment.timestamp())
+        micro = moment.microsecond
+        if second != self._second:
+            self._prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.")
+            self._second = second
+        return f"{self._prefix}{micro:06d}+00:00", second * 1_000_000 + micro
 
     def monotonic(self) -> float:
         return time.monotonic()
