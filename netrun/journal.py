@@ -18,6 +18,7 @@ at the end of a step, when work is injected) and whenever the buffer grows past
 from __future__ import annotations
 
 import json
+from time import monotonic
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -92,9 +93,10 @@ class Journal:
         self._inserts: dict[str, list[Sequence[Any]]] = {}
         # Packet values, coalesced: packet ID -> ((kind, data, preview), consumed_seq), or None to delete.
         self.values: dict[str, tuple | None] = {}
-        # The system clock stamps cheaply (an epoch takes a dozen stamps); an injected clock is asked
-        # for `now()` every time.
+        # The system clock stamps cheaply, and a stamp is reused for 0.2 ms (an epoch takes a dozen);
+        # an injected clock is asked for `now()` every time.
         self._fast_stamp = clock.stamp if isinstance(clock, SystemClock) else None
+        self._stamp, self._stamped_at = ("", 0), -1.0
         # Set by `abandon()`: memory no longer matches the file, so nothing more is written.
         self.abandoned: BaseException | None = None
 
@@ -105,7 +107,12 @@ class Journal:
     def stamp(self) -> tuple[str, int]:
         """The time as ISO text and as microseconds since 1970 (history stores the number)."""
         if self._fast_stamp is not None:
-            return self._fast_stamp()
+            tick = monotonic()
+            if tick - self._stamped_at < 0.0002:
+                return self._stamp
+            self._stamped_at = tick
+            stamp = self._stamp = self._fast_stamp()
+            return stamp
         moment = self.clock.now()
         return iso(moment), micros(moment)
 
