@@ -153,31 +153,31 @@ class Encoder:
 
     def write(self, actions: Iterable[Action]) -> None:
         """Insert the actions (inside the caller's transaction): three statements however many."""
-        rows: list[list] = []
+        rows: list[tuple] = []
         new_ids: list[tuple[int, str]] = []
         refs: list[int] = []
-        ids, shape_of, word, number, create = self.ids, self._shape, self._word, self._number, self._create
+        ids, shapes, words = self.ids, self._shapes, self.words
+        shape_of, word, number, create = self._shape, self._word, self._number, self._create
         base = -1
         for seq, name, epoch_id, packet_id, node_name, _ts, us, data, events in actions:
             if base < 0:
                 base = seq
             mentioned: set[int] = set()
             encoded = []
-            for kind, ev_epoch, ev_packet, _node, _extra in events:  # what this action creates is new
-                if kind == "EpochCreated":
-                    if ev_epoch not in ids:
-                        create(ev_epoch, new_ids)
-                elif kind == "PacketCreated" and ev_packet not in ids:
-                    create(ev_packet, new_ids)
             for kind, ev_epoch, ev_packet, ev_node, extra in events:
-                kcode, ncode, tail = shape_of(kind, ev_node, extra)
+                shape = shapes.get((kind, ev_node, extra)) or shape_of(kind, ev_node, extra)
                 e_n = p_n = None
                 if ev_epoch is not None:
-                    e_n = ids.get(ev_epoch) or number(ev_epoch, new_ids)
+                    e_n = ids.get(ev_epoch)
+                    if e_n is None:  # what the action creates is new: numbered without a lookup
+                        e_n = create(ev_epoch, new_ids) if kind == "EpochCreated" else number(ev_epoch, new_ids)
                     mentioned.add(e_n)
                 if ev_packet is not None:
-                    p_n = ids.get(ev_packet) or number(ev_packet, new_ids)
+                    p_n = ids.get(ev_packet)
+                    if p_n is None:
+                        p_n = create(ev_packet, new_ids) if kind == "PacketCreated" else number(ev_packet, new_ids)
                     mentioned.add(p_n)
+                kcode, ncode, tail = shape
                 if tail:
                     encoded.append([kcode, e_n, p_n, ncode, *tail])
                 elif ncode is not None:
@@ -198,7 +198,8 @@ class Encoder:
             offset = (seq - base) << 40
             refs.extend([offset | n for n in mentioned])
             # lists of ints and None only: their repr is JSON once None is spelled null
-            rows.append((seq, word(name), epoch_n, packet_n, word(node_name), us, data,
+            rows.append((seq, words.get(name) or word(name), epoch_n, packet_n,
+                         None if node_name is None else words.get(node_name) or word(node_name), us, data,
                          repr(encoded).replace(" ", "").replace("None", "null") if encoded else None))
         conn = self.conn
         if new_ids:
