@@ -78,6 +78,12 @@ def _event_data(kind: str, extra: Any) -> str | None:
     return text
 
 
+def _creates(events: list[tuple], id_: str) -> bool:
+    """Whether one of an action's events creates the epoch or packet `id_`."""
+    return any((kind == "EpochCreated" and epoch == id_) or (kind == "PacketCreated" and packet == id_)
+               for kind, epoch, packet, _node, _extra in events)
+
+
 def expand(action: Action) -> list[Record]:
     """The action's record and its events' records, as the `history` view shows them."""
     seq, name, epoch_id, packet_id, node_name, timestamp, _us, data, events = action
@@ -170,12 +176,12 @@ class Encoder:
                 if ev_epoch is not None:
                     e_n = ids.get(ev_epoch)
                     if e_n is None:  # what the action creates is new: numbered without a lookup
-                        e_n = create(ev_epoch, new_ids) if kind == "EpochCreated" else number(ev_epoch, new_ids)
+                        e_n = create(ev_epoch, new_ids) if _creates(events, ev_epoch) else number(ev_epoch, new_ids)
                     mentioned.add(e_n)
                 if ev_packet is not None:
                     p_n = ids.get(ev_packet)
                     if p_n is None:
-                        p_n = create(ev_packet, new_ids) if kind == "PacketCreated" else number(ev_packet, new_ids)
+                        p_n = create(ev_packet, new_ids) if _creates(events, ev_packet) else number(ev_packet, new_ids)
                     mentioned.add(p_n)
                 kcode, ncode, tail = shape
                 if tail:
