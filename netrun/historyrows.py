@@ -176,12 +176,14 @@ class Encoder:
                 if ev_epoch is not None:
                     e_n = ids.get(ev_epoch)
                     if e_n is None:  # what the action creates is new: numbered without a lookup
-                        e_n = create(ev_epoch, new_ids) if _creates(events, ev_epoch) else number(ev_epoch, new_ids)
+                        e_n = create(ev_epoch, new_ids) if kind == "EpochCreated" or _creates(events, ev_epoch) \
+                            else number(ev_epoch, new_ids)
                     mentioned.add(e_n)
                 if ev_packet is not None:
                     p_n = ids.get(ev_packet)
                     if p_n is None:
-                        p_n = create(ev_packet, new_ids) if _creates(events, ev_packet) else number(ev_packet, new_ids)
+                        p_n = create(ev_packet, new_ids) if kind == "PacketCreated" or _creates(events, ev_packet) \
+                            else number(ev_packet, new_ids)
                     mentioned.add(p_n)
                 kcode, ncode, tail = shape
                 if tail:
