@@ -25,10 +25,10 @@ from typing import Any
 import apsw
 
 from . import faults
-from .clock import Clock, iso
+from .clock import Clock, Stamps
 from .db import transaction
 from .errors import StorageError
-from .historyrows import Action, Encoder, micros, next_seq
+from .historyrows import Action, Encoder, next_seq
 from .sim import OUTSIDE, Event, Location
 
 _INSERT_PACKET = (
@@ -97,6 +97,7 @@ class Journal:
         # takes a dozen); an injected clock is asked every time.
         self._fast_clock = type(clock).__name__ == "SystemClock"
         self._stamp = ("", 0, -1.0)
+        self._stamps = Stamps()
         # Set by `abandon()`: memory no longer matches the file, so nothing more is written.
         self.abandoned: BaseException | None = None
 
@@ -111,12 +112,10 @@ class Journal:
             text, us, at = self._stamp
             if tick - at < 0.0002:
                 return text, us
-            moment = self.clock.now()
-            text, us = iso(moment), micros(moment)
+            text, us = self._stamps.of(self.clock.now())
             self._stamp = (text, us, tick)
             return text, us
-        moment = self.clock.now()
-        return iso(moment), micros(moment)
+        return self._stamps.of(self.clock.now())
 
     def add(self, sql: str, params: Sequence[Any]) -> None:
         """Queue one statement for the next commit (run after the state rows, in order; an insert into

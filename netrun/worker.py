@@ -43,7 +43,7 @@ from .context import NodeNet
 from .db import open_connection, transaction
 from .epoch import AttemptLoop, Outcome, check_deferred_complete
 from .errors import NetrunError, StorageError
-from .graphio import graph_from_data
+from .graphio import graph_from_data, node_shape
 from .journal import Journal
 from . import jobs
 from .tracebacks import error_text, format_traceback
@@ -159,6 +159,8 @@ class WorkerHost:
         self.values = ValueStore(self.journal, keep_consumed=spec.keep_received)
         meta = dict(self.conn.execute("SELECT key, value FROM net_meta").fetchall())
         self.graph_nodes = graph_from_data(json.loads(meta["graph"])).nodes()
+        self.node_shapes = {name: node_shape(node) for name, node in self.graph_nodes.items()}
+        self.asynchronous: dict[str, bool] = {}  # node -> whether its exec function is a coroutine function
         self.port_types: dict[str, dict[str, dict]] = {}
         for node, types in self.conn.execute("SELECT node_name, port_types FROM node_settings"):
             data = json.loads(types)
@@ -386,7 +388,10 @@ def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], j
     attempts = AttemptLoop(host, node, epoch_id, salvo, spec.nodes[node], functions[node], deferred=True,
                            finisher=lambda actions: check_deferred_complete(node, epoch_id, actions),
                            first_attempt=first)
-    if asyncio.iscoroutinefunction(functions[node].exec):
+    asynchronous = host.asynchronous.get(node)
+    if asynchronous is None:
+        asynchronous = host.asynchronous[node] = asyncio.iscoroutinefunction(functions[node].exec)
+    if asynchronous:
         outcome = loop.run_until_complete(attempts.run_async())
     else:
         outcome = attempts.run()
