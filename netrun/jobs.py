@@ -197,8 +197,10 @@ CLAIM_QUEUED = ("UPDATE epoch_jobs SET state = 'claimed', worker = ?, claimed_at
                 "WHERE epoch_id = ? AND state = 'queued' AND attempt = ?")
 START_HELD = ("UPDATE epoch_jobs SET claimed_at = ? WHERE epoch_id = ? AND state = 'claimed' AND worker = ? "
               "AND attempt = ? AND claimed_at IS NULL")
-FINISH_HELD = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
-               "WHERE epoch_id = ? AND state = 'claimed' AND worker = ? AND attempt = ?")
+# (a job in hand whose start was not written yet gets its claimed_at here)
+FINISH_HELD = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL, "
+               "claimed_at = coalesce(claimed_at, ?) WHERE epoch_id = ? AND state = 'claimed' AND worker = ? "
+               "AND attempt = ?")
 
 FINISH_JOB = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
               "WHERE epoch_id = ? AND state IN ('claimed', 'reported')")

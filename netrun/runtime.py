@@ -481,6 +481,7 @@ class Runtime:
         """Commit what the owner wrote since its last commit, then wake the workers for new jobs."""
         self._grouped = self._logged = 0
         self._committed_at = self.clock.monotonic()
+        self.pools.before_commit()
         self.journal.commit()
         self.pools.signal()
 
