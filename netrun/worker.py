@@ -701,14 +701,15 @@ def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, notify: Any) ->
 
     def send(item: Any) -> None:
         try:
+            data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
             with sending:
-                notify.send(item)
+                notify.send_bytes(data)
         except OSError:  # the owner is gone (killed): the loop ends next
             pass
 
     def take(timeout: float) -> Any:
         try:
-            return jobs_in.recv() if jobs_in.poll(timeout) else None
+            return pickle.loads(jobs_in.recv_bytes()) if jobs_in.poll(timeout) else None
         except (EOFError, OSError):  # the owner is gone
             return STOP
 
