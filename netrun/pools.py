@@ -67,7 +67,7 @@ AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight
 PIPED_VALUE = 2048  # bytes: a stored value up to this size travels with a process job (a pipe must never fill)
 SETTLE_SECONDS = 5.0  # how long a pool stopped by a failed start waits for its workers' last notices
 SILENT_DEATHS = 3  # process workers dead in a row before they said anything: the pool is stopped
-IN_HAND_SECONDS = 0.05  # a busy worker is handed a job only of a node whose last epoch ran shorter
+IN_HAND_SECONDS = 0.05  # a busy worker holds at most about this much work in hand (by its nodes' last epochs)
 THREAD_BATCH = 2  # jobs a thread worker may hold at once (one running, one in hand), where no node has a timeout
 REMOTE_SIZE = 8  # a remote pool's default size: epochs its workers may run at once, all together
 _SPAWN = multiprocessing.get_context("spawn")
@@ -382,10 +382,18 @@ class PoolManager:
             return names[next(self._round_robin) % len(names)]
         return max(names, key=lambda n: (self.pools[n].size - self.pools[n].outstanding, -names.index(n)))
 
-    def room(self, pool: str) -> int:
-        """How many more jobs the pool may have in flight (bounded: a few queued per worker)."""
+    def room(self, pool: str, node: str) -> int:
+        """How many more jobs of `node` the pool may have in flight (bounded: a few queued per worker, or
+        as many as its workers may hold in hand where the node's epochs are quick)."""
         p = self.pools[pool]
-        return p.size * (1 + AHEAD) - p.outstanding
+        ahead = AHEAD
+        if p.per_worker > 1 + AHEAD and self._may_hold(p.per_worker - 1, node):
+            ahead = p.per_worker
+        return p.size * (1 + ahead) - p.outstanding
+
+    def _may_hold(self, load: int, node: str) -> bool:
+        """Whether a worker holding `load` jobs may be handed one of `node` (in hand: it waits for those)."""
+        return not load or load * self.took.get(node, IN_HAND_SECONDS) < IN_HAND_SECONDS
 
     def wants_work(self) -> bool:
         return any(p.outstanding < p.size for p in self.pools.values())
@@ -420,8 +428,8 @@ class PoolManager:
         worker_id = pool.free_worker()
         if worker_id is None:
             return
-        if pool.load[worker_id] and all(self.took.get(job.node_name, IN_HAND_SECONDS) >= IN_HAND_SECONDS
-                                        for job in pool.pending):
+        load = pool.load[worker_id]
+        if load and not any(self._may_hold(load, job.node_name) for job in pool.pending):
             return  # every worker is busy, and no pending job may wait in a busy worker's hand (below)
         host = self.host
         journal = host.journal
@@ -437,7 +445,7 @@ class PoolManager:
             epoch_id = job.epoch_id
             # Handed to a busy worker, the job is in its hand, not running: no claimed_at until it starts.
             in_hand = pool.load[worker_id] > 0
-            if in_hand and self.took.get(job.node_name, IN_HAND_SECONDS) >= IN_HAND_SECONDS:
+            if not self._may_hold(pool.load[worker_id], job.node_name):
                 left.append(job)  # a node whose epochs take long (or unknown) waits for an idle worker
                 continue
             # A worker still starting (nothing heard from it yet: its start functions may take long)

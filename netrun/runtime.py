@@ -297,7 +297,7 @@ class Runtime:
                 pool = None
                 if cfg.pool is not None:
                     pool = self.pools.select(name)  # per epoch: round robin alternates
-                    if bounded and self.pools.room(pool) <= 0:
+                    if bounded and self.pools.room(pool, name) <= 0:
                         break
                 epoch_id, _ = waiting.popitem(last=False)
                 due = self._due(name, cfg, now)

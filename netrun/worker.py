@@ -59,8 +59,11 @@ def in_worker_thread() -> bool:
 
 
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
-BATCH = 4  # jobs a process worker claims at once while its epochs are quick...
-QUICK = 0.002  # ...shorter than this many seconds (a slow epoch must not hold others back)
+# Jobs a process-pool worker may hold at once where no node has a timeout, within ~IN_HAND_SECONDS of work
+# (netrun.pools): quick epochs (~0.1 ms) are handed over many at a time, so that the owner, the bottleneck
+# then, seldom commits for a worker that ran all it had (every ~6 values with 4, ~18 with 16).
+BATCH = 16
+QUICK = 0.002  # a remote worker claims `WorkerSpec.batch` jobs at once while its epochs are shorter
 START_FAILED = "\x1fstart-failed\x1f"  # notice prefix: a start_node_func raised in a worker
 _SEP = "\x1f"  # between the notice's fields (a PostgreSQL notification cannot carry a NUL)
 
