@@ -13,8 +13,7 @@ import builtins
 import contextvars
 import functools
 import io
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,19 +75,19 @@ def _globals_of(func: Any) -> dict | None:
     return None
 
 
-@contextmanager
-def capturing(enabled: bool, echo: bool) -> Iterator[Capture | None]:
-    """Capture prints of the code run inside the block (when `enabled`)."""
-    if not enabled:
-        token = _active.set(None)
-        try:
-            yield None
-        finally:
-            _active.reset(token)
-        return
-    capture = Capture(echo=echo)
-    token = _active.set(capture)
-    try:
-        yield capture
-    finally:
-        _active.reset(token)
+class capturing:  # noqa: N801 - used as a function: `with capturing(...) as capture`
+    """Capture prints of the code run inside the block (when `enabled`); the block gets the
+    `Capture` (None when not enabled: prints inside go to stdout, even under an outer capture).
+    A class, not a generator: it runs around every epoch."""
+
+    __slots__ = ("_capture", "_token")
+
+    def __init__(self, enabled: bool, echo: bool) -> None:
+        self._capture = Capture(echo=echo) if enabled else None
+
+    def __enter__(self) -> Capture | None:
+        self._token = _active.set(self._capture)
+        return self._capture
+
+    def __exit__(self, *exc_info: Any) -> None:
+        _active.reset(self._token)

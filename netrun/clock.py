@@ -26,23 +26,8 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock."""
 
-    def __init__(self) -> None:
-        self._second = -1  # the second whose ISO text (up to the seconds) `_prefix` holds
-        self._prefix = ""
-
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-    def stamp(self) -> tuple[str, int]:
-        """The time as `iso()` text and as microseconds since 1970, both from one reading (the journal
-        stamps every record: the text up to the seconds is made once a second)."""
-        moment = datetime.now(UTC)
-        second = int(moment.timestamp())
-        micro = moment.microsecond
-        if second != self._second:
-            self._prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.")
-            self._second = second
-        return f"{self._prefix}{micro:06d}+00:00", second * 1_000_000 + micro
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -50,6 +35,31 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+_EPOCH_DAY = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
+
+
+class Stamps:
+    """ISO text (as `iso` writes it) and microseconds since 1970 of UTC times, made cheaply for times
+    close together: the text up to the second is kept for the second it names (`iso` and the
+    subtraction of two datetimes cost ~2 us per time; this, ~0.5 us)."""
+
+    __slots__ = ("_second", "_prefix")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def of(self, moment: datetime) -> tuple[str, int]:
+        if moment.tzinfo is not UTC:
+            moment = moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        second = (moment.toordinal() - _EPOCH_DAY) * 86400 + moment.hour * 3600 + moment.minute * 60 + moment.second
+        if second != self._second:
+            self._prefix = moment.isoformat(timespec="seconds")[:-6] + "."  # without "+00:00"
+            self._second = second
+        micro = moment.microsecond
+        return f"{self._prefix}{micro:06d}+00:00", second * 1_000_000 + micro
 
 
 def iso(moment: datetime) -> str:

@@ -22,7 +22,7 @@ from . import faults
 from .actions import EpochOps
 from .context import Packet
 from .errors import ContextUsageError, PortFull, SalvoConditionError
-from .graphio import term_to_data
+from .graphio import NodeShape
 from .journal import Journal
 from .sim import Location, Sim
 from .values import ValueStore
@@ -87,12 +87,12 @@ class DeferredActions(EpochOps):
     """Queues an epoch's operations; `apply()` hands them to the sim at success."""
 
     def __init__(self, epoch_id: str, node_name: str, ports: dict[str, str], *, values: ValueStore,
-                 node: ns.Node, types: dict[str, dict] | None, beat: Callable[[], None]) -> None:
+                 node: ns.Node, shape: NodeShape, types: dict[str, dict] | None, beat: Callable[[], None]) -> None:
         super().__init__(epoch_id, node_name, ports, values=values, node=node, types=types, beat=beat)
         self.queue: list[tuple] = []
-        self._capacity = {p: (port.slots_spec.capacity if isinstance(port.slots_spec, ns.PortSlotSpecFinite) else None)
-                          for p, port in node.out_ports.items()}
-        self._loaded: dict[str, int] = {p: 0 for p in node.out_ports}
+        self._conditions = shape.out_conditions
+        self._capacity = shape.out_capacity
+        self._loaded: dict[str, int] = dict.fromkeys(shape.out_capacity, 0)
         self._sent: dict[str, int] = {}
         self._created: dict[str, DeferredPacket] = {}
         self._serialized: dict[str, tuple[str, bytes]] = {}
@@ -160,23 +160,21 @@ class DeferredActions(EpochOps):
 
     def send(self, salvo_condition_name: str) -> None:
         self.beat()
-        node = self.node
-        condition = node.out_salvo_conditions.get(salvo_condition_name)
+        condition = self._conditions.get(salvo_condition_name)
         if condition is None:
-            raise self._no_condition(salvo_condition_name, node.out_salvo_conditions)
+            raise self._no_condition(salvo_condition_name, self._conditions)
         sent = self._sent.get(salvo_condition_name, 0)
-        max_salvos = condition.max_salvos
-        if isinstance(max_salvos, ns.MaxSalvosFinite) and sent >= max_salvos.max:
+        max_salvos = condition["max_salvos"]
+        if max_salvos != "infinite" and sent >= max_salvos:
             raise SalvoConditionError(f"{self._where()}: output salvo {salvo_condition_name!r} was already sent "
                                       f"{sent} time(s), its maximum", node_name=self.node_name,
                                       salvo_condition=salvo_condition_name)
-        if not _term_ok(term_to_data(condition.term), self._loaded, self._capacity):
+        if not _term_ok(condition["term"], self._loaded, self._capacity):
             raise SalvoConditionError(f"{self._where()}: output salvo condition {salvo_condition_name!r} is not met "
                                       f"(loaded: {self._loaded})", node_name=self.node_name,
                                       salvo_condition=salvo_condition_name)
-        for port, count in condition.ports.items():
-            taken = self._loaded.get(port, 0) if not isinstance(count, ns.PacketCountN) else \
-                min(count.count, self._loaded.get(port, 0))
+        for port, count in condition["ports"].items():
+            taken = self._loaded.get(port, 0) if count == "all" else min(count, self._loaded.get(port, 0))
             self._loaded[port] = self._loaded.get(port, 0) - taken
         self._sent[salvo_condition_name] = sent + 1
         self.queue.append(("send", salvo_condition_name))

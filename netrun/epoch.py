@@ -1,7 +1,7 @@
 """Running one epoch: attempts (the user's code, retries, failure callbacks), then its end.
 
 `AttemptLoop` runs the attempts. It needs only a *host* with `journal` (`add`, `now`),
-`values`, `graph_nodes`, `port_types`, `clock` and `net`, so it runs the same way in the
+`values`, `graph_nodes`, `node_shapes`, `port_types`, `clock` and `net`, so it runs the same way in the
 main thread (host: the runtime) and in a pool worker (host: `worker.WorkerHost`, whose
 journal collects rows for the worker's result transaction).
 
@@ -82,9 +82,9 @@ def _task_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def salvo_packets(graph_node: ns.Node, salvo: list[tuple[str, str]]) -> tuple[dict[str, list[Packet]], dict]:
-    """The `packets` argument of an exec function, and packet ID -> input port."""
-    packets: dict[str, list[Packet]] = {port: [] for port in graph_node.in_ports}
+def salvo_packets(in_ports: tuple[str, ...], salvo: list[tuple[str, str]]) -> tuple[dict[str, list[Packet]], dict]:
+    """The `packets` argument of an exec function (a list per input port), and packet ID -> input port."""
+    packets: dict[str, list[Packet]] = {port: [] for port in in_ports}
     ports: dict[str, str] = {}
     for port, packet_id in salvo:
         packets.setdefault(port, []).append(Packet(packet_id))
@@ -107,8 +107,9 @@ class AttemptLoop:
         self.finisher = finisher
         self.first_attempt = first_attempt
         self.graph_node = host.graph_nodes[node]
+        self.shape = host.node_shapes[node]
         self.types = host.port_types.get(node)
-        self.packets, self.ports = salvo_packets(self.graph_node, salvo)
+        self.packets, self.ports = salvo_packets(self.shape.in_ports, salvo)
         self.actions: EpochOps | None = None  # the current attempt's operations
         self.interrupt_traceback: str | None = None  # of a BaseException that escaped the node's code
         self.interrupted_attempt = first_attempt  # the attempt it escaped (not counted: it runs again)
@@ -126,7 +127,8 @@ class AttemptLoop:
             started_at = host.journal.now()
             if self.deferred:
                 actions = self.actions = DeferredActions(self.epoch_id, self.node, self.ports, values=host.values,
-                                                         node=self.graph_node, types=self.types, beat=host.beat)
+                                                         node=self.graph_node, shape=self.shape, types=self.types,
+                                                         beat=host.beat)
             else:  # in the owner (a pool worker's epochs are all deferred): its sim and journal
                 actions = self.actions = ImmediateActions(self.epoch_id, self.node, self.ports, values=host.values,
                                                           node=self.graph_node, types=self.types, beat=host.beat,
@@ -212,7 +214,7 @@ class AttemptLoop:
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
                 result = self.funcs.exec(ctx, self.packets)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     if cfg.timeout is not None:
                         try:
                             await asyncio.wait_for(result, cfg.timeout)
@@ -310,7 +312,6 @@ class EpochEnds:
     values: ValueStore
     dead_letters: Any  # deadletters.DeadLetterQueue
     configs: dict[str, NodeConfig]
-    graph_nodes: dict[str, ns.Node]
     do: Callable[..., None]  # journal an action and track the epochs its events create or end
     abandon: Callable[[str, str, BaseException], BaseException]
     node_failed: Callable[[NodeExecutionFailed], None]
@@ -404,7 +405,7 @@ class EpochEnds:
         """
         self.journal.rerunnable = True  # lost in a crash, the result is applied again (new packet IDs)
         self.do("StartEpoch", self.sim.start_epoch(epoch_id), epoch_id=epoch_id, node_name=node)
-        _packets, ports = salvo_packets(self.graph_nodes[node], salvo)
+        ports = {packet: port for port, packet in salvo}
         deferred = self.configs[node].defer_net_actions
         held: list[tuple[str, bytes | None]] = []
         try:

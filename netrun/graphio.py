@@ -7,6 +7,7 @@ numeric port states as ["port", "in", ["ge", 3]].
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import netrun_sim as ns
@@ -88,6 +89,23 @@ def _condition_from_data(data: dict) -> ns.SalvoCondition:
 
 def _port_from(slots: int | None) -> ns.Port:
     return ns.Port(ns.PortSlotSpec.infinite() if slots is None else ns.PortSlotSpec.finite(slots))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeShape:
+    """What a running epoch reads of its graph node, as plain data, read once per net (netrun-sim
+    builds its objects anew at every attribute read): the input port names, each output port's
+    capacity (None: unbounded), and each output salvo condition as `graph_to_data` writes it
+    ({"max_salvos": n or "infinite", "ports": {port: n or "all"}, "term": [...]})."""
+
+    in_ports: tuple[str, ...]
+    out_capacity: dict[str, int | None]
+    out_conditions: dict[str, dict]
+
+
+def node_shape(node: ns.Node) -> NodeShape:
+    return NodeShape(tuple(node.in_ports), {p: _slots(port) for p, port in node.out_ports.items()},
+                     {n: _condition_to_data(c) for n, c in node.out_salvo_conditions.items()})
 
 
 def graph_to_data(graph: ns.Graph) -> dict:

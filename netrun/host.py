@@ -47,6 +47,7 @@ class EpochHost(Protocol):
     values: ValueStore
     clock: Clock
     graph_nodes: dict[str, Any]
+    node_shapes: dict[str, Any]  # graphio.NodeShape of each graph node
     port_types: dict[str, dict[str, dict]]
     net: NetHandle
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import dialect
 from .clock import iso
@@ -59,10 +59,12 @@ class Claim:
     node_name: str
     attempt: int
 
+    def __reduce__(self) -> tuple:  # pickled by its fields: a process job's and result's messages carry one
+        return Claim, (self.epoch_id, self.node_name, self.attempt)
 
-@dataclass(frozen=True)
-class NewJob:
-    """A job row to insert (buffered by the owner until its next commit)."""
+
+class NewJob(NamedTuple):
+    """A job row to insert (buffered by the owner until its next commit; one is made per pool epoch)."""
 
     epoch_id: str
     seq: int
@@ -197,8 +199,10 @@ CLAIM_QUEUED = ("UPDATE epoch_jobs SET state = 'claimed', worker = ?, claimed_at
                 "WHERE epoch_id = ? AND state = 'queued' AND attempt = ?")
 START_HELD = ("UPDATE epoch_jobs SET claimed_at = ? WHERE epoch_id = ? AND state = 'claimed' AND worker = ? "
               "AND attempt = ? AND claimed_at IS NULL")
-FINISH_HELD = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
-               "WHERE epoch_id = ? AND state = 'claimed' AND worker = ? AND attempt = ?")
+# (a job in hand whose start was not written yet gets its claimed_at here)
+FINISH_HELD = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL, "
+               "claimed_at = coalesce(claimed_at, ?) WHERE epoch_id = ? AND state = 'claimed' AND worker = ? "
+               "AND attempt = ?")
 
 FINISH_JOB = ("UPDATE epoch_jobs SET state = 'done', done_at = ?, outcome = ?, lease_until = NULL "
               "WHERE epoch_id = ? AND state IN ('claimed', 'reported')")

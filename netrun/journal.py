@@ -18,17 +18,17 @@ at the end of a step, when work is injected) and whenever the buffer grows past
 from __future__ import annotations
 
 import json
-from time import monotonic
 from collections.abc import Callable, Sequence
+from time import monotonic
 from typing import Any
 
 import apsw
 
 from . import faults
-from .clock import Clock, SystemClock, iso
+from .clock import Clock, SystemClock, Stamps
 from .db import transaction
 from .errors import StorageError
-from .historyrows import Action, Encoder, micros, next_seq
+from .historyrows import Action, Encoder, next_seq
 from .sim import OUTSIDE, Event, Location
 
 _INSERT_PACKET = (
@@ -93,9 +93,10 @@ class Journal:
         self._inserts: dict[str, list[Sequence[Any]]] = {}
         # Packet values, coalesced: packet ID -> ((kind, data, preview), consumed_seq), or None to delete.
         self.values: dict[str, tuple | None] = {}
-        # The system clock stamps cheaply, and a stamp is reused for 0.2 ms (an epoch takes a dozen);
-        # an injected clock is asked for `now()` every time.
-        self._fast_stamp = clock.stamp if isinstance(clock, SystemClock) else None
+        # A stamp is made cheaply (`Stamps`), and the system clock's is reused for 0.2 ms (an epoch takes
+        # a dozen); an injected clock is asked for `now()` every time.
+        self._fast_clock = isinstance(clock, SystemClock)
+        self._stamps = Stamps()
         self._stamp, self._stamped_at = ("", 0), -1.0
         # Set by `abandon()`: memory no longer matches the file, so nothing more is written.
         self.abandoned: BaseException | None = None
@@ -106,15 +107,14 @@ class Journal:
 
     def stamp(self) -> tuple[str, int]:
         """The time as ISO text and as microseconds since 1970 (history stores the number)."""
-        if self._fast_stamp is not None:
+        if self._fast_clock:
             tick = monotonic()
             if tick - self._stamped_at < 0.0002:
                 return self._stamp
             self._stamped_at = tick
-            stamp = self._stamp = self._fast_stamp()
+            stamp = self._stamp = self._stamps.of(self.clock.now())
             return stamp
-        moment = self.clock.now()
-        return iso(moment), micros(moment)
+        return self._stamps.of(self.clock.now())
 
     def add(self, sql: str, params: Sequence[Any]) -> None:
         """Queue one statement for the next commit (run after the state rows, in order; an insert into

@@ -29,6 +29,7 @@ compare-and-set so that a report racing it wins or loses exactly once:
 from __future__ import annotations
 
 import itertools
+import pickle
 import queue
 import secrets
 import shutil
@@ -66,7 +67,7 @@ AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight
 PIPED_VALUE = 2048  # bytes: a stored value up to this size travels with a process job (a pipe must never fill)
 SETTLE_SECONDS = 5.0  # how long a pool stopped by a failed start waits for its workers' last notices
 SILENT_DEATHS = 3  # process workers dead in a row before they said anything: the pool is stopped
-IN_HAND_SECONDS = 0.05  # a busy worker is handed a job only of a node whose last epoch ran shorter
+IN_HAND_SECONDS = 0.05  # a busy worker holds at most about this much work in hand (by its nodes' last epochs)
 THREAD_BATCH = 2  # jobs a thread worker may hold at once (one running, one in hand), where no node has a timeout
 REMOTE_SIZE = 8  # a remote pool's default size: epochs its workers may run at once, all together
 _SPAWN = multiprocessing.get_context("spawn")
@@ -115,6 +116,7 @@ class Pool:
         # the next commit hands over, and the workers whose last notice has arrived (gone for good).
         self.pending: deque[NewJob] = deque()
         self.written: set[str] = set()  # pending jobs whose `queued` row is written
+        self.unwritten: dict[str, NewJob] = {}  # pending jobs whose `queued` row the next commit writes
         self.load: Counter[str] = Counter()
         self.outbox: dict[str, list[tuple]] = {}
         self.senders: dict[str, Any] = {}
@@ -174,7 +176,7 @@ class Pool:
             reader, writer = _SPAWN.Pipe(duplex=False)
             worker = _SPAWN.Process(target=process_main, name=f"netrun-{worker_id}", daemon=True,
                                     args=(spec, worker_id, jobs_in, writer))
-            self.senders[worker_id] = jobs_out.send
+            self.senders[worker_id] = _sender(jobs_out)
         worker.start()
         if self.kind == "process":
             jobs_in.close()
@@ -285,6 +287,16 @@ class Pool:
             self.marks_dir = None
 
 
+def _sender(pipe: Any) -> Callable[[Any], None]:
+    """How a process worker is sent its jobs: pickled here, read back by `worker.process_main` (both
+    ways, plain pickles of plain data: `Connection.send` makes a pickler with a copied dispatch table
+    per message, twice the time)."""
+    def send(message: Any) -> None:
+        pipe.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    return send
+
+
 def _pool_names(pool: str | list[str] | None) -> list[str]:
     if pool is None:
         return []
@@ -307,6 +319,9 @@ class PoolManager:
         self.announced: set[str] = set()  # remote pools whose announcement is in the buffer already
         self.deaths: Counter[str] = Counter()  # epoch ID -> workers that died (or froze) running it
         self.held: dict[str, tuple[str, int]] = {}  # direct pools: epoch ID -> (worker, job attempt) holding it
+        # Jobs in hand that started, their start not written yet: epoch ID -> (when, worker, job attempt).
+        # Written by the next commit (`before_commit`), or with the job's end if its result comes first.
+        self.starts: dict[str, tuple[str, str, int]] = {}
         self.first_attempt: dict[str, int] = {}  # epoch ID -> its next attempt's number, after a take-back
         self.took: dict[str, float] = {}  # node -> seconds its last pool epoch ran (see IN_HAND_SECONDS)
         self._channels: _Channels | None = None
@@ -367,10 +382,18 @@ class PoolManager:
             return names[next(self._round_robin) % len(names)]
         return max(names, key=lambda n: (self.pools[n].size - self.pools[n].outstanding, -names.index(n)))
 
-    def room(self, pool: str) -> int:
-        """How many more jobs the pool may have in flight (bounded: a few queued per worker)."""
+    def room(self, pool: str, node: str) -> int:
+        """How many more jobs of `node` the pool may have in flight (bounded: a few queued per worker, or
+        as many as its workers may hold in hand where the node's epochs are quick)."""
         p = self.pools[pool]
-        return p.size * (1 + AHEAD) - p.outstanding
+        ahead = AHEAD
+        if p.per_worker > 1 + AHEAD and self._may_hold(p.per_worker - 1, node):
+            ahead = p.per_worker
+        return p.size * (1 + ahead) - p.outstanding
+
+    def _may_hold(self, load: int, node: str) -> bool:
+        """Whether a worker holding `load` jobs may be handed one of `node` (in hand: it waits for those)."""
+        return not load or load * self.took.get(node, IN_HAND_SECONDS) < IN_HAND_SECONDS
 
     def wants_work(self) -> bool:
         return any(p.outstanding < p.size for p in self.pools.values())
@@ -381,6 +404,7 @@ class PoolManager:
         target = self.pools[pool]
         if target.direct:
             target.pending.append(job)
+            target.unwritten[epoch_id] = job
         else:
             self.host.journal.add(INSERT_JOB, job_params(job))
             if pool not in self.announced:  # the announcement rides in the commit that writes the job
@@ -394,28 +418,34 @@ class PoolManager:
 
     def assign(self) -> None:
         """Direct pools: claim due pending jobs for workers with room (buffered: the next commit writes
-        the claims, then `signal()` hands the jobs over); a job left pending gets its `queued` row."""
+        the claims, then `signal()` hands the jobs over). A job still pending at the commit gets its
+        `queued` row then (`before_commit`): one claimed before it is written once, claimed."""
         for pool in self.pools.values():
             if pool.direct and pool.pending:
                 self._assign(pool)
 
     def _assign(self, pool: Pool) -> None:
+        worker_id = pool.free_worker()
+        if worker_id is None:
+            return
+        load = pool.load[worker_id]
+        if load and not any(self._may_hold(load, job.node_name) for job in pool.pending):
+            return  # every worker is busy, and no pending job may wait in a busy worker's hand (below)
         host = self.host
         journal = host.journal
         stamp = journal.now()
         lease_until = iso(host.clock.now() + timedelta(seconds=host.config.lease_seconds))
-        left: deque[NewJob] = deque()
+        left: list[NewJob] = []
         cached = host.values.cached
-        worker_id = pool.free_worker()
-        while pool.pending:
+        while pool.pending and worker_id is not None:
             job = pool.pending.popleft()
-            if worker_id is None or (job.not_before is not None and job.not_before > stamp):
+            if job.not_before is not None and job.not_before > stamp:
                 left.append(job)
                 continue
             epoch_id = job.epoch_id
             # Handed to a busy worker, the job is in its hand, not running: no claimed_at until it starts.
             in_hand = pool.load[worker_id] > 0
-            if in_hand and self.took.get(job.node_name, IN_HAND_SECONDS) >= IN_HAND_SECONDS:
+            if not self._may_hold(pool.load[worker_id], job.node_name):
                 left.append(job)  # a node whose epochs take long (or unknown) waits for an idle worker
                 continue
             # A worker still starting (nothing heard from it yet: its start functions may take long)
@@ -426,6 +456,7 @@ class PoolManager:
                 pool.written.discard(epoch_id)
                 journal.add(CLAIM_QUEUED, (worker_id, claimed_at, lease_until, epoch_id, job.attempt))
             else:
+                pool.unwritten.pop(epoch_id, None)
                 journal.add(INSERT_CLAIMED, (epoch_id, job.seq, job.node_name, job.priority, pool.name, worker_id,
                                               job.enqueued_at, claimed_at, lease_until, job.attempt))
             journal.set_epoch_running(epoch_id, stamp)
@@ -443,11 +474,22 @@ class PoolManager:
             pool.load[worker_id] += 1
             self.held[epoch_id] = (worker_id, job.attempt)
             worker_id = pool.free_worker()
-        for job in left:
-            if job.epoch_id not in pool.written:
-                pool.written.add(job.epoch_id)
-                journal.add(INSERT_JOB, job_params(job))
-        pool.pending = left
+        pool.pending.extendleft(reversed(left))  # in their order, before those not looked at
+
+    def before_commit(self) -> None:
+        """What the owner's next commit writes of the pools besides the claims (buffered): the `queued`
+        rows of the jobs still pending, and the starts of jobs in hand whose result has not come."""
+        journal = self.host.journal
+        for pool in self.pools.values():
+            if pool.unwritten:
+                for epoch_id, job in pool.unwritten.items():
+                    pool.written.add(epoch_id)
+                    journal.add(INSERT_JOB, job_params(job))
+                pool.unwritten.clear()
+        if self.starts:
+            for epoch_id, (stamp, worker_id, attempt) in self.starts.items():
+                journal.add(START_HELD, (stamp, epoch_id, worker_id, attempt))
+            self.starts.clear()
 
     def signal(self) -> None:
         """After a commit: hand direct pools' workers the jobs claimed for them; announce remote jobs."""
@@ -494,6 +536,7 @@ class PoolManager:
     def _release(self, epoch_id: str) -> None:
         """A direct pool's job is no longer its worker's (applied, or taken back)."""
         holder = self.held.pop(epoch_id, None)
+        self.starts.pop(epoch_id, None)
         if holder is not None:
             load = self.pools[self.dispatched[epoch_id]].load
             if load.get(holder[0]):
@@ -515,6 +558,7 @@ class PoolManager:
                 out.append((job.epoch_id, job.node_name))
             pool.pending.clear()
             pool.written.clear()
+            pool.unwritten.clear()
         if not any(not pool.direct for pool in self.pools.values()):
             return out
         rows = self.host.journal.commit(then=lambda conn: conn.execute(
@@ -573,19 +617,27 @@ class PoolManager:
                 return 1
         return 0
 
-    def _apply_direct(self, worker_id: str, claim: Claim, payload: bytes, rows: tuple, seconds: float) -> int:
+    def _apply_direct(self, worker_id: str, claim: Claim, payload: bytes, rows: tuple, seconds: float,
+                      started: tuple[str, int] | None) -> int:
         """A direct pool worker's result: applied if the job is still that worker's at that attempt
-        (compare-and-set); otherwise (taken back meanwhile: lease, timeout) logged and dropped."""
+        (compare-and-set); otherwise (taken back meanwhile: lease, timeout) logged and dropped. Then
+        the start of the job in hand it carries, if any (see worker.DirectJobs)."""
         host = self.host
         epoch_id = claim.epoch_id
         self.took[claim.node_name] = seconds
+        applied = 0
         if self.held.get(epoch_id) != (worker_id, claim.attempt):
             host.journal.add(LATE_LOG, (epoch_id, claim.node_name, host.journal.now(), late_result(worker_id)))
-            return 0
-        host.journal.absorb(rows)
-        self.applied(epoch_id)
-        apply_result(self.ends, epoch_id, payload, held=(worker_id, claim.attempt))
-        return 1
+        else:
+            start = self.starts.pop(epoch_id, None)  # its start in hand, not written yet
+            host.journal.absorb(rows)
+            self.applied(epoch_id)
+            apply_result(self.ends, epoch_id, payload, held=(worker_id, claim.attempt),
+                         started_at=start[0] if start is not None else None)
+            applied = 1
+        if started is not None:
+            self._started(worker_id, *started)
+        return applied
 
     def _heard(self, worker_id: str) -> None:
         for pool in self.pools.values():
@@ -596,7 +648,7 @@ class PoolManager:
     def _started(self, worker_id: str, epoch_id: str, attempt: int) -> None:
         """A job a worker had in hand has started: `running` from now on (its claimed_at)."""
         if self.held.get(epoch_id) == (worker_id, attempt):
-            self.host.journal.add(START_HELD, (self.host.journal.now(), epoch_id, worker_id, attempt))
+            self.starts[epoch_id] = (self.host.journal.now(), worker_id, attempt)
 
     def _renew(self, worker_id: str) -> None:
         """A direct pool worker is alive and at work: its jobs' leases run on (written with the next commit)."""
@@ -893,7 +945,7 @@ class _Channels:
 
     def _relay(self, reader: Any) -> bool:
         try:
-            item = reader.recv()
+            item = pickle.loads(reader.recv_bytes())
         except (EOFError, OSError):  # its worker is gone, and everything it sent was relayed
             worker_id = self._readers.get(reader)
             self._readers = {r: w for r, w in self._readers.items() if r is not reader}
@@ -917,15 +969,17 @@ class _Channels:
         self._readers = {}
 
 
-def apply_result(ends: EpochEnds, epoch_id: str, payload: bytes, *, held: tuple[str, int] | None = None) -> str:
+def apply_result(ends: EpochEnds, epoch_id: str, payload: bytes, *, held: tuple[str, int] | None = None,
+                 started_at: str | None = None) -> str:
     """Apply one worker result to the net (buffered): a remote result with the deletion of its row; a
-    direct one (`held`: the worker and job attempt it came from) ends its job by compare-and-set."""
+    direct one (`held`: the worker and job attempt it came from) ends its job by compare-and-set (and
+    writes `started_at`, a start in hand not written yet)."""
     outcome, salvo, queue_, kept = read_outcome(payload)
     node = ends.sim.node_of_epoch(epoch_id)
     kind = ends.remote(node, epoch_id, [tuple(p) for p in salvo], outcome, queue_, kept)
     journal = ends.journal
     if held is not None:
-        journal.add(FINISH_HELD, (journal.now(), kind, epoch_id, *held))
+        journal.add(FINISH_HELD, (journal.now(), kind, started_at, epoch_id, *held))
         return kind
     journal.add(FINISH_JOB, (journal.now(), kind, epoch_id))
     journal.add("DELETE FROM epoch_results WHERE epoch_id = ?", (epoch_id,))

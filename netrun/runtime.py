@@ -42,7 +42,7 @@ from .deadletters import DeadLetterQueue
 from .epoch import EpochEnds, EpochRun, run_sync, write_logs
 from .tracebacks import error_text
 from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, StorageError
-from .graphio import get_node, node_depths
+from .graphio import get_node, node_depths, node_shape
 from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
 from .inbox import Inbox
@@ -90,6 +90,7 @@ class Runtime:
         self.clock = config.clock
         self.graph = graph
         self.graph_nodes = graph.nodes()
+        self.node_shapes = {name: node_shape(node) for name, node in self.graph_nodes.items()}
         self.sim = Sim(graph)
         self.owner = Owner()
         self.journal = Journal(conn, config.clock)
@@ -140,7 +141,7 @@ class Runtime:
                            startable_in_sim=self.startable_in_sim)
         self.dead_letters = DeadLetterQueue(config, self.journal, self.owner, self.inbox, self.graph_nodes)
         self.ends = EpochEnds(sim=self.sim, journal=self.journal, values=self.values, dead_letters=self.dead_letters,
-                              configs=self.configs, graph_nodes=self.graph_nodes, do=self.do, abandon=self.abandon,
+                              configs=self.configs, do=self.do, abandon=self.abandon,
                               node_failed=self.node_failed, restart=self.restart)
         self.pools = PoolManager(PoolHost(config=config, configs=self.configs, functions=self.functions, clock=self.clock,
                                           journal=self.journal, values=self.values, sim=self.sim, owner=self.owner,
@@ -296,7 +297,7 @@ class Runtime:
                 pool = None
                 if cfg.pool is not None:
                     pool = self.pools.select(name)  # per epoch: round robin alternates
-                    if bounded and self.pools.room(pool) <= 0:
+                    if bounded and self.pools.room(pool, name) <= 0:
                         break
                 epoch_id, _ = waiting.popitem(last=False)
                 due = self._due(name, cfg, now)
@@ -480,6 +481,7 @@ class Runtime:
         """Commit what the owner wrote since its last commit, then wake the workers for new jobs."""
         self._grouped = self._logged = 0
         self._committed_at = self.clock.monotonic()
+        self.pools.before_commit()
         self.journal.commit()
         self.pools.signal()
 

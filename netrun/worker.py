@@ -43,7 +43,7 @@ from .context import NodeNet
 from .db import open_connection, transaction
 from .epoch import AttemptLoop, Outcome, check_deferred_complete
 from .errors import NetrunError, StorageError
-from .graphio import graph_from_data
+from .graphio import graph_from_data, node_shape
 from .journal import Journal
 from . import jobs
 from .tracebacks import error_text, format_traceback
@@ -59,8 +59,11 @@ def in_worker_thread() -> bool:
 
 
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
-BATCH = 4  # jobs a process worker claims at once while its epochs are quick...
-QUICK = 0.002  # ...shorter than this many seconds (a slow epoch must not hold others back)
+# Jobs a process-pool worker may hold at once where no node has a timeout, within ~IN_HAND_SECONDS of work
+# (netrun.pools): quick epochs (~0.1 ms) are handed over many at a time, so that the owner, the bottleneck
+# then, seldom commits for a worker that ran all it had (every ~6 values with 4, ~18 with 16).
+BATCH = 16
+QUICK = 0.002  # a remote worker claims `WorkerSpec.batch` jobs at once while its epochs are shorter
 START_FAILED = "\x1fstart-failed\x1f"  # notice prefix: a start_node_func raised in a worker
 _SEP = "\x1f"  # between the notice's fields (a PostgreSQL notification cannot carry a NUL)
 
@@ -159,6 +162,8 @@ class WorkerHost:
         self.values = ValueStore(self.journal, keep_consumed=spec.keep_received)
         meta = dict(self.conn.execute("SELECT key, value FROM net_meta").fetchall())
         self.graph_nodes = graph_from_data(json.loads(meta["graph"])).nodes()
+        self.node_shapes = {name: node_shape(node) for name, node in self.graph_nodes.items()}
+        self.asynchronous: dict[str, bool] = {}  # node -> whether its exec function is a coroutine function
         self.port_types: dict[str, dict[str, dict]] = {}
         for node, types in self.conn.execute("SELECT node_name, port_types FROM node_settings"):
             data = json.loads(types)
@@ -386,7 +391,10 @@ def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], j
     attempts = AttemptLoop(host, node, epoch_id, salvo, spec.nodes[node], functions[node], deferred=True,
                            finisher=lambda actions: check_deferred_complete(node, epoch_id, actions),
                            first_attempt=first)
-    if asyncio.iscoroutinefunction(functions[node].exec):
+    asynchronous = host.asynchronous.get(node)
+    if asynchronous is None:
+        asynchronous = host.asynchronous[node] = asyncio.iscoroutinefunction(functions[node].exec)
+    if asynchronous:
         outcome = loop.run_until_complete(attempts.run_async())
     else:
         outcome = attempts.run()
@@ -452,6 +460,11 @@ class TableJobs:
 STOP = "stop"  # on a direct link: run what came before, then end
 
 
+def _start_of(job: tuple) -> tuple[str, int] | None:
+    """(epoch, attempt) of a job handed over in hand (its start is announced), else None."""
+    return (job[0].epoch_id, job[0].attempt) if job[3] else None
+
+
 class DirectJobs:
     """Jobs handed over by the owner itself (thread and process pools): the owner claimed them in its
     own transaction, sends each worker its jobs (`take`: wait up to a timeout for the next message)
@@ -462,44 +475,70 @@ class DirectJobs:
     `values` are the stored input values the owner had at hand ({packet: stored}), not read again.
 
     Messages to the owner: ("ready", worker) once its start functions ran, ("started", worker, epoch,
-    attempt), ("result", worker, claim, result blob, detached journal rows, seconds it ran),
-    ("beat", worker), and the pool's START_FAILED notice."""
+    attempt), ("result", worker, claim, result blob, detached journal rows, seconds it ran, started),
+    ("beat", worker), and the pool's START_FAILED notice. A result waits for what the worker does
+    next: when that is the start of a job in hand, the result carries it (`started`: (epoch,
+    attempt), else None), one message instead of two (a pipe write, a relay, a wake-up of the
+    owner fewer per epoch); before the worker waits for jobs, the result is sent alone."""
 
     def __init__(self, host: WorkerHost, worker_id: str, take: Callable[[float], Any],
                  send: Callable[[Any], None], alive: Callable[[], bool]) -> None:
         self._host, self._worker_id, self._take, self._send, self._alive = host, worker_id, take, send, alive
         self._ended = False
+        self._result: tuple | None = None  # ("result", ...) not sent yet: see `starting`
+        self._announced: tuple | None = None  # the job whose start went with the last result
         host.renew = self.renew
 
     def ended(self) -> bool:
         return self._ended
 
     def next(self, done: list[_Result], quick: bool) -> list[tuple]:
-        """The jobs sent so far (waiting a moment for the first)."""
+        """The jobs sent so far (waiting a moment for the first; the last result is sent before)."""
         got: list[tuple] = []
-        message = self._take(IDLE_WAIT)
+        message = self._take(0)
+        if message is None:
+            self._flush()
+            message = self._take(IDLE_WAIT)
         while message is not None:
             if message == STOP:
                 self._ended = True
                 break
             got.extend(message)
             message = self._take(0)
+        if self._result is not None:  # sent before the marks of the job it ran go (`claimed`)
+            self._flush(_start_of(got[0]) if got else None)
+            self._announced = got[0] if got else None
         self._host.claimed([job[0] for job in got])
         return got
 
     def starting(self, job: tuple) -> None:
-        """A job handed over while the worker was busy is `running` from now on: the owner is told."""
-        if job[3]:
-            claim = job[0]
-            self._send(("started", self._worker_id, claim.epoch_id, claim.attempt))
+        """A job handed over while the worker was busy is `running` from now on: the owner is told,
+        with the result before it if that waits."""
+        if job is self._announced:  # told with the last result already
+            self._announced = None
+            return
+        started = _start_of(job)
+        if self._result is not None:
+            self._flush(started)
+        elif started is not None:
+            self._send(("started", self._worker_id, *started))
 
     def ran(self, result: _Result, done: list[_Result], seconds: float) -> None:
+        self._result = ("result", self._worker_id, result.job, result.blob, result.rows, seconds)
+
+    def _flush(self, started: tuple[str, int] | None = None) -> None:
+        """Send the result that waits (with the start of the next job in hand, if any)."""
+        message, self._result = self._result, None
+        if message is None:
+            if started is not None:
+                self._send(("started", self._worker_id, *started))
+            return
         if self._alive():
-            self._send(("result", self._worker_id, result.job, result.blob, result.rows, seconds))
+            self._send((*message, started))
             return
         # Retired (a hung thread the owner took the job back from, which woke up again): the result
         # is refused; the log says so, whether or not the net still runs.
-        job = result.job
+        job = message[2]
         with transaction(self._host.conn):
             self._host.conn.execute(LATE_LOG, (job.epoch_id, job.node_name, self._host.journal.now(),
                                                late_result(self._worker_id)))
@@ -512,7 +551,7 @@ class DirectJobs:
         self._send(("ready", self._worker_id))
 
     def close(self, done: list[_Result]) -> None:
-        pass
+        self._flush()
 
 
 def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Callable[[str], None],
@@ -665,14 +704,15 @@ def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, notify: Any) ->
 
     def send(item: Any) -> None:
         try:
+            data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
             with sending:
-                notify.send(item)
+                notify.send_bytes(data)
         except OSError:  # the owner is gone (killed): the loop ends next
             pass
 
     def take(timeout: float) -> Any:
         try:
-            return jobs_in.recv() if jobs_in.poll(timeout) else None
+            return pickle.loads(jobs_in.recv_bytes()) if jobs_in.poll(timeout) else None
         except (EOFError, OSError):  # the owner is gone
             return STOP
 
