@@ -78,10 +78,10 @@ def _event_data(kind: str, extra: Any) -> str | None:
     return text
 
 
-def _creates(events: list[tuple], id_: str) -> bool:
-    """Whether one of an action's events creates the epoch or packet `id_`."""
-    return any((kind == "EpochCreated" and epoch == id_) or (kind == "PacketCreated" and packet == id_)
-               for kind, epoch, packet, _node, _extra in events)
+def _created(events: list[tuple]) -> set[str]:
+    """The epochs and packets an action's events create."""
+    return {epoch if kind == "EpochCreated" else packet for kind, epoch, packet, _node, _extra in events
+            if kind == "EpochCreated" or kind == "PacketCreated"}
 
 
 def expand(action: Action) -> list[Record]:
@@ -170,19 +170,24 @@ class Encoder:
                 base = seq
             mentioned: set[int] = set()
             encoded = []
+            created: set[str] | None = None  # what the action creates is new: numbered without a lookup
             for kind, ev_epoch, ev_packet, ev_node, extra in events:
                 shape = shapes.get((kind, ev_node, extra)) or shape_of(kind, ev_node, extra)
                 e_n = p_n = None
                 if ev_epoch is not None:
                     e_n = ids.get(ev_epoch)
-                    if e_n is None:  # what the action creates is new: numbered without a lookup
-                        e_n = create(ev_epoch, new_ids) if kind == "EpochCreated" or _creates(events, ev_epoch) \
+                    if e_n is None:
+                        if kind != "EpochCreated" and created is None:
+                            created = _created(events)
+                        e_n = create(ev_epoch, new_ids) if kind == "EpochCreated" or ev_epoch in created \
                             else number(ev_epoch, new_ids)
                     mentioned.add(e_n)
                 if ev_packet is not None:
                     p_n = ids.get(ev_packet)
                     if p_n is None:
-                        p_n = create(ev_packet, new_ids) if kind == "PacketCreated" or _creates(events, ev_packet) \
+                        if kind != "PacketCreated" and created is None:
+                            created = _created(events)
+                        p_n = create(ev_packet, new_ids) if kind == "PacketCreated" or ev_packet in created \
                             else number(ev_packet, new_ids)
                     mentioned.add(p_n)
                 kcode, ncode, tail = shape
