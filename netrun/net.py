@@ -331,6 +331,7 @@ class Net:
             rt.owner.call(shut_down)
         finally:
             self._closed = True
+            rt.owner.close(lambda: NetClosedError(f"the net on {self.db_path} is closed"))
             try:
                 self._readers.close()  # waits for the reads going on in other threads
             finally:
@@ -512,7 +513,10 @@ class Net:
     def stop(self) -> None:
         """Pause (running epochs finish), join every worker and the runner, and close the net."""
         if not self._closed:
-            self._rt.control.pause()
+            try:
+                self._rt.control.pause()
+            except NetClosedError:  # another thread closed it meanwhile
+                pass
         self.close()
 
     async def async_pause(self) -> None:

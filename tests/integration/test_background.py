@@ -443,3 +443,22 @@ def test_close_waits_for_a_query_of_another_thread_and_releases_the_net(tmp_path
     assert net.poll().state == "stopped"
     with netrun.Net.resume(net.db_path) as again:  # the owner lock was released
         assert again.query("SELECT count(*) AS n FROM epochs WHERE state = 'running'") == [{"n": 0}]
+
+
+def test_calls_after_close_raise_net_closed_error_not_an_apsw_error(tmp_path):
+    """Objects taken from a net before close() (its dead-letter queue), and calls of other threads that
+    got past the closed check as the net closed, raise NetClosedError: never apsw's ConnectionClosedError."""
+    def fails(ctx, packets):
+        raise ValueError("boom")
+
+    net = netrun.Net(chain("Source", "Sink"), db=tmp_path / "run.db")
+    net.set_node_exec("Sink", fails)
+    net.inject_packet("Sink", "in", 1)
+    net.start()
+    queue = net.dead_letter_queue
+    [entry] = queue.get_all()
+    net.close()
+    for call in (queue.get_all, lambda: queue.get_by_node("Sink"), lambda: queue.replay(entry),
+                 lambda: queue.discard(entry)):
+        with pytest.raises(netrun.NetClosedError, match="is closed"):
+            call()
