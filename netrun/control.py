@@ -10,11 +10,12 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import apsw
 
+from .errors import NetClosedError
 from .jobs import pool_jobs_by_node
 from .owner import Owner
 from .pools import PoolManager
@@ -84,7 +85,8 @@ class Controller:
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.state = "blocked"
-        self.reader: Callable[[], apsw.Connection] | None = None  # the calling thread's read-only connection
+        # lends the calling thread's read-only connection (`with reader() as conn:`)
+        self.reader: Callable[[], AbstractContextManager[apsw.Connection]] | None = None
 
     # -- status -----------------------------------------------------------------------------
     def poll(self) -> NetStatus:
@@ -106,8 +108,9 @@ class Controller:
         if self.reader is None:
             return {}
         try:
-            return {node: c["running"] for node, c in pool_jobs_by_node(self.reader()).items()}
-        except apsw.Error:  # a status is a courtesy: never fail the caller over it
+            with self.reader() as conn:
+                return {node: c["running"] for node, c in pool_jobs_by_node(conn).items()}
+        except (apsw.Error, NetClosedError):  # a status is a courtesy: never fail the caller over it
             return {}
 
     @property

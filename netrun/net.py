@@ -112,10 +112,10 @@ class Net:
         self._attach(graph)
 
     def _attach(self, graph: ns.Graph) -> None:
-        self._readers = Readers(self.db_url)
+        self._readers = Readers(self.db_url, label=self.db_path)
         self._closing = threading.Lock()
         self._rt = Runtime(self, graph, self._conn, self._config)
-        self._rt.control.reader = self._readers.get  # poll() counts claimed pool jobs through it
+        self._rt.control.reader = self._readers.using  # poll() counts claimed pool jobs through it
         self.unrestored_functions: dict[str, list[str]] = {}
         self.definition_problems: dict[str, str] = {}
         self._closed = False
@@ -331,10 +331,13 @@ class Net:
             rt.owner.call(shut_down)
         finally:
             self._closed = True
-            self._readers.close()
-            self._conn.close()
-            self._owner.release()
-            self._cleanup_tmp()
+            rt.owner.close(lambda: NetClosedError(f"the net on {self.db_path} is closed"))
+            try:
+                self._readers.close()  # waits for the reads going on in other threads
+            finally:
+                self._conn.close()
+                self._owner.release()
+                self._cleanup_tmp()
 
     def _cleanup_tmp(self) -> None:
         if self._tmpdir is not None:
@@ -510,7 +513,10 @@ class Net:
     def stop(self) -> None:
         """Pause (running epochs finish), join every worker and the runner, and close the net."""
         if not self._closed:
-            self._rt.control.pause()
+            try:
+                self._rt.control.pause()
+            except NetClosedError:  # another thread closed it meanwhile
+                pass
         self.close()
 
     async def async_pause(self) -> None:
@@ -556,7 +562,8 @@ class Net:
         """
         rt = self._live()
         rt.owner.call(rt.journal.commit)
-        return read_query(self._readers.get(), sql, params)
+        with self._readers.using() as reader:  # close() waits for this read
+            return read_query(reader, sql, params)
 
     def get_node_log(self, node_name: str) -> list[str]:
         """Lines printed by the node's functions, oldest first."""

@@ -60,6 +60,7 @@ class Owner:
         self._ident: int | None = None
         self.arrivals: queue.SimpleQueue[Any] = queue.SimpleQueue()  # requests and worker notices
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._closed: Callable[[], BaseException] | None = None  # set by close(): the error every call gets
 
     @property
     def is_mine(self) -> bool:
@@ -83,8 +84,17 @@ class Owner:
             self._lock.release()
         self._serve_leftovers()
 
+    def close(self, error: Callable[[], BaseException]) -> None:
+        """The run state is gone (the net closed its database): every call from now on, and every one
+        still waiting, raises `error()` instead of touching it. Waits for a call being served."""
+        with self._lock:
+            self._closed = error
+            self.serve()
+
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` as the owner and return its result (or raise its error) in this thread."""
+        if self._closed is not None:
+            raise self._closed()
         if self.is_mine:
             return fn()
         request = _Request(fn)
@@ -120,7 +130,11 @@ class Owner:
                 request = self._requests.get_nowait()
             except queue.Empty:
                 break
-            request.run()
+            if self._closed is not None:
+                request.error = self._closed()
+                request.done.set()
+            else:
+                request.run()
             served += 1
         return served
 

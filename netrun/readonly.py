@@ -20,7 +20,7 @@ from typing import Any
 import apsw
 
 from .db import open_connection
-from .errors import QueryError, ReadOnlyQueryError
+from .errors import NetClosedError, QueryError, ReadOnlyQueryError
 
 READ_ONLY = "queries are read-only (net.query, NetInspector, netrun sql):"
 
@@ -173,27 +173,58 @@ def _let_signals_in() -> bool:
 class Readers:
     """One read-only connection per thread that queries a net (an apsw connection must not be used
     by two threads at once); all are closed together. A subclass may hand out another reader of
-    the file (`_open`), anything with a `close()`."""
+    the file (`_open`), anything with a `close()`.
 
-    def __init__(self, path: str) -> None:
+    `using()` lends this thread's reader for one read: `close()` waits for the reads going on in
+    other threads (an apsw connection cannot be closed while another thread runs a statement on
+    it), and once closed, every `get()`/`using()` raises NetClosedError."""
+
+    def __init__(self, path: str, *, label: str | None = None) -> None:
         self.path = path
+        self.label = label or path
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._users = 0  # reads going on (`using`)
+        self._closed = False
 
     def _open(self) -> Any:
         return open_connection(self.path, readonly=True)
 
-    def get(self) -> Any:
+    def _get(self) -> Any:
+        """This thread's reader; from a caller holding `_lock`."""
+        if self._closed:
+            raise NetClosedError(f"the net on {self.label} is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._open()
-            with self._lock:
-                self._all.append(conn)
+            self._all.append(conn)
         return conn
 
-    def close(self) -> None:
+    def get(self) -> Any:
         with self._lock:
+            return self._get()
+
+    @contextmanager
+    def using(self) -> Iterator[Any]:
+        """`with readers.using() as conn:` this thread's reader, kept open until the block ends."""
+        with self._lock:
+            conn = self._get()
+            self._users += 1
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                self._users -= 1
+                if not self._users:
+                    self._idle.notify_all()
+
+    def close(self) -> None:
+        """Close every reader once the reads going on in other threads ended. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._idle.wait_for(lambda: not self._users)
             for conn in self._all:
                 conn.close()
             self._all.clear()

@@ -200,6 +200,9 @@ class Runtime:
                 self.waiting[ev.node_name][ev.epoch_id] = None
             elif kind == "EpochCancelled" or kind == "EpochFinished":
                 self.outcomes[(ev.node_name, "finished" if kind == "EpochFinished" else "cancelled")] += 1
+                if ev.epoch_id in self.running:  # a main-thread epoch: no longer running once counted ended
+                    self.running.discard(ev.epoch_id)
+                    self.running_count[ev.node_name] -= 1
                 if ev.node_name is not None and self.waiting[ev.node_name].pop(ev.epoch_id, 0) is None:
                     continue  # never dispatched
                 self.inflight[ev.node_name] -= 1
@@ -364,7 +367,8 @@ class Runtime:
         return item
 
     def _start(self, item: Ready) -> Claim:
-        self.ready_count[item.node_name] -= 1
+        """Start a ready epoch in the sim. It stays counted as startable (`ready_count`) until its code
+        runs (`_run_job`): poll() counts every epoch once, while its start is committed too."""
         job = Claim(item.epoch_id, item.node_name, 0)
         self.do("StartEpoch", self.sim.start_epoch(job.epoch_id), epoch_id=job.epoch_id, node_name=job.node_name)
         self._started_at[job.epoch_id] = self.journal.now()
@@ -466,14 +470,16 @@ class Runtime:
 
     async def _run_job(self, job: Claim, *, asynchronous: bool) -> None:
         self.running.add(job.epoch_id)
+        self.ready_count[job.node_name] -= 1
         self.running_count[job.node_name] += 1
         try:
             run = EpochRun(self.ends, self, job, self.sim.epoch_salvo(job.epoch_id)[1], self.configs[job.node_name],
                            self.functions[job.node_name], self.attempt_base.pop(job.epoch_id, 0))
             await run.run_async(asynchronous=asynchronous)
         finally:
-            self.running.discard(job.epoch_id)
-            self.running_count[job.node_name] -= 1
+            if job.epoch_id in self.running:  # not counted as ended yet (see `track`)
+                self.running.discard(job.epoch_id)
+                self.running_count[job.node_name] -= 1
             # A main-thread epoch has no job row: its attempt row (epoch_attempts) is its record.
             self._started_at.pop(job.epoch_id, None)
 

@@ -412,3 +412,53 @@ def test_a_pause_is_not_lost_to_a_start_from_another_thread_during_the_run(tmp_p
             assert errors == [None]  # it ran, and ended (paused too if the pause reached it: either order is fair)
         net.start()
     assert sorted(got) == list(range(200))
+
+
+SLOW_QUERY = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+              "SELECT count(*) AS n FROM n")
+
+
+def test_close_waits_for_a_query_of_another_thread_and_releases_the_net(tmp_path):
+    """close() while another thread's query runs: the query ends with its rows, close() does not fail
+    (an apsw connection busy in another thread cannot be closed), and the owner lock is released."""
+    got: list = []
+    net = slow_net(tmp_path, got, values=50)
+    net.start(threaded=True)
+    answers: list = []
+
+    def ask() -> None:
+        try:
+            answers.append(net.query(SLOW_QUERY)[0]["n"])
+        except BaseException as exc:  # noqa: BLE001 - what the test looks at
+            answers.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    time.sleep(0.3)  # the query runs (a few hundred ms on this machine)
+    net.close()
+    asker.join(30)
+    assert answers == [3_000_000]
+    with pytest.raises(netrun.NetClosedError):
+        net.query("SELECT 1")
+    assert net.poll().state == "stopped"
+    with netrun.Net.resume(net.db_path) as again:  # the owner lock was released
+        assert again.query("SELECT count(*) AS n FROM epochs WHERE state = 'running'") == [{"n": 0}]
+
+
+def test_calls_after_close_raise_net_closed_error_not_an_apsw_error(tmp_path):
+    """Objects taken from a net before close() (its dead-letter queue), and calls of other threads that
+    got past the closed check as the net closed, raise NetClosedError: never apsw's ConnectionClosedError."""
+    def fails(ctx, packets):
+        raise ValueError("boom")
+
+    net = netrun.Net(chain("Source", "Sink"), db=tmp_path / "run.db")
+    net.set_node_exec("Sink", fails)
+    net.inject_packet("Sink", "in", 1)
+    net.start()
+    queue = net.dead_letter_queue
+    [entry] = queue.get_all()
+    net.close()
+    for call in (queue.get_all, lambda: queue.get_by_node("Sink"), lambda: queue.replay(entry),
+                 lambda: queue.discard(entry)):
+        with pytest.raises(netrun.NetClosedError, match="is closed"):
+            call()
