@@ -264,23 +264,31 @@ class AttemptLoop:
                                  retry_timestamps=list(timestamps), retry_exceptions=[*exceptions, error],
                                  input_salvo=self.packets, packet_values=dict(actions.received), _net=host.net,
                                  params=cfg.params)
-        with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
-            try:
-                result = func(ctx)
-                if inspect.isawaitable(result):
-                    if asynchronous:
-                        await result
-                    else:
-                        resolve_sync(result)
-            except Exception as exc:  # noqa: BLE001 - recorded in the node log and the epoch's error
-                text = f"exec_failed_node_func raised {type(exc).__name__}: {exc}"
-                if capture is not None:
-                    capture.lines.append(text)
+        await call_failure_func(func, ctx, cfg, host.journal, error, asynchronous=asynchronous)
+
+
+async def call_failure_func(func: Callable[..., Any], ctx: NodeFailureContext, cfg: NodeConfig, journal: Any,
+                            error: BaseException, *, asynchronous: bool) -> None:
+    """Call a node's `exec_failed_node_func(ctx)`; what it prints goes to the node's log, and an error it
+    raises is noted on `error` (and logged): the failure flow goes on either way."""
+    epoch_id, node = ctx.epoch_id, ctx.node_name
+    with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
+        try:
+            result = func(ctx)
+            if inspect.isawaitable(result):
+                if asynchronous:
+                    await result
                 else:
-                    host.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
-                                     (self.epoch_id, self.node, host.journal.now(), text))
-                error.add_note(text)
-        write_logs(host.journal, self.epoch_id, self.node, capture)
+                    resolve_sync(result)
+        except Exception as exc:  # noqa: BLE001 - recorded in the node log and the epoch's error
+            text = f"exec_failed_node_func raised {type(exc).__name__}: {exc}"
+            if capture is not None:
+                capture.lines.append(text)
+            else:
+                journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
+                            (epoch_id, node, journal.now(), text))
+            error.add_note(text)
+    write_logs(journal, epoch_id, node, capture)
 
 
 def unfinished_error(node: str, epoch_id: str, inside: set[str], unsent: bool,

@@ -48,7 +48,8 @@ from typing import Any
 import cloudpickle
 
 from . import jobs
-from .epoch import EpochEnds
+from .context import NodeFailureContext, Packet
+from .epoch import EpochEnds, call_failure_func, run_sync
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .jobs import CLAIM_QUEUED, FINISH_HELD, START_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
 from .worker import (BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks,
@@ -807,6 +808,7 @@ class PoolManager:
             if pool.kind == "process":
                 pool.kill(worker_id)
             pool.replace(worker_id)  # the pool keeps its size; a hung thread's late report is refused
+            self._call_failure_func(node, epoch_id, attempt, error)
         if requeue:
             if why != "timeout":
                 host.journal.record("RecoverEpoch", [], epoch_id=epoch_id, node_name=node,
@@ -825,6 +827,22 @@ class PoolManager:
             self.ends.cancelled(node, epoch_id, ports, reason="interrupted", error=text)
             host.journal.set_epoch_error(epoch_id, "cancelled", text, "Interrupted")
         return True
+
+    def _call_failure_func(self, node: str, epoch_id: str, attempt: int, error: BaseException) -> None:
+        """A timed-out attempt is a failed one: the node's `exec_failed_node_func` runs here, in the owner (the
+        worker was killed, or its thread still runs the epoch). What the attempt consumed is not known
+        here: `packet_values` is empty; `retry_exceptions` holds this attempt's error."""
+        func = self.host.functions[node].failed
+        if func is None:
+            return
+        cfg = self.host.configs[node]
+        inputs: dict[str, list[Packet]] = {}
+        for port, packet_id in self.host.sim.epoch_salvo(epoch_id)[1]:
+            inputs.setdefault(port, []).append(Packet(packet_id))
+        ctx = NodeFailureContext(epoch_id=epoch_id, node_name=node, retry_count=attempt,
+                                 retry_timestamps=[], retry_exceptions=[error], input_salvo=inputs,
+                                 _net=self.host.net, params=cfg.params)
+        run_sync(call_failure_func(func, ctx, cfg, self.host.journal, error, asynchronous=False))
 
     def _error(self, node: str, epoch_id: str, worker_id: str, why: str, kind: str) -> BaseException:
         host = self.host

@@ -162,6 +162,39 @@ def test_thread_pool_timeout_discards_the_late_result(tmp_path):
     assert got == [1]
 
 
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_pool_timeout_calls_the_failure_function_after_each_attempt(tmp_path, monkeypatch, kind):
+    """A timed-out attempt is a failed one: `exec_failed_node_func` runs (in the owner: the worker was
+    killed, or its thread runs on) after each, as it does in the main thread."""
+    monkeypatch.setenv(pool_nodes.LOG_ENV, str(tmp_path / "calls.log"))
+    calls: list = []
+
+    def failed(ctx):
+        calls.append((ctx.retry_count, type(ctx.retry_exceptions[-1]).__name__, sorted(ctx.input_salvo),
+                      ctx.epoch_id))
+        print(f"failure function: attempt {ctx.retry_count}")
+
+    sleeper = pool_nodes.sleep_long_on_zero if kind == "thread" else pool_nodes.sleep_five_on_zero
+    failures: list = []
+    pools = {f"{kind}_pools": {"p": {"size": 2}}}
+    with netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "t.db"), on_error="continue",
+                    error_callback=failures.append, **pools) as net:
+        net.set_node_exec("Work", sleeper, exec_failed_node_func=failed)
+        net.set_node_exec("Sink", collect([]))
+        net.set_node_config("Work", pool="p", timeout=0.3, retries=1, defer_net_actions=True)
+        net.inject_packet("Work", "in", 1)
+        net.start()  # warm: the workers are up before the timed value
+        zero = net.inject_packet("Work", "in", 0)
+        net.start()
+        epoch = net.query("SELECT id, state, error_type FROM epochs WHERE node_name = 'Work' AND state != 'finished'")
+        logs = [t for t in net.get_node_log("Work") if t.startswith("failure function")]
+        dead = [(e.packet_id, e.reason) for e in net.dead_letter_queue.get_all()]
+    assert [c[:3] for c in calls] == [(0, "EpochTimeout", ["in"]), (1, "EpochTimeout", ["in"])]
+    assert epoch == [{"id": calls[0][3], "state": "failed", "error_type": "EpochTimeout"}]
+    assert logs == ["failure function: attempt 0", "failure function: attempt 1"]
+    assert len(failures) == 1 and dead == [(zero, "failed")]
+
+
 UNGUARDED = """
 import sys
 sys.path.insert(0, {root!r})
