@@ -10,7 +10,7 @@ from ..checks import check_definition
 from ..definition import read_definition
 from ..graphtext import FORMATS, render_graph
 from ..inspector import NetInspector
-from .output import Output, stdout_to_stderr
+from .output import Output, UsageError, stdout_to_stderr
 from .files import add_import_paths, existing_file
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -38,6 +38,9 @@ def graph(args: argparse.Namespace, out: Output) -> int:
 
 
 def validate(args: argparse.Namespace, out: Output) -> int:
+    if not is_url(args.net) and _is_database(existing_file(args.net, "a TOML definition")):
+        raise UsageError(f"{args.net} is a database file, not a TOML definition: a net's database holds its "
+                         f"definition already (`netrun graph {args.net}` shows it)")
     add_import_paths(args.path, os.path.dirname(os.path.abspath(args.net)))
     with stdout_to_stderr(out):  # what the node modules print as they are imported is no part of the report
         checked = check_definition(existing_file(args.net, "a TOML definition"))

@@ -159,3 +159,12 @@ def test_validate_of_a_missing_file_names_it(cli: Cli, tmp_path: Path):
     [line] = result.error_lines()
     assert line.startswith("netrun: error:") and str(path) in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_of_a_database_file_says_it_is_one(cli: Cli, wordfreq_db: Path):
+    # it used to report a UTF-8 decoding error of the "TOML" (a database holds its definition already)
+    result = cli("validate", wordfreq_db)
+    assert result.code == 2
+    [line] = result.error_lines()
+    assert str(wordfreq_db) in line and "is a database file, not a TOML definition" in line
+    assert f"netrun graph {wordfreq_db}" in line
