@@ -211,4 +211,4 @@ def test_malformed_definitions_and_expressions_raise_only_netrun_errors(tmp_path
     assert total >= 10_000
     # Most cases must be malformed, or the test would prove little.
     assert counts["documents_loaded"] < counts["documents"] / 4
-    assert elapsed < 20
+    assert elapsed < 120  # a bound on a hang only: each case has its own (MAX_CASE_SECONDS); a loaded machine is slow
