@@ -314,6 +314,7 @@ def test_a_pruner_with_a_lag_keeps_the_history_of_that_last_stretch(tmp_path):
     (1, 3, [1, 2, 3], []),
     (5, 5, [], [(5, 5)]),
     (1, 4, [1, 4], [(2, 3)]),
+    (5, 9, [2, 7, 12], [(5, 6), (8, 9)]),
 ])
 def test_gaps_cover_a_range_but_its_holes(lo, hi, holes, expected):
     assert gaps(lo, hi, holes) == expected
