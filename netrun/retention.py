@@ -7,7 +7,9 @@ running net's owner waits for one of them at most a few milliseconds):
 - packets consumed or destroyed before the limit, with their kept values;
 - dead letters replayed or discarded before the limit;
 - history actions older than the limit, except those that mention something still stored (a
-  live packet, an open epoch, a kept epoch), with the ID numbers and references of what went;
+  live packet, an open epoch, a kept epoch);
+- the ID numbers (history_ids) of epochs and packets made before the limit that are no longer
+  stored, with their references (history_refs);
 - net-level log lines and answered operator requests older than the limit.
 Never touched: live packets, startable and running epochs, pending dead letters, and the epoch
 that created a live packet (so a live packet's lineage still starts at its maker).
@@ -27,7 +29,6 @@ from typing import Any
 import apsw
 from ulid import ULID
 
-from . import dialect
 from .checkpoint import refuse_checkpoint_db
 from .clock import iso
 from .db import open_connection, transaction
@@ -39,6 +40,7 @@ from .store import store_for
 
 BATCH = 500
 KEPT_FOR = 30.0  # seconds the kept history actions are reused across calls before a full recount
+NUMBERS = 1000  # ID numbers looked at per transaction
 VACUUM_PAGES = 2000  # pages given back to the file system per transaction (8 MB of 4 KiB pages)
 _ENDED = ("finished", "cancelled", "failed")
 
@@ -63,33 +65,53 @@ def id_bound(moment: datetime) -> str:
     return prefix + "0" * 16
 
 
-def json_list(items: list) -> str:
-    return "[" + ",".join(str(int(i)) for i in items) + "]"
-
-
 def _marks(items: list) -> str:
     return ", ".join("?" * len(items))
 
 
-# History actions in a seq window, but those kept (a JSON list of seqs)
-_ACTIONS = "FROM history_actions WHERE seq >= ? AND seq < ? AND seq NOT IN (SELECT value FROM json_each(?))"
-_PG_ACTIONS = ("FROM history_actions WHERE seq >= ?1 AND seq < ?2 "
-               "AND seq NOT IN (SELECT value::bigint FROM json_array_elements_text(?3::json))")
-_COUNT_ACTIONS = dialect.register("SELECT count(*) " + _ACTIONS, "SELECT count(*) " + _PG_ACTIONS)
-_DELETE_ACTIONS = dialect.register("DELETE " + _ACTIONS, "DELETE " + _PG_ACTIONS)
+def gaps(lo: int, hi: int, holes: list[int]) -> list[tuple[int, int]]:
+    """The ranges (first, last) that cover lo..hi but the sorted `holes`: a statement per range deletes
+    a run of keys by its bounds, at a fraction of the cost of the same rows one by one, or of a range
+    that tests each row against a list of exceptions."""
+    out = []
+    for hole in holes:
+        if hole > hi:
+            break
+        if lo < hole:
+            out.append((lo, hole - 1))
+        lo = max(lo, hole + 1)
+    if lo <= hi:
+        out.append((lo, hi))
+    return out
+
+
+class _Pass:
+    """Where a pruner's passes over the ID numbers and the history stand. A running owner's pruner keeps
+    one across calls (each call goes on from there); a dry run or a recount starts a new one.
+
+    Invariant: every ID number up to `swept` belongs to an epoch or packet made before a limit and
+    still stored when it was swept (the others are deleted), and `kept` holds the seqs of the actions
+    that mention them; every action below `history_from` is deleted but those in `kept`."""
+
+    def __init__(self, now: float) -> None:
+        self.swept = 0
+        self.kept: set[int] = set()
+        self.history_from = 0
+        self.since = now
 
 
 class Pruner:
-    def __init__(self, conn: apsw.Connection, *, batch: int = BATCH) -> None:
+    def __init__(self, conn: apsw.Connection, *, batch: int = BATCH, lag: timedelta = timedelta(0)) -> None:
+        """`lag`: the ID numbers (and so the history) are pruned that much behind the limit. An object
+        still stored when its number is swept keeps its history until the next recount (KEPT_FOR): a
+        running net's pruner, called every second, sweeps once its short-lived objects are gone."""
         self.conn = conn
         self.batch = batch
+        self.lag = lag
         self._doomed: set[str] = set()  # a dry run's epochs and packets that a real run would remove
         self._deadline = float("inf")
         self.out_of_time = False
-        self._kept: set[int] | None = None  # see _kept_seqs
-        self._kept_since = 0.0
-        self._kept_from = ""
-        self._history_from = 0  # see _history
+        self._pass: _Pass | None = None  # the running pass (see _Pass), recounted every KEPT_FOR seconds
 
     def prune(self, older_than: timedelta, now: datetime, *, dry_run: bool = False,
               seconds: float | None = None, vacuum: bool = True) -> PruneReport:
@@ -101,6 +123,10 @@ class Pruner:
             cutoff = datetime.min.replace(tzinfo=UTC)
         report = PruneReport(cutoff=iso(cutoff), dry_run=dry_run)
         self._bound = id_bound(cutoff)
+        try:
+            self._swept_bound = id_bound(cutoff - self.lag)
+        except OverflowError:
+            self._swept_bound = "0"
         self._doomed.clear()
         self._empty: dict[str, bool] = {}  # see _is_empty
         self.out_of_time = False  # set when a `seconds` limit cut this call short
@@ -108,7 +134,17 @@ class Pruner:
         keep = self._kept_epochs(report.cutoff)
         self._epochs(report, keep, dry_run)
         self._packets(report, dry_run)
-        self._history(report, micros(cutoff), dry_run)
+        # The numbers and the history go on only once every epoch and packet made before the limit was
+        # visited: one left for the next call would count as still stored, and keep its history.
+        if not self._out_of_time():
+            if dry_run or self._pass is None or time.monotonic() - self._pass.since > KEPT_FOR:
+                state = _Pass(time.monotonic())  # (a recount drops what was pruned since from `kept`)
+                if not dry_run:
+                    self._pass = state
+            else:
+                state = self._pass
+            self._numbers(state, dry_run)
+            self._history(report, state, micros(cutoff), dry_run)
         self._rest(report, dry_run)
         if vacuum and not dry_run and getattr(self.conn, "dialect", None) != "postgres" and \
                 self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # (PostgreSQL's autovacuum reuses the space)
@@ -147,19 +183,19 @@ class Pruner:
                 f"WHERE p.id IN ({_marks(chunk)}) AND a.name = ? AND a.packet = p.n", (*chunk, code[0])))
         return keep
 
-    def _walk(self, table: str, columns: str, where: str, params: tuple = (), *, deadline: bool = True):
-        """Rows of `table` matching `where`, in ID order, a batch at a time (until the deadline, with
-        `deadline`), among the IDs made before the limit: an ID is a ULID, whose first 10 characters
-        are its creation time, so SQLite skips the rest by key, and skips rows that stay (open epochs,
-        live packets) without handing them to Python."""
+    def _walk(self, table: str, columns: str, where: str):
+        """Rows of `table` matching `where`, in ID order, a batch at a time until the deadline, among
+        the IDs made before the limit: an ID is a ULID, whose first 10 characters are its creation
+        time, so SQLite skips the rest by key, and skips rows that stay (open epochs, live packets)
+        without handing them to Python."""
         after = ""
         while True:
             rows = self.conn.execute(f"SELECT id, {columns} FROM {table} WHERE id > ? AND id < ? AND {where} "
-                                     f"ORDER BY id LIMIT ?", (after, self._bound, *params, self.batch)).fetchall()
+                                     f"ORDER BY id LIMIT ?", (after, self._bound, self.batch)).fetchall()
             if not rows:
                 return
             yield rows
-            if deadline and self._out_of_time():
+            if self._out_of_time():
                 return
             after = rows[-1][0]
 
@@ -171,7 +207,6 @@ class Pruner:
             if gone:
                 self._doomed.update(gone)
                 self._delete(report, dry_run, [
-                    ("history_refs", "ref", gone), ("history_ids", "id", gone),
                     ("epochs", "id", gone), ("epoch_attempts", "epoch_id", gone), ("epoch_jobs", "epoch_id", gone),
                     ("epoch_results", "epoch_id", gone), ("deferred_actions", "epoch_id", gone),
                     ("node_logs", "epoch_id", gone)])
@@ -183,36 +218,80 @@ class Pruner:
             gone = [r[0] for r in rows if r[3] is not None and r[3] < cutoff and r[0] not in pending]
             if gone:
                 self._doomed.update(gone)
-                self._delete(report, dry_run, [("history_refs", "ref", gone), ("history_ids", "id", gone),
-                                               ("packets", "id", gone), ("packet_values", "packet_id", gone)])
+                self._delete(report, dry_run, [("packets", "id", gone), ("packet_values", "packet_id", gone)])
 
-    def _history(self, report: PruneReport, cutoff_us: int, dry_run: bool) -> None:
+    def _numbers(self, state: _Pass, dry_run: bool) -> None:
+        """Delete the ID numbers (and their references) of epochs and packets made before the limit and
+        no longer stored, and keep the actions that mention the others.
+
+        IDs are numbered in the order the history first mentions them, so the numbers of the objects
+        pruned by now are a range with a few holes (the objects still stored): each range goes in two
+        statements, from the last number swept up to the first ID made after the limit (less the
+        lag). The holes
+        are what the history must keep, and the only references read: this costs what was pruned,
+        not what is stored."""
+        conn = self.conn
+        while not self._out_of_time():
+            rows = conn.execute("SELECT n, id FROM history_ids WHERE n > ? ORDER BY n LIMIT ?",
+                                (state.swept, NUMBERS)).fetchall()
+            young = next((i for i, row in enumerate(rows) if row[1] >= self._swept_bound), None)
+            if young is not None:
+                rows = rows[:young]  # made after the limit: this number and the next ones stay
+            if not rows:
+                return
+            # what is still stored among these IDs: a range by key in each table, where little is left
+            first, last = min(row[1] for row in rows), max(row[1] for row in rows)
+            stored = {row[0] for table in ("epochs", "packets") for row in conn.execute(
+                f"SELECT id FROM {table} WHERE id >= ? AND id <= ?", (first, last))}
+            holes = [row[0] for row in rows if row[1] in stored and row[1] not in self._doomed]
+            for i in range(0, len(holes), 500):
+                chunk = holes[i:i + 500]
+                state.kept.update(row[0] for row in conn.execute(
+                    f"SELECT seq FROM history_refs WHERE ref IN ({_marks(chunk)})", chunk))
+            if not dry_run and len(holes) < len(rows):
+                ranges = gaps(rows[0][0], rows[-1][0], holes)
+                with transaction(conn):
+                    conn.executemany("DELETE FROM history_refs WHERE ref >= ? AND ref <= ?", ranges)
+                    conn.executemany("DELETE FROM history_ids WHERE n >= ? AND n <= ?", ranges)
+            state.swept = rows[-1][0]
+            if young is not None or len(rows) < NUMBERS:
+                return
+
+    def _history(self, report: PruneReport, state: _Pass, cutoff_us: int, dry_run: bool) -> None:
         """Actions before the first one at or after the limit go, except those that mention something
         still stored that was made before the limit (a live packet, an open or kept epoch): those are
-        found by key (history_refs), the rest is deleted by seq ranges. The last action always stays
-        (the next record's seq is counted from it)."""
+        `state.kept` (see _numbers), the rest is deleted by seq ranges. An action that mentions a
+        number not swept yet stays too: none comes before the first action that mentions the first
+        such number. The last action always stays (the next record's seq is counted from it)."""
         conn = self.conn
         end = self._first_seq_at(cutoff_us)
         if end is None:
             return
-        kept = sorted(self._kept_seqs(report.cutoff, end, dry_run))
+        following = conn.execute("SELECT n FROM history_ids WHERE n > ? ORDER BY n LIMIT 1", (state.swept,)).fetchone()
+        if following is not None:
+            first = conn.execute("SELECT min(seq) FROM history_refs WHERE ref = ?", following).fetchone()[0]
+            if first is not None:
+                end = min(end, first)
+        kept = sorted(seq for seq in state.kept if seq < end)
         # Below the cursor everything not kept is gone already (a running owner's earlier calls): go on
-        # from there. The cursor is dropped with the kept cache, so a recount starts from the beginning.
-        lo = max(self._history_from if not dry_run else 0,
-                 conn.execute("SELECT min(seq) FROM history_actions").fetchone()[0] or end)
+        # from there.
+        lo = max(state.history_from, conn.execute("SELECT min(seq) FROM history_actions").fetchone()[0] or end)
         while lo < end and not self._out_of_time():
             step = conn.execute("SELECT seq FROM history_actions WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
                                 (lo, 4 * self.batch)).fetchone()  # windows of 2,000 actions
             hi = min(end, step[0]) if step is not None else end
-            keep = json_list(kept[bisect_left(kept, lo):bisect_left(kept, hi)])
+            ranges = gaps(lo, hi - 1, kept[bisect_left(kept, lo):bisect_left(kept, hi)])
             if dry_run:
-                report.add("history_actions", conn.execute(_COUNT_ACTIONS, (lo, hi, keep)).fetchone()[0])
+                report.add("history_actions", sum(conn.execute(
+                    "SELECT count(*) FROM history_actions WHERE seq >= ? AND seq <= ?", r).fetchone()[0] for r in ranges))
             else:
                 with transaction(conn):
-                    conn.execute(_DELETE_ACTIONS, (lo, hi, keep))
-                    report.add("history_actions", conn.changes())
-                self._history_from = hi
-            lo = hi
+                    for r in ranges:
+                        conn.execute("DELETE FROM history_actions WHERE seq >= ? AND seq <= ?", r)
+                        report.add("history_actions", conn.changes())
+            state.history_from = lo = hi
+        if len(state.kept) > 2 * len(kept) + 1000:  # the seqs passed for good are no longer needed
+            state.kept = {seq for seq in state.kept if seq >= state.history_from}
         condition = ("seq < (SELECT max(seq) FROM history_legacy) AND timestamp < ? AND (epoch_id IS NULL OR epoch_id "
                      "NOT IN (SELECT id FROM epochs)) AND (packet_id IS NULL OR packet_id NOT IN (SELECT id FROM packets))")
         self._chunked(report, dry_run, "history_legacy", "seq", condition, (iso_of(cutoff_us),))
@@ -237,32 +316,6 @@ class Pruner:
                 hi = mid
         first = conn.execute("SELECT seq FROM history_actions WHERE seq >= ? ORDER BY seq LIMIT 1", (lo,)).fetchone()
         return first[0] if first is not None else bounds[1]
-
-    def _kept_seqs(self, cutoff: str, end: int, dry_run: bool) -> set[int]:
-        """Actions before `end` that mention an epoch or packet made before the limit and still stored.
-
-        Kept across calls (a running owner prunes a slice a second): each call adds the objects that
-        became old since the last one, from a second before the last limit on; the cache is rebuilt
-        every KEPT_FOR seconds, dropping what was pruned since. Over-keeping only delays a removal."""
-        if self._kept is None or time.monotonic() - self._kept_since > KEPT_FOR or dry_run:
-            self._kept, self._kept_since, self._kept_from = set(), time.monotonic(), ""
-            self._history_from = 0
-        conn = self.conn
-        old = []
-        for table in ("epochs", "packets"):
-            for rows in self._walk(table, "created_at", "id >= ? AND created_at < ?", (self._kept_from, cutoff),
-                                   deadline=False):
-                old += [r[0] for r in rows if r[0] not in self._doomed]  # (a dry run's doomed are still here)
-        for i in range(0, len(old), 500):
-            chunk = old[i:i + 500]
-            self._kept.update(row[0] for row in conn.execute(
-                f"SELECT r.seq FROM history_ids i JOIN history_refs r ON r.ref = i.n WHERE i.id IN ({_marks(chunk)})",
-                chunk))
-        try:
-            self._kept_from = id_bound(datetime.fromisoformat(cutoff) - timedelta(seconds=1))
-        except OverflowError:  # a limit at the start of the calendar: nothing is older
-            self._kept_from = ""
-        return {seq for seq in self._kept if seq < end}
 
     def _rest(self, report: PruneReport, dry_run: bool) -> None:
         self._chunked(report, dry_run, "dead_letters", "seq", "status != 'pending' AND created_at < ?",
@@ -300,22 +353,14 @@ class Pruner:
         conn = self.conn
         if dry_run:
             for table, column, keys in parts:
-                if table.startswith("history_"):
-                    continue
                 report.add(table, conn.execute(f"SELECT count(*) FROM {table} WHERE {column} IN ({_marks(keys)})",
                                                keys).fetchone()[0])
             return
         with transaction(conn):
             for table, column, keys in parts:
-                if self._is_empty(table):
-                    continue
-                if table == "history_refs":  # by the IDs' numbers (before history_ids loses them)
-                    conn.execute(f"DELETE FROM history_refs WHERE ref IN (SELECT n FROM history_ids "
-                                 f"WHERE id IN ({_marks(keys)}))", keys)
-                else:
+                if not self._is_empty(table):
                     conn.execute(f"DELETE FROM {table} WHERE {column} IN ({_marks(keys)})", keys)
-                    if not table.startswith("history_"):  # ID numbers: bookkeeping, not reported
-                        report.add(table, conn.changes())
+                    report.add(table, conn.changes())
 
 
 def describe(report: PruneReport) -> str:
@@ -350,15 +395,17 @@ class RetentionPolicy:
     """A running net's `retention` option: the owner prunes a slice of at most SLICE seconds every
     EVERY seconds, or every SOON seconds while a slice ran out of time (a backlog to catch up on), so
     a long run keeps its file bounded without ever stalling for more than a slice. Pruning costs
-    ~20 us per epoch (tools/soak.py), against ~200 us to run a trivial one."""
+    ~20-30 us per epoch in a running soak (tools/soak.py; ~17 us alone), against ~200 us to run a
+    trivial one."""
 
     EVERY = 1.0
     SOON = 0.2
     SLICE = 0.05
+    LAG = 5.0  # seconds the ID numbers and history are pruned behind the limit (see Pruner)
 
     def __init__(self, conn: apsw.Connection, retention: str, clock: Any) -> None:
         self.age = parse_duration(retention, what="retention")
-        self.pruner = Pruner(conn)
+        self.pruner = Pruner(conn, lag=min(self.age, timedelta(seconds=self.LAG)))
         self.clock = clock
         self._next = clock.monotonic() + self.EVERY
 

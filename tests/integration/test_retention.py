@@ -15,7 +15,7 @@ import pytest
 
 import netrun
 from netrun.graphs import chain
-from netrun.retention import prune_file
+from netrun.retention import gaps, prune_file
 
 from .helpers import rows, scalar
 
@@ -221,6 +221,19 @@ def test_retention_from_a_definition(tmp_path):
         net.close()
 
 
+def _origins(db) -> dict[str, dict]:
+    """Where each live packet came from (`trace`), after _net_with_leftovers."""
+    kept = _net_with_leftovers(db)
+    with netrun.NetInspector(str(db)) as net:
+        return {packet: net.trace(packet)["origin"] for packet in kept["live"]}
+
+
+def _same_origins(db, origins: dict[str, dict]) -> None:
+    with netrun.NetInspector(str(db)) as net:
+        for packet, origin in origins.items():
+            assert net.trace(packet)["origin"] == origin
+
+
 def test_a_pruner_that_runs_again_keeps_what_became_old_since(tmp_path):
     """The owner's pruner reuses what it found to keep across calls: a live packet that was new at
     one call and is old at the next still keeps its history."""
@@ -228,9 +241,7 @@ def test_a_pruner_that_runs_again_keeps_what_became_old_since(tmp_path):
     from netrun.retention import Pruner
 
     db = tmp_path / "net.db"
-    kept = _net_with_leftovers(db)
-    with netrun.NetInspector(str(db)) as net:
-        origins = {packet: net.trace(packet)["origin"] for packet in kept["live"]}
+    origins = _origins(db)
     conn = open_connection(str(db))
     try:
         pruner = Pruner(conn)
@@ -241,9 +252,7 @@ def test_a_pruner_that_runs_again_keeps_what_became_old_since(tmp_path):
         assert second.removed["history_actions"] > 0
     finally:
         conn.close()
-    with netrun.NetInspector(str(db)) as net:
-        for packet, origin in origins.items():
-            assert net.trace(packet)["origin"] == origin
+    _same_origins(db, origins)
 
 
 def test_the_write_ahead_log_stays_bounded(tmp_path):
@@ -260,3 +269,52 @@ def test_the_write_ahead_log_stays_bounded(tmp_path):
                 largest = max(largest, os.path.getsize(f"{db}-wal"))
     assert os.path.getsize(db) > 35_000_000  # the data went into the file
     assert 0 < largest <= WAL_LIMIT + 2_000_000
+
+
+def test_the_numbers_of_what_went_go_and_those_of_what_stays_stay(db):
+    """ID numbers go by ranges around the objects still stored: what remains numbered is stored."""
+    kept = _net_with_leftovers(db)
+    prune_file(str(db), "0s", now=datetime.now(UTC) + timedelta(seconds=1))
+    assert scalar(db, "SELECT count(*) FROM history_ids WHERE id NOT IN (SELECT id FROM epochs) "
+                      "AND id NOT IN (SELECT id FROM packets)") == 0
+    assert scalar(db, "SELECT count(*) FROM history_refs WHERE ref NOT IN (SELECT n FROM history_ids)") == 0
+    for packet in kept["live"]:
+        assert scalar(db, "SELECT count(*) FROM history_ids WHERE id = ?", (packet,)) == 1
+
+
+def test_a_pruner_with_a_lag_keeps_the_history_of_that_last_stretch(tmp_path):
+    """The owner's pruner sweeps ID numbers and history `lag` behind the limit: epochs and packets go at
+    the limit, their numbers and history only once the lag passed, and a live packet's lineage holds.
+    (Counted on the pruner's own connection: a second SQLite library in this process, closing its
+    connection to the file, would drop the process's locks under apsw's.)"""
+    from netrun.db import open_connection
+    from netrun.retention import Pruner
+
+    db = tmp_path / "net.db"
+    origins = _origins(db)
+    conn = open_connection(str(db))
+    try:
+        def numbers() -> int:
+            return conn.execute("SELECT count(*) FROM history_ids").fetchone()[0]
+
+        before = numbers()
+        now = datetime.now(UTC) + timedelta(seconds=1)
+        lagging = Pruner(conn, lag=timedelta(hours=1)).prune(timedelta(0), now)
+        assert lagging.removed["epochs"] > 0 and "history_actions" not in lagging.removed
+        assert numbers() == before
+        caught_up = Pruner(conn, lag=timedelta(hours=1)).prune(timedelta(0), now + timedelta(hours=2))
+        assert caught_up.removed["history_actions"] > 0 and numbers() < before
+    finally:
+        conn.close()
+    _same_origins(db, origins)
+
+
+@pytest.mark.parametrize(("lo", "hi", "holes", "expected"), [
+    (1, 10, [3, 4, 8], [(1, 2), (5, 7), (9, 10)]),
+    (1, 3, [1, 2, 3], []),
+    (5, 5, [], [(5, 5)]),
+    (1, 4, [1, 4], [(2, 3)]),
+    (5, 9, [2, 7, 12], [(5, 6), (8, 9)]),
+])
+def test_gaps_cover_a_range_but_its_holes(lo, hi, holes, expected):
+    assert gaps(lo, hi, holes) == expected
