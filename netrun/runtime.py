@@ -554,7 +554,11 @@ class Runtime:
         try:
             while self._unrun:  # the run stopped on a storage error with these started: they go first
                 self.commit()
-                await self._run_job(self._unrun.pop(0), asynchronous=False)
+                job = self._unrun.pop(0)
+                if asynchronous and inspect.iscoroutinefunction(self.functions[job.node_name].exec):
+                    self._launch([job])  # counted when it ends (`_reap`)
+                    continue
+                await self._run_job(job, asynchronous=False)
                 ran += 1
             if round_:
                 self.advance()
@@ -643,7 +647,11 @@ class Runtime:
             if item.due <= now and inspect.iscoroutinefunction(self.functions[item.node_name].exec):
                 self.ready.remove(item)
                 jobs.append(self._start(item))
-        self.commit()
+        try:
+            self.commit()
+        except BaseException:
+            self._unrun += jobs  # started, not durably: they run once a commit makes it so
+            raise
         return jobs
 
     def _launch(self, jobs: list[Claim]) -> None:

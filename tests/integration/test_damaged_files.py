@@ -180,9 +180,15 @@ def _times_ten(ctx, packets):
     ctx.send_output_salvo("send_out")
 
 
+async def _times_ten_async(ctx, packets):
+    value = await ctx.consume_packet(packets["in"][0])
+    await ctx.load_output_port("out", await ctx.create_packet(value * 10))
+    await ctx.send_output_salvo("send_out")
+
+
 @pytest.mark.parametrize("fail_at", [1, 2, 3])
 @pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
-@pytest.mark.parametrize("pool", [None, "thread"])
+@pytest.mark.parametrize("pool", [None, "thread", "async"])
 def test_a_run_stopped_by_a_failed_commit_goes_on_when_started_again(tmp_path, monkeypatch, pool, deferred, fail_at):
     """A commit fails mid-run (the disk was full; made room since): `start()` again goes on with what
     the run held, and every value arrives once. An epoch taken in line for the failed commit, or
@@ -200,12 +206,13 @@ def test_a_run_stopped_by_a_failed_commit_goes_on_when_started_again(tmp_path, m
 
     monkeypatch.setattr(Journal, "_write", failing_write)
     got = []
-    options = {"thread_pools": {"p": {"size": 4}}} if pool else {}
+    options = {"thread_pools": {"p": {"size": 4}}} if pool == "thread" else {}
     with netrun.Net(chain("Src", "Work", "Sink"), db=tmp_path / "run.db", **options) as net:
-        net.set_node_exec("Work", _times_ten)
+        # async: the main thread's event loop starts every due async epoch with one commit
+        net.set_node_exec("Work", _times_ten_async if pool == "async" else _times_ten)
         net.set_node_exec("Sink", lambda ctx, packets: got.append(ctx.consume_packet(packets["in"][0])))
         for node in ("Work", "Sink"):
-            net.set_node_config(node, defer_net_actions=deferred, pool="p" if pool and node == "Work" else None)
+            net.set_node_config(node, defer_net_actions=deferred, pool="p" if pool == "thread" and node == "Work" else None)
         for value in range(200):
             net.inject_packet("Work", "in", value)
         calls["n"] = 0
