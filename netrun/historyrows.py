@@ -132,6 +132,16 @@ class Encoder:
                 n = self._create(id_, new_ids)
         return n
 
+    def _first_seen(self, id_: str, creating: bool, events: list, created: list, new_ids: list) -> int:
+        """The number of an ID this write meets for the first time: what the action creates (`creating`: this
+        event does; else one of its events, collected once per action in `created[0]`) is new, numbered
+        without a lookup."""
+        if not creating:
+            if created[0] is None:
+                created[0] = _created(events)
+            creating = id_ in created[0]
+        return self._create(id_, new_ids) if creating else self._number(id_, new_ids)
+
     def _create(self, id_: str, new_ids: list) -> int:
         n = self.ids[id_] = self.next_n
         self.next_n += 1
@@ -163,32 +173,26 @@ class Encoder:
         new_ids: list[tuple[int, str]] = []
         refs: list[int] = []
         ids, shapes, words = self.ids, self._shapes, self.words
-        shape_of, word, number, create = self._shape, self._word, self._number, self._create
+        shape_of, word, number, first_seen = self._shape, self._word, self._number, self._first_seen
         base = -1
         for seq, name, epoch_id, packet_id, node_name, _ts, us, data, events in actions:
             if base < 0:
                 base = seq
             mentioned: set[int] = set()
             encoded = []
-            created: set[str] | None = None  # what the action creates is new: numbered without a lookup
+            created: list = [None]  # what the action creates (see _first_seen), read once when needed
             for kind, ev_epoch, ev_packet, ev_node, extra in events:
                 shape = shapes.get((kind, ev_node, extra)) or shape_of(kind, ev_node, extra)
                 e_n = p_n = None
                 if ev_epoch is not None:
                     e_n = ids.get(ev_epoch)
                     if e_n is None:
-                        if kind != "EpochCreated" and created is None:
-                            created = _created(events)
-                        e_n = create(ev_epoch, new_ids) if kind == "EpochCreated" or ev_epoch in created \
-                            else number(ev_epoch, new_ids)
+                        e_n = first_seen(ev_epoch, kind == "EpochCreated", events, created, new_ids)
                     mentioned.add(e_n)
                 if ev_packet is not None:
                     p_n = ids.get(ev_packet)
                     if p_n is None:
-                        if kind != "PacketCreated" and created is None:
-                            created = _created(events)
-                        p_n = create(ev_packet, new_ids) if kind == "PacketCreated" or ev_packet in created \
-                            else number(ev_packet, new_ids)
+                        p_n = first_seen(ev_packet, kind == "PacketCreated", events, created, new_ids)
                     mentioned.add(p_n)
                 kcode, ncode, tail = shape
                 if tail:
