@@ -283,3 +283,12 @@ def pid_then_sleep(ctx, packets):
 def slow_start(net):
     """A start function that takes a second (heavy imports, a model loaded at start)."""
     time.sleep(1.0)
+
+
+def interrupt_on_two(ctx, packets):
+    """Forward the value; on 2 raise the BaseException named by the node's `raise` param (SystemExit
+    or KeyboardInterrupt) out of the node's code, after consuming it."""
+    value = ctx.consume_packet(packets["in"][0])
+    if value == 2:
+        raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}[ctx.params["raise"]](3)
+    _send(ctx, value)
