@@ -10,6 +10,7 @@ import path (a string), which the factory resolves with `import_from_path`.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,16 @@ def import_from_path(path: str) -> Any:
             owner = ".".join(parts[:imported] + attributes[:i])
             raise ConfigError(f"cannot import {path!r}: {owner!r} has no attribute {attribute!r}", path=path) from None
     return target
+
+
+def generator_problem(func: Any) -> str | None:
+    """Why `func` cannot be a node function, when it is a generator function: calling it runs none of
+    its code (netrun calls node functions once and never iterates them). None for any other."""
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        return (f"{getattr(func, '__qualname__', func)!r} is a generator function (it has `yield`): calling it "
+                "runs none of its code; netrun calls node functions once and never iterates them: use return "
+                "instead of yield")
+    return None
 
 
 def dotted_path(path: str, target: Any) -> str:

@@ -374,6 +374,9 @@ class Net:
                 continue
             if not callable(func):
                 raise ConfigError(f"node {node_name!r}: {role} must be callable, got {func!r}", node=node_name)
+            problem = factories.generator_problem(func)
+            if problem is not None:
+                raise ConfigError(f"node {node_name!r}: {role} {problem}", node=node_name)
         paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
                                                         ("stop", funcs.stop), ("failed", funcs.failed)) if f}
         self._check_remote(node_name, rt.configs[node_name].pool, paths)
