@@ -44,6 +44,7 @@ from .readonly import Readers, read_query
 from .restore import read_meta, stored_graph
 from .host import NodeFunctions
 from .runtime import Runtime
+from .worker import in_worker_thread
 
 
 def _import_path(func: Callable[..., Any] | None) -> str | None:
@@ -297,6 +298,9 @@ class Net:
         if rt.looping and rt.owner.is_mine:
             raise ContextUsageError(f"close() of the net on {self.db_path} was called from node code while the net "
                                     "runs; call net.pause() there, and close() once start() returns")
+        if in_worker_thread(self):  # close() joins the pool's workers, this thread among them
+            raise ContextUsageError(f"close() of the net on {self.db_path} was called from node code in one of its "
+                                    "thread pool's workers; call net.pause() there, and close() once start() returns")
         with self._closing:  # one closer at a time; the others find it closed
             if self._closed:
                 return
@@ -502,7 +506,12 @@ class Net:
         Raises what stopped the run (e.g. NodeExecutionFailed with on_error="raise"), or
         TimeoutError after `timeout` seconds.
         """
-        return self._live().control.wait(timeout)
+        rt = self._live()
+        if in_worker_thread(self) or (rt.looping and rt.owner.is_mine):  # it would wait for itself
+            raise ContextUsageError(f"wait_until_blocked() of the net on {self.db_path} was called from node code "
+                                    "while the net runs that code: the run ends only after this epoch; call "
+                                    "net.pause() there, or wait outside node code")
+        return rt.control.wait(timeout)
 
     async def async_wait_until_blocked(self, timeout: float | None = None) -> NetStatus:
         return await asyncio.to_thread(self.wait_until_blocked, timeout)

@@ -50,12 +50,13 @@ from .tracebacks import error_text, error_type, format_traceback
 from .values import Stored, ValueStore
 from .wakeups import RESULT_READY, result_notice
 
-_here = threading.local()  # `active` in a thread worker's thread
+_here = threading.local()  # `active` in a thread worker's thread; `net`: the net whose worker it is
 
 
-def in_worker_thread() -> bool:
-    """Whether the calling thread is a thread-pool worker (running node code of a pool)."""
-    return getattr(_here, "active", False)
+def in_worker_thread(net: Any = None) -> bool:
+    """Whether the calling thread is a thread-pool worker (running node code of a pool); given `net`,
+    a worker of that net's pools."""
+    return getattr(_here, "active", False) and (net is None or getattr(_here, "net", None) is net)
 
 
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
@@ -761,6 +762,7 @@ def thread_main(spec: WorkerSpec, worker_id: str, inbox: queue.SimpleQueue, reti
                 notify: Callable[[Any], None], clock: Clock, net: Any) -> None:
     """Entry point of a thread worker: jobs come from the owner on `inbox`, results go to `notify`."""
     _here.active = True
+    _here.net = net
 
     def take(timeout: float) -> Any:
         try:

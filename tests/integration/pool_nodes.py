@@ -292,3 +292,18 @@ def interrupt_on_two(ctx, packets):
     if value == 2:
         raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}[ctx.params["raise"]](3)
     _send(ctx, value)
+
+
+def call_the_net_from_the_pool(ctx, packets):
+    """Call wait_until_blocked(), close(), stop(), start() and run_step() of the net that runs this
+    epoch, from a thread pool's worker; print each call's outcome (`name ErrorType: message`) and
+    forward the value."""
+    value = ctx.consume_packet(packets["in"][0])
+    net = ctx._net
+    for name in ("wait_until_blocked", "close", "stop", "start", "run_step"):
+        try:
+            getattr(net, name)()
+            print(f"{name} returned")
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            print(f"{name} {type(exc).__name__}: {exc}")
+    _send(ctx, value)
