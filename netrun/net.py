@@ -514,7 +514,15 @@ class Net:
         return rt.control.wait(timeout)
 
     async def async_wait_until_blocked(self, timeout: float | None = None) -> NetStatus:
+        if self._in_own_run():
+            return self.wait_until_blocked(timeout)  # raises: node code would wait for itself
         return await asyncio.to_thread(self.wait_until_blocked, timeout)
+
+    def _in_own_run(self) -> bool:
+        """Whether the caller is node code of this net's loop (its thread): a call that waits for the run
+        must be checked here, before it is handed to another thread, which cannot tell."""
+        rt = self._rt
+        return not self._closed and rt.looping and rt.owner.is_mine
 
     def poll(self) -> NetStatus:
         """The net's state (running, pausing, paused, blocked, stopped) and per-node epoch counts."""
@@ -535,6 +543,8 @@ class Net:
         await asyncio.to_thread(self.pause)
 
     async def async_stop(self) -> None:
+        if self._in_own_run():
+            self.stop()  # pauses, then raises ContextUsageError: as stop() from sync node code
         await asyncio.to_thread(self.stop)
 
     async def async_run_step(self, start_epochs: bool = True) -> None:

@@ -307,3 +307,17 @@ def call_the_net_from_the_pool(ctx, packets):
         except Exception as exc:  # noqa: BLE001 - reported to the test
             print(f"{name} {type(exc).__name__}: {exc}")
     _send(ctx, value)
+
+
+async def await_the_net_from_async_node_code(ctx, packets):
+    """Await async_stop() and async_wait_until_blocked() of the net that runs this epoch (its event
+    loop's thread); print each call's outcome and forward the value."""
+    value = await ctx.consume_packet(packets["in"][0])
+    for name in ("async_wait_until_blocked", "async_stop"):
+        try:
+            await getattr(ctx._net, name)()
+            print(f"{name} returned")
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            print(f"{name} {type(exc).__name__}: {exc}")
+    await ctx.load_output_port("out", await ctx.create_packet(value))
+    await ctx.send_output_salvo("send_out")
