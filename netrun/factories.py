@@ -17,7 +17,7 @@ from typing import Any
 import netrun_sim as ns
 
 from .errors import ConfigError
-from .params import find_non_data, subscripts
+from .params import TOML_INTEGERS, find_non_data, subscripts
 
 SPEC_KEYS = ("name", "in_ports", "out_ports", "in_salvo_conditions", "out_salvo_conditions")
 FUNC_ROLES = ("exec_node_func", "start_node_func", "stop_node_func", "exec_failed_node_func")
@@ -111,7 +111,8 @@ def check_factory_args(args: Any, where: str) -> None:
             label = repr(name) + subscripts(keys)
             if is_key:
                 raise ConfigError(f"{where}: factory argument {label} has a non-string key {bad!r}")
-            hint = " pass its import path as a string instead;" if callable(bad) else ""
+            hint = " pass its import path as a string instead;" if callable(bad) else (
+                f" {TOML_INTEGERS};" if type(bad) is int else "")
             raise ConfigError(f"{where}: factory argument {label} = {bad!r} cannot be saved in a definition;{hint} "
                               "factory arguments must be strings, numbers, booleans, lists or tables")
 
