@@ -39,7 +39,7 @@ from . import expressions, port_types
 from .config import NodeConfig, parse_net_config, update_node_config
 from .errors import ConfigError, DefinitionError
 from .params import Params, check_params
-from .factories import FUNC_ROLES, check_factory_args, from_factory, import_from_path, is_import_path, node_from_spec
+from .factories import FUNC_ROLES, check_factory_args, from_factory, generator_problem, import_from_path, is_import_path, node_from_spec
 from .tomlpos import KeyPath, Locator, toml_error_position
 
 STRING_SOURCE = "<string>"
@@ -244,6 +244,9 @@ class Reader:
             raise self.fail(where, str(exc), at) from exc
         if not callable(func):
             raise self.fail(where, f"{path!r} is not a function (got {type(func).__name__})", at)
+        problem = generator_problem(func)
+        if problem is not None:
+            raise self.fail(where, f"{path!r}: {problem}", at)
         return func
 
     def factory_node(self, name: str, spec: dict, options: dict, notes: Notes) -> NodeDef:

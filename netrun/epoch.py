@@ -36,7 +36,7 @@ from .capture import Capture, capturing
 from .config import NodeConfig
 from .context import AsyncNodeExecutionContext, NodeExecutionContext, NodeFailureContext, Packet
 from .deferred import DeferredActions, apply_queue
-from .errors import EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
+from .errors import ContextUsageError, EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
 from .jobs import Claim
 from .tracebacks import error_text, error_type, format_traceback, skip_first_frame
 from .host import NodeFunctions
@@ -214,6 +214,10 @@ class AttemptLoop:
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
                 result = self.funcs.exec(ctx, self.packets)
+                if inspect.isgenerator(result) or inspect.isasyncgen(result):  # set_node_exec refuses such functions
+                    raise ContextUsageError(f"node {self.node!r} epoch {self.epoch_id}: the exec function returned a "
+                                            f"generator, which netrun never iterates (none of its code ran): use "
+                                            f"return instead of yield")
                 if result is not None and inspect.isawaitable(result):
                     if cfg.timeout is not None:
                         try:

@@ -10,13 +10,14 @@ import path (a string), which the factory resolves with `import_from_path`.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import netrun_sim as ns
 
 from .errors import ConfigError
-from .params import find_non_data, subscripts
+from .params import TOML_INTEGERS, find_non_data, subscripts
 
 SPEC_KEYS = ("name", "in_ports", "out_ports", "in_salvo_conditions", "out_salvo_conditions")
 FUNC_ROLES = ("exec_node_func", "start_node_func", "stop_node_func", "exec_failed_node_func")
@@ -70,6 +71,16 @@ def import_from_path(path: str) -> Any:
     return target
 
 
+def generator_problem(func: Any) -> str | None:
+    """Why `func` cannot be a node function, when it is a generator function: calling it runs none of
+    its code (netrun calls node functions once and never iterates them). None for any other."""
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        return (f"{getattr(func, '__qualname__', func)!r} is a generator function (it has `yield`): calling it "
+                "runs none of its code; netrun calls node functions once and never iterates them: use return "
+                "instead of yield")
+    return None
+
+
 def dotted_path(path: str, target: Any) -> str:
     """`path` in the spec's dotted form ("pkg.mod:qual.name" -> "pkg.mod.qual.name") when that form imports
     `target` too; else `path` as it is (a name that a submodule of the same name would shadow)."""
@@ -100,7 +111,8 @@ def check_factory_args(args: Any, where: str) -> None:
             label = repr(name) + subscripts(keys)
             if is_key:
                 raise ConfigError(f"{where}: factory argument {label} has a non-string key {bad!r}")
-            hint = " pass its import path as a string instead;" if callable(bad) else ""
+            hint = " pass its import path as a string instead;" if callable(bad) else (
+                f" {TOML_INTEGERS};" if type(bad) is int else "")
             raise ConfigError(f"{where}: factory argument {label} = {bad!r} cannot be saved in a definition;{hint} "
                               "factory arguments must be strings, numbers, booleans, lists or tables")
 

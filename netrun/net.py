@@ -44,6 +44,7 @@ from .readonly import Readers, read_query
 from .restore import read_meta, stored_graph
 from .host import NodeFunctions
 from .runtime import Runtime
+from .worker import in_worker_thread
 
 
 def _import_path(func: Callable[..., Any] | None) -> str | None:
@@ -297,6 +298,9 @@ class Net:
         if rt.looping and rt.owner.is_mine:
             raise ContextUsageError(f"close() of the net on {self.db_path} was called from node code while the net "
                                     "runs; call net.pause() there, and close() once start() returns")
+        if in_worker_thread(self):  # close() joins the pool's workers, this thread among them
+            raise ContextUsageError(f"close() of the net on {self.db_path} was called from node code in one of its "
+                                    "thread pool's workers; call net.pause() there, and close() once start() returns")
         with self._closing:  # one closer at a time; the others find it closed
             if self._closed:
                 return
@@ -374,6 +378,9 @@ class Net:
                 continue
             if not callable(func):
                 raise ConfigError(f"node {node_name!r}: {role} must be callable, got {func!r}", node=node_name)
+            problem = factories.generator_problem(func)
+            if problem is not None:
+                raise ConfigError(f"node {node_name!r}: {role} {problem}", node=node_name)
         paths = {role: _import_path(f) for role, f in (("exec", funcs.exec), ("start", funcs.start),
                                                         ("stop", funcs.stop), ("failed", funcs.failed)) if f}
         self._check_remote(node_name, rt.configs[node_name].pool, paths)
@@ -499,10 +506,23 @@ class Net:
         Raises what stopped the run (e.g. NodeExecutionFailed with on_error="raise"), or
         TimeoutError after `timeout` seconds.
         """
-        return self._live().control.wait(timeout)
+        rt = self._live()
+        if in_worker_thread(self) or (rt.looping and rt.owner.is_mine):  # it would wait for itself
+            raise ContextUsageError(f"wait_until_blocked() of the net on {self.db_path} was called from node code "
+                                    "while the net runs that code: the run ends only after this epoch; call "
+                                    "net.pause() there, or wait outside node code")
+        return rt.control.wait(timeout)
 
     async def async_wait_until_blocked(self, timeout: float | None = None) -> NetStatus:
+        if self._in_own_run():
+            return self.wait_until_blocked(timeout)  # raises: node code would wait for itself
         return await asyncio.to_thread(self.wait_until_blocked, timeout)
+
+    def _in_own_run(self) -> bool:
+        """Whether the caller is node code of this net's loop (its thread): a call that waits for the run
+        must be checked here, before it is handed to another thread, which cannot tell."""
+        rt = self._rt
+        return not self._closed and rt.looping and rt.owner.is_mine
 
     def poll(self) -> NetStatus:
         """The net's state (running, pausing, paused, blocked, stopped) and per-node epoch counts."""
@@ -523,6 +543,8 @@ class Net:
         await asyncio.to_thread(self.pause)
 
     async def async_stop(self) -> None:
+        if self._in_own_run():
+            self.stop()  # pauses, then raises ContextUsageError: as stop() from sync node code
         await asyncio.to_thread(self.stop)
 
     async def async_run_step(self, start_epochs: bool = True) -> None:

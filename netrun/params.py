@@ -84,11 +84,16 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+TOML_INTEGERS = "TOML integers are 64-bit: from -2**63 to 2**63-1"
+
+
 def find_non_data(value: Any, keys: tuple = ()) -> tuple[tuple, Any, bool] | None:
     """The first place in `value` that is not JSON/TOML data, or None: (its keys and indexes from the top,
     what is there, whether that is a table's key rather than a value)."""
-    if _is_text(value) or isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+    if _is_text(value) or isinstance(value, bool) or (isinstance(value, float) and math.isfinite(value)):
         return None
+    if isinstance(value, int):  # TOML's integers are 64-bit (a longer one is written, but no reader takes it)
+        return None if -2 ** 63 <= value < 2 ** 63 else (keys, value, False)
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             found = find_non_data(item, (*keys, i))
@@ -124,7 +129,8 @@ def check_params(node: str, params: Any) -> Params:
         keys, bad, is_key = found
         place = f"params{subscripts(keys)}"
         what = f"{place} has a non-string key {bad!r}, which" if is_key else f"{place} = {bad!r}"
-        hint = " (pass its import path or name as a string)" if callable(bad) else ""
+        hint = " (pass its import path or name as a string)" if callable(bad) else (
+            f" ({TOML_INTEGERS}; pass a larger one as a string)" if type(bad) is int else "")
         raise ConfigError(f"node {node!r} {what} cannot be stored{hint}: params must be strings, numbers, booleans, "
                           "arrays or tables with string keys (data both JSON and TOML hold)",
                           option="params", node=node, key=keys[0] if keys else None, keys=keys)

@@ -325,6 +325,9 @@ class PoolManager:
         self.starts: dict[str, tuple[str, str, int]] = {}
         self.first_attempt: dict[str, int] = {}  # epoch ID -> its next attempt's number, after a take-back
         self.took: dict[str, float] = {}  # node -> seconds its last pool epoch ran (see IN_HAND_SECONDS)
+        # A direct worker that a BaseException from node code ends says so first (worker.last_words):
+        # (epoch ID, worker) -> (error text, its type name, the node's traceback), kept with its death.
+        self.last_words: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._channels: _Channels | None = None
         self._results: Any = None  # remote pools: the listener for their workers' reports
         self._next_sweep = 0.0
@@ -593,9 +596,12 @@ class PoolManager:
         result applied."""
         if isinstance(notice, tuple):
             kind = notice[0]
-            if kind in ("ready", "result", "started", "beat"):
+            if kind in ("ready", "result", "started", "beat", "interrupted"):
                 self._heard(notice[1])
-            if kind == "result":
+            if kind == "interrupted":
+                _kind, worker_id, epoch_id, _attempt, text, type_name, traceback = notice
+                self.last_words[(epoch_id, worker_id)] = (text, type_name, traceback)
+            elif kind == "result":
                 return self._apply_direct(*notice[1:])
             if kind == "started":
                 self._started(*notice[1:])
@@ -724,6 +730,8 @@ class PoolManager:
         for worker_id, pool in dead.items():
             if worker_id in pool.workers:
                 pool.replace(worker_id)
+        for key in [key for key in self.last_words if key[1] in dead]:  # its job ended otherwise meanwhile
+            del self.last_words[key]
         host.commit()
         self._raise_if_broken()
 
@@ -786,8 +794,13 @@ class PoolManager:
         else:  # deaths count across resumes (the attempts table), wherever the epoch ran
             self.deaths[epoch_id] = died + 1
             requeue = cfg.defer_net_actions and self.deaths[epoch_id] <= cfg.retries + 1
-        error = self._error(node, epoch_id, worker_id, why, pool.kind)
+        words = self.last_words.pop((epoch_id, worker_id), None) if why == "died" else None
+        error = self._error(node, epoch_id, worker_id, why, pool.kind, cause=words[0] if words else None)
+        traceback = words[2] if words else None
         counted = why == "timeout" or cfg.defer_net_actions
+        # the interrupted attempt of a non-deferred epoch is kept as in the main thread (cancelled)
+        interrupt = (epoch_id, attempt, node, claimed_at or iso(host.clock.now()), iso(host.clock.now()),
+                     f"{INTERRUPTED} (worker {worker_id}): {words[0]}", words[1], traceback) if words else None
 
         def take(conn: Any) -> bool:
             if not jobs.take_back(conn, claim, worker_id, requeue=requeue, now=iso(host.clock.now()),
@@ -795,9 +808,13 @@ class PoolManager:
                 return False
             if counted:  # the attempt is counted in the take-back's own transaction: a new claim sees it
                 conn.execute("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, "
-                             "outcome, error, error_type) VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
+                             "outcome, error, error_type, traceback) VALUES (?, ?, ?, ?, ?, 'failed', ?, ?, ?)",
                              (epoch_id, attempt, node, claimed_at or iso(host.clock.now()), iso(host.clock.now()), str(error),
-                              type(error).__name__))
+                              type(error).__name__, traceback))
+            elif interrupt is not None:
+                conn.execute("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, "
+                             "outcome, error, error_type, traceback) VALUES (?, ?, ?, ?, ?, 'cancelled', ?, ?, ?)",
+                             interrupt)
             if requeue:
                 conn.execute("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
             return True
@@ -821,7 +838,10 @@ class PoolManager:
         _condition, salvo = host.sim.epoch_salvo(epoch_id)
         ports = {packet: port for port, packet in salvo}
         if why == "timeout" or cfg.defer_net_actions:
-            self.ends.failed(node, epoch_id, ports, error)
+            self.ends.failed(node, epoch_id, ports, error, traceback=traceback)
+        elif interrupt is not None:
+            self.ends.cancelled(node, epoch_id, ports, reason="interrupted", error=interrupt[5], traceback=traceback)
+            host.journal.set_epoch_error(epoch_id, "cancelled", interrupt[5], words[1])
         else:
             text = f"{INTERRUPTED} (worker {worker_id}{', lease expired' if why == 'lease' else ''})"
             self.ends.cancelled(node, epoch_id, ports, reason="interrupted", error=text)
@@ -844,7 +864,8 @@ class PoolManager:
                                  _net=self.host.net, params=cfg.params)
         run_sync(call_failure_func(func, ctx, cfg, self.host.journal, error, asynchronous=False))
 
-    def _error(self, node: str, epoch_id: str, worker_id: str, why: str, kind: str) -> BaseException:
+    def _error(self, node: str, epoch_id: str, worker_id: str, why: str, kind: str,
+               cause: str | None = None) -> BaseException:
         host = self.host
         if why == "timeout":
             return EpochTimeout(f"node {node!r} epoch {epoch_id} ran over its timeout of {host.configs[node].timeout}s "
@@ -853,7 +874,8 @@ class PoolManager:
                                 node_name=node, epoch_id=epoch_id)
         what = "died" if why == "died" else f"stopped renewing its lease ({host.config.lease_seconds}s)"
         return WorkerLost(f"the worker {worker_id} running epoch {epoch_id} of node {node!r} {what} "
-                          f"({self.deaths[epoch_id]} time(s))", node_name=node, epoch_id=epoch_id)
+                          f"({self.deaths[epoch_id]} time(s))" + (f": {cause}" if cause else ""),
+                          node_name=node, epoch_id=epoch_id)
 
     def _start_failed(self, notice: str, rest: deque) -> int:
         """A start_node_func raised in a worker: stop that pool (no endless respawning). The jobs handed

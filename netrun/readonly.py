@@ -142,6 +142,10 @@ def guarded_query(reader: apsw.Connection, sql: str, params: tuple | list | dict
     except apsw.InterruptError:
         raise QueryError(f"the query was stopped after {seconds:g} s; statement: {sql.strip()[:200]}",
                          sql=sql) from None
+    except OverflowError as exc:  # apsw binds a Python int only within SQLite's 64 bits
+        raise QueryError(f"the query failed: a parameter is an integer SQLite cannot hold (64-bit: -2**63 to "
+                         f"2**63-1; bind it as text or a float): {exc}; statement: {sql.strip()[:200]}",
+                         sql=sql) from exc
     except (apsw.SQLError, apsw.BindingsError, apsw.ExecutionCompleteError, apsw.MismatchError,
             apsw.RangeError, apsw.TooBigError, apsw.ConstraintError, TypeError) as exc:
         raise QueryError(f"the query failed: {exc}; statement: {sql.strip()[:200]}", sql=sql) from exc

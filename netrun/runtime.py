@@ -58,6 +58,7 @@ from .restore import Restorer
 from .retention import RetentionPolicy
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
+from .worker import in_worker_thread
 
 READY_AHEAD = 16  # main-thread epochs of one node dispatched ahead of the one running
 LOW_WATER = 8  # below this many ready main-thread epochs, the sim is advanced again...
@@ -529,6 +530,10 @@ class Runtime:
     async def _run(self, *, asynchronous: bool, round_: bool, start_epochs: bool = True,
                    limit: int | None = None, unpause: bool = False) -> int:
         """The owner loop (see the module docstring). With `asynchronous=False` nothing in it suspends."""
+        if in_worker_thread(self.net):  # the run waits for this thread's epoch; this thread would wait for the run
+            raise ContextUsageError("the net was started or stepped from node code in one of its thread pool's "
+                                    "workers, while it runs that code: node code cannot start or step the net that "
+                                    "runs it (call net.pause() instead)")
         with self.owner.holding():
             if self._broken is not None:
                 raise self._broken

@@ -46,16 +46,17 @@ from .errors import NetrunError, StorageError
 from .graphio import graph_from_data, node_shape
 from .journal import Journal
 from . import jobs
-from .tracebacks import error_text, format_traceback
+from .tracebacks import error_text, error_type, format_traceback
 from .values import Stored, ValueStore
 from .wakeups import RESULT_READY, result_notice
 
-_here = threading.local()  # `active` in a thread worker's thread
+_here = threading.local()  # `active` in a thread worker's thread; `net`: the net whose worker it is
 
 
-def in_worker_thread() -> bool:
-    """Whether the calling thread is a thread-pool worker (running node code of a pool)."""
-    return getattr(_here, "active", False)
+def in_worker_thread(net: Any = None) -> bool:
+    """Whether the calling thread is a thread-pool worker (running node code of a pool); given `net`,
+    a worker of that net's pools."""
+    return getattr(_here, "active", False) and (net is None or getattr(_here, "net", None) is net)
 
 
 IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
@@ -223,6 +224,24 @@ class WorkerHost:
 def renew_all(conn: Any, held: list[jobs.Claim], worker_id: str, until: Any) -> None:
     for job in held:
         jobs.renew(conn, job, worker_id, until)
+
+
+class NodeInterrupt(BaseException):
+    """A BaseException (SystemExit, KeyboardInterrupt) escaped a job's node code: the worker ends,
+    as its process would in the main thread, after telling the owner what escaped and where (its
+    "last words": the owner keeps them with the crash semantics it applies to the job).
+
+    A BaseException, so nothing between the node's code and the worker's entry point catches it."""
+
+    def __init__(self, text: str, type_name: str, traceback: str) -> None:
+        super().__init__(text, type_name, traceback)
+        self.text, self.type_name, self.traceback = text, type_name, traceback
+
+
+def last_words(worker_id: str, claim: jobs.Claim, interrupt: NodeInterrupt) -> tuple:
+    """The notice a dying direct worker sends before it ends (see pools.PoolManager._take_back)."""
+    return ("interrupted", worker_id, claim.epoch_id, claim.attempt, interrupt.text, interrupt.type_name,
+            interrupt.traceback)
 
 
 def _portable_error(error: BaseException | None, traceback: str | None) -> BaseException | None:
@@ -394,10 +413,11 @@ def run_claimed(host: WorkerHost, spec: WorkerSpec, functions: dict[str, Any], j
     asynchronous = host.asynchronous.get(node)
     if asynchronous is None:
         asynchronous = host.asynchronous[node] = asyncio.iscoroutinefunction(functions[node].exec)
-    if asynchronous:
-        outcome = loop.run_until_complete(attempts.run_async())
-    else:
-        outcome = attempts.run()
+    try:
+        outcome = loop.run_until_complete(attempts.run_async()) if asynchronous else attempts.run()
+    except BaseException as exc:  # escaped the node's code (AttemptLoop catches every Exception)
+        raise NodeInterrupt(f"{error_text(exc)} escaped the node's code", error_type(exc),
+                            attempts.interrupt_traceback or format_traceback(exc)) from exc
     actions = outcome.actions
     payload = {
         "kind": outcome.kind,
@@ -605,7 +625,12 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
             began = time.perf_counter()
             job = held.pop()
             link.starting(job)
-            result = run_claimed(host, spec, functions, job, loop, raw=raw)
+            try:
+                result = run_claimed(host, spec, functions, job, loop, raw=raw)
+            except NodeInterrupt as interrupt:
+                if direct is not None:  # a remote worker's job is taken back when its lease ends
+                    direct[1](last_words(worker_id, job[0], interrupt))
+                raise
             took = time.perf_counter() - began
             link.ran(result, done, took)
             quick = took < QUICK
@@ -719,6 +744,8 @@ def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, notify: Any) ->
     try:
         worker_loop(spec, worker_id, None, None, send, SystemClock(), None, functions,
                     lambda: parent is None or parent.is_alive(), heartbeat=True, idle=None, direct=(take, send))
+    except NodeInterrupt:  # the process ends; the owner has its last words (and replaces it)
+        pass
     finally:
         notify.close()
 
@@ -735,6 +762,7 @@ def thread_main(spec: WorkerSpec, worker_id: str, inbox: queue.SimpleQueue, reti
                 notify: Callable[[Any], None], clock: Clock, net: Any) -> None:
     """Entry point of a thread worker: jobs come from the owner on `inbox`, results go to `notify`."""
     _here.active = True
+    _here.net = net
 
     def take(timeout: float) -> Any:
         try:
@@ -745,5 +773,7 @@ def thread_main(spec: WorkerSpec, worker_id: str, inbox: queue.SimpleQueue, reti
     try:
         worker_loop(spec, worker_id, None, None, notify, clock, net, spec.functions, lambda: not retire.is_set(),
                     heartbeat=False, idle=None, direct=(take, notify), raw=True)
+    except NodeInterrupt:  # the thread ends; the owner has its last words (and replaces it)
+        pass
     finally:
         notify(("gone", worker_id))

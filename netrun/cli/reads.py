@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import re
 import sys
 
@@ -104,12 +105,19 @@ def _history_line(row: dict) -> str:
     return "  ".join(parts)
 
 
-def _param(text: str) -> int | float | str:
+def _param(text: str, index: int) -> int | float | str:
     """A --param: a number when it is written as one (`count(*) > ?` compares numbers; a text column
-    still matches, by its affinity), else the text itself."""
-    if _NUMBER.fullmatch(text):
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    return text
+    still matches, by its affinity), else the text itself.
+
+    Raises UsageError for a number SQL cannot hold (past 64-bit integers, or a float's range)."""
+    if not _NUMBER.fullmatch(text):
+        return text
+    value = float(text) if any(c in text for c in ".eE") else int(text)
+    if (isinstance(value, float) and not math.isfinite(value)) or \
+            (isinstance(value, int) and not -2 ** 63 <= value < 2 ** 63):
+        raise UsageError(f"--param {text} (#{index}) is a number out of SQL's range (integers from -2**63 to "
+                         f"2**63-1, floats up to about 1.8e308)")
+    return value
 
 
 SQL_TABLE_ROWS = 1000  # rows per table in the human format: a longer result is printed as several
@@ -119,7 +127,7 @@ def sql(args: argparse.Namespace, out: Output) -> int:
     """Rows are printed as they are read (see NetInspector.query_rows): a result of any size costs the
     memory of one batch (a table of the human format: SQL_TABLE_ROWS rows)."""
     fmt = _data_format(args, out)
-    params = [_param(text) for text in args.param or ()]
+    params = [_param(text, index) for index, text in enumerate(args.param or (), 1)]
     with NetInspector(args.file) as net, net.query_rows(args.statement, params) as (columns, found):
         rows = iter(found)
         first = next(rows, None)

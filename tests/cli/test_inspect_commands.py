@@ -638,3 +638,23 @@ def test_an_error_with_json_is_one_json_object_on_stderr(cli: Cli, tmp_path: Pat
     assert error["error"] == "NotANetrunDatabase"
     assert str(db) in error["message"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999999", "-9223372036854775809", "1e999", "-1e400"])
+def test_sql_refuses_a_number_param_out_of_range_as_a_usage_error(cli: Cli, wordfreq_db: Path, value):
+    """A --param past SQLite's 64-bit integers escaped as an OverflowError traceback, and 1e999 was bound
+    as infinity (found by attacking `netrun sql` with odd --param values)."""
+    result = cli("sql", wordfreq_db, "SELECT ? AS a", "--param", "1", f"--param={value}")
+    assert result.code == 2, (result.out, result.err)
+    assert "Traceback" not in result.err and f"--param {value}" in result.err and "#2" in result.err, result.err
+    assert cli("sql", wordfreq_db, "SELECT ? AS a", "--param", "9223372036854775807", "--json").json() == [
+        {"a": 9223372036854775807}]
+
+
+def test_query_with_an_integer_param_sqlite_cannot_hold_is_a_query_error_naming_it(wordfreq_db: Path):
+    import netrun
+
+    with netrun.NetInspector(wordfreq_db) as net:
+        with pytest.raises(netrun.QueryError) as raised:
+            net.query("SELECT ? AS a, ? AS b", (1, 2 ** 70))
+    assert "64-bit" in str(raised.value) and "SELECT ? AS a" in str(raised.value), raised.value

@@ -283,3 +283,41 @@ def pid_then_sleep(ctx, packets):
 def slow_start(net):
     """A start function that takes a second (heavy imports, a model loaded at start)."""
     time.sleep(1.0)
+
+
+def interrupt_on_two(ctx, packets):
+    """Forward the value; on 2 raise the BaseException named by the node's `raise` param (SystemExit
+    or KeyboardInterrupt) out of the node's code, after consuming it."""
+    value = ctx.consume_packet(packets["in"][0])
+    if value == 2:
+        raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}[ctx.params["raise"]](3)
+    _send(ctx, value)
+
+
+def call_the_net_from_the_pool(ctx, packets):
+    """Call wait_until_blocked(), close(), stop(), start() and run_step() of the net that runs this
+    epoch, from a thread pool's worker; print each call's outcome (`name ErrorType: message`) and
+    forward the value."""
+    value = ctx.consume_packet(packets["in"][0])
+    net = ctx._net
+    for name in ("wait_until_blocked", "close", "stop", "start", "run_step"):
+        try:
+            getattr(net, name)()
+            print(f"{name} returned")
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            print(f"{name} {type(exc).__name__}: {exc}")
+    _send(ctx, value)
+
+
+async def await_the_net_from_async_node_code(ctx, packets):
+    """Await async_stop() and async_wait_until_blocked() of the net that runs this epoch (its event
+    loop's thread); print each call's outcome and forward the value."""
+    value = await ctx.consume_packet(packets["in"][0])
+    for name in ("async_wait_until_blocked", "async_stop"):
+        try:
+            await getattr(ctx._net, name)()
+            print(f"{name} returned")
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            print(f"{name} {type(exc).__name__}: {exc}")
+    await ctx.load_output_port("out", await ctx.create_packet(value))
+    await ctx.send_output_salvo("send_out")

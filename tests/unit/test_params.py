@@ -70,6 +70,9 @@ def test_params_are_replaced_as_a_whole():
     ({"f": len}, "node 'N' params['f'] = <built-in function len> cannot be stored (pass its import path", ("f",)),
     ({"a": ["x\ud800"]}, "node 'N' params['a'][0] = 'x\\ud800' cannot be stored", ("a", 0)),  # no UTF-8 form
     ({"a": {"\udc80": 1}}, "node 'N' params['a'] has a non-string key '\\udc80', which cannot be stored", ("a",)),
+    # TOML integers are 64-bit: save_definition wrote one past them, which TOML readers refuse
+    ({"a": [2 ** 63]}, "node 'N' params['a'][0] = 9223372036854775808 cannot be stored", ("a", 0)),
+    ({"a": -2 ** 63 - 1}, "node 'N' params['a'] = -9223372036854775809 cannot be stored", ("a",)),
 ])
 def test_what_json_or_toml_cannot_hold_is_refused_with_its_place(params, message, keys):
     with pytest.raises(ConfigError) as raised:
@@ -77,3 +80,16 @@ def test_what_json_or_toml_cannot_hold_is_refused_with_its_place(params, message
     assert str(raised.value).startswith(message)
     assert (raised.value.node, raised.value.option, raised.value.keys) == ("N", "params", keys)
     assert pickle.loads(pickle.dumps(raised.value)).keys == keys
+
+
+def test_the_64_bit_integer_limits_themselves_are_params():
+    assert dict(check_params("N", {"lo": -2 ** 63, "hi": 2 ** 63 - 1})) == {"lo": -2 ** 63, "hi": 2 ** 63 - 1}
+
+
+def test_an_integer_toml_cannot_hold_is_named_as_such_in_params_and_factory_args():
+    from netrun.factories import check_factory_args
+
+    with pytest.raises(ConfigError, match=r"TOML integers are 64-bit"):
+        check_params("N", {"big": 10 ** 20})
+    with pytest.raises(ConfigError, match=r"factory argument 'n' = 100000000000000000000 .*TOML integers are 64-bit"):
+        check_factory_args({"n": 10 ** 20}, "node 'N'")
