@@ -36,13 +36,13 @@ from .clock import Clock, SystemClock, iso
 from .config import NodeConfig
 from .db import open_connection, transaction
 from .dialect import is_url
-from .errors import ConfigError, NodeExecutionFailed, NotANetrunDatabase, StorageError
+from .errors import ConfigError, NetrunError, NodeExecutionFailed, NotANetrunDatabase, StorageError
 from .factories import import_from_path
 from .host import NodeFunctions
 from .migrate import latest_version
 from .store import store_for
 from .wakeups import RESULT_READY, listen_for_jobs
-from .worker import IdleCount, WorkerSpec, read_start_failed, worker_loop
+from .worker import IdleCount, NodeInterrupt, WorkerSpec, read_start_failed, worker_loop
 
 BEAT_SECONDS = 2.0  # how often a worker writes its heartbeat (and measures the clock offset again)
 RECONNECT_FOR = 60.0  # seconds a worker keeps trying to reach a database it lost before it gives up
@@ -168,7 +168,8 @@ class RemoteWorker:
         self.wake = threading.Semaphore(0)
         self.stop = threading.Event()
         self.reconnect_for = reconnect_for
-        self.failure: StorageError | None = None  # the database stayed out of reach: run() raises it
+        self.failure: NetrunError | None = None  # why the worker stopped (run() raises it): the database
+        # stayed out of reach, a start function raised, node code raised SystemExit or the like
         self._listener: Any = None
 
     def _notify(self, notice: str) -> None:
@@ -244,6 +245,9 @@ class RemoteWorker:
                 worker_loop(self.spec, worker_id, self.wake, self.stop, self._notify, self.clock, None, self.functions,
                             lambda: True, heartbeat=True, idle=idle)
                 return
+            except NodeInterrupt as interrupt:  # node code raised SystemExit or the like: it ends this worker
+                self._interrupted(worker_id, interrupt)  # as it would end its process in the main thread
+                return
             except _LOST as exc:
                 now = time.monotonic()
                 # broke while connected (a statement failed; a failed connect has no apsw cause): a new loss
@@ -259,6 +263,17 @@ class RemoteWorker:
                     return
                 self.stop.wait(BACKOFF[min(tries, len(BACKOFF) - 1)])
                 tries += 1
+
+    def _interrupted(self, worker_id: str, interrupt: NodeInterrupt) -> None:
+        """Stop the whole worker (its other threads finish their jobs) with an error naming the node and
+        epoch, the node's traceback on stderr. The epoch is the owner's to take back when its lease ends,
+        under the crash semantics (deferred: run again; not deferred: dead-lettered 'interrupted')."""
+        claim = interrupt.claim
+        self._say(f"{worker_id}: {interrupt.text}\n{interrupt.traceback}".rstrip())
+        self.failure = NodeExecutionFailed(
+            f"netrun worker {worker_id}: {interrupt.text} in node {claim.node_name!r} (epoch {claim.epoch_id}); "
+            "this worker stops, and the epoch goes back to the owner when its lease ends", node_name=claim.node_name)
+        self.stop.set()
 
     def run(self) -> None:
         """Claim, run and report until `stop` is set; the threads finish their jobs first."""

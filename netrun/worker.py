@@ -236,6 +236,7 @@ class NodeInterrupt(BaseException):
     def __init__(self, text: str, type_name: str, traceback: str) -> None:
         super().__init__(text, type_name, traceback)
         self.text, self.type_name, self.traceback = text, type_name, traceback
+        self.claim: jobs.Claim | None = None  # the job whose node code it escaped (set by worker_loop)
 
 
 def last_words(worker_id: str, claim: jobs.Claim, interrupt: NodeInterrupt) -> tuple:
@@ -628,6 +629,7 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
             try:
                 result = run_claimed(host, spec, functions, job, loop, raw=raw)
             except NodeInterrupt as interrupt:
+                interrupt.claim = job[0]
                 if direct is not None:  # a remote worker's job is taken back when its lease ends
                     direct[1](last_words(worker_id, job[0], interrupt))
                 raise

@@ -177,6 +177,32 @@ def test_workers_of_a_net_in_an_sqlite_file_run_every_epoch_once(tmp_path, defer
         found.stop()
 
 
+def test_node_code_that_raises_system_exit_stops_its_worker_with_the_cause(tmp_path):
+    """SystemExit out of node code ends a `netrun worker` as it would end a process running the node in
+    its main thread: exit status 1, the node, the epoch and the traceback on stderr (before, the thread
+    serving the job died and the worker went on with less capacity, saying nothing). The epoch goes
+    back to the owner when its lease ends and runs again on another worker (deferred)."""
+    db = str(tmp_path / "remote.db")
+    net = remote_net(db, deferred=True)
+    net.set_node_exec("Work", rn.exits_first)
+    found = Workers(db, tmp_path)
+    try:
+        with net:
+            [first] = found.start(1)
+            thread = run_in_background(net)
+            assert first.wait(DEADLINE) == 1
+            found.start(1)
+            finish(net, thread)
+            found.stop()
+            err = found.errors[first.pid]
+            [interrupted] = net.query("SELECT epoch_id FROM epoch_attempts WHERE outcome = 'failed'")
+            assert "SystemExit: 3 escaped the node's code in node 'Work'" in err
+            assert interrupted["epoch_id"] in err and "raise SystemExit(3)" in err  # the node's traceback
+            assert sorted(rn.RESULTS) == [v * 10 for v in VALUES]  # every value once
+    finally:
+        found.stop()
+
+
 def test_a_start_function_that_raises_in_a_worker_stops_the_run_and_the_worker(pg_url, workers):
     """The owner hears of it (a notification: no NUL may travel in one, and the error has one) and
     raises it to the caller; the worker exits with status 1 naming the node. Nothing ran."""

@@ -50,3 +50,12 @@ def record(ctx, packets):
 
 def start_raises(net):
     raise RuntimeError("cannot open resource\x00 (a NUL in its text)")
+
+
+def exits_first(ctx, packets):
+    """times_ten, except that the first epoch to run raises SystemExit out of the node's code."""
+    value = ctx.consume_packet(packets["in"][0])
+    if _first():
+        raise SystemExit(3)
+    ctx.load_output_port("out", ctx.create_packet(value * 10))
+    ctx.send_output_salvo("send_out")
