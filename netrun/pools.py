@@ -392,6 +392,14 @@ class PoolManager:
             ahead = p.per_worker
         return p.size * (1 + ahead) - p.outstanding
 
+    @property
+    def most_in_flight(self) -> int:
+        """The most pool jobs that may be in flight at once, every pool's `room` used up."""
+        config = self.host.config
+        return (sum(spec.get("size", 1) * (1 + AHEAD) for spec in config.thread_pools.values())
+                + sum(spec.get("size", 1) * (1 + max(AHEAD, BATCH)) for spec in config.process_pools.values())
+                + sum(spec.get("size", REMOTE_SIZE) * (1 + AHEAD) for spec in config.remote_pools.values()))
+
     def _may_hold(self, load: int, node: str) -> bool:
         """Whether a worker holding `load` jobs may be handed one of `node` (in hand: it waits for those)."""
         return not load or load * self.took.get(node, IN_HAND_SECONDS) < IN_HAND_SECONDS
