@@ -193,11 +193,13 @@ class Pool:
 
     # -- direct hand-over ---------------------------------------------------------------------------
     def free_worker(self) -> str | None:
-        """The live worker holding the fewest jobs, if it may hold one more."""
+        """The worker holding the fewest jobs, if it may hold one more. A worker that ended is known by
+        its last notice (`gone`), not by asking (a process's `is_alive()` is a waitpid per job): a job
+        handed to one that died meanwhile is given back by the sweep, as one it held when it died."""
         best, load = None, self.per_worker
-        for worker_id, worker in self.workers.items():
+        for worker_id in self.workers:
             held = self.load[worker_id]
-            if held < load and worker_id not in self.gone and worker.is_alive():
+            if held < load and worker_id not in self.gone:
                 best, load = worker_id, held
                 if not held:
                     break

@@ -717,8 +717,10 @@ def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, notify: Any) ->
             return STOP
 
     try:
+        # Always alive while it runs: the owner's death ends this process (`_exit_with`), and closes its
+        # pipe (`take` says STOP); asking the parent per job would cost a poll of its sentinel each.
         worker_loop(spec, worker_id, None, None, send, SystemClock(), None, functions,
-                    lambda: parent is None or parent.is_alive(), heartbeat=True, idle=None, direct=(take, send))
+                    lambda: True, heartbeat=True, idle=None, direct=(take, send))
     finally:
         notify.close()
 
