@@ -4,7 +4,8 @@ Thread and process pools are the owner's own workers, and the owner hands them t
 directly (`worker.DirectJobs`): it claims a job for an idle worker in its own transaction
 (the job row `claimed` by that worker, with a lease; the epoch `running`), commits, and only
 then sends it the job (so a non-deferred epoch is durably `running` before its code runs). A
-worker sends each result back at once; the owner checks that the job is still that worker's
+worker sends each result back at once (those of quick epochs together, within HOLD_SECONDS of
+netrun.worker: one message, relay and wake-up for several); the owner checks that the job is still that worker's
 at that attempt (compare-and-set, in memory: the owner alone writes these rows) and applies
 it in its next group commit, with the worker's attempt and log rows. A worker renews its lease
 by a notice; the owner writes the renewal. Process workers are spawned (never forked: an open
@@ -603,6 +604,8 @@ class PoolManager:
         result applied."""
         if isinstance(notice, tuple):
             kind = notice[0]
+            if kind == "batch":  # a worker's results and starts sent together (worker.HOLD_SECONDS)
+                return sum(self._handle(message, rest) for message in notice[1])
             if kind in ("ready", "result", "started", "beat"):
                 self._heard(notice[1])
             if kind == "result":
@@ -919,7 +922,7 @@ class PoolManager:
             self._channels.close()
             self._channels = None
         if self.held:
-            self._park([n for n in self.host.owner.wait(0) if isinstance(n, tuple) and n[0] == "result"])
+            self._park([n for n in _unbatched(self.host.owner.wait(0)) if n[0] == "result"])
         self.pools.clear()
         if self._results is not None:
             self._results.close()
@@ -995,6 +998,15 @@ class _Channels:
                 pass
             reader.close()
         self._readers = {}
+
+
+def _unbatched(notices: list) -> list[tuple]:
+    """The workers' messages among `notices`, those of a batch one by one."""
+    out: list[tuple] = []
+    for notice in notices:
+        if isinstance(notice, tuple):
+            out.extend(notice[1] if notice[0] == "batch" else [notice])
+    return out
 
 
 def apply_result(ends: EpochEnds, epoch_id: str, payload: bytes, *, held: tuple[str, int] | None = None,
