@@ -4,7 +4,8 @@ Thread and process pools are the owner's own workers, and the owner hands them t
 directly (`worker.DirectJobs`): it claims a job for an idle worker in its own transaction
 (the job row `claimed` by that worker, with a lease; the epoch `running`), commits, and only
 then sends it the job (so a non-deferred epoch is durably `running` before its code runs). A
-worker sends each result back at once; the owner checks that the job is still that worker's
+worker sends each result back at once (those of quick epochs together, within HOLD_SECONDS of
+netrun.worker: one message, relay and wake-up for several); the owner checks that the job is still that worker's
 at that attempt (compare-and-set, in memory: the owner alone writes these rows) and applies
 it in its next group commit, with the worker's attempt and log rows. A worker renews its lease
 by a notice; the owner writes the renewal. Process workers are spawned (never forked: an open
@@ -193,11 +194,13 @@ class Pool:
 
     # -- direct hand-over ---------------------------------------------------------------------------
     def free_worker(self) -> str | None:
-        """The live worker holding the fewest jobs, if it may hold one more."""
+        """The worker holding the fewest jobs, if it may hold one more. A worker that ended is known by
+        its last notice (`gone`), not by asking (a process's `is_alive()` is a waitpid per job): a job
+        handed to one that died meanwhile is given back by the sweep, as one it held when it died."""
         best, load = None, self.per_worker
-        for worker_id, worker in self.workers.items():
+        for worker_id in self.workers:
             held = self.load[worker_id]
-            if held < load and worker_id not in self.gone and worker.is_alive():
+            if held < load and worker_id not in self.gone:
                 best, load = worker_id, held
                 if not held:
                     break
@@ -394,6 +397,14 @@ class PoolManager:
         if p.per_worker > 1 + AHEAD and self._may_hold(p.per_worker - 1, node):
             ahead = p.per_worker
         return p.size * (1 + ahead) - p.outstanding
+
+    @property
+    def most_in_flight(self) -> int:
+        """The most pool jobs that may be in flight at once, every pool's `room` used up."""
+        config = self.host.config
+        return (sum(spec.get("size", 1) * (1 + AHEAD) for spec in config.thread_pools.values())
+                + sum(spec.get("size", 1) * (1 + max(AHEAD, BATCH)) for spec in config.process_pools.values())
+                + sum(spec.get("size", REMOTE_SIZE) * (1 + AHEAD) for spec in config.remote_pools.values()))
 
     def _may_hold(self, load: int, node: str) -> bool:
         """Whether a worker holding `load` jobs may be handed one of `node` (in hand: it waits for those)."""
@@ -596,6 +607,8 @@ class PoolManager:
         result applied."""
         if isinstance(notice, tuple):
             kind = notice[0]
+            if kind == "batch":  # a worker's results and starts sent together (worker.HOLD_SECONDS)
+                return sum(self._handle(message, rest) for message in notice[1])
             if kind in ("ready", "result", "started", "beat", "interrupted"):
                 self._heard(notice[1])
             if kind == "interrupted":
@@ -931,7 +944,7 @@ class PoolManager:
             self._channels.close()
             self._channels = None
         if self.held:
-            self._park([n for n in self.host.owner.wait(0) if isinstance(n, tuple) and n[0] == "result"])
+            self._park([n for n in _unbatched(self.host.owner.wait(0)) if n[0] == "result"])
         self.pools.clear()
         if self._results is not None:
             self._results.close()
@@ -1007,6 +1020,15 @@ class _Channels:
                 pass
             reader.close()
         self._readers = {}
+
+
+def _unbatched(notices: list) -> list[tuple]:
+    """The workers' messages among `notices`, those of a batch one by one."""
+    out: list[tuple] = []
+    for notice in notices:
+        if isinstance(notice, tuple):
+            out.extend(notice[1] if notice[0] == "batch" else [notice])
+    return out
 
 
 def apply_result(ends: EpochEnds, epoch_id: str, payload: bytes, *, held: tuple[str, int] | None = None,

@@ -139,7 +139,8 @@ class Runtime:
         # The parts receive the collaborators they use; run state changes only here (the owner's
         # operations they may call are passed as callables).
         self.inbox = Inbox(self.journal, self.values, self.sim, self.graph_nodes, track=self.track,
-                           startable_in_sim=self.startable_in_sim)
+                           startable_in_sim=self.startable_in_sim,
+                           most_in_flight=lambda: self.pools.most_in_flight)
         self.dead_letters = DeadLetterQueue(config, self.journal, self.owner, self.inbox, self.graph_nodes)
         self.ends = EpochEnds(sim=self.sim, journal=self.journal, values=self.values, dead_letters=self.dead_letters,
                               configs=self.configs, do=self.do, abandon=self.abandon,

@@ -120,8 +120,14 @@ class Sim:
                     del from_sim[to_sim.pop(packet)]
         return out
 
-    def _do(self, action: ns.NetAction) -> tuple[object, list[Event]]:
-        self.changed = True
+    def _do(self, action: ns.NetAction, *, moves: bool = True) -> tuple[object, list[Event]]:
+        """Do `action`. `moves`: whether it may give `run_until_blocked` work (a packet on an edge or at an
+        input port). An action inside an epoch (start, consume, create there, load, finish) cannot: the
+        sim moves packets from edges to input ports and triggers input salvos only, so after an epoch
+        in the main thread there is nothing to advance, and no step is taken (each costs time per
+        epoch the sim holds)."""
+        if moves:
+            self.changed = True
         response, raw = self._net.do_action(action)
         return response, self._events(raw)
 
@@ -145,10 +151,10 @@ class Sim:
         return self._netrun_id(response.epoch.id), self._events(raw)
 
     def start_epoch(self, epoch_id: str) -> list[Event]:
-        return self._do(ns.NetAction.start_epoch(self._sim_id(epoch_id)))[1]
+        return self._do(ns.NetAction.start_epoch(self._sim_id(epoch_id)), moves=False)[1]
 
     def finish_epoch(self, epoch_id: str) -> list[Event]:
-        events = self._do(ns.NetAction.finish_epoch(self._sim_id(epoch_id)))[1]
+        events = self._do(ns.NetAction.finish_epoch(self._sim_id(epoch_id)), moves=False)[1]
         self._forget_epoch(epoch_id)
         return events
 
@@ -179,19 +185,21 @@ class Sim:
 
     def create_packet(self, epoch_id: str | None, *, netrun_id: str | None = None) -> tuple[str, list[Event]]:
         action = ns.NetAction.create_packet(self._sim_id(epoch_id) if epoch_id else None)
-        self.changed = True
+        if epoch_id is None:  # (inside an epoch it cannot move: see `_do`)
+            self.changed = True
         response, raw = self._net.do_action(action)
         self._adopt(netrun_id, str(response.packet_id))
         return self._netrun_id(response.packet_id), self._events(raw)
 
     def consume_packet(self, packet_id: str) -> list[Event]:
-        return self._do(ns.NetAction.consume_packet(self._sim_id(packet_id)))[1]
+        return self._do(ns.NetAction.consume_packet(self._sim_id(packet_id)), moves=False)[1]
 
     def destroy_packet(self, packet_id: str) -> list[Event]:
         return self._do(ns.NetAction.destroy_packet(self._sim_id(packet_id)))[1]
 
     def load_output_port(self, packet_id: str, port_name: str) -> list[Event]:
-        return self._do(ns.NetAction.load_packet_into_output_port(self._sim_id(packet_id), port_name))[1]
+        return self._do(ns.NetAction.load_packet_into_output_port(self._sim_id(packet_id), port_name),
+                        moves=False)[1]
 
     def send_output_salvo(self, epoch_id: str, salvo_condition: str) -> list[Event]:
         return self._do(ns.NetAction.send_output_salvo(self._sim_id(epoch_id), salvo_condition))[1]

@@ -64,6 +64,9 @@ IDLE_WAIT = 0.05  # seconds a worker waits for a job signal before looking again
 # (netrun.pools): quick epochs (~0.1 ms) are handed over many at a time, so that the owner, the bottleneck
 # then, seldom commits for a worker that ran all it had (every ~6 values with 4, ~18 with 16).
 BATCH = 16
+# A direct worker's results and starts wait this long at most to go to the owner together (one pipe write,
+# relay and wake-up of the owner for several quick epochs); a slower epoch's result goes when it ends.
+HOLD_SECONDS = 0.0005
 QUICK = 0.002  # a remote worker claims `WorkerSpec.batch` jobs at once while its epochs are shorter
 START_FAILED = "\x1fstart-failed\x1f"  # notice prefix: a start_node_func raised in a worker
 _SEP = "\x1f"  # between the notice's fields (a PostgreSQL notification cannot carry a NUL)
@@ -500,7 +503,10 @@ class DirectJobs:
     ("beat", worker), and the pool's START_FAILED notice. A result waits for what the worker does
     next: when that is the start of a job in hand, the result carries it (`started`: (epoch,
     attempt), else None), one message instead of two (a pipe write, a relay, a wake-up of the
-    owner fewer per epoch); before the worker waits for jobs, the result is sent alone."""
+    owner fewer per epoch); before the worker waits for jobs, the result is sent alone. The results
+    and starts of quick epochs go together, in one ("batch", [message, ...]), while the first of
+    them is younger than HOLD_SECONDS (a worker killed meanwhile loses as little: its marks tell
+    the owner which jobs started); the rest (ready, beat) goes at once."""
 
     def __init__(self, host: WorkerHost, worker_id: str, take: Callable[[float], Any],
                  send: Callable[[Any], None], alive: Callable[[], bool]) -> None:
@@ -508,6 +514,9 @@ class DirectJobs:
         self._ended = False
         self._result: tuple | None = None  # ("result", ...) not sent yet: see `starting`
         self._announced: tuple | None = None  # the job whose start went with the last result
+        self._held: list[tuple] = []  # results and starts not sent yet (see `_post`)
+        self._held_since = 0.0
+        self._quick = False  # whether the last epoch ran shorter than HOLD_SECONDS
         host.renew = self.renew
 
     def ended(self) -> bool:
@@ -519,6 +528,7 @@ class DirectJobs:
         message = self._take(0)
         if message is None:
             self._flush()
+            self._deliver()
             message = self._take(IDLE_WAIT)
         while message is not None:
             if message == STOP:
@@ -526,9 +536,12 @@ class DirectJobs:
                 break
             got.extend(message)
             message = self._take(0)
-        if self._result is not None:  # sent before the marks of the job it ran go (`claimed`)
+        if self._result is not None:
             self._flush(_start_of(got[0]) if got else None)
             self._announced = got[0] if got else None
+        # Every result held is sent before the marks of the jobs it ran go (`claimed`): a worker that dies
+        # later must not look as if it never started them (they would run again).
+        self._deliver()
         self._host.claimed([job[0] for job in got])
         return got
 
@@ -537,25 +550,28 @@ class DirectJobs:
         with the result before it if that waits."""
         if job is self._announced:  # told with the last result already
             self._announced = None
-            return
-        started = _start_of(job)
-        if self._result is not None:
-            self._flush(started)
-        elif started is not None:
-            self._send(("started", self._worker_id, *started))
+        elif self._result is not None:
+            self._flush(_start_of(job))
+        elif job[3]:
+            self._post(("started", self._worker_id, *_start_of(job)))
+        # What is held goes now unless this job is likely quick too (an epoch as long as the last): a
+        # slow epoch never holds back the results before it.
+        if self._held and (not self._quick or time.perf_counter() - self._held_since >= HOLD_SECONDS):
+            self._deliver()
 
     def ran(self, result: _Result, done: list[_Result], seconds: float) -> None:
         self._result = ("result", self._worker_id, result.job, result.blob, result.rows, seconds)
+        self._quick = seconds < HOLD_SECONDS
 
     def _flush(self, started: tuple[str, int] | None = None) -> None:
         """Send the result that waits (with the start of the next job in hand, if any)."""
         message, self._result = self._result, None
         if message is None:
             if started is not None:
-                self._send(("started", self._worker_id, *started))
+                self._post(("started", self._worker_id, *started))
             return
         if self._alive():
-            self._send((*message, started))
+            self._post((*message, started))
             return
         # Retired (a hung thread the owner took the job back from, which woke up again): the result
         # is refused; the log says so, whether or not the net still runs.
@@ -563,6 +579,26 @@ class DirectJobs:
         with transaction(self._host.conn):
             self._host.conn.execute(LATE_LOG, (job.epoch_id, job.node_name, self._host.journal.now(),
                                                late_result(self._worker_id)))
+
+    def _post(self, message: tuple) -> None:
+        """Hold a result or a start for the next `_deliver`."""
+        if not self._held:
+            self._held_since = time.perf_counter()
+        self._held.append(message)
+
+    def _deliver(self) -> None:
+        """Send what is held: one message alone, several as one batch."""
+        held, self._held = self._held, []
+        if len(held) == 1:
+            self._send(held[0])
+        elif held:
+            self._send(("batch", held))
+
+    def last_words(self, message: tuple) -> None:
+        """The worker ends (node code raised SystemExit or the like): what is held goes first, the
+        results of the epochs it ran before included, then `message`."""
+        self._post(message)
+        self._deliver()
 
     def renew(self) -> None:
         self._send(("beat", self._worker_id))
@@ -573,6 +609,7 @@ class DirectJobs:
 
     def close(self, done: list[_Result]) -> None:
         self._flush()
+        self._deliver()
 
 
 def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: Callable[[str], None],
@@ -630,8 +667,8 @@ def worker_loop(spec: WorkerSpec, worker_id: str, wake: Any, stop: Any, notify: 
                 result = run_claimed(host, spec, functions, job, loop, raw=raw)
             except NodeInterrupt as interrupt:
                 interrupt.claim = job[0]
-                if direct is not None:  # a remote worker's job is taken back when its lease ends
-                    direct[1](last_words(worker_id, job[0], interrupt))
+                if isinstance(link, DirectJobs):  # a remote worker's job is taken back when its lease ends
+                    link.last_words(last_words(worker_id, job[0], interrupt))
                 raise
             took = time.perf_counter() - began
             link.ran(result, done, took)
@@ -744,8 +781,10 @@ def process_main(spec: WorkerSpec, worker_id: str, jobs_in: Any, notify: Any) ->
             return STOP
 
     try:
+        # Always alive while it runs: the owner's death ends this process (`_exit_with`), and closes its
+        # pipe (`take` says STOP); asking the parent per job would cost a poll of its sentinel each.
         worker_loop(spec, worker_id, None, None, send, SystemClock(), None, functions,
-                    lambda: parent is None or parent.is_alive(), heartbeat=True, idle=None, direct=(take, send))
+                    lambda: True, heartbeat=True, idle=None, direct=(take, send))
     except NodeInterrupt:  # the process ends; the owner has its last words (and replaces it)
         pass
     finally:
