@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,8 +92,8 @@ class _Pass:
 
     Invariant: every ID number up to `swept` belongs to an epoch or packet made before a limit and
     still stored when it was swept (the others are deleted); `holes` lists them. Every action below
-    `history_from` is deleted but those that mention a hole, found in the transaction that deletes
-    the others: an action that mentions a hole again later (an old packet that moves, an old epoch
+    `history_from` is deleted but those that mention a hole, read by the call that deletes the others
+    (see _history): an action that mentions a hole again later (an old packet that moves, an old epoch
     that ends) is found too, however late it was committed. A recount (KEPT_FOR) drops the holes
     pruned since, and their numbers."""
 
@@ -268,9 +269,10 @@ class Pruner:
         yet stays too: none comes before the first action that mentions the first such number. The
         last action always stays (the next record's seq is counted from it).
 
-        The actions that mention a hole are read in the transaction that deletes around them: one
-        committed since the hole was swept (a running net moves an old live packet, ends an old
-        epoch) is read too, and none can be committed in between."""
+        The actions that mention a hole are read at each call, after `end`: one committed since the hole
+        was swept (a running net moves an old live packet, ends an old epoch) is read too. None below
+        `end` can be committed later: the owner alone writes history, an action with its references,
+        in seq order, so every action below one already read was committed before it."""
         conn = self.conn
         end = self._first_seq_at(cutoff_us)
         if end is None:
@@ -283,17 +285,18 @@ class Pruner:
         # Below the cursor everything not kept is gone already (a running owner's earlier calls): go on
         # from there.
         lo = max(state.history_from, conn.execute("SELECT min(seq) FROM history_actions").fetchone()[0] or end)
+        kept = self._mentioning(state.holes, lo, end) if lo < end else []
         while lo < end and not self._stopped():
             step = conn.execute("SELECT seq FROM history_actions WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
                                 (lo, 4 * self.batch)).fetchone()  # windows of 2,000 actions
             hi = min(end, step[0]) if step is not None else end
+            ranges = gaps(lo, hi - 1, kept[bisect_left(kept, lo):bisect_left(kept, hi)])
             if dry_run:
-                ranges = gaps(lo, hi - 1, self._mentioning(state.holes, lo, hi))
                 report.add("history_actions", sum(conn.execute(
                     "SELECT count(*) FROM history_actions WHERE seq >= ? AND seq <= ?", r).fetchone()[0] for r in ranges))
             else:
                 with transaction(conn):
-                    for r in gaps(lo, hi - 1, self._mentioning(state.holes, lo, hi)):
+                    for r in ranges:
                         conn.execute("DELETE FROM history_actions WHERE seq >= ? AND seq <= ?", r)
                         report.add("history_actions", conn.changes())
             state.history_from = lo = hi

@@ -338,13 +338,15 @@ def _mention(conn, packet: str, moment: datetime) -> int:
     return seq
 
 
-@pytest.mark.parametrize("when", ["between two calls", "between the sweep and the delete of one call"])
-def test_an_old_stored_packet_mentioned_again_keeps_that_history(tmp_path, monkeypatch, when):
+@pytest.mark.parametrize(("when", "hook"), [("between two calls", None), ("between a call's sweep and its delete",
+                                                                          "_history"),
+                                            ("as a call reads what mentions what stays", "_mentioning")])
+def test_an_old_stored_packet_mentioned_again_keeps_that_history(tmp_path, monkeypatch, when, hook):
     """A live packet made before the limit is swept once (its number stays, its history too). An action
     that mentions it afterwards, committed by the owner while the pruner works, stays while the packet
-    is stored: the pruner reads what mentions the packets it keeps in the transaction that deletes
-    around them (a pruner that only remembered what it read at the sweep deleted it once old, until
-    its 30 s recount)."""
+    is stored: the pruner reads what mentions the packets it keeps at each call, after it read the last
+    action it may delete (a pruner that only remembered what it read at the sweep deleted it once old,
+    until its 30 s recount)."""
     from netrun.db import open_connection
     from netrun.retention import Pruner
 
@@ -361,15 +363,15 @@ def test_an_old_stored_packet_mentioned_again_keeps_that_history(tmp_path, monke
             mentioned.append(_mention(owner_conn, live, start + timedelta(seconds=1)))
             _mention(owner_conn, live, start + timedelta(hours=1))  # newer than the limit: the last action stays
         else:
-            history = Pruner._history
+            original = getattr(Pruner, hook)
 
             def mention_first(self, *args):
                 if not mentioned:
                     mentioned.append(_mention(owner_conn, live, start + timedelta(seconds=1)))
                     _mention(owner_conn, live, start + timedelta(hours=1))
-                return history(self, *args)
+                return original(self, *args)
 
-            monkeypatch.setattr(Pruner, "_history", mention_first)
+            monkeypatch.setattr(Pruner, hook, mention_first)
         report = pruner.prune(timedelta(0), start + timedelta(seconds=2))  # the first mention is old by now
         assert mentioned and (when == "between two calls" or report.removed["history_actions"] > 0)
         assert owner_conn.execute("SELECT count(*) FROM history_actions WHERE seq = ?", mentioned).fetchone()[0] == 1
