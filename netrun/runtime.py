@@ -100,7 +100,7 @@ class Runtime:
         self.history = HistoryLog(max_size=config.history_max_size, path=config.history_file,
                                   chunk_size=config.history_chunk_size)
         self.journal.commit_hooks.append(self.history)
-        self.retention = RetentionPolicy(net.db_url, config.retention, config.clock) if config.retention else None
+        self.retention = RetentionPolicy(conn, net.db_url, config.retention, config.clock) if config.retention else None
         # Start intents of non-deferred epochs (netrun.intents); "full" durability commits each start.
         # PostgreSQL keeps no side file: non-deferred starts are committed, and the running deferred sync
         # epoch is marked on the server (its death is counted).

@@ -456,3 +456,47 @@ def test_an_error_of_the_pruning_thread_stops_the_run(tmp_path, monkeypatch):
         monkeypatch.undo()
         net.start()
         assert net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Sink' AND state = 'finished'")[0]["n"] == 50
+
+
+def test_the_pruning_thread_keeps_the_write_ahead_log_bounded(tmp_path, monkeypatch):
+    """While the thread runs, the owner's commits leave checkpoints to it (netrun.retention_policy): the
+    log is still checkpointed and cut back, ~60 MB of values going through the run."""
+    from netrun.db import WAL_LIMIT
+
+    monkeypatch.setattr(netrun.retention_policy.RetentionPolicy, "EVERY", 0.0)
+    db = tmp_path / "net.db"
+    largest = [0]
+
+    def sink(ctx, packets):
+        ctx.consume_packet(packets["in"][0])
+        if os.path.exists(f"{db}-wal"):
+            largest[0] = max(largest[0], os.path.getsize(f"{db}-wal"))
+
+    with netrun.Net(chain("A", "B", "Sink"), db=str(db), retention="1h") as net:
+        net.set_node_exec("B", _forward)
+        net.set_node_exec("Sink", sink)
+        for i in range(300):
+            net.inject_packet("B", "in", "x" * 100_000 + str(i))
+        net.start()
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Sink'")[0]["n"] == 300
+        for i in range(300):  # the run ended: the owner's commits checkpoint for themselves again
+            net.inject_packet("B", "in", "y" * 100_000 + str(i))
+            largest[0] = max(largest[0], os.path.getsize(f"{db}-wal"))
+    assert 0 < largest[0] <= WAL_LIMIT + 2_000_000
+
+
+def test_a_checkpoint_that_fails_after_a_commit_leaves_it_committed():
+    """The owner's WAL hook runs inside its COMMIT: a checkpoint it cannot make (the thread's runs:
+    busy) must not raise, or the owner would take its committed transaction for a failed one."""
+    import apsw
+
+    from netrun.clock import SystemClock
+    from netrun.db import WAL_PAGES
+    from netrun.retention_policy import RetentionPolicy
+
+    class Busy:
+        def wal_checkpoint(self, name):
+            raise apsw.BusyError("database is locked")
+
+    policy = RetentionPolicy(Busy(), "unused.db", "1h", SystemClock())
+    assert policy._log_grew(Busy(), "main", WAL_PAGES) == apsw.SQLITE_OK
