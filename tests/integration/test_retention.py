@@ -44,13 +44,19 @@ def _counts(db: str) -> dict[str, int]:
             for table in ("epochs", "packets", "history_actions", "epoch_attempts", "dead_letters")}
 
 
+def _chain(db: str, values, sink=_sink, **options) -> netrun.Net:
+    """A chain A -> B -> Sink with `values` injected at B, not started."""
+    net = netrun.Net(chain("A", "B", "Sink"), db=str(db), **options)
+    net.set_node_exec("B", _forward)
+    net.set_node_exec("Sink", sink)
+    for value in values:
+        net.inject_packet("B", "in", value)
+    return net
+
+
 def _run_chain(db: str, values, **options) -> None:
     """A chain A -> B -> Sink run to the end with `values` injected at B."""
-    with netrun.Net(chain("A", "B", "Sink"), db=str(db), **options) as net:
-        net.set_node_exec("B", _forward)
-        net.set_node_exec("Sink", _sink)
-        for value in values:
-            net.inject_packet("B", "in", value)
+    with _chain(db, values, **options) as net:
         net.start()
 
 
@@ -146,11 +152,7 @@ def test_the_retention_option_keeps_a_running_net_small(db):
         delivered.append(ctx.consume_packet(packets["in"][0]))
         time.sleep(0.002)
 
-    with netrun.Net(chain("A", "B", "Sink"), db=str(db), retention="0s") as net:
-        net.set_node_exec("B", _forward)
-        net.set_node_exec("Sink", sink)
-        for value in range(600):
-            net.inject_packet("B", "in", value)
+    with _chain(db, range(600), sink, retention="0s") as net:
         net.start()
         left = net.query("SELECT count(*) AS n FROM epochs")[0]["n"]
     assert sorted(delivered) == list(range(600))
@@ -409,11 +411,7 @@ def test_the_pruning_thread_runs_beside_the_owner_and_ends_with_each_run(tmp_pat
         pruned.wait(0.01)  # the run goes on until the thread pruned at least once
 
     db = tmp_path / "net.db"
-    with netrun.Net(chain("A", "B", "Sink"), db=str(db), retention="0s") as net:
-        net.set_node_exec("B", _forward)
-        net.set_node_exec("Sink", sink)
-        for value in range(300):
-            net.inject_packet("B", "in", value)
+    with _chain(db, range(300), sink, retention="0s") as net:
         net.start()
         assert seen_running.is_set() and pruned.is_set()
         assert _retention_threads() == []  # joined once the run ended
@@ -445,11 +443,7 @@ def test_an_error_of_the_pruning_thread_stops_the_run(tmp_path, monkeypatch):
         ctx.consume_packet(packets["in"][0])
         failed.wait(10)
 
-    with netrun.Net(chain("A", "B", "Sink"), db=str(tmp_path / "net.db"), retention="1h") as net:
-        net.set_node_exec("B", _forward)
-        net.set_node_exec("Sink", sink)
-        for value in range(50):
-            net.inject_packet("B", "in", value)
+    with _chain(tmp_path / "net.db", range(50), sink, retention="1h") as net:
         with pytest.raises(apsw.FullError):
             net.start()
         assert _retention_threads() == []
@@ -472,11 +466,7 @@ def test_the_pruning_thread_keeps_the_write_ahead_log_bounded(tmp_path, monkeypa
         if os.path.exists(f"{db}-wal"):
             largest[0] = max(largest[0], os.path.getsize(f"{db}-wal"))
 
-    with netrun.Net(chain("A", "B", "Sink"), db=str(db), retention="1h") as net:
-        net.set_node_exec("B", _forward)
-        net.set_node_exec("Sink", sink)
-        for i in range(300):
-            net.inject_packet("B", "in", "x" * 100_000 + str(i))
+    with _chain(db, ("x" * 100_000 + str(i) for i in range(300)), sink, retention="1h") as net:
         net.start()
         assert net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Sink'")[0]["n"] == 300
         for i in range(300):  # the run ended: the owner's commits checkpoint for themselves again
