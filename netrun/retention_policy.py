@@ -36,9 +36,10 @@ from .retention import Pruner
 
 
 class RetentionPolicy:
-    """Prune every EVERY seconds what ended more than `retention` ago. Pruning costs ~20-30 us of
-    SQLite's time per epoch in a running soak (tools/soak.py), against ~200 us to run a trivial one,
-    and it runs beside the owner, not in its turn."""
+    """Prune every EVERY seconds what ended more than `retention` ago, beside the owner rather than in
+    its turn: 300,000 values through tools/soak.py took 258 s with retention "1m" and 257 s with "1h"
+    (nothing old enough to prune), where the owner pruning for itself took 276 s (one loaded machine,
+    one run after the other)."""
 
     EVERY = 1.0
     LAG = 5.0  # seconds the ID numbers and history are pruned behind the limit (see Pruner)
