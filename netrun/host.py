@@ -34,6 +34,7 @@ class NetHandle(Protocol):
     """The net as node code sees it (`ctx._net`, `start_node_func(net)`): at least read-only SQL."""
 
     db_path: str
+    db_url: str  # what open_connection takes: the file or the PostgreSQL URL
 
     def query(self, sql: str, params: Any = ()) -> list[dict]: ...
 

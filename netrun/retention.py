@@ -20,11 +20,12 @@ with incremental auto-vacuum also gives them back to the file system.
 
 from __future__ import annotations
 
+import threading
 import time
 from bisect import bisect_left
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import apsw
 from ulid import ULID
@@ -39,7 +40,7 @@ from .migrate import latest_version
 from .store import store_for
 
 BATCH = 500
-KEPT_FOR = 30.0  # seconds the kept history actions are reused across calls before a full recount
+KEPT_FOR = 30.0  # seconds a pass over the ID numbers is gone on from across calls before a recount
 NUMBERS = 1000  # ID numbers looked at per transaction
 VACUUM_PAGES = 2000  # pages given back to the file system per transaction (8 MB of 4 KiB pages)
 _ENDED = ("finished", "cancelled", "failed")
@@ -90,33 +91,40 @@ class _Pass:
     one across calls (each call goes on from there); a dry run or a recount starts a new one.
 
     Invariant: every ID number up to `swept` belongs to an epoch or packet made before a limit and
-    still stored when it was swept (the others are deleted), and `kept` holds the seqs of the actions
-    that mention them; every action below `history_from` is deleted but those in `kept`."""
+    still stored when it was swept (the others are deleted); `holes` lists them. Every action below
+    `history_from` is deleted but those that mention a hole, read by the call that deletes the others
+    (see _history): an action that mentions a hole again later (an old packet that moves, an old epoch
+    that ends) is found too, however late it was committed. A recount (KEPT_FOR) drops the holes
+    pruned since, and their numbers."""
 
     def __init__(self, now: float) -> None:
         self.swept = 0
-        self.kept: set[int] = set()
+        self.holes: list[int] = []
         self.history_from = 0
         self.since = now
 
 
 class Pruner:
-    def __init__(self, conn: apsw.Connection, *, batch: int = BATCH, lag: timedelta = timedelta(0)) -> None:
-        """`lag`: the ID numbers (and so the history) are pruned that much behind the limit. An object
-        still stored when its number is swept keeps its history until the next recount (KEPT_FOR): a
-        running net's pruner, called every second, sweeps once its short-lived objects are gone."""
+    """Reads come back as one row each (a list aggregated by SQLite): a pruning thread takes the GIL
+    back once per statement, not once per row, so an owner busy in Python cannot starve it."""
+
+    def __init__(self, conn: apsw.Connection | None, *, batch: int = BATCH, lag: timedelta = timedelta(0),
+                 stop: threading.Event | None = None) -> None:
+        """`conn`: None for a pruner that is given a connection before each call (a thread's own).
+        `lag`: the ID numbers (and so the history) are pruned that much behind the limit: a running
+        net's pruner, called every second, sweeps once its short-lived objects are gone. `stop`: once
+        set, a call stops after the transaction it is in (as if out of time)."""
         self.conn = conn
         self.batch = batch
         self.lag = lag
+        self._stop = stop
         self._doomed: set[str] = set()  # a dry run's epochs and packets that a real run would remove
-        self._deadline = float("inf")
-        self.out_of_time = False
         self._pass: _Pass | None = None  # the running pass (see _Pass), recounted every KEPT_FOR seconds
 
     def prune(self, older_than: timedelta, now: datetime, *, dry_run: bool = False,
-              seconds: float | None = None, vacuum: bool = True) -> PruneReport:
-        """Remove (or with `dry_run` count) what ended before `now - older_than`. With `seconds`, stop
-        after about that long (the owner prunes a slice at a time; the next call goes on)."""
+              vacuum: bool = True) -> PruneReport:
+        """Remove (or with `dry_run` count) what ended before `now - older_than`. Once `stop` is set it
+        returns after the transaction it is in; the next call goes on from there."""
         try:
             cutoff = now - older_than
         except OverflowError:  # further back than datetime reaches: nothing is that old
@@ -129,16 +137,14 @@ class Pruner:
             self._swept_bound = "0"
         self._doomed.clear()
         self._empty: dict[str, bool] = {}  # see _is_empty
-        self.out_of_time = False  # set when a `seconds` limit cut this call short
-        self._deadline = time.monotonic() + seconds if seconds is not None else float("inf")
         keep = self._kept_epochs(report.cutoff)
         self._epochs(report, keep, dry_run)
         self._packets(report, dry_run)
         # The numbers and the history go on only once every epoch and packet made before the limit was
         # visited: one left for the next call would count as still stored, and keep its history.
-        if not self._out_of_time():
+        if not self._stopped():
             if dry_run or self._pass is None or time.monotonic() - self._pass.since > KEPT_FOR:
-                state = _Pass(time.monotonic())  # (a recount drops what was pruned since from `kept`)
+                state = _Pass(time.monotonic())  # (a recount drops the holes pruned since)
                 if not dry_run:
                     self._pass = state
             else:
@@ -155,16 +161,20 @@ class Pruner:
         """Give the free pages back to the file system, VACUUM_PAGES per write transaction. (The pragma
         frees one page per step: a statement run without reading its rows would free one page.)"""
         free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        while free and not self._out_of_time():
+        while free and not self._stopped():
             self.conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
             free, before = self.conn.execute("PRAGMA freelist_count").fetchone()[0], free
             if free >= before:
                 return
 
-    def _out_of_time(self) -> bool:
-        if time.monotonic() > self._deadline:
-            self.out_of_time = True
-        return self.out_of_time
+    def _stopped(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def _list(self, expression: str, query: str, params: tuple) -> list[str]:
+        """The values of `expression` over the rows of `query`, in its order, read as one row."""
+        text = self.conn.execute(f"SELECT string_agg(CAST({expression} AS TEXT), ',' ORDER BY k) FROM ({query}) AS t",
+                                 params).fetchone()[0]
+        return text.split(",") if text else []
 
     def _kept_epochs(self, cutoff: str) -> set[str]:
         """Epochs that made a live packet or hold a pending dead letter: kept whatever their age. Only a
@@ -183,57 +193,55 @@ class Pruner:
                 f"WHERE p.id IN ({_marks(chunk)}) AND a.name = ? AND a.packet = p.n", (*chunk, code[0])))
         return keep
 
-    def _walk(self, table: str, columns: str, where: str):
-        """Rows of `table` matching `where`, in ID order, a batch at a time until the deadline, among
-        the IDs made before the limit: an ID is a ULID, whose first 10 characters are its creation
-        time, so SQLite skips the rest by key, and skips rows that stay (open epochs, live packets)
-        without handing them to Python."""
+    def _sweep(self, report: PruneReport, dry_run: bool, table: str, where: str, keep: set[str],
+               parts: list[tuple[str, str]]) -> None:
+        """Delete the rows of `table` that ended before the cutoff and match `where`, but those in `keep`,
+        with their rows in `parts` ((table, column) keyed by the ID), a batch per transaction, among the
+        IDs made before the limit: an ID is a ULID, whose first 10 characters are its creation time, so
+        SQLite skips the rest by key, and skips rows that stay (open epochs, live packets) without
+        handing them to Python. Each batch is read in the transaction that deletes it: `where` sees
+        what a running net committed up to then, and nothing can be committed in between."""
         after = ""
         while True:
-            rows = self.conn.execute(f"SELECT id, {columns} FROM {table} WHERE id > ? AND id < ? AND {where} "
-                                     f"ORDER BY id LIMIT ?", (after, self._bound, self.batch)).fetchall()
-            if not rows:
+            with nullcontext() if dry_run else transaction(self.conn):
+                ids = self._list("k", f"SELECT id AS k FROM {table} WHERE id > ? AND id < ? AND {where} AND "
+                                      f"finished_at < ? ORDER BY id LIMIT ?",
+                                 (after, self._bound, report.cutoff, self.batch))
+                gone = [id_ for id_ in ids if id_ not in keep]
+                if gone:
+                    self._doomed.update(gone)
+                    self._delete(report, dry_run, [(part, column, gone) for part, column in parts])
+            if len(ids) < self.batch or self._stopped():
                 return
-            yield rows
-            if self._out_of_time():
-                return
-            after = rows[-1][0]
+            after = ids[-1]
 
     def _epochs(self, report: PruneReport, keep: set[str], dry_run: bool) -> None:
-        cutoff = report.cutoff
-        for rows in self._walk("epochs", "state, created_at, finished_at",
-                               "state IN ('finished', 'cancelled', 'failed')"):
-            gone = [r[0] for r in rows if r[3] is not None and r[3] < cutoff and r[0] not in keep]
-            if gone:
-                self._doomed.update(gone)
-                self._delete(report, dry_run, [
-                    ("epochs", "id", gone), ("epoch_attempts", "epoch_id", gone), ("epoch_jobs", "epoch_id", gone),
-                    ("epoch_results", "epoch_id", gone), ("deferred_actions", "epoch_id", gone),
-                    ("node_logs", "epoch_id", gone)])
+        self._sweep(report, dry_run, "epochs", "state IN ('finished', 'cancelled', 'failed')", keep, [
+            ("epochs", "id"), ("epoch_attempts", "epoch_id"), ("epoch_jobs", "epoch_id"), ("epoch_results", "epoch_id"),
+            ("deferred_actions", "epoch_id"), ("node_logs", "epoch_id")])
 
     def _packets(self, report: PruneReport, dry_run: bool) -> None:
-        cutoff = report.cutoff
-        pending = {row[0] for row in self.conn.execute("SELECT packet_id FROM dead_letters WHERE status = 'pending'")}
-        for rows in self._walk("packets", "state, created_at, finished_at", "state != 'live'"):
-            gone = [r[0] for r in rows if r[3] is not None and r[3] < cutoff and r[0] not in pending]
-            if gone:
-                self._doomed.update(gone)
-                self._delete(report, dry_run, [("packets", "id", gone), ("packet_values", "packet_id", gone)])
+        """Consumed and destroyed packets, but those of a pending dead letter, and those consumed by an
+        epoch still open (it may yet fail and put them in the dead letters)."""
+        self._sweep(report, dry_run, "packets",
+                    "state != 'live' AND id NOT IN (SELECT packet_id FROM dead_letters WHERE status = 'pending') "
+                    "AND NOT EXISTS (SELECT 1 FROM epochs e WHERE e.id = packets.epoch_id "
+                    "AND e.state IN ('startable', 'running'))", set(),
+                    [("packets", "id"), ("packet_values", "packet_id")])
 
     def _numbers(self, state: _Pass, dry_run: bool) -> None:
         """Delete the ID numbers (and their references) of epochs and packets made before the limit and
-        no longer stored, and keep the actions that mention the others.
+        no longer stored, and list the others as holes (whose actions stay: see _history).
 
         IDs are numbered in the order the history first mentions them, so the numbers of the objects
         pruned by now are a range with a few holes (the objects still stored): each range goes in two
         statements, from the last number swept up to the first ID made after the limit (less the
-        lag). The holes
-        are what the history must keep, and the only references read: this costs what was pruned,
-        not what is stored."""
+        lag). This costs what was pruned, not what is stored."""
         conn = self.conn
-        while not self._out_of_time():
-            rows = conn.execute("SELECT n, id FROM history_ids WHERE n > ? ORDER BY n LIMIT ?",
-                                (state.swept, NUMBERS)).fetchall()
+        while not self._stopped():
+            rows = [(int(n), id_) for n, id_ in (item.split(" ") for item in self._list(
+                "v", "SELECT n AS k, n || ' ' || id AS v FROM history_ids WHERE n > ? ORDER BY n LIMIT ?",
+                (state.swept, NUMBERS)))]
             young = next((i for i, row in enumerate(rows) if row[1] >= self._swept_bound), None)
             if young is not None:
                 rows = rows[:young]  # made after the limit: this number and the next ones stay
@@ -241,13 +249,10 @@ class Pruner:
                 return
             # what is still stored among these IDs: a range by key in each table, where little is left
             first, last = min(row[1] for row in rows), max(row[1] for row in rows)
-            stored = {row[0] for table in ("epochs", "packets") for row in conn.execute(
-                f"SELECT id FROM {table} WHERE id >= ? AND id <= ?", (first, last))}
+            stored = set(self._list("k", "SELECT id AS k FROM epochs WHERE id >= ? AND id <= ? UNION ALL "
+                                         "SELECT id FROM packets WHERE id >= ? AND id <= ?", (first, last) * 2))
             holes = [row[0] for row in rows if row[1] in stored and row[1] not in self._doomed]
-            for i in range(0, len(holes), 500):
-                chunk = holes[i:i + 500]
-                state.kept.update(row[0] for row in conn.execute(
-                    f"SELECT seq FROM history_refs WHERE ref IN ({_marks(chunk)})", chunk))
+            state.holes += holes
             if not dry_run and len(holes) < len(rows):
                 ranges = gaps(rows[0][0], rows[-1][0], holes)
                 with transaction(conn):
@@ -259,10 +264,15 @@ class Pruner:
 
     def _history(self, report: PruneReport, state: _Pass, cutoff_us: int, dry_run: bool) -> None:
         """Actions before the first one at or after the limit go, except those that mention something
-        still stored that was made before the limit (a live packet, an open or kept epoch): those are
-        `state.kept` (see _numbers), the rest is deleted by seq ranges. An action that mentions a
-        number not swept yet stays too: none comes before the first action that mentions the first
-        such number. The last action always stays (the next record's seq is counted from it)."""
+        still stored that was made before the limit (a live packet, an open or kept epoch: the holes,
+        see _numbers), the rest is deleted by seq ranges. An action that mentions a number not swept
+        yet stays too: none comes before the first action that mentions the first such number. The
+        last action always stays (the next record's seq is counted from it).
+
+        The actions that mention a hole are read at each call, after `end`: one committed since the hole
+        was swept (a running net moves an old live packet, ends an old epoch) is read too. None below
+        `end` can be committed later: the owner alone writes history, an action with its references,
+        in seq order, so every action below one already read was committed before it."""
         conn = self.conn
         end = self._first_seq_at(cutoff_us)
         if end is None:
@@ -272,11 +282,11 @@ class Pruner:
             first = conn.execute("SELECT min(seq) FROM history_refs WHERE ref = ?", following).fetchone()[0]
             if first is not None:
                 end = min(end, first)
-        kept = sorted(seq for seq in state.kept if seq < end)
         # Below the cursor everything not kept is gone already (a running owner's earlier calls): go on
         # from there.
         lo = max(state.history_from, conn.execute("SELECT min(seq) FROM history_actions").fetchone()[0] or end)
-        while lo < end and not self._out_of_time():
+        kept = self._mentioning(state.holes, lo, end) if lo < end else []
+        while lo < end and not self._stopped():
             step = conn.execute("SELECT seq FROM history_actions WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
                                 (lo, 4 * self.batch)).fetchone()  # windows of 2,000 actions
             hi = min(end, step[0]) if step is not None else end
@@ -290,11 +300,20 @@ class Pruner:
                         conn.execute("DELETE FROM history_actions WHERE seq >= ? AND seq <= ?", r)
                         report.add("history_actions", conn.changes())
             state.history_from = lo = hi
-        if len(state.kept) > 2 * len(kept) + 1000:  # the seqs passed for good are no longer needed
-            state.kept = {seq for seq in state.kept if seq >= state.history_from}
         condition = ("seq < (SELECT max(seq) FROM history_legacy) AND timestamp < ? AND (epoch_id IS NULL OR epoch_id "
                      "NOT IN (SELECT id FROM epochs)) AND (packet_id IS NULL OR packet_id NOT IN (SELECT id FROM packets))")
         self._chunked(report, dry_run, "history_legacy", "seq", condition, (iso_of(cutoff_us),))
+
+    def _mentioning(self, numbers: list[int], lo: int, hi: int) -> list[int]:
+        """The sorted seqs from `lo` to below `hi` of the actions that mention one of `numbers`: a range
+        by key per number."""
+        seqs: set[int] = set()
+        for i in range(0, len(numbers), 500):
+            chunk = numbers[i:i + 500]
+            seqs.update(int(seq) for seq in self._list(
+                "k", f"SELECT seq AS k FROM history_refs WHERE ref IN ({_marks(chunk)}) AND seq >= ? AND seq < ?",
+                (*chunk, lo, hi)))
+        return sorted(seqs)
 
     def _first_seq_at(self, cutoff_us: int) -> int | None:
         """The seq of the first action at or after the limit (actions are in time order), or of the last
@@ -331,7 +350,7 @@ class Pruner:
         if dry_run:
             report.add(table, conn.execute(f"SELECT count(*) FROM {table} WHERE {condition}", params).fetchone()[0])
             return
-        while not self._out_of_time():
+        while not self._stopped():
             with transaction(conn):
                 conn.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} "
                              f"LIMIT ?)", (*params, self.batch))
@@ -349,18 +368,17 @@ class Pruner:
         return empty
 
     def _delete(self, report: PruneReport, dry_run: bool, parts: list[tuple[str, str, list[str]]]) -> None:
-        """Delete rows by key, every part in one transaction."""
+        """Delete rows by key (in the caller's transaction)."""
         conn = self.conn
         if dry_run:
             for table, column, keys in parts:
                 report.add(table, conn.execute(f"SELECT count(*) FROM {table} WHERE {column} IN ({_marks(keys)})",
                                                keys).fetchone()[0])
             return
-        with transaction(conn):
-            for table, column, keys in parts:
-                if not self._is_empty(table):
-                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({_marks(keys)})", keys)
-                    report.add(table, conn.changes())
+        for table, column, keys in parts:
+            if not self._is_empty(table):
+                conn.execute(f"DELETE FROM {table} WHERE {column} IN ({_marks(keys)})", keys)
+                report.add(table, conn.changes())
 
 
 def describe(report: PruneReport) -> str:
@@ -389,30 +407,3 @@ def prune_file(db: str, older_than: str, *, dry_run: bool = False, now: datetime
         return Pruner(conn).prune(age, now or datetime.now(UTC), dry_run=dry_run)
     finally:
         conn.close()
-
-
-class RetentionPolicy:
-    """A running net's `retention` option: the owner prunes a slice of at most SLICE seconds every
-    EVERY seconds, or every SOON seconds while a slice ran out of time (a backlog to catch up on), so
-    a long run keeps its file bounded without ever stalling for more than a slice. Pruning costs
-    ~20-30 us per epoch in a running soak (tools/soak.py; ~17 us alone), against ~200 us to run a
-    trivial one."""
-
-    EVERY = 1.0
-    SOON = 0.2
-    SLICE = 0.05
-    LAG = 5.0  # seconds the ID numbers and history are pruned behind the limit (see Pruner)
-
-    def __init__(self, conn: apsw.Connection, retention: str, clock: Any) -> None:
-        self.age = parse_duration(retention, what="retention")
-        self.pruner = Pruner(conn, lag=min(self.age, timedelta(seconds=self.LAG)))
-        self.clock = clock
-        self._next = clock.monotonic() + self.EVERY
-
-    def tick(self) -> None:
-        now = self.clock.monotonic()
-        if now >= self._next:
-            # no vacuum: a running net reuses the pages it frees (giving them back to the file system
-            # only to grow the file again costs the run); `netrun prune` gives them back
-            self.pruner.prune(self.age, self.clock.now(), seconds=self.SLICE, vacuum=False)
-            self._next = self.clock.monotonic() + (self.SOON if self.pruner.out_of_time else self.EVERY)

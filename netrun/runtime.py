@@ -55,7 +55,7 @@ from .owner import Owner
 from .pools import PoolHost, PoolManager, apply_result
 from .request_desk import RequestDesk
 from .restore import Restorer
-from .retention import RetentionPolicy
+from .retention_policy import RetentionPolicy
 from .sim import Event, Sim
 from .values import ValueStore, resolve_sync
 from .worker import in_worker_thread
@@ -101,7 +101,7 @@ class Runtime:
         self.history = HistoryLog(max_size=config.history_max_size, path=config.history_file,
                                   chunk_size=config.history_chunk_size)
         self.journal.commit_hooks.append(self.history)
-        self.retention = RetentionPolicy(conn, config.retention, config.clock) if config.retention else None
+        self.retention = RetentionPolicy(conn, net.db_url, config.retention, config.clock) if config.retention else None
         # Start intents of non-deferred epochs (netrun.intents); "full" durability commits each start.
         # PostgreSQL keeps no side file: non-deferred starts are committed, and the running deferred sync
         # epoch is marked on the server (its death is counted).
@@ -635,6 +635,8 @@ class Runtime:
                     continue
                 notices = await self._wait(wait, asynchronous=asynchronous)
         finally:
+            if self.retention is not None:
+                self.retention.stop()
             self.withdraw()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)

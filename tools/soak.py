@@ -6,6 +6,9 @@ plus 3 epochs per value. Once a second the main thread samples the values that r
 the size of the database file plus its WAL. Reports:
   - the largest size seen, and the final size after the run;
   - epochs per second over each tenth of the values, and the last tenth's over the first's;
+  - the owner thread's CPU time per epoch over each tenth (microseconds, read by Sink, which runs in
+    the owner): other processes on the machine barely change it, unlike epochs/s (a lock wait is
+    not counted in it, work moved to another thread is not either);
   - bytes per epoch at the end.
 
     python tools/soak.py --values 1000000
@@ -29,6 +32,7 @@ PER_SOURCE = 100
 _reached = [0]
 _finished_at = [0.0]  # time.perf_counter() when the last value reached Sink (TOTAL[0] values)
 TOTAL = [0]
+_cpu_at = [0.0] * 11  # the owner thread's CPU time when the first value and each tenth reached Sink
 
 
 def source(ctx, packets):
@@ -40,6 +44,8 @@ def source(ctx, packets):
 def sink(ctx, packets):
     ctx.consume_packet(packets["in"][0])
     _reached[0] += 1
+    if _reached[0] * 10 % TOTAL[0] < 10 or _reached[0] == 1:
+        _cpu_at[_reached[0] * 10 // TOTAL[0]] = time.thread_time()
     if _reached[0] == TOTAL[0]:
         _finished_at[0] = time.perf_counter()
 
@@ -91,6 +97,7 @@ def soak(values: int, per_source: int, retention: str, path: str) -> dict:
         deciles = [round(_rate(samples, total * i // 10, total * (i + 1) // 10) * epochs_per_value)
                    for i in range(10)]
         first, last = deciles[0], deciles[-1]
+        cpu_us = [round(1e6 * (_cpu_at[i + 1] - _cpu_at[i]) / (total / 10 * epochs_per_value)) for i in range(10)]
         stored = net.query("SELECT count(*) AS n FROM epochs")[0]["n"]
     finally:
         net.close()
@@ -99,6 +106,7 @@ def soak(values: int, per_source: int, retention: str, path: str) -> dict:
             "largest_mb": round(largest / 1e6, 1), "final_mb": round(final / 1e6, 1),
             "epochs_per_s_first_10pct": round(first), "epochs_per_s_last_10pct": round(last),
             "last_over_first": round(last / first, 3), "epochs_per_s_by_tenth": deciles,
+            "owner_cpu_us_per_epoch_by_tenth": cpu_us, "owner_cpu_last_over_first": round(cpu_us[-1] / cpu_us[0], 3),
             "epochs_still_stored": stored}
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import netrun
+import netrun.retention_policy
 from netrun.graphs import chain
 from netrun.retention import gaps, prune_file
 
@@ -42,13 +44,19 @@ def _counts(db: str) -> dict[str, int]:
             for table in ("epochs", "packets", "history_actions", "epoch_attempts", "dead_letters")}
 
 
+def _chain(db: str, values, sink=_sink, **options) -> netrun.Net:
+    """A chain A -> B -> Sink with `values` injected at B, not started."""
+    net = netrun.Net(chain("A", "B", "Sink"), db=str(db), **options)
+    net.set_node_exec("B", _forward)
+    net.set_node_exec("Sink", sink)
+    for value in values:
+        net.inject_packet("B", "in", value)
+    return net
+
+
 def _run_chain(db: str, values, **options) -> None:
     """A chain A -> B -> Sink run to the end with `values` injected at B."""
-    with netrun.Net(chain("A", "B", "Sink"), db=str(db), **options) as net:
-        net.set_node_exec("B", _forward)
-        net.set_node_exec("Sink", _sink)
-        for value in values:
-            net.inject_packet("B", "in", value)
+    with _chain(db, values, **options) as net:
         net.start()
 
 
@@ -144,11 +152,7 @@ def test_the_retention_option_keeps_a_running_net_small(db):
         delivered.append(ctx.consume_packet(packets["in"][0]))
         time.sleep(0.002)
 
-    with netrun.Net(chain("A", "B", "Sink"), db=str(db), retention="0s") as net:
-        net.set_node_exec("B", _forward)
-        net.set_node_exec("Sink", sink)
-        for value in range(600):
-            net.inject_packet("B", "in", value)
+    with _chain(db, range(600), sink, retention="0s") as net:
         net.start()
         left = net.query("SELECT count(*) AS n FROM epochs")[0]["n"]
     assert sorted(delivered) == list(range(600))
@@ -171,7 +175,7 @@ def test_a_limit_further_back_than_the_calendar_removes_nothing(tmp_path, monkey
     _net_with_leftovers(db)
     before = _counts(db)
     assert prune_file(str(db), "1000000d").removed == {} and _counts(db) == before
-    monkeypatch.setattr(netrun.retention.RetentionPolicy, "EVERY", 0.0)  # prune on every turn of the loop
+    monkeypatch.setattr(netrun.retention_policy.RetentionPolicy, "EVERY", 0.0)  # prune without a pause
     run = tmp_path / "run.db"
     _run_chain(run, range(5), retention="1000000d")
     assert scalar(run, "SELECT count(*) FROM epochs WHERE state = 'finished'") == 10
@@ -318,3 +322,171 @@ def test_a_pruner_with_a_lag_keeps_the_history_of_that_last_stretch(tmp_path):
 ])
 def test_gaps_cover_a_range_but_its_holes(lo, hi, holes, expected):
     assert gaps(lo, hi, holes) == expected
+
+
+def _mention(conn, packet: str, moment: datetime) -> int:
+    """Commit an action at `moment` that mentions `packet` (as a running net does when an old live packet
+    moves), on `conn`, the "owner's" connection; returns its seq."""
+    from netrun.db import transaction
+    from netrun.historyrows import micros, next_seq
+
+    with transaction(conn):
+        seq = next_seq(conn)
+        n = conn.execute("SELECT n FROM history_ids WHERE id = ?", (packet,)).fetchone()[0]
+        name = conn.execute("SELECT name FROM history_actions LIMIT 1").fetchone()[0]
+        conn.execute("INSERT INTO history_actions (seq, name, packet, ts) VALUES (?, ?, ?, ?)",
+                     (seq, name, n, micros(moment)))
+        conn.execute("INSERT INTO history_refs (ref, seq) VALUES (?, ?)", (n, seq))
+    return seq
+
+
+@pytest.mark.parametrize(("when", "hook"), [("between two calls", None), ("between a call's sweep and its delete",
+                                                                          "_history"),
+                                            ("as a call reads what mentions what stays", "_mentioning")])
+def test_an_old_stored_packet_mentioned_again_keeps_that_history(tmp_path, monkeypatch, when, hook):
+    """A live packet made before the limit is swept once (its number stays, its history too). An action
+    that mentions it afterwards, committed by the owner while the pruner works, stays while the packet
+    is stored: the pruner reads what mentions the packets it keeps at each call, after it read the last
+    action it may delete (a pruner that only remembered what it read at the sweep deleted it once old,
+    until its 30 s recount)."""
+    from netrun.db import open_connection
+    from netrun.retention import Pruner
+
+    db = tmp_path / "net.db"
+    origins = _origins(db)
+    live = next(iter(origins))
+    pruner_conn, owner_conn = open_connection(str(db)), open_connection(str(db))
+    try:
+        pruner = Pruner(pruner_conn)
+        start = datetime.now(UTC) + timedelta(seconds=1)
+        mentioned: list[int] = []
+        if when == "between two calls":
+            assert pruner.prune(timedelta(0), start).removed["history_actions"] > 0  # `live` swept: kept
+            mentioned.append(_mention(owner_conn, live, start + timedelta(seconds=1)))
+            _mention(owner_conn, live, start + timedelta(hours=1))  # newer than the limit: the last action stays
+        else:
+            original = getattr(Pruner, hook)
+
+            def mention_first(self, *args):
+                if not mentioned:
+                    mentioned.append(_mention(owner_conn, live, start + timedelta(seconds=1)))
+                    _mention(owner_conn, live, start + timedelta(hours=1))
+                return original(self, *args)
+
+            monkeypatch.setattr(Pruner, hook, mention_first)
+        report = pruner.prune(timedelta(0), start + timedelta(seconds=2))  # the first mention is old by now
+        assert mentioned and (when == "between two calls" or report.removed["history_actions"] > 0)
+        assert owner_conn.execute("SELECT count(*) FROM history_actions WHERE seq = ?", mentioned).fetchone()[0] == 1
+    finally:
+        pruner_conn.close()
+        owner_conn.close()
+    assert mentioned[0] in {r["seq"] for r in rows(db, "SELECT seq FROM history WHERE packet_id = ?", (live,))}
+    _same_origins(db, origins)
+
+
+def _retention_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "netrun-retention"]
+
+
+def test_the_pruning_thread_runs_beside_the_owner_and_ends_with_each_run(tmp_path, monkeypatch):
+    """The owner starts the pruning thread once a prune is due and joins it when its loop ends: a
+    finished run, a paused background run, close(). It prunes what the run ended meanwhile."""
+    monkeypatch.setattr(netrun.retention_policy.RetentionPolicy, "EVERY", 0.0)
+    seen_running = threading.Event()
+    pruned = threading.Event()
+    prune = netrun.retention.Pruner.prune
+
+    def counting_prune(self, *args, **kwargs):
+        report = prune(self, *args, **kwargs)
+        if report.removed.get("epochs"):
+            pruned.set()
+        return report
+
+    monkeypatch.setattr(netrun.retention.Pruner, "prune", counting_prune)
+
+    def sink(ctx, packets):
+        ctx.consume_packet(packets["in"][0])
+        if _retention_threads():
+            seen_running.set()
+        pruned.wait(0.01)  # the run goes on until the thread pruned at least once
+
+    db = tmp_path / "net.db"
+    with _chain(db, range(300), sink, retention="0s") as net:
+        net.start()
+        assert seen_running.is_set() and pruned.is_set()
+        assert _retention_threads() == []  # joined once the run ended
+        for value in range(300):
+            net.inject_packet("B", "in", value)
+        net.start(threaded=True)
+        assert pruned.wait(10)
+        net.pause()
+        assert _retention_threads() == []  # joined at the pause
+        net.start(threaded=True)
+    assert _retention_threads() == []  # joined at close()
+
+
+def test_an_error_of_the_pruning_thread_stops_the_run(tmp_path, monkeypatch):
+    """A prune that fails in the thread (a full disk) is raised by the owner, as its own would be; the
+    next run goes on."""
+    import apsw
+
+    monkeypatch.setattr(netrun.retention_policy.RetentionPolicy, "EVERY", 0.0)
+    failed = threading.Event()
+
+    def failing_prune(self, *args, **kwargs):
+        failed.set()
+        raise apsw.FullError("database or disk is full")
+
+    monkeypatch.setattr(netrun.retention.Pruner, "prune", failing_prune)
+
+    def sink(ctx, packets):
+        ctx.consume_packet(packets["in"][0])
+        failed.wait(10)
+
+    with _chain(tmp_path / "net.db", range(50), sink, retention="1h") as net:
+        with pytest.raises(apsw.FullError):
+            net.start()
+        assert _retention_threads() == []
+        monkeypatch.undo()
+        net.start()
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Sink' AND state = 'finished'")[0]["n"] == 50
+
+
+def test_the_pruning_thread_keeps_the_write_ahead_log_bounded(tmp_path, monkeypatch):
+    """While the thread runs, the owner's commits leave checkpoints to it (netrun.retention_policy): the
+    log is still checkpointed and cut back, ~60 MB of values going through the run."""
+    from netrun.db import WAL_LIMIT
+
+    monkeypatch.setattr(netrun.retention_policy.RetentionPolicy, "EVERY", 0.0)
+    db = tmp_path / "net.db"
+    largest = [0]
+
+    def sink(ctx, packets):
+        ctx.consume_packet(packets["in"][0])
+        if os.path.exists(f"{db}-wal"):
+            largest[0] = max(largest[0], os.path.getsize(f"{db}-wal"))
+
+    with _chain(db, ("x" * 100_000 + str(i) for i in range(300)), sink, retention="1h") as net:
+        net.start()
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Sink'")[0]["n"] == 300
+        for i in range(300):  # the run ended: the owner's commits checkpoint for themselves again
+            net.inject_packet("B", "in", "y" * 100_000 + str(i))
+            largest[0] = max(largest[0], os.path.getsize(f"{db}-wal"))
+    assert 0 < largest[0] <= WAL_LIMIT + 2_000_000
+
+
+def test_a_checkpoint_that_fails_after_a_commit_leaves_it_committed():
+    """The owner's WAL hook runs inside its COMMIT: a checkpoint it cannot make (the thread's runs:
+    busy) must not raise, or the owner would take its committed transaction for a failed one."""
+    import apsw
+
+    from netrun.clock import SystemClock
+    from netrun.db import WAL_PAGES
+    from netrun.retention_policy import RetentionPolicy
+
+    class Busy:
+        def wal_checkpoint(self, name):
+            raise apsw.BusyError("database is locked")
+
+    policy = RetentionPolicy(Busy(), "unused.db", "1h", SystemClock())
+    assert policy._log_grew(Busy(), "main", WAL_PAGES) == apsw.SQLITE_OK
