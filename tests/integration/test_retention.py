@@ -490,3 +490,27 @@ def test_a_checkpoint_that_fails_after_a_commit_leaves_it_committed():
 
     policy = RetentionPolicy(Busy(), "unused.db", "1h", SystemClock())
     assert policy._log_grew(Busy(), "main", WAL_PAGES) == apsw.SQLITE_OK
+
+
+
+def test_a_value_an_open_epoch_consumed_is_kept_for_the_dead_letters(tmp_path):
+    """An epoch that consumed a packet and still runs keeps its value from `prune`, however old: when
+    the process then dies, the resume dead-letters that value ('interrupted'). The consume is in the
+    file (an async Sink awaits after it, the owner commits meanwhile) and the packet is 'consumed'."""
+    db = tmp_path / "net.db"
+    holder = os.path.join(os.path.dirname(__file__), "holding_nodes.py")
+    with subprocess.Popen([sys.executable, holder, str(db)], stdout=subprocess.PIPE, text=True) as runner:
+        try:
+            assert runner.stdout.readline().strip() == "holding"
+            [held] = rows(str(db), "SELECT p.id, p.state FROM packets p JOIN epochs e ON e.id = p.epoch_id "
+                                   "WHERE e.node_name = 'Sink' AND e.state = 'running'")
+            assert held["state"] == "consumed"
+            done = subprocess.run([sys.executable, "-m", "netrun", "prune", str(db), "--older-than", "0s", "--json"],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["removed"].get("packets", 0) > 0  # the others' packets went
+        finally:
+            runner.kill()
+    with netrun.Net.resume(str(db)) as net:
+        letters = net.query("SELECT packet_id, reason, node_name, value FROM dead_letters")
+    assert letters == [{"packet_id": held["id"], "reason": "interrupted", "node_name": "Sink", "value": "3"}]
