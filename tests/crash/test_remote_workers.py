@@ -156,51 +156,48 @@ def test_results_big_and_small_reach_the_owner_once_each(pg_url, workers, deferr
             [{"n": len(VALUES)}]
 
 
+@pytest.fixture
+def file_workers(tmp_path):
+    """Workers of a net in an SQLite file (on one machine: no notifications there, they poll the tables)."""
+    found = Workers(str(tmp_path / "remote.db"), tmp_path)
+    yield found
+    found.stop()
+
+
 @pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "not-deferred"])
-def test_workers_of_a_net_in_an_sqlite_file_run_every_epoch_once(tmp_path, deferred):
-    """The same workers on a file (on one machine): no notifications there, they poll the tables."""
-    db = str(tmp_path / "remote.db")
-    net = remote_net(db, deferred=deferred)
+def test_workers_of_a_net_in_an_sqlite_file_run_every_epoch_once(file_workers, deferred):
+    net = remote_net(file_workers.url, deferred=deferred)
     net.set_node_exec("Work", rn.big_or_small)
-    found = Workers(db, tmp_path)
-    try:
-        with net:
-            found.start(2)
-            net.start()
-            expected = sorted(("x" * 20_000 + str(v) if v % 2 else v * 10 for v in VALUES), key=str)
-            assert sorted(rn.RESULTS, key=str) == expected
-            assert net.query("SELECT state, count(*) AS n FROM epoch_jobs GROUP BY state") == \
-                [{"state": "done", "n": len(VALUES)}]
-            assert net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Work' AND state = 'finished'") == \
-                [{"n": len(VALUES)}]
-    finally:
-        found.stop()
+    with net:
+        file_workers.start(2)
+        net.start()
+        expected = sorted(("x" * 20_000 + str(v) if v % 2 else v * 10 for v in VALUES), key=str)
+        assert sorted(rn.RESULTS, key=str) == expected
+        assert net.query("SELECT state, count(*) AS n FROM epoch_jobs GROUP BY state") == \
+            [{"state": "done", "n": len(VALUES)}]
+        assert net.query("SELECT count(*) AS n FROM epochs WHERE node_name = 'Work' AND state = 'finished'") == \
+            [{"n": len(VALUES)}]
 
 
-def test_node_code_that_raises_system_exit_stops_its_worker_with_the_cause(tmp_path):
+def test_node_code_that_raises_system_exit_stops_its_worker_with_the_cause(file_workers):
     """SystemExit out of node code ends a `netrun worker` as it would end a process running the node in
     its main thread: exit status 1, the node, the epoch and the traceback on stderr (before, the thread
     serving the job died and the worker went on with less capacity, saying nothing). The epoch goes
     back to the owner when its lease ends and runs again on another worker (deferred)."""
-    db = str(tmp_path / "remote.db")
-    net = remote_net(db, deferred=True)
+    net = remote_net(file_workers.url, deferred=True)
     net.set_node_exec("Work", rn.exits_first)
-    found = Workers(db, tmp_path)
-    try:
-        with net:
-            [first] = found.start(1)
-            thread = run_in_background(net)
-            assert first.wait(DEADLINE) == 1
-            found.start(1)
-            finish(net, thread)
-            found.stop()
-            err = found.errors[first.pid]
-            [interrupted] = net.query("SELECT epoch_id FROM epoch_attempts WHERE outcome = 'failed'")
-            assert "SystemExit: 3 escaped the node's code in node 'Work'" in err
-            assert interrupted["epoch_id"] in err and "raise SystemExit(3)" in err  # the node's traceback
-            assert sorted(rn.RESULTS) == [v * 10 for v in VALUES]  # every value once
-    finally:
-        found.stop()
+    with net:
+        [first] = file_workers.start(1)
+        thread = run_in_background(net)
+        assert first.wait(DEADLINE) == 1
+        file_workers.start(1)
+        finish(net, thread)
+        file_workers.stop()
+        err = file_workers.errors[first.pid]
+        [interrupted] = net.query("SELECT epoch_id FROM epoch_attempts WHERE outcome = 'failed'")
+        assert "SystemExit: 3 escaped the node's code in node 'Work'" in err
+        assert interrupted["epoch_id"] in err and "raise SystemExit(3)" in err  # the node's traceback
+        assert sorted(rn.RESULTS) == [v * 10 for v in VALUES]  # every value once
 
 
 def test_a_start_function_that_raises_in_a_worker_stops_the_run_and_the_worker(pg_url, workers):
