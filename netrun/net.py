@@ -507,7 +507,7 @@ class Net:
         TimeoutError after `timeout` seconds.
         """
         rt = self._live()
-        if in_worker_thread(self) or (rt.looping and rt.owner.is_mine):  # it would wait for itself
+        if in_worker_thread(self) or self._in_own_run():  # it would wait for itself
             raise ContextUsageError(f"wait_until_blocked() of the net on {self.db_path} was called from node code "
                                     "while the net runs that code: the run ends only after this epoch; call "
                                     "net.pause() there, or wait outside node code")

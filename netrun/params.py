@@ -87,13 +87,18 @@ def _is_text(value: Any) -> bool:
 TOML_INTEGERS = "TOML integers are 64-bit: from -2**63 to 2**63-1"
 
 
+def is_int64(value: int) -> bool:
+    """Whether an integer fits in 64 bits, as TOML's and SQLite's integers do."""
+    return -2 ** 63 <= value < 2 ** 63
+
+
 def find_non_data(value: Any, keys: tuple = ()) -> tuple[tuple, Any, bool] | None:
     """The first place in `value` that is not JSON/TOML data, or None: (its keys and indexes from the top,
     what is there, whether that is a table's key rather than a value)."""
     if _is_text(value) or isinstance(value, bool) or (isinstance(value, float) and math.isfinite(value)):
         return None
     if isinstance(value, int):  # TOML's integers are 64-bit (a longer one is written, but no reader takes it)
-        return None if -2 ** 63 <= value < 2 ** 63 else (keys, value, False)
+        return None if is_int64(value) else (keys, value, False)
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             found = find_non_data(item, (*keys, i))

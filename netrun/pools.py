@@ -811,23 +811,24 @@ class PoolManager:
         error = self._error(node, epoch_id, worker_id, why, pool.kind, cause=words[0] if words else None)
         traceback = words[2] if words else None
         counted = why == "timeout" or cfg.defer_net_actions
-        # the interrupted attempt of a non-deferred epoch is kept as in the main thread (cancelled)
-        interrupt = (epoch_id, attempt, node, claimed_at or iso(host.clock.now()), iso(host.clock.now()),
-                     f"{INTERRUPTED} (worker {worker_id}): {words[0]}", words[1], traceback) if words else None
+        # The attempt row (outcome, error, error type): a counted one fails; the interrupted attempt of a
+        # non-deferred epoch is kept as in the main thread (cancelled); a plain death leaves none.
+        if counted:
+            attempt_row = ("failed", str(error), type(error).__name__)
+        elif words:
+            attempt_row = ("cancelled", f"{INTERRUPTED} (worker {worker_id}): {words[0]}", words[1])
+        else:
+            attempt_row = None
 
         def take(conn: Any) -> bool:
-            if not jobs.take_back(conn, claim, worker_id, requeue=requeue, now=iso(host.clock.now()),
+            now = iso(host.clock.now())
+            if not jobs.take_back(conn, claim, worker_id, requeue=requeue, now=now,
                                   outcome="failed" if counted else "cancelled"):
                 return False
-            if counted:  # the attempt is counted in the take-back's own transaction: a new claim sees it
+            if attempt_row is not None:  # in the take-back's own transaction: a new claim sees it counted
                 conn.execute("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, "
-                             "outcome, error, error_type, traceback) VALUES (?, ?, ?, ?, ?, 'failed', ?, ?, ?)",
-                             (epoch_id, attempt, node, claimed_at or iso(host.clock.now()), iso(host.clock.now()), str(error),
-                              type(error).__name__, traceback))
-            elif interrupt is not None:
-                conn.execute("INSERT INTO epoch_attempts (epoch_id, attempt, node_name, started_at, finished_at, "
-                             "outcome, error, error_type, traceback) VALUES (?, ?, ?, ?, ?, 'cancelled', ?, ?, ?)",
-                             interrupt)
+                             "outcome, error, error_type, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (epoch_id, attempt, node, claimed_at or now, now, *attempt_row, traceback))
             if requeue:
                 conn.execute("UPDATE epochs SET state = 'startable', started_at = NULL WHERE id = ?", (epoch_id,))
             return True
@@ -850,11 +851,12 @@ class PoolManager:
         self.applied(epoch_id)
         _condition, salvo = host.sim.epoch_salvo(epoch_id)
         ports = {packet: port for port, packet in salvo}
-        if why == "timeout" or cfg.defer_net_actions:
+        if counted:
             self.ends.failed(node, epoch_id, ports, error, traceback=traceback)
-        elif interrupt is not None:
-            self.ends.cancelled(node, epoch_id, ports, reason="interrupted", error=interrupt[5], traceback=traceback)
-            host.journal.set_epoch_error(epoch_id, "cancelled", interrupt[5], words[1])
+        elif attempt_row is not None:
+            _outcome, text, type_name = attempt_row
+            self.ends.cancelled(node, epoch_id, ports, reason="interrupted", error=text, traceback=traceback)
+            host.journal.set_epoch_error(epoch_id, "cancelled", text, type_name)
         else:
             text = f"{INTERRUPTED} (worker {worker_id}{', lease expired' if why == 'lease' else ''})"
             self.ends.cancelled(node, epoch_id, ports, reason="interrupted", error=text)

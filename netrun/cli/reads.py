@@ -13,6 +13,7 @@ import sys
 from ..errors import StoredValueUnreadable
 from ..inspector import NetInspector
 from ..values import json_exact
+from ..params import is_int64
 from .numbers import count
 from ..tabular import write_rows
 from ..shortids import short_id
@@ -114,7 +115,7 @@ def _param(text: str, index: int) -> int | float | str:
         return text
     value = float(text) if any(c in text for c in ".eE") else int(text)
     if (isinstance(value, float) and not math.isfinite(value)) or \
-            (isinstance(value, int) and not -2 ** 63 <= value < 2 ** 63):
+            (isinstance(value, int) and not is_int64(value)):
         raise UsageError(f"--param {text} (#{index}) is a number out of SQL's range (integers from -2**63 to "
                          f"2**63-1, floats up to about 1.8e308)")
     return value
