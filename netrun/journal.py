@@ -202,43 +202,48 @@ class Journal:
             self._seq = next_seq(self.conn) - 1
         seq = self._seq + 1
         recorded: list[tuple] = []
-        for ev in events:
-            kind = ev.kind
+        record = recorded.append
+        packets, epochs = self._packets, self._epochs
+        for kind, ev_epoch, ev_packet, ev_node, salvo, loc in events:
             extra = None
             if kind == "PacketMoved" or kind == "PacketOrphaned":
-                loc = ev.location if kind == "PacketMoved" else OUTSIDE
-                row = self._packet(ev.packet_id)
-                row[_P_LOC], row[_P_NODE], row[_P_PORT] = loc.kind, loc.node_name, loc.port_name
-                row[_P_FNODE], row[_P_FPORT], row[_P_MOVED] = loc.from_node, loc.from_port, True
-                if loc.epoch_id is not None:
-                    row[_P_EPOCH] = loc.epoch_id
-                extra = (loc.kind, loc.node_name, loc.port_name) if kind == "PacketMoved" else ev.salvo_condition
-            elif kind == "PacketCreated":
-                loc = created_at or OUTSIDE
-                row = self._packet(ev.packet_id)
-                row[_P_NEW], row[_P_STATE], row[_P_CREATED], row[_P_MOVED] = True, "live", now, True
-                row[_P_LOC], row[_P_NODE], row[_P_PORT], row[_P_EPOCH] = \
-                    loc.kind, loc.node_name, loc.port_name, loc.epoch_id
-            elif kind == "PacketConsumed" or kind == "PacketDestroyed":
-                row = self._packet(ev.packet_id)
-                row[_P_STATE] = "consumed" if kind == "PacketConsumed" else "destroyed"
-                row[_P_FINISHED] = now
-            elif kind == "EpochCreated":
-                row = self._epoch(ev.epoch_id)
-                row[_E_NEW], row[_E_NODE], row[_E_STATE], row[_E_CREATED] = True, ev.node_name, "startable", now
-            elif kind == "InputSalvoTriggered" or kind == "OutputSalvoTriggered":
-                if kind == "InputSalvoTriggered":
-                    self._epoch(ev.epoch_id)[_E_SALVO] = ev.salvo_condition
-                extra = ev.salvo_condition
+                row = packets.get(ev_packet) or self._packet(ev_packet)
+                if kind == "PacketMoved":
+                    loc_kind, node, port, loc_epoch, from_node, from_port = loc
+                    extra = (loc_kind, node, port)
+                else:
+                    loc_kind, node, port, loc_epoch, from_node, from_port = OUTSIDE
+                    extra = salvo
+                row[_P_LOC], row[_P_NODE], row[_P_PORT] = loc_kind, node, port
+                row[_P_FNODE], row[_P_FPORT], row[_P_MOVED] = from_node, from_port, True
+                if loc_epoch is not None:
+                    row[_P_EPOCH] = loc_epoch
             elif kind == "EpochStarted":
-                row = self._epoch(ev.epoch_id)
+                row = epochs.get(ev_epoch) or self._epoch(ev_epoch)
                 row[_E_STATE], row[_E_STARTED] = "running", now
                 row[_E_ATTEMPTS] += 1
             elif kind == "EpochFinished" or kind == "EpochCancelled":
-                row = self._epoch(ev.epoch_id)
+                row = epochs.get(ev_epoch) or self._epoch(ev_epoch)
                 row[_E_STATE] = "finished" if kind == "EpochFinished" else "cancelled"
                 row[_E_FINISHED] = now
-            recorded.append((kind, ev.epoch_id, ev.packet_id, ev.node_name, extra))
+            elif kind == "EpochCreated":
+                row = epochs.get(ev_epoch) or self._epoch(ev_epoch)
+                row[_E_NEW], row[_E_NODE], row[_E_STATE], row[_E_CREATED] = True, ev_node, "startable", now
+            elif kind == "InputSalvoTriggered" or kind == "OutputSalvoTriggered":
+                if kind == "InputSalvoTriggered":
+                    (epochs.get(ev_epoch) or self._epoch(ev_epoch))[_E_SALVO] = salvo
+                extra = salvo
+            elif kind == "PacketCreated":
+                where = created_at or OUTSIDE
+                row = packets.get(ev_packet) or self._packet(ev_packet)
+                row[_P_NEW], row[_P_STATE], row[_P_CREATED], row[_P_MOVED] = True, "live", now, True
+                row[_P_LOC], row[_P_NODE], row[_P_PORT], row[_P_EPOCH] = \
+                    where.kind, where.node_name, where.port_name, where.epoch_id
+            elif kind == "PacketConsumed" or kind == "PacketDestroyed":
+                row = packets.get(ev_packet) or self._packet(ev_packet)
+                row[_P_STATE] = "consumed" if kind == "PacketConsumed" else "destroyed"
+                row[_P_FINISHED] = now
+            record((kind, ev_epoch, ev_packet, ev_node, extra))
         self._seq = seq + len(recorded)
         self._history.append((seq, action, epoch_id, packet_id, node_name, now, us,
                               self._json(data) if data else None, recorded))
