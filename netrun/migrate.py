@@ -200,6 +200,9 @@ def migrate(conn: apsw.Connection, path: str) -> int:
     for migration in list_migrations():
         if migration.version <= current:
             continue
+        if "writable_schema" in migration.sql and hasattr(conn, "config"):
+            # a change of definitions only (0014): SQLite's defensive mode, off by default, would refuse it
+            conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)
         try:
             with transaction(conn):
                 conn.execute(migration.sql)

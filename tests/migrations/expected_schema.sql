@@ -8,9 +8,9 @@ CREATE TABLE "dead_letters" (
     reason        TEXT NOT NULL,
     error         TEXT,
     value         ANY,                  -- as packet_values.data, in the format value_kind says
-    value_kind    TEXT CHECK (value_kind IN ('json', 'pickle', 'func')),
+    value_kind    TEXT CHECK (value_kind = 'json' OR value_kind = 'pickle' OR value_kind = 'func'),
     created_at    TEXT NOT NULL,
-    status        TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'replayed', 'discarded')),
+    status        TEXT NOT NULL DEFAULT 'pending' CHECK (status = 'pending' OR status = 'replayed' OR status = 'discarded'),
     resolved_at   TEXT,
     replayed_as   TEXT,
     value_preview TEXT
@@ -24,11 +24,11 @@ CREATE TABLE deferred_actions (
     epoch_id        TEXT NOT NULL,
     attempt         INTEGER NOT NULL,
     seq             INTEGER NOT NULL,
-    action          TEXT NOT NULL CHECK (action IN ('create', 'consume', 'load', 'send')),
+    action          TEXT NOT NULL CHECK (action = 'create' OR action = 'consume' OR action = 'load' OR action = 'send'),
     packet          TEXT,                  -- packet ID, or 'deferred:N' for a packet never created
     port_name       TEXT,
     salvo_condition TEXT, status TEXT NOT NULL DEFAULT 'discarded'
-    CHECK (status IN ('applied', 'discarded')),
+    CHECK (status = 'applied' OR status = 'discarded'),
     PRIMARY KEY (epoch_id, attempt, seq)
 ) STRICT, WITHOUT ROWID;
 
@@ -39,7 +39,7 @@ CREATE TABLE epoch_attempts (
     node_name   TEXT NOT NULL,
     started_at  TEXT NOT NULL,
     finished_at TEXT,
-    outcome     TEXT CHECK (outcome IN ('finished', 'failed', 'cancelled')),
+    outcome     TEXT CHECK (outcome = 'finished' OR outcome = 'failed' OR outcome = 'cancelled'),
     error       TEXT,
     error_type  TEXT, traceback TEXT,
     PRIMARY KEY (epoch_id, attempt)
@@ -54,13 +54,13 @@ CREATE TABLE "epoch_jobs" (
     seq          INTEGER NOT NULL UNIQUE,
     node_name    TEXT NOT NULL,
     priority     INTEGER NOT NULL DEFAULT 0,
-    state        TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'reported', 'done')),
+    state        TEXT NOT NULL CHECK (state = 'queued' OR state = 'claimed' OR state = 'reported' OR state = 'done'),
     worker       TEXT,
     lease_until  TEXT,
     enqueued_at  TEXT NOT NULL,
     claimed_at   TEXT,
     done_at      TEXT,
-    outcome      TEXT CHECK (outcome IN ('finished', 'cancelled', 'failed')),
+    outcome      TEXT CHECK (outcome = 'finished' OR outcome = 'cancelled' OR outcome = 'failed'),
     pool         TEXT,
     attempt      INTEGER NOT NULL DEFAULT 0,
     not_before   TEXT
@@ -84,7 +84,7 @@ CREATE TABLE epoch_results (
 CREATE TABLE epochs (
     id              TEXT PRIMARY KEY,
     node_name       TEXT NOT NULL,
-    state           TEXT NOT NULL CHECK (state IN ('startable', 'running', 'finished', 'cancelled', 'failed')),
+    state           TEXT NOT NULL CHECK (state = 'startable' OR state = 'running' OR state = 'finished' OR state = 'cancelled' OR state = 'failed'),
     attempt         INTEGER NOT NULL DEFAULT 0,
     salvo_condition TEXT,
     created_at      TEXT NOT NULL,
@@ -149,7 +149,7 @@ CREATE TABLE history_ids (
 -- table history_legacy on history_legacy
 CREATE TABLE "history_legacy" (
     seq        INTEGER PRIMARY KEY,
-    type       TEXT NOT NULL CHECK (type IN ('action', 'event')),
+    type       TEXT NOT NULL CHECK (type = 'action' OR type = 'event'),
     name       TEXT NOT NULL,
     action_id  TEXT NOT NULL,          -- the action's `id`; its events carry the same
     epoch_id   TEXT,
@@ -175,7 +175,7 @@ CREATE TABLE history_words (
 -- table inbox on inbox
 CREATE TABLE inbox (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: admission tracks the last seq
-    kind       TEXT NOT NULL CHECK (kind IN ('epoch', 'packet')),
+    kind       TEXT NOT NULL CHECK (kind = 'epoch' OR kind = 'packet'),
     item_id    TEXT NOT NULL UNIQUE,
     node_name  TEXT NOT NULL,
     port_name  TEXT
@@ -190,14 +190,14 @@ CREATE TABLE net_meta (
 -- table node_counts on node_counts
 CREATE TABLE node_counts (
     node_name TEXT NOT NULL,
-    state     TEXT NOT NULL CHECK (state IN ('finished', 'cancelled', 'failed')),
+    state     TEXT NOT NULL CHECK (state = 'finished' OR state = 'cancelled' OR state = 'failed'),
     n         INTEGER NOT NULL,
     PRIMARY KEY (node_name, state)
 ) STRICT, WITHOUT ROWID;
 
 -- trigger node_counts_insert on epochs
 CREATE TRIGGER node_counts_insert AFTER INSERT ON epochs
-WHEN NEW.state IN ('finished', 'cancelled', 'failed')
+WHEN NEW.state = 'finished' OR NEW.state = 'cancelled' OR NEW.state = 'failed'
 BEGIN
     INSERT INTO node_counts (node_name, state, n) VALUES (NEW.node_name, NEW.state, 1)
     ON CONFLICT (node_name, state) DO UPDATE SET n = n + 1;
@@ -205,7 +205,7 @@ END;
 
 -- trigger node_counts_update on epochs
 CREATE TRIGGER node_counts_update AFTER UPDATE OF state ON epochs
-WHEN NEW.state IS NOT OLD.state AND NEW.state IN ('finished', 'cancelled', 'failed')
+WHEN NEW.state IS NOT OLD.state AND (NEW.state = 'finished' OR NEW.state = 'cancelled' OR NEW.state = 'failed')
 BEGIN
     INSERT INTO node_counts (node_name, state, n) VALUES (NEW.node_name, NEW.state, 1)
     ON CONFLICT (node_name, state) DO UPDATE SET n = n + 1;
@@ -237,11 +237,11 @@ CREATE TABLE node_settings (
 -- table operator_requests on operator_requests
 CREATE TABLE operator_requests (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: askers poll their own row by it
-    kind          TEXT NOT NULL CHECK (kind IN ('stop', 'inject')),
+    kind          TEXT NOT NULL CHECK (kind = 'stop' OR kind = 'inject'),
     -- inject: [{"node": N, "port": P, "value": V} (a packet) | {"node": N} (a source epoch), ...]
     payload       TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(payload)),
     state         TEXT NOT NULL DEFAULT 'pending'
-                  CHECK (state IN ('pending', 'taken', 'done', 'rejected', 'withdrawn')),
+                  CHECK (state = 'pending' OR state = 'taken' OR state = 'done' OR state = 'rejected' OR state = 'withdrawn'),
     requested_at  TEXT NOT NULL,
     requested_by  TEXT NOT NULL,  -- "pid N on HOST"
     answered_at   TEXT,
@@ -254,7 +254,7 @@ CREATE INDEX operator_requests_pending ON operator_requests (id) WHERE state = '
 -- table packet_values on packet_values
 CREATE TABLE "packet_values" (
     packet_id    TEXT PRIMARY KEY,
-    kind         TEXT NOT NULL CHECK (kind IN ('json', 'pickle', 'func')),
+    kind         TEXT NOT NULL CHECK (kind = 'json' OR kind = 'pickle' OR kind = 'func'),
     data         ANY NOT NULL,          -- JSON text (json), or bytes (pickle, func)
     preview      TEXT,
     consumed_seq INTEGER
@@ -266,8 +266,8 @@ CREATE INDEX packet_values_consumed ON packet_values (consumed_seq) WHERE consum
 -- table packets on packets
 CREATE TABLE packets (
     id          TEXT PRIMARY KEY,
-    state       TEXT NOT NULL CHECK (state IN ('live', 'consumed', 'destroyed')),
-    location    TEXT NOT NULL CHECK (location IN ('outside', 'edge', 'input_port', 'node', 'output_port')),
+    state       TEXT NOT NULL CHECK (state = 'live' OR state = 'consumed' OR state = 'destroyed'),
+    location    TEXT NOT NULL CHECK (location = 'outside' OR location = 'edge' OR location = 'input_port' OR location = 'node' OR location = 'output_port'),
     node_name   TEXT,
     port_name   TEXT,
     epoch_id    TEXT,

@@ -173,6 +173,41 @@ def test_an_older_database_is_migrated_forward(tmp_path, monkeypatch):
         conn.close()
 
 
+def _ephemeral_ops(conn: apsw.Connection, sql: str, bindings: tuple) -> list[str]:
+    return [row[1] for row in conn.execute("EXPLAIN " + sql, bindings) if "Ephemeral" in row[1]]
+
+
+def test_version_14_writes_rows_without_a_temporary_index_per_row_and_checks_the_same(tmp_path, monkeypatch):
+    """A file of version 13 (its CHECKs and triggers test `x IN (...)`, which SQLite evaluates by building
+    a temporary index per row) is migrated on a connection in SQLite's defensive mode: the definitions
+    become comparisons, the rows stay, and what was refused is still refused."""
+    real = list_migrations()
+    path = tmp_path / "v13.db"
+    monkeypatch.setattr(netrun.migrate, "list_migrations", lambda: real[:13])
+    conn = migrated(path)
+    insert_epoch = ("INSERT INTO epochs (id, node_name, state, created_at) VALUES (?, 'A', ?, '2026-01-01')")
+    conn.execute(insert_epoch, ("e1", "finished"))
+    assert _ephemeral_ops(conn, insert_epoch, ("e2", "startable"))
+    monkeypatch.setattr(netrun.migrate, "list_migrations", lambda: real)
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+    try:
+        assert migrate(conn, str(path)) == 14
+        assert _ephemeral_ops(conn, insert_epoch, ("e2", "startable")) == []  # this connection sees it at once
+        conn.execute(insert_epoch, ("e2", "cancelled"))
+        with pytest.raises(apsw.ConstraintError, match="CHECK"):
+            conn.execute(insert_epoch, ("e3", "sleeping"))
+        with pytest.raises(apsw.ConstraintError, match="CHECK"):
+            conn.execute("INSERT INTO inbox (kind, item_id, node_name) VALUES ('other', 'x', 'A')")
+        conn.execute("UPDATE epochs SET state = 'failed' WHERE id = 'e1'")  # the triggers still count
+        assert conn.execute("SELECT state, n FROM node_counts ORDER BY state").fetchall() == [
+            ("cancelled", 1), ("failed", 1), ("finished", 0)]
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert " IN (" not in "".join(sql for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_schema WHERE type IN ('table', 'trigger')"))
+    finally:
+        conn.close()
+
+
 def test_the_stdlib_sqlite3_can_read_every_table(tmp_path):
     """Tools use the stdlib sqlite3 (an older SQLite): the schema must stay readable by it."""
     path = tmp_path / "fresh.db"
