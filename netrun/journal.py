@@ -133,7 +133,13 @@ class Journal:
         self.values[packet_id] = (stored, consumed_seq)
 
     def drop_value(self, packet_id: str) -> None:
-        self.values[packet_id] = None
+        """The packet's value goes. A packet made since the last commit has no value row in the file
+        yet: its buffered value is just forgotten (no DELETE of a row that was never written)."""
+        row = self._packets.get(packet_id)
+        if row is not None and row[_P_NEW]:
+            self.values.pop(packet_id, None)
+        else:
+            self.values[packet_id] = None
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the next commit is durable (never if it rolls back)."""

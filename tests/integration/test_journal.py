@@ -22,6 +22,35 @@ def source_sink_net(db, seen: list, **options) -> netrun.Net:
 
 # -- consumed packet storage ---------------------------------------------------------------------
 
+@pytest.mark.parametrize("deferred", [False, True])
+def test_a_value_made_and_consumed_between_two_commits_is_never_written_nor_deleted(tmp_path, deferred):
+    """Values injected (committed at once) are deleted when consumed; a value made by A and consumed by
+    the Sink before the next commit never reaches the file, and no DELETE is spent on it."""
+    seen: list = []
+    net = netrun.Net(chain("Source", "A", "Sink"), db=tmp_path / "run.db")
+    net.set_node_exec("A", forward())
+    net.set_node_exec("Sink", collect(seen))
+    for node in ("A", "Sink"):
+        net.set_node_config(node, defer_net_actions=deferred)
+    for value in range(20):
+        net.inject_packet("A", "in", value)
+    statements: list = []
+    conn = net._rt.journal.conn
+    conn.exec_trace = lambda _cursor, sql, bindings: statements.append((sql, bindings)) or True
+    net.start()
+    conn.exec_trace = None
+    assert sorted(seen) == list(range(20))
+    deleted = [b for sql, rows in statements if sql.startswith("DELETE FROM packet_values")
+               for b in (rows if isinstance(rows, list) else [rows])]
+    injected = {row["id"] for row in net.query("SELECT id FROM packets WHERE node_name = 'A' AND state = 'consumed'")}
+    made = {row["id"] for row in net.query("SELECT id FROM packets WHERE node_name = 'Sink' AND state = 'consumed'")}
+    deleted_ids = {b[0] for b in deleted}
+    assert injected <= deleted_ids  # committed at injection: deleted when consumed
+    assert len(deleted_ids & made) < len(made) / 2  # most of A's values lived between two commits only
+    assert net.query("SELECT count(*) AS n FROM packet_values") == [{"n": 0}]
+    net.close()
+
+
 def test_consumed_packet_storage_keeps_consumed_values(db):
     seen: list = []
     with source_sink_net(db, seen, consumed_packet_storage=True) as net:
