@@ -26,7 +26,7 @@ from .checkpoint import refuse_checkpoint_db
 from .db import open_connection, transaction
 from .errors import NetInUse, NotANetrunDatabase, StorageError
 from .dialect import is_url
-from .migrate import latest_version
+from .migrate import SAME_TABLES_SINCE
 from .ownership import Owner
 from .store import store_for
 from .request_desk import check_target
@@ -181,7 +181,7 @@ class _Mailbox:
         version = self.store.inspect().version
         self.conn = open_connection(self.store.url)
         try:
-            if version < latest_version():
+            if version < SAME_TABLES_SINCE:
                 self._migrate()
         except BaseException:
             self.conn.close()

@@ -29,7 +29,7 @@ from .durations import find_duration
 from .historyrows import Decoder
 from .intents import read_intents
 from .jobs import pool_jobs_by_node
-from .migrate import latest_version
+from .migrate import SAME_TABLES_SINCE
 from .ownership import Owner
 from .store import store_for
 from .readonly import guarded_query, read_query
@@ -97,7 +97,7 @@ class NetInspector:
         state = self._store.inspect()
         if not state.exists:
             raise NotANetrunDatabase(f"{self.path} holds no netrun net", path=self.path)
-        if state.version < latest_version():
+        if state.version < SAME_TABLES_SINCE:
             raise DatabaseVersionError(
                 f"{self.path} was written by an older netrun (schema version {state.version}); resume it once "
                 "(netrun resume, or Net.resume) to upgrade it, then inspect it", path=self.path, version=state.version)

@@ -65,6 +65,13 @@ def latest_version() -> int:
     return len(list_migrations())
 
 
+# The oldest schema version whose tables are read and written exactly as the latest's: version 14
+# changed only the text of CHECK constraints and trigger conditions (the same values allowed).
+# Readers, operator requests, prune and remote workers take a file of this version or later as it
+# is (a net run by the netrun before is read while it runs); opening a net to run it migrates it.
+SAME_TABLES_SINCE = 13
+
+
 @dataclass(frozen=True)
 class FileState:
     exists: bool

@@ -39,7 +39,7 @@ from .dialect import is_url
 from .errors import ConfigError, NetrunError, NodeExecutionFailed, NotANetrunDatabase, StorageError
 from .factories import import_from_path
 from .host import NodeFunctions
-from .migrate import latest_version
+from .migrate import SAME_TABLES_SINCE
 from .store import store_for
 from .wakeups import RESULT_READY, listen_for_jobs
 from .worker import IdleCount, NodeInterrupt, WorkerSpec, read_start_failed, worker_loop
@@ -145,7 +145,7 @@ class RemoteWorker:
         self.store = store_for(url)
         if not self.store.exists():
             raise NotANetrunDatabase(f"{self.store.label} holds no netrun net", path=self.store.label)
-        if self.store.inspect().version < latest_version():
+        if self.store.inspect().version < SAME_TABLES_SINCE:
             raise NotANetrunDatabase(f"{self.store.label} was written by an older netrun; resume it once (netrun "
                                      "resume) to upgrade it, then start workers", path=self.store.label)
         self.pool = pool

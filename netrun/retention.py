@@ -36,7 +36,7 @@ from .db import open_connection, transaction
 from .durations import parse_duration
 from .errors import DatabaseVersionError, NotANetrunDatabase
 from .historyrows import iso_of, micros
-from .migrate import latest_version
+from .migrate import SAME_TABLES_SINCE
 from .store import store_for
 
 BATCH = 500
@@ -398,7 +398,7 @@ def prune_file(db: str, older_than: str, *, dry_run: bool = False, now: datetime
     state = store_for(db).inspect()
     if not state.exists:
         raise NotANetrunDatabase(f"{db} holds no netrun net to prune", path=db)
-    if state.version < latest_version():
+    if state.version < SAME_TABLES_SINCE:
         raise DatabaseVersionError(f"{db} was written by an older netrun (schema version {state.version}); resume "
                                    "it once (netrun resume, or Net.resume) to upgrade it, then prune it",
                                    path=db, version=state.version)

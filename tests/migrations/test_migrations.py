@@ -208,6 +208,33 @@ def test_version_14_writes_rows_without_a_temporary_index_per_row_and_checks_the
         conn.close()
 
 
+@pytest.mark.parametrize("version, readable", [(12, False), (13, True)])
+def test_a_file_of_version_13_is_read_as_it_is_and_an_older_one_is_refused(tmp_path, monkeypatch, version, readable):
+    """Version 14 changed no table: a net written at 13 (by the netrun before, say, still running it) is
+    read without being migrated; one of 12 must be resumed first."""
+    from netrun.graphs import chain
+
+    real = list_migrations()
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(netrun.migrate, "list_migrations", lambda dialect="sqlite": real[:version])
+    net = netrun.Net(chain("A", "B"), db=path)
+    net.inject_packet("B", "in", "waiting")
+    net.close()
+    monkeypatch.setattr(netrun.migrate, "list_migrations", lambda dialect="sqlite": real)
+    if readable:
+        inspector = netrun.NetInspector(path)
+        try:
+            assert [p["node_name"] for p in inspector.query("SELECT node_name FROM packets")] == ["B"]
+        finally:
+            inspector.close()
+    else:
+        with pytest.raises(netrun.DatabaseVersionError, match="resume it once"):
+            netrun.NetInspector(path)
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    assert _pragma(conn, "user_version") == version  # untouched either way
+    conn.close()
+
+
 def test_the_stdlib_sqlite3_can_read_every_table(tmp_path):
     """Tools use the stdlib sqlite3 (an older SQLite): the schema must stay readable by it."""
     path = tmp_path / "fresh.db"
