@@ -1,11 +1,13 @@
-"""Instructions per chain epoch, counted by valgrind: a figure that machine load does not move.
+"""Instructions per chain epoch, counted by valgrind: a figure that machine load moves little.
 
 Wall-clock figures on a shared 2-core machine swing by 10-15 % between two runs of the same code,
 which hides any change smaller than that. This runs the chain Source -> A -> B -> Sink
 (`durability="normal"`, as tools/bench_runtime.py's chain) under `valgrind --tool=cachegrind`
 twice, with a small and a large number of values, and reports the difference divided by the
-extra epochs: the instructions one more epoch costs, start-up and imports excluded. Two runs of
-the same code agree within ~0.5 %.
+extra epochs: the instructions one more epoch costs, start-up and imports excluded. On a quiet
+machine two runs of the same code agree within ~0.5 %; on a busy one within ~3 %: under valgrind an
+epoch takes ~30x longer, and the runtime's choices made by the clock (when a group of epochs is
+committed) then shift with the load.
 
 Instructions are a proxy for time, not time: they show a change that load hides, and its sign,
 but not always its size. Work done by wide, fast instructions (SQLite zeroing a page with memset)
