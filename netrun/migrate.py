@@ -204,12 +204,11 @@ def _check_size(path: str, header: bytes) -> None:
 def migrate(conn: apsw.Connection, path: str) -> int:
     """Apply every migration newer than the file's `user_version`; returns the new version."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if hasattr(conn, "config"):  # SQLite: 0014 edits definitions, which defensive mode (off by default) refuses
+        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)
     for migration in list_migrations():
         if migration.version <= current:
             continue
-        if "writable_schema" in migration.sql and hasattr(conn, "config"):
-            # a change of definitions only (0014): SQLite's defensive mode, off by default, would refuse it
-            conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)
         try:
             with transaction(conn):
                 conn.execute(migration.sql)
