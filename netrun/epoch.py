@@ -214,13 +214,11 @@ class AttemptLoop:
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
             try:
                 result = self.funcs.exec(ctx, self.packets)
-                if result is None:  # a plain function (most): nothing to check or await
-                    pass
-                elif inspect.isgenerator(result) or inspect.isasyncgen(result):  # set_node_exec refuses such functions
+                if inspect.isgenerator(result) or inspect.isasyncgen(result):  # set_node_exec refuses such functions
                     raise ContextUsageError(f"node {self.node!r} epoch {self.epoch_id}: the exec function returned a "
                                             f"generator, which netrun never iterates (none of its code ran): use "
                                             f"return instead of yield")
-                elif inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     if cfg.timeout is not None:
                         try:
                             await asyncio.wait_for(result, cfg.timeout)

@@ -36,9 +36,9 @@ class Event(NamedTuple):
     location: Location | None = None  # the destination, for PacketMoved / PacketCreated / PacketOrphaned
 
 
-# Events are made by the thousand per second: built from a tuple directly (a NamedTuple's own
-# constructor is a Python function, called per event).
-_event = tuple.__new__
+# Events and locations are made by the thousand per second: built from a tuple directly (a NamedTuple's
+# own constructor is a Python function, called each time).
+_new = tuple.__new__
 
 
 class Sim:
@@ -83,10 +83,10 @@ class Sim:
             return found
         if kind == "Node":
             epoch = self._netrun_id(loc.epoch_id)
-            return _event(Location, ("node", self._epoch_node.get(epoch), None, epoch, None, None))
+            return _new(Location, ("node", self._epoch_node.get(epoch), None, epoch, None, None))
         if kind == "OutputPort":
             epoch = self._netrun_id(loc.epoch_id)
-            return _event(Location, ("output_port", self._epoch_node.get(epoch), loc.port_name, epoch, None, None))
+            return _new(Location, ("output_port", self._epoch_node.get(epoch), loc.port_name, epoch, None, None))
         if kind == "Edge":
             edge = loc.get_edge()
             source, target = edge.source, edge.target
@@ -109,22 +109,22 @@ class Sim:
                 packet = ev.packet_id
                 if from_sim:
                     packet = from_sim.get(packet, packet)
-                append(_event(Event, (kind, None, packet, None, None, self._location(ev.to_location))))
+                append(_new(Event, (kind, None, packet, None, None, self._location(ev.to_location))))
             elif kind == "EpochStarted" or kind == "EpochFinished":
                 epoch = ev.epoch_id
                 if from_sim:
                     epoch = from_sim.get(epoch, epoch)
-                append(_event(Event, (kind, epoch, None, epoch_node.get(epoch), None, None)))
+                append(_new(Event, (kind, epoch, None, epoch_node.get(epoch), None, None)))
             elif kind == "InputSalvoTriggered" or kind == "OutputSalvoTriggered":
                 epoch = ev.epoch_id
                 if from_sim:
                     epoch = from_sim.get(epoch, epoch)
-                append(_event(Event, (kind, epoch, None, epoch_node.get(epoch), ev.salvo_condition, None)))
+                append(_new(Event, (kind, epoch, None, epoch_node.get(epoch), ev.salvo_condition, None)))
             elif kind == "PacketCreated" or kind == "PacketConsumed":
                 packet = ev.packet_id
                 if from_sim:
                     packet = from_sim.get(packet, packet)
-                append(_event(Event, (kind, None, packet, None, None, None)))
+                append(_new(Event, (kind, None, packet, None, None, None)))
                 if kind == "PacketConsumed":
                     self._forget_packet(packet)
             elif kind == "EpochCreated":
@@ -132,9 +132,8 @@ class Sim:
                 epoch = from_sim.get(sim_epoch, sim_epoch) if from_sim else sim_epoch
                 created = self._net.get_epoch(sim_epoch)
                 node = epoch_node[epoch] = created.node_name
-                salvo = created.in_salvo  # read now: the owner asks for it next (`epoch_salvo`)
-                self._salvos[epoch] = (salvo.salvo_condition, [(port, self._netrun_id(p)) for port, p in salvo.packets])
-                append(_event(Event, (kind, epoch, None, node, None, None)))
+                self._salvos[epoch] = self._salvo(created)  # read now: the owner asks for it next
+                append(_new(Event, (kind, epoch, None, node, None, None)))
             else:
                 append(self._event(ev, kind))
         return out
@@ -157,7 +156,7 @@ class Sim:
             location = None
             if kind == "PacketDestroyed":
                 self._forget_packet(packet)
-        return _event(Event, (kind, epoch, packet, node, ev.salvo_condition, location))
+        return _new(Event, (kind, epoch, packet, node, ev.salvo_condition, location))
 
     def _forget_packet(self, packet: str) -> None:
         """A consumed or destroyed packet's sim ID is no longer mapped (its netrun ID was adopted)."""
@@ -262,10 +261,12 @@ class Sim:
         """The input salvo of an epoch: (condition name, [(port, packet_id)]); the list is shared: read it only."""
         found = self._salvos.get(epoch_id)
         if found is None:
-            salvo = self._net.get_epoch(self._sim_id(epoch_id)).in_salvo
-            found = self._salvos[epoch_id] = (salvo.salvo_condition,
-                                              [(port, self._netrun_id(p)) for port, p in salvo.packets])
+            found = self._salvos[epoch_id] = self._salvo(self._net.get_epoch(self._sim_id(epoch_id)))
         return found
+
+    def _salvo(self, epoch: ns.Epoch) -> tuple[str, list[tuple[str, str]]]:
+        salvo = epoch.in_salvo
+        return salvo.salvo_condition, [(port, self._netrun_id(p)) for port, p in salvo.packets]
 
     def packets_in_epoch(self, epoch_id: str) -> list[str]:
         loc = ns.PacketLocation.node(self._sim_id(epoch_id))
