@@ -61,6 +61,15 @@ class Stamps:
         micro = moment.microsecond
         return f"{self._prefix}{micro:06d}+00:00", second * 1_000_000 + micro
 
+    def of_micros(self, us: int) -> tuple[str, int]:
+        """As `of`, for a time given as microseconds since 1970 (the system clock's `time_ns() // 1000`:
+        no datetime made but once a second)."""
+        second, micro = divmod(us, 1_000_000)
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6] + "."
+            self._second = second
+        return f"{self._prefix}{micro:06d}+00:00", us
+
 
 def iso(moment: datetime) -> str:
     """ISO-8601 UTC text with microseconds, e.g. `2026-01-02T03:04:05.678901+00:00`."""

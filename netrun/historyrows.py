@@ -12,7 +12,7 @@ migrations/0010_compact_history.sql, whose `history` view reads the same rows in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,17 @@ _INSERT_REFS = dialect.register(
     "INSERT INTO history_refs (ref, seq) SELECT value & 1099511627775, ?1 + (value >> 40) FROM json_each(?2)",
     "INSERT INTO history_refs (ref, seq) SELECT e.value::bigint & 1099511627775, ?1 + (e.value::bigint >> 40) "
     "FROM json_array_elements_text(?2::json) AS e(value)")
+def _compact_json() -> Callable[[Any], str]:
+    """JSON text without spaces of lists of ints, None and ASCII strings: json's C encoder, made once
+    (`json.dumps` makes one per call, and `repr` needs two replaces)."""
+    make = json.encoder.c_make_encoder
+    if make is None:  # a Python without json's C speedups
+        return lambda value: json.dumps(value, separators=(",", ":"))
+    encode = make(None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+    return lambda value: "".join(encode(value, 0))
+
+
+compact_json = _compact_json()
 _MOVED_JSON: dict[tuple, str] = {}
 _SALVO_JSON: dict[str, str] = {}
 
@@ -174,6 +185,7 @@ class Encoder:
         refs: list[int] = []
         ids, shapes, words = self.ids, self._shapes, self.words
         shape_of, word, number, first_seen = self._shape, self._word, self._number, self._first_seen
+        as_json = compact_json
         base = -1
         for seq, name, epoch_id, packet_id, node_name, _ts, us, data, events in actions:
             if base < 0:
@@ -214,17 +226,16 @@ class Encoder:
                 mentioned.add(packet_n)
             offset = (seq - base) << 40
             refs.extend([offset | n for n in mentioned])
-            # lists of ints and None only: their repr is JSON once None is spelled null
             rows.append((seq, words.get(name) or word(name), epoch_n, packet_n,
                          None if node_name is None else words.get(node_name) or word(node_name), us, data,
-                         repr(encoded).replace(" ", "").replace("None", "null") if encoded else None))
+                         as_json(encoded) if encoded else None))
         conn = self.conn
         if new_ids:
-            conn.execute(_INSERT_IDS, (new_ids[0][0], json.dumps([id_ for _, id_ in new_ids])))
+            conn.execute(_INSERT_IDS, (new_ids[0][0], as_json([id_ for _, id_ in new_ids])))
         if rows:
             conn.executemany(_INSERT_ACTIONS, rows)
         if refs:
-            conn.execute(_INSERT_REFS, (base, repr(refs).replace(" ", "")))
+            conn.execute(_INSERT_REFS, (base, as_json(refs)))
 
     def committed(self) -> None:
         """The last `write` is durable: its new words and IDs are known for good."""

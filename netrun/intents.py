@@ -26,11 +26,22 @@ The restorer counts it (an `epoch_attempts` row, error type WorkerLost); an epoc
 than `retries + 1` times fails. The line of the deferred epoch running when the owner commits is
 written again after the file is emptied. Lines damaged before the last one are refused
 (CorruptDatabase): without them, node code could run twice.
+
+The file is written through a shared memory map, not with write(2): a line is a copy into memory,
+with no system call and no release of the GIL (with a thread pool at work, each release handed the
+interpreter to a worker, and the owner waited for it back). A process that dies leaves the page
+cache to the kernel, which writes it to the file like any write (a power loss is not covered under
+"normal", as before). The mapping's room is reserved on disk beforehand (`posix_fallocate`), so a
+full disk fails the reservation with an error rather than a write into the map. Lines end at the
+zeros after them: the file is its lines, then zeros up to its reserved size. A line's newline is
+stored after the rest of it, so a line cut short by a kill has none and is ignored; emptying the
+file zeroes its first byte before the rest.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +68,13 @@ class Intent:
 class StartLog:
     """The owner's side file of start intents (append-only between two commits)."""
 
+    ROOM = 1 << 16  # bytes reserved at first; doubled whenever the lines need more
+
     def __init__(self, db_path: str) -> None:
         self.path = intents_path(db_path)
         self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self._used = 0  # bytes of lines since the file was last emptied
         self.written = False  # whether lines were appended since the file was last emptied
         self._names: dict[str, str] = {}  # node and port names as JSON strings
 
@@ -83,19 +98,47 @@ class StartLog:
         self._append(f'["{epoch_id}",{self._name(node_name)},[],null,"deferred"]')
 
     def _append(self, line: str) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.write(self._fd, (line + "\n").encode())
+        data = line.encode()
+        start = self._used
+        end = start + len(data)
+        room = self._map
+        if room is None or end + 1 > len(room):
+            room = self._reserve(end + 1)
+        room[start:end] = data
+        room[end] = 10  # the newline last: a line without one was cut short
+        self._used = end + 1
         self.written = True
 
+    def _reserve(self, size: int) -> mmap.mmap:
+        """Room for `size` bytes of lines, reserved on disk (OSError if it cannot be: a full disk, a
+        folder in the way), the file mapped over it."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            os.ftruncate(self._fd, 0)  # an old file of that name held nothing of this run
+        length = max(self.ROOM, len(self._map) if self._map is not None else 0)
+        while length < size:
+            length *= 2
+        os.posix_fallocate(self._fd, 0, length)
+        if self._map is not None:
+            self._map.close()
+        self._map = mmap.mmap(self._fd, length)
+        return self._map
+
     def committed(self) -> None:
-        """The database now holds every start listed: empty the file."""
-        if self.written and self._fd is not None:
-            os.ftruncate(self._fd, 0)
+        """The database now holds every start listed: empty the file (its first byte zeroed first,
+        which alone empties it for a reader)."""
+        if self.written and self._map is not None:
+            room = self._map
+            room[0] = 0
+            room[1:self._used] = bytes(self._used - 1)
+            self._used = 0
             self.written = False
 
     def close(self) -> None:
         """After the last commit: the file goes away (an empty one is left only by a crash)."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -114,13 +157,17 @@ def read_intents(db_path: str) -> list[Intent]:
     path = intents_path(db_path)
     try:
         with open(path, "rb") as handle:
-            lines = handle.read().split(b"\n")
+            data = handle.read()
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise StorageError(f"{path}: cannot read the start intents of {db_path} ({exc})", path=path) from exc
+    if data[:1] == b"\0":
+        return []  # emptied (its first byte is zeroed first; a kill may have left the rest)
     out: list[Intent] = []
-    *whole, _torn = lines  # after the last newline: nothing, or a line torn by a kill mid-write (its code never ran)
+    # The lines, then the zeros of the room reserved after them. After the last newline: nothing, or a line
+    # torn by a kill mid-write (its code never ran).
+    *whole, _torn = data.rstrip(b"\0").split(b"\n")
     for number, line in enumerate(whole, start=1):
         try:
             epoch_id, node, packets, started_at, kind = json.loads(line)

@@ -57,6 +57,11 @@ RESUME = textwrap.dedent("""
 """)
 
 
+def _lines(starts: Path) -> list[str]:
+    """The lines of a start log (the zeros of the room reserved after them dropped)."""
+    return starts.read_bytes().rstrip(b"\0").decode().splitlines()
+
+
 def run(tmp_path: Path, *, deferred: dict, kill_at: int, durability: str = "normal",
         tamper=None) -> tuple[Path, dict]:
     db = tmp_path / "net.db"
@@ -69,8 +74,7 @@ def run(tmp_path: Path, *, deferred: dict, kill_at: int, durability: str = "norm
     with closing(sqlite3.connect(db)) as conn:
         killed = {"running": conn.execute("SELECT node_name FROM epochs WHERE state = 'running'").fetchall(),
                   "finished": conn.execute("SELECT node_name FROM epochs WHERE state = 'finished'").fetchall(),
-                  "starts": (Path(str(db) + "-starts").read_text().splitlines()
-                             if Path(str(db) + "-starts").exists() else None)}
+                  "starts": (_lines(Path(str(db) + "-starts")) if Path(str(db) + "-starts").exists() else None)}
     from netrun import NetInspector
 
     if tamper is not None:
@@ -187,7 +191,7 @@ def test_intents_damaged_in_the_middle_are_refused_a_torn_last_line_is_not(tmp_p
 
 def test_a_line_written_twice_dead_letters_its_packet_once(tmp_path):
     def repeat(starts: Path) -> None:
-        lines = starts.read_text().splitlines(keepends=True)
+        lines = [line + "\n" for line in _lines(starts)]
         starts.write_text("".join(lines + lines))
 
     db, out = run(tmp_path, deferred={"A": False, "B": False, "Sink": False}, kill_at=4, tamper=repeat)
@@ -203,7 +207,7 @@ def test_start_lines_read_back_whatever_the_node_and_port_names(tmp_path):
     log.write("01JEPOCH0000000000000000000", node, [(port, "01JPACKET000000000000000000"), ("in", "01JPACKET1")],
               "2026-01-02T03:04:05.678901+00:00")
     log.write_deferred("01JEPOCH0000000000000000001", node)
-    lines = Path(log.path).read_text().splitlines()
+    lines = _lines(Path(log.path))
     assert [json.loads(line)[1] for line in lines] == [node, node]
     first, second = read_intents(str(tmp_path / "n.db"))
     assert (first.epoch_id, first.node_name, first.kind) == ("01JEPOCH0000000000000000000", node, "start")
@@ -211,3 +215,66 @@ def test_start_lines_read_back_whatever_the_node_and_port_names(tmp_path):
     assert first.started_at == "2026-01-02T03:04:05.678901+00:00"
     assert (second.node_name, second.kind, second.packets) == (node, "deferred", [])
     log.close()
+
+
+def test_the_log_is_lines_then_zeros_emptied_from_its_first_byte_and_grows_past_its_room(tmp_path):
+    """The file is written through a memory map over reserved room: lines, then zeros. Emptying it
+    zeroes its first byte first (a reader then sees no line, whatever a kill left after it), and lines
+    past the room reserved make it grow, none lost."""
+    from netrun.intents import StartLog, read_intents
+
+    db = str(tmp_path / "n.db")
+    log = StartLog(db)
+    log.write("01JE0", "A", [("in", "01JP0")], "2026-01-02T03:04:05.678901+00:00")
+    data = Path(log.path).read_bytes()
+    assert len(data) == StartLog.ROOM and data.rstrip(b"\0").endswith(b'"start"]\n')
+    assert [i.epoch_id for i in read_intents(db)] == ["01JE0"]
+
+    log.committed()
+    assert Path(log.path).read_bytes() == bytes(StartLog.ROOM)
+    assert read_intents(db) == []
+    # a kill in the middle of emptying: the first byte is zeroed, old lines still follow it
+    Path(log.path).write_bytes(b"\0" + b'"e1","A",[],null,"start"]\n["e2","A",[],null,"start"]\n')
+    assert read_intents(db) == []
+
+    log = StartLog(db)
+    many = StartLog.ROOM // 40 * 3  # ~three times the room
+    for n in range(many):
+        log.write(f"01JE{n:05d}", "A", [("in", f"01JP{n:05d}")], "2026-01-02T03:04:05.678901+00:00")
+    assert len(Path(log.path).read_bytes()) > StartLog.ROOM
+    assert [i.epoch_id for i in read_intents(db)] == [f"01JE{n:05d}" for n in range(many)]
+    log.committed()
+    log.write("01JEAFTER", "A", [("in", "01JPAFTER")], "2026-01-02T03:04:05.678901+00:00")
+    assert [i.epoch_id for i in read_intents(db)] == ["01JEAFTER"]
+    log.close()
+    assert Path(log.path).exists()  # it holds a start the database does not
+
+
+def test_a_line_cut_short_with_holes_is_torn_not_damage(tmp_path):
+    """A kill in the middle of copying a line into the map may leave any of its bytes unwritten (zero),
+    but never its newline, stored last: such a line is torn (its code never ran), not damage."""
+    from netrun.intents import read_intents
+
+    db = str(tmp_path / "x.db")
+    good = b'["e1","A",[["in","p1"]],null,"start"]\n'
+    Path(db + "-starts").write_bytes(good + b'["e2","A",\0\0\0"p2"]],null,"st' + bytes(4000))
+    assert [i.epoch_id for i in read_intents(db)] == ["e1"]
+
+
+def test_a_log_that_cannot_reserve_its_room_fails_with_an_os_error(tmp_path, monkeypatch):
+    """A full disk fails the reservation (the runtime then commits its starts instead): nothing is ever
+    written into a map over room the disk does not have."""
+    import errno
+
+    from netrun.intents import StartLog
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    log = StartLog(str(tmp_path / "n.db"))
+    with pytest.raises(OSError, match="No space left"):
+        log.write_deferred("01JE0", "A")
+    assert log._map is None and not log.written
+    log.close()
+    assert not Path(log.path).exists()
