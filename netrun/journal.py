@@ -197,8 +197,8 @@ class Journal:
 
     def record(self, action: str, events: list[Event], *, epoch_id: str | None = None,
                packet_id: str | None = None, node_name: str | None = None,
-               data: dict | None = None, created_at: Location | None = None) -> str:
-        """Journal one NetAction and its events; returns the action's ID.
+               data: dict | None = None, created_at: Location | None = None) -> None:
+        """Journal one NetAction and its events.
 
         `created_at` is where a packet created by this action starts (the sim's
         PacketCreated event does not say).
@@ -253,7 +253,6 @@ class Journal:
         self._seq = seq + len(recorded)
         self._history.append((seq, action, epoch_id, packet_id, node_name, now, us,
                               self._json(data) if data else None, recorded))
-        return str(seq)
 
     # -- committing -----------------------------------------------------------------------
     def _take(self) -> tuple:
