@@ -118,7 +118,12 @@ class StartLog:
         length = max(self.ROOM, len(self._map) if self._map is not None else 0)
         while length < size:
             length *= 2
-        os.posix_fallocate(self._fd, 0, length)
+        reserve = getattr(os, "posix_fallocate", None)
+        if reserve is not None:
+            reserve(self._fd, 0, length)
+        else:  # (macOS has none) zeros written allocate the room as well
+            done = os.fstat(self._fd).st_size
+            os.pwrite(self._fd, bytes(length - done), done)
         if self._map is not None:
             self._map.close()
         self._map = mmap.mmap(self._fd, length)

@@ -278,3 +278,17 @@ def test_a_log_that_cannot_reserve_its_room_fails_with_an_os_error(tmp_path, mon
     assert log._map is None and not log.written
     log.close()
     assert not Path(log.path).exists()
+
+
+def test_without_posix_fallocate_the_room_is_reserved_by_writing_zeros(tmp_path, monkeypatch):
+    """(macOS has no posix_fallocate) The room is then written as zeros: the log works the same."""
+    from netrun.intents import StartLog, read_intents
+
+    monkeypatch.delattr(os, "posix_fallocate")
+    db = str(tmp_path / "n.db")
+    log = StartLog(db)
+    for n in range(StartLog.ROOM // 40 * 2):
+        log.write_deferred(f"01JE{n:05d}", "A")
+    assert len(Path(log.path).read_bytes()) > StartLog.ROOM
+    assert [i.epoch_id for i in read_intents(db)] == [f"01JE{StartLog.ROOM // 40 * 2 - 1:05d}"]  # the last, running
+    log.close()
