@@ -35,7 +35,9 @@ cache to the kernel, which writes it to the file like any write (a power loss is
 full disk fails the reservation with an error rather than a write into the map. Lines end at the
 zeros after them: the file is its lines, then zeros up to its reserved size. A line's newline is
 stored after the rest of it, so a line cut short by a kill has none and is ignored; emptying the
-file zeroes its first byte before the rest.
+file zeroes its first byte before the rest. A read is not atomic with those copies: a reader of a
+running net's file may catch the owner mid-copy and see a damaged line, so it reads again, and
+believes only damage that reads the same twice (the file at rest is always whole).
 """
 
 from __future__ import annotations
@@ -156,17 +158,42 @@ class StartLog:
                 pass
 
 
+REREADS = 50  # reads of a live log that may each catch its owner mid-write before damage is believed
+
+
 def read_intents(db_path: str) -> list[Intent]:
     """The starts a crashed (or running) owner logged since its last commit: every non-deferred
-    start, and a deferred one if it is the last line (it was running). None if the file is absent."""
+    start, and a deferred one if it is the last line (it was running). None if the file is absent.
+
+    A read of the file is not atomic with the owner's copies into its map: reading a running net's
+    file (`netrun status`), it may see the first bytes of a round of lines, then the zeros of emptying
+    and the bytes of the next round, or a line whose newline is there before all of its bytes. At
+    rest (a dead owner, or between two of its copies) the file is always whole, so a damaged line is
+    read again: only a file that reads the same twice is damaged."""
     path = intents_path(db_path)
+    data = _read(path, db_path)
+    for _ in range(REREADS):
+        try:
+            return _parse(path, data)
+        except CorruptDatabase:
+            again = _read(path, db_path)
+            if again == data:
+                raise
+            data = again
+    return _parse(path, data)
+
+
+def _read(path: str, db_path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return handle.read()
     except FileNotFoundError:
-        return []
+        return b""
     except OSError as exc:
         raise StorageError(f"{path}: cannot read the start intents of {db_path} ({exc})", path=path) from exc
+
+
+def _parse(path: str, data: bytes) -> list[Intent]:
     if data[:1] == b"\0":
         return []  # emptied (its first byte is zeroed first; a kill may have left the rest)
     out: list[Intent] = []

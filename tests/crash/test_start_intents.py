@@ -292,3 +292,73 @@ def test_without_posix_fallocate_the_room_is_reserved_by_writing_zeros(tmp_path,
     assert len(Path(log.path).read_bytes()) > StartLog.ROOM
     assert [i.epoch_id for i in read_intents(db)] == [f"01JE{StartLog.ROOM // 40 * 2 - 1:05d}"]  # the last, running
     log.close()
+
+
+_LIVE_WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from netrun.intents import StartLog
+
+    log = StartLog({db!r})
+    port = "p" * 1500  # long lines: a read spans pages the owner rewrites after emptying the file
+    n = 0
+    end = time.monotonic() + {seconds!r}
+    while time.monotonic() < end:
+        for _ in range(64):
+            log.write(f"01JE{{n:022d}}", "Node", [(port, f"01JP{{n:022d}}")], "2026-01-02T03:04:05.678901+00:00")
+            n += 1
+        log.committed()
+    log.close()
+""")
+
+
+def test_a_reader_of_a_live_log_never_sees_damage(tmp_path):
+    """`netrun status` reads the file while the owner writes it through its memory map: a read is not
+    atomic, so one may see the first lines of a round, then the zeros of emptying and the lines of the
+    next round (or a line whose bytes are not all there yet, but its newline is). That is a moment of
+    the writer, not damage: the reader reads again; only a file that reads the same twice is damaged."""
+    from netrun.errors import CorruptDatabase
+    from netrun.intents import read_intents
+
+    db = str(tmp_path / "n.db")
+    script = tmp_path / "writer.py"
+    script.write_text(_LIVE_WRITER.format(root=str(REPO), db=db, seconds=4.0))
+    writer = subprocess.Popen([sys.executable, str(script)])
+    try:
+        damaged = reads = 0
+        while writer.poll() is None:
+            try:
+                read_intents(db)
+            except CorruptDatabase:
+                damaged += 1
+            reads += 1
+    finally:
+        writer.kill()
+        writer.wait()
+    assert reads > 100 and damaged == 0
+
+
+def test_a_read_that_catches_the_owner_mid_write_reads_again(tmp_path, monkeypatch):
+    """A read that sees a line spliced from two rounds (old bytes, the zeros of emptying, new bytes) is
+    read again; the same damage twice is refused."""
+    import netrun
+    from netrun import intents
+
+    db = str(tmp_path / "x.db")
+    good = b'["e1","A",[["in","p1"]],null,"start"]\n'
+    Path(db + "-starts").write_bytes(good + bytes(100))
+    spliced = b'["e0","A",[["in"' + bytes(20) + b'p1"]],null,"start"]\n' + bytes(100)
+    reads = []
+    real = intents._read
+
+    def racing(path, db_path):
+        reads.append(path)
+        return spliced if len(reads) == 1 else real(path, db_path)
+
+    monkeypatch.setattr(intents, "_read", racing)
+    assert [i.epoch_id for i in intents.read_intents(db)] == ["e1"]
+    assert len(reads) == 2
+    Path(db + "-starts").write_bytes(spliced)  # at rest: damage
+    with pytest.raises(netrun.CorruptDatabase, match="line 1 is damaged"):
+        intents.read_intents(db)
+
