@@ -113,9 +113,10 @@ class StartLog:
 
     def _reserve(self, size: int) -> mmap.mmap:
         """Room for `size` bytes of lines, reserved on disk (OSError if it cannot be: a full disk, a
-        folder in the way), the file mapped over it."""
+        folder or a symlink in the way), the file mapped over it."""
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # not through a symlink (ELOOP: starts are committed instead), which would empty another file
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             os.ftruncate(self._fd, 0)  # an old file of that name held nothing of this run
         length = max(self.ROOM, len(self._map) if self._map is not None else 0)
         while length < size:

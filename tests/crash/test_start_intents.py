@@ -362,3 +362,26 @@ def test_a_read_that_catches_the_owner_mid_write_reads_again(tmp_path, monkeypat
     with pytest.raises(netrun.CorruptDatabase, match="line 1 is damaged"):
         intents.read_intents(db)
 
+
+def test_a_symlink_in_place_of_the_log_is_not_followed(tmp_path):
+    """The log is truncated and mapped when first written: a symlink at its name (made after the net
+    removed what an earlier file of that name left) must not make it empty and zero another file. It
+    cannot be written: starts are committed instead."""
+    import netrun
+    from netrun.graphs import chain
+    from tests.integration import resume_nodes as rn
+
+    db = tmp_path / "net.db"
+    precious = tmp_path / "precious.txt"
+    precious.write_text("not the net's\n")
+    net = netrun.Net(chain("Source", "A", "Sink"), db=str(db))
+    Path(str(db) + "-starts").symlink_to(precious)
+    net.set_node_exec("A", rn.identity)
+    net.set_node_exec("Sink", rn.swallow)
+    for value in range(20):
+        net.inject_packet("A", "in", value)
+    net.start()
+    [log] = net.query("SELECT text FROM node_logs WHERE text LIKE 'netrun: cannot write%'")
+    assert "starts are committed instead" in log["text"]
+    net.close()
+    assert precious.read_text() == "not the net's\n"
