@@ -126,11 +126,13 @@ class StartLog:
             reserve(self._fd, 0, length)
         else:  # (macOS has none) zeros written allocate the room as well
             done = os.fstat(self._fd).st_size
-            os.pwrite(self._fd, bytes(length - done), done)
+            while done < length:  # a disk filling up writes short, then fails (ENOSPC)
+                done += os.pwrite(self._fd, bytes(length - done), done)
+        room = mmap.mmap(self._fd, length)
         if self._map is not None:
-            self._map.close()
-        self._map = mmap.mmap(self._fd, length)
-        return self._map
+            self._map.close()  # (only now: the lines it holds stay usable if the new map cannot be made)
+        self._map = room
+        return room
 
     def committed(self) -> None:
         """The database now holds every start listed: empty the file (its first byte zeroed first,

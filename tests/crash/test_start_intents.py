@@ -385,3 +385,35 @@ def test_a_symlink_in_place_of_the_log_is_not_followed(tmp_path):
     assert "starts are committed instead" in log["text"]
     net.close()
     assert precious.read_text() == "not the net's\n"
+
+
+def test_without_posix_fallocate_a_full_disk_fails_with_an_os_error(tmp_path, monkeypatch):
+    """(macOS) Writing the room's zeros on a filling disk first writes short, then fails: the log raises
+    an OSError (the runtime then commits its starts), never maps past the end of its file, and the lines
+    it holds stay readable, its map usable."""
+    import errno
+
+    from netrun.intents import StartLog, read_intents
+
+    monkeypatch.delattr(os, "posix_fallocate")
+    db = str(tmp_path / "n.db")
+    log = StartLog(db)
+    log.write_deferred("01JE0", "A")
+    real = os.pwrite
+    calls = []
+
+    def filling(fd, data, offset):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, data[:4096], offset)  # a short write: the disk is full after it
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", filling)
+    with pytest.raises(OSError, match="No space left"):
+        for n in range(1, StartLog.ROOM // 20):
+            log.write_deferred(f"01JE{n:05d}", "A")
+    assert len(calls) == 2
+    assert read_intents(db)[-1].kind == "deferred"
+    log.committed()
+    assert read_intents(db) == []
+    log.close()
