@@ -8,7 +8,7 @@ Subcommands (each case runs in its own subprocess, killed after --timeout second
               separate run per (durability, defer) that counts, with an apsw exec tracer on the
               net's main connection (private: net._rt.journal.conn, skipped when absent), SQL
               statement executions per epoch (each executemany row counts), how many of those
-              are history rows, and COMMITs per epoch.
+              are history rows (`history_actions`: one per action, its events inside), and COMMITs per epoch.
   pipeline    Fetch (thread pool of 8, sleeps 20 ms) -> Transform -> Sink, 400 values injected
               at Fetch.in: time from start() to the first value consumed at Sink, total time,
               and total / ideal (ideal = 400 * 0.02 / 8 = 1.0 s).
@@ -42,7 +42,7 @@ TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TOOLS_DIR not in sys.path:
     sys.path.insert(0, TOOLS_DIR)
 
-_HISTORY_INSERT = re.compile(r"^\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+[\"'`\[]?history[\"'`\]]?[\s(]", re.I)
+_HISTORY_INSERT = re.compile(r"^\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+[\"'`\[]?history(?:_actions)?[\"'`\]]?[\s(]", re.I)
 _COMMIT = re.compile(r"^\s*(COMMIT|END)\b", re.I)
 
 
