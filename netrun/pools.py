@@ -66,7 +66,9 @@ from .values import ValueStore
 INTERRUPTED = "interrupted: the worker running the epoch died"
 SELECTIONS = ("least_busy", "round_robin")
 AHEAD = 4  # queued jobs per worker kept ahead of a pool (bounded work in flight)
-PIPED_VALUE = 2048  # bytes: a stored value up to this size travels with a process job (a pipe must never fill)
+PIPED_VALUE = 2048  # bytes: a stored value up to this size travels with a process job...
+PIPE_BUDGET = 24 * 1024  # ...while the jobs a worker may hold carry this many bytes of values at most: the
+# owner's write of a worker's jobs must never fill the pipe (64 KiB on Linux: it would wait for the worker)
 SETTLE_SECONDS = 5.0  # how long a pool stopped by a failed start waits for its workers' last notices
 SILENT_DEATHS = 3  # process workers dead in a row before they said anything: the pool is stopped
 IN_HAND_SECONDS = 0.05  # a busy worker holds at most about this much work in hand (by its nodes' last epochs)
@@ -452,6 +454,7 @@ class PoolManager:
         lease_until = iso(host.clock.now() + timedelta(seconds=host.config.lease_seconds))
         left: list[NewJob] = []
         cached = host.values.cached
+        piped = pool.kind != "thread" and min(PIPED_VALUE, PIPE_BUDGET // pool.per_worker)
         while pool.pending and worker_id is not None:
             job = pool.pending.popleft()
             if job.not_before is not None and job.not_before > stamp:
@@ -482,7 +485,7 @@ class PoolManager:
             at_hand = {}
             for _port, packet in salvo:
                 stored = cached(packet)
-                if stored is not None and (pool.kind == "thread" or len(stored.data) <= PIPED_VALUE):
+                if stored is not None and (not piped or len(stored.data) <= piped):
                     at_hand[packet] = stored
             pool.outbox.setdefault(worker_id, []).append((Claim(epoch_id, job.node_name, job.attempt), salvo, first,
                                                           in_hand, at_hand))

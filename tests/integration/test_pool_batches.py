@@ -132,3 +132,36 @@ def test_a_killed_worker_holding_a_batch_loses_only_the_epoch_it_started(tmp_pat
         assert recovered == lost == [{"n": 0}]
     assert rows(db, "SELECT count(*) AS n FROM epoch_results") == [{"n": 0}]
     assert rows(db, "SELECT count(*) AS n FROM packets WHERE state = 'live'") == [{"n": 0}]
+
+
+def test_a_full_batch_of_jobs_with_piped_values_fits_in_a_pipe():
+    """The owner writes a process worker's jobs into a pipe the worker reads only between its jobs: a
+    write that filled the pipe (64 KiB on Linux) would wait for the worker. A worker holds BATCH jobs at
+    most, whose values travel with them only up to PIPE_BUDGET in all (larger ones are read from the
+    database by the worker)."""
+    import pickle
+
+    from netrun.pools import PIPE_BUDGET, PIPED_VALUE
+    from netrun.values import Stored
+
+    limit = min(PIPED_VALUE, PIPE_BUDGET // BATCH)
+    packet = "01JPACKET0000000000000000000"
+    job = (jobs.Claim("01JEPOCH00000000000000000000", "Work", 0), [("in", packet)], 0, True,
+           {packet: Stored("pickle", b"x" * limit, "x" * 60)})
+    assert BATCH * len(pickle.dumps([job], protocol=pickle.HIGHEST_PROTOCOL)) < 64 * 1024
+
+
+@pytest.mark.parametrize("size", [10, 300, 1_000, 3_000])
+def test_values_under_and_over_the_piped_size_reach_a_process_pool_whole(tmp_path, size):
+    """Values small enough travel with their jobs; larger ones are read by the worker: both arrive."""
+    got: list = []
+    net = netrun.Net(chain("Source", "Work", "Sink"), db=str(tmp_path / "n.db"), process_pools={"p": {"size": 2}})
+    with net:
+        net.set_node_exec("Work", pool_nodes.times_ten)
+        net.set_node_exec("Sink", lambda ctx, packets: got.append(ctx.consume_packet(packets["in"][0])))
+        net.set_node_config("Work", pool="p")
+        values = [f"{n:05d}" + "v" * size for n in range(100)]
+        for value in values:
+            net.inject_packet("Work", "in", value)
+        net.start()
+    assert sorted(got) == sorted(value * 10 for value in values)
