@@ -83,11 +83,24 @@ def preview_of(value: Any) -> str:
         return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
 
 
+def _json_encoder() -> Callable[[Any], str]:
+    """`json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))`, by json's C
+    encoder made once (`dumps` makes one per call). No check for cycles: `json_exact` bounds the depth."""
+    make = json.encoder.c_make_encoder
+    if make is None:  # a Python without json's C speedups
+        return lambda value: json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    encoder = make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    return lambda value: "".join(encoder(value, 0))
+
+
+_json_text = _json_encoder()
+
+
 def encode(value: Any) -> Stored:
     """JSON text when JSON carries the value exactly, else a pickle. Raises what pickle raises."""
     if json_exact(value):
         try:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            text = _json_text(value)
             if not text.isascii():
                 text.encode()  # a lone surrogate cannot be stored as UTF-8 text: pickled instead
         except (ValueError, RecursionError):  # an int past the str conversion limit, a lone surrogate

@@ -172,3 +172,20 @@ def test_a_value_larger_than_the_database_takes_is_refused_naming_the_call(tmp_p
             net.inject_packet("Sink", "in", b"y" * 2_000_000)
         assert net.get_packet_value(kept) == "small"  # what was stored is untouched
     assert rows(db, "SELECT count(*) AS n FROM packet_values") == [{"n": 1}]
+
+
+def test_json_values_are_stored_as_json_dumps_writes_them():
+    """The JSON text of a value is made by json's C encoder, made once: the same text as
+    json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")), and the same
+    values fall back to a pickle (NaN, an int past the str limit, a lone surrogate)."""
+    import json as json_module
+
+    from netrun.values import PICKLE, encode
+
+    for value in ["é\u2028\"x\\", {"a": [1, 2.5, None, True, {"b": []}]}, 1e308, -0.0, 2**64, "", [[[[]]]]]:
+        stored = encode(value)
+        assert stored.kind == "json"
+        assert stored.data == json_module.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        assert json_module.loads(stored.data) == value
+    for value in [float("nan"), [float("inf")], 10**5000, "\ud800", (1, 2), {1: "a"}]:
+        assert encode(value).kind == PICKLE
