@@ -31,6 +31,7 @@ import cycle, type-only imports included):
       wakeups      LISTEN/NOTIFY between the owner and remote workers (polling behind them)
     migrate, db, ownership, readonly, history, capture, checkpoint   the SQLite store
     config -> params, errors, clock, graphio, faults, version   leaves used by all of the above
+    jsontext       compact JSON text by json's C encoder, made once (history rows, values)
     definition -> {expressions, factories, port_types}   the TOML definition layer
 
     cli            the `netrun` command, over net and:

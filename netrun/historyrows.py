@@ -12,13 +12,14 @@ migrations/0010_compact_history.sql, whose `history` view reads the same rows in
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import apsw
 
 from . import dialect
+from .jsontext import compact as compact_json
 
 # Action = (seq, name, epoch_id, packet_id, node_name, timestamp, ts_us, data_json, events)
 # event  = (kind, epoch_id, packet_id, node_name, extra): extra is None, a salvo condition (str),
@@ -42,17 +43,6 @@ _INSERT_REFS = dialect.register(
     "INSERT INTO history_refs (ref, seq) SELECT value & 1099511627775, ?1 + (value >> 40) FROM json_each(?2)",
     "INSERT INTO history_refs (ref, seq) SELECT e.value::bigint & 1099511627775, ?1 + (e.value::bigint >> 40) "
     "FROM json_array_elements_text(?2::json) AS e(value)")
-def _compact_json() -> Callable[[Any], str]:
-    """JSON text without spaces of lists of ints, None and ASCII strings: json's C encoder, made once
-    (`json.dumps` makes one per call, and `repr` needs two replaces)."""
-    make = json.encoder.c_make_encoder
-    if make is None:  # a Python without json's C speedups
-        return lambda value: json.dumps(value, separators=(",", ":"))
-    encode = make(None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
-    return lambda value: "".join(encode(value, 0))
-
-
-compact_json = _compact_json()
 _MOVED_JSON: dict[tuple, str] = {}
 _SALVO_JSON: dict[str, str] = {}
 

@@ -32,6 +32,7 @@ import apsw
 import cloudpickle
 
 from .errors import NotFoundError, StoredValueUnreadable, UnpicklableValue, ValueFunctionFailed
+from . import jsontext
 from .journal import Journal
 
 RECENT_LIMIT = 4096  # values kept in memory for consumption without a read-back
@@ -83,17 +84,7 @@ def preview_of(value: Any) -> str:
         return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
 
 
-def _json_encoder() -> Callable[[Any], str]:
-    """`json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))`, by json's C
-    encoder made once (`dumps` makes one per call). No check for cycles: `json_exact` bounds the depth."""
-    make = json.encoder.c_make_encoder
-    if make is None:  # a Python without json's C speedups
-        return lambda value: json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    encoder = make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, False)
-    return lambda value: "".join(encoder(value, 0))
-
-
-_json_text = _json_encoder()
+_json_text = jsontext.encoder(ascii_only=False)  # a value's JSON keeps its non-ASCII text as it is
 
 
 def encode(value: Any) -> Stored:
