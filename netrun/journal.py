@@ -28,7 +28,8 @@ from . import faults
 from .clock import Clock, SystemClock, Stamps
 from .db import transaction
 from .errors import StorageError
-from .historyrows import Action, Encoder, compact_json, next_seq
+from .historyrows import Action, Encoder, next_seq
+from .jsontext import compact as compact_json
 from .sim import OUTSIDE, Event, Location
 
 _INSERT_PACKET = (

@@ -454,7 +454,8 @@ class PoolManager:
         lease_until = iso(host.clock.now() + timedelta(seconds=host.config.lease_seconds))
         left: list[NewJob] = []
         cached = host.values.cached
-        piped = pool.kind != "thread" and min(PIPED_VALUE, PIPE_BUDGET // pool.per_worker)
+        # the largest value that goes with a job (a thread worker shares the owner's memory: any)
+        piped = None if pool.kind == "thread" else min(PIPED_VALUE, PIPE_BUDGET // pool.per_worker)
         while pool.pending and worker_id is not None:
             job = pool.pending.popleft()
             if job.not_before is not None and job.not_before > stamp:
@@ -485,7 +486,7 @@ class PoolManager:
             at_hand = {}
             for _port, packet in salvo:
                 stored = cached(packet)
-                if stored is not None and (not piped or len(stored.data) <= piped):
+                if stored is not None and (piped is None or len(stored.data) <= piped):
                     at_hand[packet] = stored
             pool.outbox.setdefault(worker_id, []).append((Claim(epoch_id, job.node_name, job.attempt), salvo, first,
                                                           in_hand, at_hand))
