@@ -17,8 +17,24 @@ its own subprocess, side by side in one run:
 own, no deferred queue rows, no recovery): it is a floor, not a competitor. The gap between
 it and "netrun" is what netrun's own Python costs per epoch.
 
+And netrun's chain again with its durable work taken away, a layer per case (by replacing
+netrun's internals in the case's own process: a measurement, never a mode of the product):
+
+  no-queue    no rows for the applied deferred queues (`deferred_actions`) nor the finished
+              attempts (`epoch_attempts`);
+  no-history  nor history rows (the actions are recorded, the Encoder writes nothing);
+  no-writes   nor any row at all while the run goes on (commits write nothing; the injected work
+              was committed before the clock starts);
+  no-journal  nor any recording: the journal's record() returns at once. What is left is
+              netrun's in-memory engine: the sim, the loop, the contexts and their checks, the
+              start log.
+
+Each of these cases checks that every value reached the sink. The gap between "no-journal" and
+"sim" is netrun's in-memory Python; between "netrun" and "no-journal", what its durability costs.
+
     python tools/bench_floor.py                 # N = 1,000, 10,000, 100,000 values x 4 epochs
     python tools/bench_floor.py --sizes 10000 --json
+    python tools/bench_floor.py --sizes 10000 --cases netrun no-queue no-history no-writes no-journal --rounds 3
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,19 +177,42 @@ class _Drive:
                 writer.commit()
 
 
-def _netrun(values: int, path: str) -> None:
+STRIPPED = ("no-queue", "no-history", "no-writes", "no-journal")  # each leaves out what the ones before it do, and more
+
+
+def _strip(layers: int) -> None:
+    """Take away netrun's durable work, `layers` of STRIPPED (in its order)."""
+    from netrun import epoch, historyrows, journal
+    if layers >= 1:
+        epoch.AttemptLoop._keep_queue = lambda self, attempt, actions, status: None
+        record = epoch.AttemptLoop._record_attempt
+        epoch.AttemptLoop._record_attempt = lambda self, attempt, started_at, outcome, *rest: (
+            None if outcome == "finished" else record(self, attempt, started_at, outcome, *rest))
+    if layers >= 2:
+        historyrows.Encoder.write = lambda self, actions: None
+    if layers >= 3:
+        journal.Journal._write = lambda self, taken: None
+    if layers >= 4:
+        journal.Journal.record = lambda self, action, events, **fields: None
+
+
+def _netrun(values: int, path: str, layers: int = 0) -> None:
     sys.path.insert(0, ROOT)
     sys.path.insert(0, HERE)
     import bench_nodes as b
     import netrun
     from netrun.graphs import chain
-    net = netrun.Net(chain("Source", "A", "B", "Sink"), db=path, durability="normal")
-    for name, func in {"Source": b.source, "A": b.forward, "B": b.forward, "Sink": b.sink}.items():
+    net = netrun.Net(chain("Source", "A", "B", "Sink"), db=path, durability="normal", history_max_size=0)
+    sink = b.timed_sink if layers else b.sink  # counts what arrives: a stripped netrun must still deliver
+    for name, func in {"Source": b.source, "A": b.forward, "B": b.forward, "Sink": sink}.items():
         net.set_node_exec(name, func)
         net.set_node_config(name, capture_stdout=False, defer_net_actions=True)
     for _ in range(values):
         net.inject_source_epoch("Source")
+    _strip(layers)
     _timed(net.start, values)
+    if layers and len(b.SINK_TIMES) != values:
+        raise SystemExit(f"{STRIPPED[layers - 1]}: {len(b.SINK_TIMES)} of {values} values reached the sink")
     net.close()
 
 
@@ -187,8 +227,8 @@ def _timed(run, values: int) -> None:
 def _child(case: str, values: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "floor.db")
-        if case == "netrun":
-            _netrun(values, path)
+        if case == "netrun" or case in STRIPPED:
+            _netrun(values, path, STRIPPED.index(case) + 1 if case in STRIPPED else 0)
         else:
             drive = _Drive(case == "durable", path)
             _timed(lambda: drive.run(values), values)
@@ -199,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000], help="values per run")
     parser.add_argument("--cases", nargs="+", default=["sim", "durable", "netrun"],
-                        choices=["sim", "durable", "netrun"])
+                        choices=["sim", "durable", "netrun", *STRIPPED])
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternating rounds of the cases (medians reported with every round's figure)")
     parser.add_argument("--json", action="store_true", help="one JSON object per case")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "VALUES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -207,15 +249,25 @@ def main(argv: list[str] | None = None) -> int:
         _child(args.child[0], int(args.child[1]))
         return 0
     for values in args.sizes:
-        for case in args.cases:
-            out = subprocess.run([sys.executable, __file__, "--child", case, str(values)], capture_output=True,
-                                 text=True, check=True).stdout
-            result = {"case": case, "values": values, **json.loads(out.strip().splitlines()[-1])}
+        runs: dict[str, list[dict]] = {case: [] for case in args.cases}
+        for _ in range(args.rounds):
+            for case in args.cases:
+                done = subprocess.run([sys.executable, __file__, "--child", case, str(values)], capture_output=True,
+                                      text=True)
+                if done.returncode:
+                    raise SystemExit(f"case {case} (N={values}) failed:\n{done.stderr.strip()}")
+                runs[case].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for case, results in runs.items():
+            result = {"case": case, "values": values,
+                      **{key: statistics.median(r[key] for r in results) for key in results[0]}}
+            if args.rounds > 1:
+                result["rounds"] = [round(r["epochs_per_s"]) for r in results]
             if args.json:
                 print(json.dumps(result), flush=True)
             else:
-                print(f"{case:8s} N={values:>7,}  {result['epochs_per_s']:>8,.0f} epochs/s  "
-                      f"{result['cpu_us_per_epoch']:6.1f} us CPU per epoch", flush=True)
+                rounds = f"  (rounds: {', '.join(f'{n:,}' for n in result['rounds'])})" if args.rounds > 1 else ""
+                print(f"{case:10s} N={values:>7,}  {result['epochs_per_s']:>8,.0f} epochs/s  "
+                      f"{result['cpu_us_per_epoch']:6.1f} us CPU per epoch{rounds}", flush=True)
     return 0
 
 
