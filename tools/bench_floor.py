@@ -1,7 +1,7 @@
 """What a durable chain epoch costs at the least, here: the floor under netrun's chain figures.
 
-The chain Source -> A -> B -> Sink (tools/bench_runtime.py's chain) driven three ways, each in
-its own subprocess, side by side in one run:
+The chain Source -> A -> B -> Sink (tools/bench_runtime.py's chain) driven three ways (and netrun
+stripped, below), each in its own subprocess, side by side in one run:
 
   sim       netrun-sim alone: the same actions netrun applies for each epoch (start, consume,
             create, load, send, finish), `run_until_blocked` once per batch, the backlog
