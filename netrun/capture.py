@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tracebacks import storable_text
+
 
 @dataclass
 class Capture:
@@ -37,7 +39,7 @@ def _dispatching_print(*args: Any, sep: str | None = " ", end: str | None = "\n"
         return
     buffer = io.StringIO()
     builtins.print(*args, sep=sep, end=end, file=buffer)
-    text = buffer.getvalue()
+    text = storable_text(buffer.getvalue())
     capture.lines.append(text[:-1] if text.endswith("\n") else text)
     if capture.echo:
         builtins.print(*args, sep=sep, end=end, flush=flush)

@@ -23,6 +23,7 @@ from .graphio import get_node
 from .inbox import Inbox
 from .journal import Journal
 from .owner import Owner
+from .tracebacks import error_text
 from .values import FUNC, Stored, _write_atomic, decode
 
 _COLUMNS = ("seq, packet_id, node_name, port_name, epoch_id, reason, error, value_kind, value, created_at, status, "
@@ -111,7 +112,7 @@ class DeadLetterQueue:
             journal = self.journal
             journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
                         (entry.epoch_id, entry.node_name or "", journal.now(),
-                         f"dead_letter_callback raised {type(exc).__name__}: {exc} (dead letter #{entry.seq}, "
+                         f"dead_letter_callback raised {error_text(exc)} (dead letter #{entry.seq}, "
                          f"packet {entry.packet_id})"))
 
     def _select(self, where: str, params: tuple) -> list[DeadLetter]:

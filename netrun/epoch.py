@@ -285,7 +285,7 @@ async def call_failure_func(func: Callable[..., Any], ctx: NodeFailureContext, c
                 else:
                     resolve_sync(result)
         except Exception as exc:  # noqa: BLE001 - recorded in the node log and the epoch's error
-            text = f"exec_failed_node_func raised {type(exc).__name__}: {exc}"
+            text = f"exec_failed_node_func raised {error_text(exc)}"
             if capture is not None:
                 capture.lines.append(text)
             else:

@@ -706,7 +706,7 @@ class Runtime:
             try:
                 self.config.error_callback(failure)
             except Exception as exc:  # noqa: BLE001 - recorded below
-                text = f"error_callback raised {type(exc).__name__}: {exc}"
+                text = f"error_callback raised {error_text(exc)}"
                 failure.add_note(text)
                 self.journal.add("INSERT INTO node_logs (epoch_id, node_name, timestamp, text) VALUES (?, ?, ?, ?)",
                                  (getattr(failure, "epoch_id", None), failure.node_name, self.journal.now(), text))

@@ -12,6 +12,19 @@ import traceback as _traceback
 SHORT_FRAMES = 3  # frames per exception that `shorten()` keeps (the innermost ones)
 
 
+def storable_text(text: str) -> str:
+    """`text` as SQLite stores it (valid UTF-8): a lone surrogate, such as a file name decoded
+    with `surrogateescape` puts in a message or a printed line, becomes its `\\udcXX` escape
+    rather than failing the commit that writes it."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def error_text(error: BaseException) -> str:
     """`Type: message`, with any notes (e.g. a failure callback that raised) appended. An error
     carried as text from a pool worker (`RemoteError`) keeps its original type's name."""
@@ -20,12 +33,12 @@ def error_text(error: BaseException) -> str:
     except Exception as exc:  # noqa: BLE001 - a broken __str__ must not hide the failure
         message = f"<str() raised {type(exc).__name__}>"
     if getattr(error, "remote", False):
-        return message
+        return storable_text(message)
     text = f"{type(error).__name__}: {message}"
     notes = getattr(error, "__notes__", None)
     if notes:
         text += " [" + "; ".join(str(n) for n in notes) + "]"
-    return text
+    return storable_text(text)
 
 
 def error_type(error: BaseException) -> str:
@@ -38,9 +51,9 @@ def format_traceback(error: BaseException) -> str:
     An error carried from a pool worker gives the worker's text."""
     carried = getattr(error, "traceback", None) if getattr(error, "remote", False) else None
     if isinstance(carried, str) and carried:
-        return carried
+        return storable_text(carried)
     try:
-        return "".join(_traceback.format_exception(type(error), error, error.__traceback__))
+        return storable_text("".join(_traceback.format_exception(type(error), error, error.__traceback__)))
     except Exception:  # noqa: BLE001 - an exception whose formatting fails still leaves its summary
         return error_text(error) + "\n"
 

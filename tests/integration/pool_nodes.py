@@ -228,6 +228,13 @@ def consume_then_raise(ctx, packets):
     raise KeyError("missing_key")
 
 
+def print_and_raise_value(ctx, packets):
+    """Print the value, then raise with it in the message (text that may not be valid UTF-8)."""
+    value = ctx.consume_packet(packets["in"][0])
+    print("got", value)
+    raise ValueError(f"bad {value}")
+
+
 def forward_value(ctx, packets):
     _send(ctx, ctx.consume_packet(packets["in"][0]))
 

@@ -204,3 +204,42 @@ def test_an_error_that_cannot_cross_processes_travels_as_text(error):
         assert (error_text(back), error_type(back), format_traceback(back)) == ("_NeedsTwo: 1-2", "_NeedsTwo", text)
     else:
         assert error_text(carried).startswith("_BadStr: <str() raised RuntimeError>")
+
+
+def print_and_raise_value(ctx, packets):
+    value = ctx.consume_packet(packets["in"][0])
+    print("got", value)
+    raise ValueError(f"bad {value}")
+
+
+def raise_with_surrogate(_arg):
+    raise RuntimeError("callback \udcfe")
+
+
+@pytest.mark.parametrize("mode", ["main", "deferred", "thread", "process"])
+def test_text_with_a_lone_surrogate_is_stored_escaped_and_the_run_goes_on(tmp_path, mode):
+    # A file name decoded with surrogateescape (os.listdir of a non-UTF-8 name) is a str that SQLite
+    # cannot store: printed or put in an error message, it once failed the commit and stopped the run
+    # with a UnicodeEncodeError, leaving the net interrupted.
+    db = str(tmp_path / "net.db")
+    pooled = mode in ("thread", "process")
+    with netrun.Net(chain("Source", "A", "Sink"), db=db, on_error="continue", error_callback=raise_with_surrogate,
+                    **POOLS.get(mode, {})) as net:
+        net.set_node_exec("A", pool_nodes.print_and_raise_value if pooled else print_and_raise_value,
+                          exec_failed_node_func=raise_with_surrogate)
+        if mode == "deferred":
+            net.set_node_config("A", defer_net_actions=True, retries=1)
+        if pooled:
+            net.set_node_config("A", pool=mode[0])
+        net.inject_packet("A", "in", "name-\udc80.txt")
+        net.start()
+        [entry] = net.dead_letter_queue.get_all()
+    assert entry.value == "name-\udc80.txt"  # the value itself is kept exactly (pickled)
+    assert entry.error.startswith("ValueError: bad name-\\udc80.txt")
+    assert "ValueError: bad name-\\udc80.txt" in entry.traceback
+    [epoch] = rows(db, "SELECT state, error FROM epochs WHERE node_name = 'A'")
+    assert epoch["state"] == "failed" and epoch["error"] == entry.error
+    logs = [r["text"] for r in rows(db, "SELECT text FROM node_logs ORDER BY seq")]
+    assert "got name-\\udc80.txt" in logs
+    assert "exec_failed_node_func raised RuntimeError: callback \\udcfe" in logs
+    assert "error_callback raised RuntimeError: callback \\udcfe" in logs
