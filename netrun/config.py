@@ -6,6 +6,7 @@ An unknown option or a value of the wrong type raises `ConfigError` naming the o
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ _DURABILITY = ("normal", "full")
 _DLQ_MODES = ("memory", "file", "callback")
 _POOL_INIT = ("per_worker", "global")
 MAX_LEASE_SECONDS = 365 * 24 * 3600  # a lease's end must be a date: longer ones are refused
+MAX_RETRY_WAIT = MAX_LEASE_SECONDS  # a wait longer than a year is a mistake (and past ~292 years sleep() overflows)
+MAX_INT64 = 2**63 - 1  # the largest count SQLite (and PostgreSQL's bigint) can hold
 
 
 def _is_int(value: Any) -> bool:
@@ -101,7 +104,8 @@ def parse_net_config(options: dict[str, Any]) -> NetConfig:
             _check(owner, name, isinstance(o[name], bool), "a bool", o[name])
     for name in ("consumed_packet_storage_limit", "history_max_size"):
         if o.get(name) is not None:
-            _check(owner, name, _is_int(o[name]) and o[name] >= 0, "a non-negative int or None", o[name])
+            _check(owner, name, _is_int(o[name]) and 0 <= o[name] <= MAX_INT64,
+                   f"a non-negative int (at most {MAX_INT64}) or None", o[name])
     if "history_chunk_size" in o:
         value = o["history_chunk_size"]
         _check(owner, "history_chunk_size", _is_int(value) and value > 0, "a positive int", value)
@@ -134,6 +138,27 @@ def parse_net_config(options: dict[str, Any]) -> NetConfig:
         _check(owner, "clock", all(hasattr(o["clock"], m) for m in ("now", "monotonic", "sleep")),
                "an object with now(), monotonic() and sleep()", o["clock"])
     return NetConfig(**options)
+
+
+def make_folders(config: NetConfig) -> None:
+    """Create the folders the options name (`dead_letter_path` in file mode,
+    `consumed_packet_storage_path`), and check that `history_file` is not a folder, before the
+    net touches its database: a path that cannot serve is a ConfigError naming the option and the
+    path, never an OSError from a half-opened net."""
+    folders = {"consumed_packet_storage_path": config.consumed_packet_storage_path}
+    if config.dead_letter_queue == "file":
+        folders["dead_letter_path"] = config.dead_letter_path
+    for name, path in folders.items():
+        if path is None:
+            continue
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"net option {name!r}: cannot use {path!r} as a folder: "
+                              f"{exc.strerror or exc}", option=name, path=path) from None
+    if config.history_file is not None and os.path.isdir(config.history_file):
+        raise ConfigError(f"net option 'history_file': {config.history_file!r} is a folder, not a file",
+                          option="history_file", path=config.history_file)
 
 
 @dataclass(frozen=True)
@@ -200,8 +225,8 @@ def update_node_config(node: str, current: NodeConfig, options: dict[str, Any], 
     if "retries" in o:
         _check(owner, "retries", _is_int(o["retries"]) and o["retries"] >= 0, "a non-negative int", o["retries"])
     if "retry_wait" in o:
-        _check(owner, "retry_wait", _is_number(o["retry_wait"]) and o["retry_wait"] >= 0,
-               "a non-negative number", o["retry_wait"])
+        _check(owner, "retry_wait", _is_number(o["retry_wait"]) and 0 <= o["retry_wait"] <= MAX_RETRY_WAIT,
+               f"a non-negative number of seconds, at most {MAX_RETRY_WAIT:,} (a year)", o["retry_wait"])
     if "params" in o:
         o = {**o, "params": check_params(node, o["params"])}
     if "pool_init_mode" in o:

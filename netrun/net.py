@@ -17,7 +17,7 @@ import netrun_sim as ns
 from . import dsl, factories, port_types
 from .version import __version__
 from .clock import iso
-from .config import NetConfig, parse_net_config, update_node_config
+from .config import NetConfig, make_folders, parse_net_config, update_node_config
 from .control import NetStatus
 from .deadletters import DeadLetterQueue
 from .db import open_connection, transaction
@@ -79,6 +79,7 @@ class Net:
         problems = graph.validate()
         if problems:
             raise ConfigError("the graph is invalid: " + "; ".join(p.message for p in problems))
+        make_folders(self._config)
         self._tmpdir: str | None = None
         if db is None:
             self._tmpdir = tempfile.mkdtemp(prefix="netrun-")
@@ -103,14 +104,15 @@ class Net:
                 self._store.claim(self._owner, self._conn)
                 self._write_meta(graph, existed=state.exists)
                 self._store.forget_side_files()
+                self._attach(graph)
             except BaseException:
                 self._conn.close()
+                self._closed = True
                 raise
         except BaseException:
             self._owner.release()
             self._cleanup_tmp()
             raise
-        self._attach(graph)
 
     def _attach(self, graph: ns.Graph) -> None:
         self._readers = Readers(self.db_url, label=self.db_path)
@@ -153,6 +155,7 @@ class Net:
         options.update(config)  # a stored "callback" dead-letter mode needs dead_letter_callback= here
         net = cls.__new__(cls)
         net._config = parse_net_config(options)
+        make_folders(net._config)
         net._tmpdir = None
         net._store = store
         net.db_path = path

@@ -38,6 +38,9 @@ BAD_NET_OPTIONS = [
     ({"history_max_size": -1}, "history_max_size"),
     ({"consumed_packet_storage": "yes"}, "consumed_packet_storage"),
     ({"consumed_packet_storage_limit": 2.5}, "consumed_packet_storage_limit"),
+    # past 64 bits: once accepted, then an OverflowError from SQLite when the net committed
+    ({"consumed_packet_storage_limit": 2**63}, "consumed_packet_storage_limit"),
+    ({"history_max_size": 10**30}, "history_max_size"),
     ({"history_flush_on_pause": 1}, "history_flush_on_pause"),
     ({"history_file": ""}, "history_file"),
     ({"error_callback": "print"}, "error_callback"),
@@ -148,6 +151,10 @@ BAD_NODE_OPTIONS = [
     ({"retries": -1}, "retries"),
     ({"retries": 1.5}, "retries"),
     ({"retry_wait": -0.1}, "retry_wait"),
+    # once accepted, then an OverflowError from time.sleep() when a failed attempt waited to retry
+    ({"retry_wait": float("inf")}, "retry_wait"),
+    ({"retry_wait": 1e300}, "retry_wait"),
+    ({"retry_wait": float("nan")}, "retry_wait"),
     ({"defer_net_actions": "yes"}, "defer_net_actions"),
     ({"pool_init_mode": "lazy"}, "pool_init_mode"),
     ({"pool": "gpu"}, "pool"),
@@ -263,3 +270,26 @@ def test_a_lease_that_is_not_a_positive_number_of_seconds_up_to_a_year_is_refuse
 def test_a_lease_of_a_year_is_accepted():
     assert parse_net_config({"lease_seconds": 365 * 24 * 3600}).lease_seconds == 365 * 24 * 3600
     assert parse_net_config({"lease_seconds": 0.5}).lease_seconds == 0.5
+
+
+@pytest.mark.parametrize("option", ["dead_letter_path", "consumed_packet_storage_path", "history_file"])
+def test_a_path_option_that_cannot_serve_is_refused_before_the_file_is_touched(tmp_path, option):
+    # A folder under a regular file cannot be made: Net() once raised FileNotFoundError/NotADirectoryError
+    # from inside the half-opened net, after creating its database, and kept the owner lock, so that the
+    # same process could neither resume nor recreate the file (NetInUse naming its own pid).
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    options = {"dead_letter_path": {"dead_letter_queue": "file", "dead_letter_path": str(blocker / "dlq")},
+               "consumed_packet_storage_path": {"consumed_packet_storage": True,
+                                                "consumed_packet_storage_path": str(blocker / "kept")},
+               "history_file": {"history_file": str(tmp_path)}}[option]
+    path = tmp_path / "run.db"
+    with pytest.raises(netrun.ConfigError, match=option) as caught:
+        netrun.Net(chain("S", "A"), db=path, **options)
+    assert caught.value.option == option
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    with netrun.Net(chain("S", "A"), db=path) as net:  # no lock left behind
+        net.close()
+    with pytest.raises(netrun.ConfigError, match=option):
+        netrun.Net.resume(path, **options)
+    netrun.Net.resume(path).close()
