@@ -34,6 +34,7 @@ import cloudpickle
 from .errors import NotFoundError, StoredValueUnreadable, UnpicklableValue, ValueFunctionFailed
 from . import jsontext
 from .journal import Journal
+from .tracebacks import storable_text
 
 RECENT_LIMIT = 4096  # values kept in memory for consumption without a read-back
 PREVIEW_CHARS = 200  # the longest preview stored with a value
@@ -79,7 +80,7 @@ def shorten(text: str, limit: int = PREVIEW_CHARS) -> str:
 def preview_of(value: Any) -> str:
     """A short `repr` of a value, made when it is stored (a `__repr__` that raises is named instead)."""
     try:
-        return shorten(_reprs.repr(value))
+        return storable_text(shorten(_reprs.repr(value)))  # a __repr__ may hold a lone surrogate
     except Exception as exc:  # noqa: BLE001 - user code in __repr__
         return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
 
@@ -159,7 +160,7 @@ class ValueStore:
         if not callable(func):
             raise TypeError(f"{where}: create_packet_from_value_func needs a callable, got {func!r}")
         try:
-            stored = Stored(FUNC, cloudpickle.dumps(func), shorten(f"<value function {_func_name(func)}>"))
+            stored = Stored(FUNC, cloudpickle.dumps(func), storable_text(shorten(f"<value function {_func_name(func)}>")))
         except Exception as exc:
             raise UnpicklableValue(f"{where}: the value function {func!r} cannot be serialized, so it would "
                                    f"not survive a restart: {exc}") from exc

@@ -230,10 +230,12 @@ def _value_text(packet: str, value: object) -> str:
         text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError):  # not JSON (a tuple, nan, an int past the str limit...)
         try:
-            return repr(value)
-        except (ValueError, RecursionError) as exc:
-            raise StoredValueUnreadable(f"packet {packet}: its value cannot be shown as text ({exc})",
+            text = repr(value)
+        except Exception as exc:  # noqa: BLE001 - any __repr__ of a stored class may raise (ValueError: an int past the str limit)
+            reason = str(exc) if isinstance(exc, ValueError | RecursionError) else f"{type(exc).__name__}: {exc}"
+            raise StoredValueUnreadable(f"packet {packet}: its value cannot be shown as text ({reason})",
                                         packet_id=packet) from exc
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
     try:
         text.encode()
     except UnicodeEncodeError:

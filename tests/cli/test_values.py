@@ -15,7 +15,7 @@ import pytest
 import netrun
 from netrun.graphs import chain
 
-from .conftest import Cli
+from .conftest import Cli, rows
 
 
 class Planted:
@@ -138,3 +138,29 @@ def test_values_that_json_cannot_print_come_out_as_their_repr(cli: Cli, tmp_path
     assert [o.code for o in outs] == [0, 0, 0]
     assert outs[1].out.strip() == "('a', 1)"
     assert outs[2].out.strip() == '"\\udcff"'  # valid UTF-8 JSON: the lone surrogate escaped
+
+
+class ReprRaises:
+    def __repr__(self):
+        raise RuntimeError("repr refused")
+
+
+class ReprSurrogate:
+    def __repr__(self):
+        return "<name-\udc80>"
+
+
+def test_a_value_whose_repr_fails_is_an_error_naming_the_packet_not_a_traceback(cli: Cli, tmp_path):
+    # `value --unpickle` once let any exception of a stored class's __repr__ (but ValueError and
+    # RecursionError) escape as a raw traceback; and a value whose repr held a lone surrogate could not
+    # even be stored (its preview failed the commit with UnicodeEncodeError).
+    db = tmp_path / "r.db"
+    with netrun.Net(chain("Src", "Sink"), db=str(db)) as net:
+        raising, surrogate = (net.inject_packet("Sink", "in", value) for value in (ReprRaises(), ReprSurrogate()))
+    result = cli("value", db, raising, "--unpickle")
+    assert result.code == 1 and result.out == ""
+    assert raising in result.err and "RuntimeError: repr refused" in result.err and "Traceback" not in result.err
+    [preview] = [r["preview"] for r in rows(db, "SELECT preview FROM packet_values WHERE packet_id = ?", [surrogate])]
+    assert preview == "<name-\\udc80>"
+    result = cli("value", db, surrogate, "--unpickle")
+    assert result.code == 0 and result.out.strip() == "<name-\\udc80>"
