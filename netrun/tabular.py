@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
@@ -33,11 +34,14 @@ def _text_cell(value: Any) -> Any:
 def _json_cell(value: Any) -> Any:
     if isinstance(value, Json):
         try:
-            return json.loads(value)
+            # NaN and Infinity are no JSON (damaged or foreign text): null, as JSON.stringify writes them
+            return json.loads(value, parse_constant=lambda _name: None)
         except ValueError:  # damaged JSON text: kept as the text it is
             return str(value)
     if isinstance(value, bytes):
         return {"$base64": True, "encoded": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, float) and not math.isfinite(value):  # a REAL cell of SQL's inf (1e999): JSON has none
+        return None
     return value
 
 

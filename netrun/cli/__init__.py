@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 
 import apsw
@@ -81,8 +82,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"over {database.BUSY_TIMEOUT_MS / 1000:g} s (a transaction left open, in a sqlite3 shell say); "
                     "try again once it ends")
         return EXIT_ERROR
-    except apsw.Error as exc:  # the database failed under the command (disk full, I/O error...): no traceback
+    except (apsw.Error, sqlite3.Error) as exc:  # the database failed under the command (disk full, I/O error...;
+        # `export` reads through the stdlib's sqlite3): no traceback
         _report(out, type(exc).__name__, f"{_database(args)}: {exc}")
+        return EXIT_ERROR
+    except UnicodeDecodeError as exc:  # a text cell that is not UTF-8 (written by another program): apsw refuses it
+        _report(out, "UnicodeDecodeError", f"{_database(args)}: the database holds text that is not valid UTF-8 "
+                f"({exc.reason} at byte {exc.start} of {exc.object[:40]!r}); read such a column as a BLOB: "
+                "netrun sql FILE \"SELECT CAST(column AS BLOB) ...\"")
         return EXIT_ERROR
     except KeyboardInterrupt as exc:  # its notes say what became of a request in flight (netrun.ask_owner)
         _report(out, "interrupted", "; ".join(["interrupted", *getattr(exc, "__notes__", ())]))

@@ -102,3 +102,34 @@ def test_a_write_is_refused_in_words_that_name_the_command(cli, net_db):
     done = cli("sql", net_db, "DELETE FROM epochs")
     assert done.code == 1 and "queries are read-only (net.query, NetInspector, netrun sql)" in done.err
     assert "Net.query is" not in done.err
+
+
+def test_json_output_is_valid_json_even_for_sqls_infinities(cli, tmp_path):
+    # SQLite's 1e999 is a REAL infinity: `--json` once printed `Infinity`, which no JSON parser takes
+    db = str(tmp_path / "net.db")
+    netrun.Net(chain("A", "B"), db=db).close()
+    result = cli("sql", db, "SELECT 1e999 AS big, -1e999 AS small, 1.5 AS x", "--json")
+    assert result.code == 0
+    assert json.loads(result.out, parse_constant=lambda name: pytest.fail(f"not JSON: {name}")) == [
+        {"big": None, "small": None, "x": 1.5}]
+
+
+@pytest.mark.parametrize("argv", [["sql", "SELECT text FROM node_logs"], ["sql", "SELECT text FROM node_logs", "--json"],
+                                  ["logs"], ["export", "--table", "node_logs"]], ids=" ".join)
+def test_text_that_is_not_utf8_is_an_error_naming_the_file_not_a_traceback(cli, tmp_path, argv):
+    # a row written by another program (a sqlite3 shell's CAST(x'ff' AS TEXT)): apsw's UnicodeDecodeError
+    # (and the stdlib's OperationalError in export) once escaped as a raw traceback
+    import sqlite3
+    from contextlib import closing
+
+    db = str(tmp_path / "net.db")
+    netrun.Net(chain("A", "B"), db=db).close()
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("INSERT INTO node_logs (node_name, timestamp, text) "
+                     "VALUES ('A', '2026-01-01T00:00:00+00:00', CAST(x'66ff6f' AS TEXT))")
+        conn.commit()
+    result = cli(argv[0], db, *argv[1:])
+    assert result.code == 1 and "Traceback" not in result.err
+    message = json.loads(result.err)["message"] if "--json" in argv else result.err
+    assert (result.err.startswith("{") if "--json" in argv else result.err.startswith("netrun: error: "))
+    assert db in message and "UTF-8" in message
