@@ -164,6 +164,8 @@ def _check_table(source: _SqliteSource | _PostgresSource, table: str, path: str)
 def export_table(path: str, table: str, fmt: str, stream: TextIO | None = None, *, output: str | None = None) -> int:
     """Write `table` of the net at `path` in `fmt` to `output` (a file, replaced atomically) or `stream`
     (stdout by default). Returns the number of rows. Raises NotFoundError for an unknown table."""
+    if output is not None:
+        _refuse_own_files(path, output)
     with closing(_source(path)) as source:
         _check_table(source, table, path)
         columns, rows = _rows(source, table)
@@ -171,6 +173,30 @@ def export_table(path: str, table: str, fmt: str, stream: TextIO | None = None, 
             return write_rows(stream or sys.stdout, columns, rows, fmt)
         with _atomic_file(output) as handle:
             return write_rows(handle, columns, rows, fmt)
+
+
+# the files beside a net's database that belong to it (WAL, lock, start log, search index...)
+_OWN_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock", "-starts", "-search")
+
+
+def _refuse_own_files(path: str, output: str) -> None:
+    """An export never replaces the database it reads, nor a file of that net beside it: `-o run.db`
+    once renamed the exported table over the net itself."""
+    if is_url(path):
+        return
+    real = os.path.realpath(path)
+    target = os.path.realpath(output)
+    what = None
+    if target == real:
+        what = "the database the export reads"
+    elif target in {real + suffix for suffix in _OWN_SUFFIXES}:
+        what = f"a file of the net beside its database ({os.path.basename(target)})"
+    elif os.path.exists(output):
+        with suppress(OSError):
+            if os.path.samefile(output, path):  # a hard link to the database
+                what = "the database the export reads"
+    if what is not None:
+        raise ConfigError(f"cannot export into {output}: it is {what}, {path}; name another file", path=output)
 
 
 def export_folder(path: str, folder: str, fmt: str, tables: list[str] | None = None) -> dict[str, int]:

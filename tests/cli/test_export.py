@@ -189,3 +189,17 @@ def test_an_output_that_cannot_be_written_is_named_as_given(cli: Cli, wordfreq_d
         assert result.code == 1
         assert result.error_lines() == [f"netrun: error: {argv[-1]}: No such file or directory"]  # not a hidden name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder", "wf.db"] and not os.listdir(folder)
+
+
+def test_an_export_never_replaces_the_database_it_reads(cli: Cli, values_db, tmp_path: Path):
+    # `export run.db --table packets -o run.db` once renamed the CSV over the net itself: the net was gone
+    db, _ = values_db
+    before = db.read_bytes()
+    (tmp_path / "link.db").symlink_to(db)
+    os.link(db, tmp_path / "hard.db")
+    for target in (db, tmp_path / "link.db", tmp_path / "hard.db", Path(f"{db}-wal"), Path(f"{db}-lock")):
+        result = cli("export", db, "--table", "packets", "-o", target)
+        assert result.code == 1 and f"cannot export into {target}" in result.err and str(db) in result.err
+    assert db.read_bytes() == before
+    assert cli("status", db).code == 0
+    assert cli("export", db, "--table", "packets", "-o", tmp_path / "packets.csv").code == 0
