@@ -69,7 +69,10 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
     for leftover in os.listdir(parent):  # left by a checkpoint that was killed half-way
         if leftover.startswith(f".{name}.new-") or leftover.startswith(f".{name}.old-"):
             shutil.rmtree(os.path.join(parent, leftover), ignore_errors=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".{name}.new-")
+    try:
+        staging = tempfile.mkdtemp(dir=parent, prefix=f".{name}.new-")
+    except OSError as exc:  # name the folder the user gave (a read-only or special parent), not the hidden one
+        raise OSError(exc.errno, exc.strerror, directory) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -172,7 +175,12 @@ def copy_checkpoint(directory: str, db: str) -> None:
     tmp = db + ".loading"
     _remove_files(tmp)
     try:
-        shutil.copyfile(source, tmp)
+        try:
+            shutil.copyfile(source, tmp)
+        except OSError as exc:  # name the file the user gave (its folder missing, read-only), not the copy
+            if exc.filename == tmp:
+                raise OSError(exc.errno, exc.strerror, db) from None
+            raise
         wal = os.path.realpath(source) + "-wal"
         if os.path.exists(wal):
             shutil.copyfile(wal, tmp + "-wal")
@@ -264,9 +272,10 @@ def read_manifest(directory: str) -> dict:
     """A checkpoint's manifest ({} if it has none that can be read)."""
     try:
         with open(os.path.join(directory, MANIFEST), encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+            manifest = json.load(handle)
+    except (OSError, ValueError, RecursionError):
         return {}
+    return manifest if isinstance(manifest, dict) else {}  # `[]`, a number: no manifest that can be read
 
 
 def checkpoint_file(db: str, directory: str) -> dict:

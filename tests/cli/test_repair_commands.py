@@ -290,3 +290,28 @@ def test_checkpoint_into_a_file_is_refused_by_name(cli: Cli, failing_db: Path, t
     [line] = result.error_lines()
     assert line.startswith("netrun: error:") and f"{target} is a file" in line
     assert target.read_text() == "keep me"
+
+
+def test_checkpoint_and_restore_name_the_path_given_when_it_cannot_be_written(cli: Cli, failing_db: Path, tmp_path: Path):
+    # a folder where nothing can be created (here /proc): the error once named the hidden staging folder
+    # (/proc/.cp.new-XXXX) or copy (x.db.loading) instead of the path on the command line
+    folder = "/proc/netrun-no-checkpoint-here"
+    result = cli("checkpoint", failing_db, folder)
+    assert result.code == 1 and result.error_lines() == [f"netrun: error: {folder}: No such file or directory"]
+    good = tmp_path / "cp"
+    assert cli("checkpoint", failing_db, good).code == 0
+    result = cli("restore", good, "--db", "/proc/netrun-no-restore.db")
+    assert result.code == 1
+    assert result.error_lines() == ["netrun: error: /proc/netrun-no-restore.db: No such file or directory"]
+
+
+@pytest.mark.parametrize("manifest", ["[]", "3", "{not json", '"text"'])
+def test_restore_of_a_checkpoint_whose_manifest_is_not_an_object(cli: Cli, failing_db: Path, tmp_path: Path, manifest):
+    # checkpoint.json holding `[]` once ended the restore in a raw AttributeError after the copy was made
+    folder = tmp_path / "cp"
+    assert cli("checkpoint", failing_db, folder).code == 0
+    (folder / "checkpoint.json").write_text(manifest)
+    new = tmp_path / "new.db"
+    result = cli("restore", folder, "--db", new)
+    assert result.code == 0 and f"netrun resume {new}" in result.out
+    assert cli("status", new).code == 0
