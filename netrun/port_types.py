@@ -75,6 +75,23 @@ def parse(spec: Any, *, where: str) -> PortType:
     """Normalize any accepted form. Raises ConfigError naming `where` (node and port)."""
     if isinstance(spec, PortType):
         return spec
+    return _checkable(_parse(spec, where=where), where)
+
+
+def _checkable(port_type: PortType, where: str) -> PortType:
+    """Refuse a class that isinstance()/issubclass() refuse (typing.Any, a Protocol that is not
+    runtime_checkable): every packet would otherwise fail its epoch with a bare TypeError."""
+    if port_type.cls is None or port_type.mode == "exact":
+        return port_type
+    try:
+        port_type.accepts(None)
+        port_type.accepts(object)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: port type {port_type.name!r} cannot be checked: {exc}") from None
+    return port_type
+
+
+def _parse(spec: Any, *, where: str) -> PortType:
     if isinstance(spec, type):
         return PortType("isinstance", _path_of(spec), spec)
     if isinstance(spec, str):
@@ -112,5 +129,6 @@ def parse(spec: Any, *, where: str) -> PortType:
 
 
 def from_data(data: Any, *, where: str) -> PortType:
-    """Read back `PortType.to_data()` (used by resume and the DSL)."""
-    return parse(data, where=where)
+    """Read back `PortType.to_data()` (used by resume): a type stored before `parse` refused unusable
+    classes comes back as it was, so that such a net still resumes."""
+    return data if isinstance(data, PortType) else _parse(data, where=where)

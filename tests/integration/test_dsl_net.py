@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import typing
 
 import pytest
 
@@ -251,6 +252,26 @@ def test_a_port_type_from_toml_is_checked():
             net.start()
         assert isinstance(info.value.__cause__, netrun.PacketTypeMismatch)
         assert "'Sink'" in str(info.value.__cause__) and "int" in str(info.value.__cause__)
+
+
+class NotRuntimeCheckable(typing.Protocol):
+    def area(self) -> float: ...
+
+
+@pytest.mark.parametrize("spec", [typing.Any, "typing.Any", NotRuntimeCheckable, {"class": NotRuntimeCheckable}],
+                         ids=["Any", "typing.Any", "Protocol", "table"])
+def test_a_port_type_isinstance_cannot_check_is_refused_when_set(spec):
+    # once accepted, then every packet failed its epoch with a bare TypeError from isinstance()
+    with netrun.Net(chain("A", "B"), db=None) as net:
+        with pytest.raises(netrun.ConfigError, match="node 'B' input port 'in'.*cannot be checked"):
+            net.set_input_port_type("B", "in", spec)
+        assert net.get_port_types("B")["in"] == {}
+
+
+def test_a_port_type_isinstance_cannot_check_is_a_definition_error():
+    text = PIPELINE.replace('[nodes.Sink]\nin_ports = ["in"]', '[nodes.Sink.in_ports.in]\ntype = "typing.Any"\n[nodes.Sink]')
+    with pytest.raises(DefinitionError, match="node 'Sink'.*cannot be checked"):
+        netrun.Net.load_definition(text)
 
 
 def test_the_definition_is_stored_in_the_database(tmp_path):
