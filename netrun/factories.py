@@ -57,7 +57,8 @@ def import_from_path(path: str) -> Any:
             if colon or i == 1:
                 raise ConfigError(f"cannot import {path!r}: no module named {module_name!r}", path=path) from None
             break
-        except Exception as exc:  # the module's own code failed: report it, with the original as cause
+        except (Exception, SystemExit) as exc:  # the module's own code failed (or called sys.exit() at
+            # import, which would end `netrun validate` without a word): report it, with the original as cause
             raise ConfigError(f"cannot import {path!r}: importing module {module_name!r} raised "
                               f"{type(exc).__name__}: {exc}", path=path) from exc
         imported = i
@@ -137,7 +138,7 @@ def node_from_spec(spec: dict, name: str, *, where: str) -> ns.Node:
 def _call(factory_path: str, func: Callable[..., Any], args: dict[str, Any]) -> Any:
     try:
         return func(**args)
-    except Exception as exc:  # user code with user arguments: a bad definition, original as cause
+    except (Exception, SystemExit) as exc:  # user code with user arguments: a bad definition, original as cause
         raise ConfigError(f"factory {factory_path!r}: {func.__name__}(**{args!r}) raised {type(exc).__name__}: "
                           f"{exc}", path=factory_path) from exc
 

@@ -55,6 +55,19 @@ def test_a_module_that_fails_to_import_is_reported_with_its_cause(tmp_path, monk
         import_from_path("raising_mod_for_netrun:f")
 
 
+def test_a_module_that_exits_at_import_is_reported_not_obeyed(tmp_path, monkeypatch):
+    # sys.exit() in a node module's top level once ended `netrun validate`/`run` with only its message,
+    # naming neither the node nor the module
+    (tmp_path / "exiting_mod_for_netrun.py").write_text("import sys\nsys.exit('bye from import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="importing module 'exiting_mod_for_netrun' raised SystemExit: bye from import"):
+        import_from_path("exiting_mod_for_netrun.f")
+    (tmp_path / "exiting_factory_for_netrun.py").write_text(
+        "import sys\ndef get_node_spec(**args):\n    sys.exit(3)\ndef get_node_funcs(**args):\n    return (None,) * 4\n")
+    with pytest.raises(ConfigError, match="factory 'exiting_factory_for_netrun': get_node_spec.* raised SystemExit: 3"):
+        from_factory("exiting_factory_for_netrun")
+
+
 def test_from_factory_returns_the_spec_and_the_four_functions():
     spec, exec_func, start, stop, failed = from_factory("tests.dsl_fixtures.my_factory", num_inputs=3, timeout=30)
     assert sorted(spec["in_ports"]) == ["in0", "in1", "in2"]
