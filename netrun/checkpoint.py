@@ -27,7 +27,7 @@ import apsw
 from . import faults
 from .version import __version__
 from .clock import SystemClock, iso
-from .db import open_connection, transaction
+from .db import open_connection
 from .errors import CheckpointError, NetInUse, NotANetrunDatabase, StorageError
 from .intents import intents_path, remove_intents
 from .migrate import inspect_file
@@ -147,12 +147,15 @@ def copy_history(directory: str, db: str) -> str:
     return target
 
 
-def copy_checkpoint(directory: str, db: str) -> None:
+def copy_checkpoint(directory: str, db: str, *, own_history: bool = False) -> None:
     """Copy the checkpoint's database to `db` (which must not exist yet), reading the checkpoint only.
 
     A checkpoint's `net.db` has no WAL, unless someone ran it in place: then its `-wal` (and start
     intents) hold committed work, and are copied too; the WAL is folded into the copy, never into
     the checkpoint. The copy is checked before it takes the name `db`.
+
+    `own_history`: a net that keeps a history file gets a copy of the checkpoint's beside `db`, and
+    the copy's stored options name it before the copy takes the name `db` (see `_own_history`).
 
     Raises:
         StorageError: not a checkpoint, or `db` exists. NetInUse: a process runs the checkpoint's
@@ -187,6 +190,8 @@ def copy_checkpoint(directory: str, db: str) -> None:
                                          path=source)
         except StorageError as exc:  # the message names the checkpoint's file, not the copy
             raise type(exc)(str(exc).replace(tmp, source), path=source) from None
+        if own_history:
+            _own_history(tmp, directory, db)
         _fsync_path(tmp)
         os.replace(tmp, db)
     finally:
@@ -196,6 +201,24 @@ def copy_checkpoint(directory: str, db: str) -> None:
         shutil.copyfile(starts, intents_path(db))
     else:
         remove_intents(db)  # left by an earlier file of that name: not this net's
+
+
+def _own_history(copy: str, directory: str, db: str) -> None:
+    """Point the options stored in `copy` (the database that becomes `db`) at a history file of its own.
+
+    The original run's history file is not the restored net's to append to. Written into the copy
+    before it takes the name `db`, so every later `Net.resume(db)` (after a kill mid-load, after a
+    load that failed, or any time later) appends to `db`'s own copy, never to the original's."""
+    conn = apsw.Connection(copy)
+    try:
+        with conn:
+            row = conn.execute("SELECT value FROM net_meta WHERE key = 'config'").fetchone()
+            config = json.loads(row[0]) if row else {}
+            if config.get("history_file"):
+                config["history_file"] = copy_history(directory, db)
+                conn.execute("UPDATE net_meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
+    finally:
+        conn.close()
 
 
 def _remove_files(db: str) -> None:
@@ -241,22 +264,7 @@ def restore_checkpoint(directory: str, db: str) -> dict:
         StorageError: `directory` is not a checkpoint, or `db` exists. NetInUse: a process runs the
         checkpoint's database in place.
     """
-    copy_checkpoint(directory, db)
-    try:
-        conn = open_connection(db)
-        try:
-            with transaction(conn):
-                meta = dict(conn.execute("SELECT key, value FROM net_meta").fetchall())
-                config = json.loads(meta.get("config", "{}"))
-                if config.get("history_file"):
-                    config["history_file"] = copy_history(directory, db)
-                    conn.execute("UPDATE net_meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
-        finally:
-            conn.close()
-    except BaseException:
-        _remove_files(db)
-        remove_intents(db)
-        raise
+    copy_checkpoint(directory, db, own_history=True)
     return read_manifest(directory)
 
 
