@@ -36,6 +36,7 @@ from .ownership import OwnerLock, find_owner
 DB_NAME = "net.db"
 MANIFEST = "checkpoint.json"
 HISTORY = "history.jsonl"
+STARTS = DB_NAME + "-starts"  # the start intents of a crashed net checkpointed as a file (`checkpoint_file`)
 
 
 def _fsync_path(path: str, *, directory: bool = False) -> None:
@@ -47,9 +48,12 @@ def _fsync_path(path: str, *, directory: bool = False) -> None:
 
 
 def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str | None, manifest: dict,
-                     snapshot: Callable[[Any, apsw.Connection], None] | None = None) -> None:
+                     snapshot: Callable[[Any, apsw.Connection], None] | None = None,
+                     intents: str | None = None) -> None:
     """Snapshot `conn`'s database into `directory` as a whole (see module docstring). `snapshot(conn,
     dest)` fills the new SQLite database `dest` instead of SQLite's backup API (a PostgreSQL net's).
+    `intents`: the `<db>-starts` file of a crashed net, kept beside the snapshot as `net.db-starts`
+    (loading the checkpoint applies the crash semantics to the epochs it lists, as a resume would).
 
     Raises CheckpointError: `directory` holds files that are not a checkpoint's."""
     directory = os.path.abspath(directory)
@@ -60,7 +64,7 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise CheckpointError(f"{directory} is a file; a checkpoint is written into a folder", path=directory)
     if os.path.isdir(directory):
-        foreign = sorted(set(os.listdir(directory)) - {DB_NAME, MANIFEST, HISTORY})
+        foreign = sorted(set(os.listdir(directory)) - {DB_NAME, MANIFEST, HISTORY, STARTS})
         if foreign:
             raise CheckpointError(f"{directory} holds files that are not a checkpoint's ({', '.join(foreign[:5])}); "
                                   "a checkpoint replaces its folder as a whole: choose a new or checkpoint folder",
@@ -86,6 +90,8 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
             dest.close()
         if history_file and os.path.exists(history_file):
             shutil.copyfile(history_file, os.path.join(staging, HISTORY))
+        if intents and os.path.exists(intents):
+            shutil.copyfile(intents, os.path.join(staging, STARTS))
         with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=2)
         for entry in os.listdir(staging):
@@ -301,7 +307,10 @@ def checkpoint_file(db: str, directory: str) -> dict:
         try:
             config = json.loads(dict(conn.execute("SELECT key, value FROM net_meta").fetchall())["config"])
             manifest = {"netrun_version": __version__, "database": DB_NAME, "created_at": now, "source": db}
-            write_checkpoint(conn, directory, history_file=config.get("history_file"), manifest=manifest)
+            # (the start intents of a crashed run: without them, its epochs that started without a committed
+            # start would run again from the checkpoint)
+            write_checkpoint(conn, directory, history_file=config.get("history_file"), manifest=manifest,
+                             intents=intents_path(db))
         finally:
             conn.close()
     finally:
