@@ -27,7 +27,7 @@ import apsw
 from . import faults
 from .version import __version__
 from .clock import SystemClock, iso
-from .db import open_connection, transaction
+from .db import open_connection
 from .errors import CheckpointError, NetInUse, NotANetrunDatabase, StorageError
 from .intents import intents_path, remove_intents
 from .migrate import inspect_file
@@ -36,6 +36,7 @@ from .ownership import OwnerLock, find_owner
 DB_NAME = "net.db"
 MANIFEST = "checkpoint.json"
 HISTORY = "history.jsonl"
+STARTS = DB_NAME + "-starts"  # the start intents of a crashed net checkpointed as a file (`checkpoint_file`)
 
 
 def _fsync_path(path: str, *, directory: bool = False) -> None:
@@ -47,9 +48,12 @@ def _fsync_path(path: str, *, directory: bool = False) -> None:
 
 
 def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str | None, manifest: dict,
-                     snapshot: Callable[[Any, apsw.Connection], None] | None = None) -> None:
+                     snapshot: Callable[[Any, apsw.Connection], None] | None = None,
+                     intents: str | None = None) -> None:
     """Snapshot `conn`'s database into `directory` as a whole (see module docstring). `snapshot(conn,
     dest)` fills the new SQLite database `dest` instead of SQLite's backup API (a PostgreSQL net's).
+    `intents`: the `<db>-starts` file of a crashed net, kept beside the snapshot as `net.db-starts`
+    (loading the checkpoint applies the crash semantics to the epochs it lists, as a resume would).
 
     Raises CheckpointError: `directory` holds files that are not a checkpoint's."""
     directory = os.path.abspath(directory)
@@ -60,7 +64,7 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise CheckpointError(f"{directory} is a file; a checkpoint is written into a folder", path=directory)
     if os.path.isdir(directory):
-        foreign = sorted(set(os.listdir(directory)) - {DB_NAME, MANIFEST, HISTORY})
+        foreign = sorted(set(os.listdir(directory)) - {DB_NAME, MANIFEST, HISTORY, STARTS})
         if foreign:
             raise CheckpointError(f"{directory} holds files that are not a checkpoint's ({', '.join(foreign[:5])}); "
                                   "a checkpoint replaces its folder as a whole: choose a new or checkpoint folder",
@@ -89,6 +93,8 @@ def write_checkpoint(conn: apsw.Connection, directory: str, *, history_file: str
             dest.close()
         if history_file and os.path.exists(history_file):
             shutil.copyfile(history_file, os.path.join(staging, HISTORY))
+        if intents and os.path.exists(intents):
+            shutil.copyfile(intents, os.path.join(staging, STARTS))
         with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=2)
         for entry in os.listdir(staging):
@@ -150,12 +156,15 @@ def copy_history(directory: str, db: str) -> str:
     return target
 
 
-def copy_checkpoint(directory: str, db: str) -> None:
+def copy_checkpoint(directory: str, db: str, *, own_history: bool = False) -> None:
     """Copy the checkpoint's database to `db` (which must not exist yet), reading the checkpoint only.
 
     A checkpoint's `net.db` has no WAL, unless someone ran it in place: then its `-wal` (and start
     intents) hold committed work, and are copied too; the WAL is folded into the copy, never into
     the checkpoint. The copy is checked before it takes the name `db`.
+
+    `own_history`: a net that keeps a history file gets a copy of the checkpoint's beside `db`, and
+    the copy's stored options name it before the copy takes the name `db` (see `_own_history`).
 
     Raises:
         StorageError: not a checkpoint, or `db` exists. NetInUse: a process runs the checkpoint's
@@ -195,6 +204,8 @@ def copy_checkpoint(directory: str, db: str) -> None:
                                          path=source)
         except StorageError as exc:  # the message names the checkpoint's file, not the copy
             raise type(exc)(str(exc).replace(tmp, source), path=source) from None
+        if own_history:
+            _own_history(tmp, directory, db)
         _fsync_path(tmp)
         os.replace(tmp, db)
     finally:
@@ -204,6 +215,24 @@ def copy_checkpoint(directory: str, db: str) -> None:
         shutil.copyfile(starts, intents_path(db))
     else:
         remove_intents(db)  # left by an earlier file of that name: not this net's
+
+
+def _own_history(copy: str, directory: str, db: str) -> None:
+    """Point the options stored in `copy` (the database that becomes `db`) at a history file of its own.
+
+    The original run's history file is not the restored net's to append to. Written into the copy
+    before it takes the name `db`, so every later `Net.resume(db)` (after a kill mid-load, after a
+    load that failed, or any time later) appends to `db`'s own copy, never to the original's."""
+    conn = apsw.Connection(copy)
+    try:
+        with conn:
+            row = conn.execute("SELECT value FROM net_meta WHERE key = 'config'").fetchone()
+            config = json.loads(row[0]) if row else {}
+            if config.get("history_file"):
+                config["history_file"] = copy_history(directory, db)
+                conn.execute("UPDATE net_meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
+    finally:
+        conn.close()
 
 
 def _remove_files(db: str) -> None:
@@ -249,22 +278,7 @@ def restore_checkpoint(directory: str, db: str) -> dict:
         StorageError: `directory` is not a checkpoint, or `db` exists. NetInUse: a process runs the
         checkpoint's database in place.
     """
-    copy_checkpoint(directory, db)
-    try:
-        conn = open_connection(db)
-        try:
-            with transaction(conn):
-                meta = dict(conn.execute("SELECT key, value FROM net_meta").fetchall())
-                config = json.loads(meta.get("config", "{}"))
-                if config.get("history_file"):
-                    config["history_file"] = copy_history(directory, db)
-                    conn.execute("UPDATE net_meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
-        finally:
-            conn.close()
-    except BaseException:
-        _remove_files(db)
-        remove_intents(db)
-        raise
+    copy_checkpoint(directory, db, own_history=True)
     return read_manifest(directory)
 
 
@@ -302,7 +316,10 @@ def checkpoint_file(db: str, directory: str) -> dict:
         try:
             config = json.loads(dict(conn.execute("SELECT key, value FROM net_meta").fetchall())["config"])
             manifest = {"netrun_version": __version__, "database": DB_NAME, "created_at": now, "source": db}
-            write_checkpoint(conn, directory, history_file=config.get("history_file"), manifest=manifest)
+            # (the start intents of a crashed run: without them, its epochs that started without a committed
+            # start would run again from the checkpoint)
+            write_checkpoint(conn, directory, history_file=config.get("history_file"), manifest=manifest,
+                             intents=intents_path(db))
         finally:
             conn.close()
     finally:

@@ -440,14 +440,25 @@ class EpochRun:
     """One claimed job in the main process: its attempts (against `host`, the owner), then its end."""
 
     def __init__(self, ends: EpochEnds, host: Any, job: Claim, salvo: list[tuple[str, str]], config: NodeConfig,
-                 funcs: NodeFunctions, first_attempt: int) -> None:
+                 funcs: NodeFunctions, first_attempt: int, returned: Callable[[bool], None] | None = None) -> None:
         self.ends = ends
         self.node = job.node_name
         self.epoch_id = job.epoch_id
+        self.returned = returned
         self.loop = AttemptLoop(host, self.node, self.epoch_id, salvo, config, funcs,
-                                deferred=config.defer_net_actions,
-                                finisher=lambda actions: ends.finish(self.node, self.epoch_id, actions),
+                                deferred=config.defer_net_actions, finisher=self._finish,
                                 first_attempt=first_attempt)
+
+    def _finish(self, actions: EpochOps) -> BaseException | None:
+        """End an attempt whose code returned. `returned(True)` first (a deferred sync epoch's start intent
+        is taken back: what follows is netrun's, and a kill there is no death of the epoch's code), and
+        `returned(False)` if the end fails the attempt (the failure function and a retry run code again)."""
+        if self.returned is not None:
+            self.returned(True)
+        error = self.ends.finish(self.node, self.epoch_id, actions)
+        if error is not None and self.returned is not None:
+            self.returned(False)
+        return error
 
     async def run_async(self, *, asynchronous: bool = True) -> str:
         """The attempts, then the end; with `asynchronous=False` nothing suspends (see run_sync)."""

@@ -13,6 +13,7 @@ import os
 from collections import deque
 from typing import Any
 
+from .errors import StorageError
 from .historyrows import Action, Decoder, Record, expand, size
 
 
@@ -80,6 +81,14 @@ class HistoryLog:
         if not self.path or not os.path.exists(self.path):
             return
         last = _last_seq(self.path)
+        held = Decoder(conn).last()[0]
+        if last > held:
+            raise StorageError(
+                f"{self.path} is not this net's history: its last record is seq {last}, but the database holds "
+                f"records up to seq {held} only. Either the database lost commits (its -wal deleted after a crash, "
+                "an older copy of it put back) or the file belongs to another net; appending would mix two "
+                "histories. Move the file aside (or give history_file= another path) and resume again",
+                path=self.path)
         legacy = conn.execute("SELECT seq, type, name, action_id, epoch_id, packet_id, node_name, timestamp, data "
                               "FROM history_legacy WHERE seq > ? ORDER BY seq", (last,)).fetchall()
         missed = [(*r[1:], r[0]) for r in legacy]

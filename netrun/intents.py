@@ -78,6 +78,7 @@ class StartLog:
         self._map: mmap.mmap | None = None
         self._used = 0  # bytes of lines since the file was last emptied
         self.written = False  # whether lines were appended since the file was last emptied
+        self._deferred: tuple[int, int] | None = None  # where the last line, a deferred start, lies
         self._names: dict[str, str] = {}  # node and port names as JSON strings
 
     def _name(self, name: str) -> str:
@@ -97,7 +98,25 @@ class StartLog:
 
     def write_deferred(self, epoch_id: str, node_name: str) -> None:
         """Append a deferred start (just the epoch and its node: a death needs no more)."""
+        start = self._used
         self._append(f'["{epoch_id}",{self._name(node_name)},[],null,"deferred"]')
+        self._deferred = (start, self._used)
+
+    def ended_deferred(self) -> None:
+        """The deferred epoch logged last has returned (its code no longer runs): its line is taken
+        back, so that a kill before its end is committed charges it no death (it runs again, by the
+        crash semantics, as any deferred epoch whose end was lost). Its newline is zeroed first: the
+        line is then a torn last line, which a reader ignores; then the rest of it. Nothing to do if
+        another line followed it (a deferred start followed by another one had ended)."""
+        where, self._deferred = self._deferred, None
+        if where is None or self._map is None or where[1] != self._used:
+            return
+        start, end = where
+        room = self._map
+        room[end - 1] = 0
+        room[start:end - 1] = bytes(end - 1 - start)
+        self._used = start
+        self.written = start > 0  # (nothing left since the file was emptied: it is empty again)
 
     def _append(self, line: str) -> None:
         data = line.encode()
@@ -110,6 +129,7 @@ class StartLog:
         room[end] = 10  # the newline last: a line without one was cut short
         self._used = end + 1
         self.written = True
+        self._deferred = None  # (write_deferred sets it again for its own line)
 
     def _reserve(self, size: int) -> mmap.mmap:
         """Room for `size` bytes of lines, reserved on disk (OSError if it cannot be: a full disk, a
@@ -143,6 +163,7 @@ class StartLog:
             room[1:self._used] = bytes(self._used - 1)
             self._used = 0
             self.written = False
+        self._deferred = None
 
     def close(self) -> None:
         """After the last commit: the file goes away (an empty one is left only by a crash)."""
@@ -288,6 +309,10 @@ class ServerStartLog:
             except Exception:  # noqa: BLE001 - already broken
                 pass
         self._pg, self._waiting, self._last = None, False, None
+
+    def ended_deferred(self) -> None:
+        """Not taken back on PostgreSQL (it would cost a statement per epoch): there, a kill after the
+        epoch returned and before its end is committed is still counted as a death of it."""
 
     def committed(self) -> None:
         """Nothing to empty: the row names an epoch whose state the database now holds."""

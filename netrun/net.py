@@ -24,7 +24,6 @@ from .db import open_connection, transaction
 from .checkpoint import (
     DB_NAME,
     copy_checkpoint,
-    copy_history,
     refuse_own_folder,
     write_checkpoint,
 )
@@ -233,9 +232,7 @@ class Net:
             db = os.path.join(tmpdir, "net.db")
         path = os.fspath(db)
         try:
-            copy_checkpoint(os.fspath(directory), path)
-            if "history_file" not in config and json.loads(read_meta(path)["config"]).get("history_file"):
-                config["history_file"] = copy_history(os.fspath(directory), path)
+            copy_checkpoint(os.fspath(directory), path, own_history=True)  # its options name its own history copy
             net = cls.resume(path, **config)
         except BaseException:
             if tmpdir is not None:  # the temporary copy is ours alone

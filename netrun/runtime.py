@@ -23,6 +23,7 @@ is durably `running` before its code runs. `run_step()` keeps its spec meaning: 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import time
@@ -449,6 +450,17 @@ class Runtime:
         if self._running_deferred is not None and self._log_deferred:
             self._log_start(self._running_deferred, deferred=True)
 
+    def _deferred_returned(self, job: Claim, returned: bool) -> None:
+        """The running deferred sync epoch's code returned (True): its start intent is taken back, so a kill
+        before its end is committed is no death of it (it runs again); or its end failed the attempt
+        (False): the failure function and a retry run its code again, so the intent is written again."""
+        if returned:
+            self._running_deferred = None  # (a commit meanwhile must not write it again)
+            self.starts.ended_deferred()
+        else:
+            self._running_deferred = job
+            self._log_start(job, deferred=True)
+
     def _log_start(self, job: Claim, *, deferred: bool = False) -> bool:
         """Append the start intent; False (and no more intents) if the side file cannot be written."""
         try:
@@ -475,8 +487,11 @@ class Runtime:
         self.ready_count[job.node_name] -= 1
         self.running_count[job.node_name] += 1
         try:
+            logged = self._running_deferred is not None and self._running_deferred.epoch_id == job.epoch_id
             run = EpochRun(self.ends, self, job, self.sim.epoch_salvo(job.epoch_id)[1], self.configs[job.node_name],
-                           self.functions[job.node_name], self.attempt_base.pop(job.epoch_id, 0))
+                           self.functions[job.node_name], self.attempt_base.pop(job.epoch_id, 0),
+                           returned=functools.partial(self._deferred_returned, job) if logged and self._log_deferred
+                           else None)
             await run.run_async(asynchronous=asynchronous)
         finally:
             if job.epoch_id in self.running:  # not counted as ended yet (see `track`)
@@ -614,6 +629,8 @@ class Runtime:
                             try:
                                 await self._run_job(job, asynchronous=False)
                             finally:
+                                if self._running_deferred is not None and self._log_deferred:
+                                    self.starts.ended_deferred()  # its code returned: a kill now is no death of it
                                 self._running_deferred = None
                             self._quick[found.node_name] = time.perf_counter() - began < QUICK_EPOCH
                             ran += 1
