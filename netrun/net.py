@@ -514,7 +514,7 @@ class Net:
         return rt.control.wait(timeout)
 
     async def async_wait_until_blocked(self, timeout: float | None = None) -> NetStatus:
-        if self._in_own_run():
+        if self._in_node_code():
             return self.wait_until_blocked(timeout)  # raises: node code would wait for itself
         return await asyncio.to_thread(self.wait_until_blocked, timeout)
 
@@ -523,6 +523,13 @@ class Net:
         must be checked here, before it is handed to another thread, which cannot tell."""
         rt = self._rt
         return not self._closed and rt.looping and rt.owner.is_mine
+
+    def _in_node_code(self) -> bool:
+        """Whether the caller is node code this net runs: in its loop's thread, or in one of its thread
+        pool's workers (an async node there runs in the worker's own event loop). The async twins
+        check it before they hand the call to another thread (`asyncio.to_thread`), which cannot tell
+        and would wait for the run that waits for this very epoch."""
+        return self._in_own_run() or in_worker_thread(self)
 
     def poll(self) -> NetStatus:
         """The net's state (running, pausing, paused, blocked, stopped) and per-node epoch counts."""
@@ -540,10 +547,13 @@ class Net:
         self.close()
 
     async def async_pause(self) -> None:
+        if self._in_node_code():
+            self.pause()  # returns at once: the run pauses once the running epochs, this one included, end
+            return
         await asyncio.to_thread(self.pause)
 
     async def async_stop(self) -> None:
-        if self._in_own_run():
+        if self._in_node_code():
             self.stop()  # pauses, then raises ContextUsageError: as stop() from sync node code
         await asyncio.to_thread(self.stop)
 
