@@ -115,6 +115,7 @@ class Net:
     def _attach(self, graph: ns.Graph) -> None:
         self._readers = Readers(self.db_url, label=self.db_path)
         self._closing = threading.Lock()
+        self._closer: int | None = None  # the thread in close() (its stop functions may call close() again)
         self._rt = Runtime(self, graph, self._conn, self._config)
         self._rt.control.reader = self._readers.using  # poll() counts claimed pool jobs through it
         self.unrestored_functions: dict[str, list[str]] = {}
@@ -301,11 +302,17 @@ class Net:
         if in_worker_thread(self):  # close() joins the pool's workers, this thread among them
             raise ContextUsageError(f"close() of the net on {self.db_path} was called from node code in one of its "
                                     "thread pool's workers; call net.pause() there, and close() once start() returns")
+        if self._closer == threading.get_ident():
+            return  # a stop function of this very close(): the close under way finishes
         with self._closing:  # one closer at a time; the others find it closed
             if self._closed:
                 return
-            self._stop_run()
-            self._shut_down()
+            self._closer = threading.get_ident()
+            try:
+                self._stop_run()
+                self._shut_down()
+            finally:
+                self._closer = None
 
     def _stop_run(self) -> None:
         """End a run going on in another thread as `pause()` would, and wait for its loop to end."""
