@@ -337,12 +337,22 @@ class Runtime:
 
     def withdraw(self) -> None:
         """On pause: dispatched epochs that have not started go back to waiting, first in line."""
+        withdrawn: Counter[str] = Counter()
         while self.ready:
             item = self.ready.pop()
             self.ready_count[item.node_name] -= 1
             self._undispatch(item.epoch_id, item.node_name)
+            withdrawn[item.node_name] += 1
         for epoch_id, node in self.pools.withdraw_queued():
             self._undispatch(epoch_id, node)
+            withdrawn[node] += 1
+        # A rate-limited node's epochs were each given the next start slot when dispatched; the slots
+        # of those withdrawn (the latest ones: the others started in slot order) are free again, else
+        # the next run would wait for starts that never happened (k / rate seconds)
+        for node, count in withdrawn.items():
+            rate = self.configs[node].rate_limit_per_second
+            if rate and node in self.next_start:
+                self.next_start[node] -= count / rate
 
     def _undispatch(self, epoch_id: str, node: str) -> None:
         self.inflight[node] -= 1
