@@ -133,6 +133,7 @@ class Runtime:
         self.paused = False
         self.started = False
         self.looping = False  # the owner loop is running (in the owning thread)
+        self.loop_number = 0  # counts the owner loops begun (pause() from another thread waits for one)
         self._since_advance = 0  # main-thread epochs run since the sim last advanced
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.job_seq = next_seq(conn)
@@ -152,7 +153,8 @@ class Runtime:
                                           commit=self.commit), self.ends)
         self.control = Controller(self.owner, self.pools, waiting=self.waiting, ready_count=self.ready_count,
                                   running_count=self.running_count, outcomes=self.outcomes,
-                                  paused=lambda: self.paused, request_pause=self.request_pause, pause=self.pause)
+                                  paused=lambda: self.paused, request_pause=self.request_pause, pause=self.pause,
+                                  current_loop=lambda: self.loop_number if self.looping else None)
         # stops and injections other processes ask for
         self.requests = RequestDesk(self.journal, self.values, self.sim, self.graph_nodes, self.inbox,
                                     request_pause=self.request_pause, commit=self.commit)
@@ -553,6 +555,7 @@ class Runtime:
                                         "it again (call net.pause() instead)")
             if unpause:
                 self.unpause()
+            self.loop_number += 1
             self.looping = True
             try:
                 return await self._loop(asynchronous=asynchronous, round_=round_, start_epochs=start_epochs,
