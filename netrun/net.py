@@ -308,6 +308,7 @@ class Net:
             if self._closed:
                 return
             self._closer = threading.get_ident()
+            self._rt.closing = True  # a start()/run_step() that has not begun its run refuses from now on
             try:
                 self._stop_run()
                 self._shut_down()
@@ -328,7 +329,9 @@ class Net:
     def _shut_down(self) -> None:
         rt = self._rt
 
-        def shut_down() -> None:
+        def shut_down() -> bool:
+            if rt.looping:  # served by the loop of a run that began before close() (the loop serves calls)
+                return False
             try:
                 rt.pools.stop()  # workers are joined before the store closes
                 rt.stop_nodes()
@@ -337,9 +340,11 @@ class Net:
                 rt.history.flush()
                 if rt.starts is not None:
                     rt.starts.close()  # only after the last commit: a failed one leaves the intents
+            return True
 
         try:
-            rt.owner.call(shut_down)
+            while not rt.owner.call(shut_down):  # a run that began meanwhile ends first, as pause() would
+                self._stop_run()
         finally:
             self._closed = True
             rt.owner.close(lambda: NetClosedError(f"the net on {self.db_path} is closed"))

@@ -41,7 +41,7 @@ from .context import NodeNet
 from .deadletters import DeadLetterQueue
 from .epoch import EpochEnds, EpochRun, run_sync, write_logs
 from .tracebacks import error_text
-from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, StorageError
+from .errors import ConfigError, ContextUsageError, NetClosedError, NodeExecutionFailed, StorageError
 from .graphio import get_node, node_depths, node_shape
 from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
@@ -133,6 +133,7 @@ class Runtime:
         self.paused = False
         self.started = False
         self.looping = False  # the owner loop is running (in the owning thread)
+        self.closing = False  # close() began: no run may begin (checked as the owner)
         self.loop_number = 0  # counts the owner loops begun (pause() from another thread waits for one)
         self._since_advance = 0  # main-thread epochs run since the sim last advanced
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
@@ -548,6 +549,9 @@ class Runtime:
                                     "workers, while it runs that code: node code cannot start or step the net that "
                                     "runs it (call net.pause() instead)")
         with self.owner.holding():
+            if self.closing:
+                raise NetClosedError(f"the net on {self.net.db_path} is closing: close() was called, so no run "
+                                     "begins")
             if self._broken is not None:
                 raise self._broken
             if self.looping:
