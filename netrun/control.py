@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -72,7 +73,8 @@ class Controller:
     def __init__(self, owner: Owner, pools: PoolManager, *, waiting: Mapping[str, Mapping[str, None]],
                  ready_count: Mapping[str, int], running_count: Mapping[str, int],
                  outcomes: Mapping[tuple[str, str], int], paused: Callable[[], bool],
-                 request_pause: Callable[[], None], pause: Callable[[], None]) -> None:
+                 request_pause: Callable[[], None], pause: Callable[[], None],
+                 current_loop: Callable[[], int | None] = lambda: None) -> None:
         self.owner = owner
         self.pools = pools
         self.waiting = waiting
@@ -82,6 +84,7 @@ class Controller:
         self._paused = paused
         self._request_pause = request_pause
         self._pause = pause
+        self._current_loop = current_loop  # the number of the owner loop running now (None: none runs)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.state = "blocked"
@@ -170,6 +173,12 @@ class Controller:
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             self.state = "pausing"
             thread.join()
+        else:
+            loop = self._current_loop()
+            if loop is not None:  # a foreground start()/run_step() of another thread: its loop ends once
+                self.state = "pausing"  # its running epochs (pool epochs too) are done; not a later run's
+                while self._current_loop() == loop:
+                    time.sleep(0.005)
         self.owner.call(self._pause)  # commit, and flush history if configured
         self.state = "paused"
 

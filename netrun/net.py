@@ -116,6 +116,7 @@ class Net:
     def _attach(self, graph: ns.Graph) -> None:
         self._readers = Readers(self.db_url, label=self.db_path)
         self._closing = threading.Lock()
+        self._closer: int | None = None  # the thread in close() (its stop functions may call close() again)
         self._rt = Runtime(self, graph, self._conn, self._config)
         self._rt.control.reader = self._readers.using  # poll() counts claimed pool jobs through it
         self.unrestored_functions: dict[str, list[str]] = {}
@@ -301,11 +302,18 @@ class Net:
         if in_worker_thread(self):  # close() joins the pool's workers, this thread among them
             raise ContextUsageError(f"close() of the net on {self.db_path} was called from node code in one of its "
                                     "thread pool's workers; call net.pause() there, and close() once start() returns")
+        if self._closer == threading.get_ident():
+            return  # a stop function of this very close(): the close under way finishes
         with self._closing:  # one closer at a time; the others find it closed
             if self._closed:
                 return
-            self._stop_run()
-            self._shut_down()
+            self._closer = threading.get_ident()
+            self._rt.closing = True  # a start()/run_step() that has not begun its run refuses from now on
+            try:
+                self._stop_run()
+                self._shut_down()
+            finally:
+                self._closer = None
 
     def _stop_run(self) -> None:
         """End a run going on in another thread as `pause()` would, and wait for its loop to end."""
@@ -321,7 +329,9 @@ class Net:
     def _shut_down(self) -> None:
         rt = self._rt
 
-        def shut_down() -> None:
+        def shut_down() -> bool:
+            if rt.looping:  # served by the loop of a run that began before close() (the loop serves calls)
+                return False
             try:
                 rt.pools.stop()  # workers are joined before the store closes
                 rt.stop_nodes()
@@ -330,9 +340,11 @@ class Net:
                 rt.history.flush()
                 if rt.starts is not None:
                     rt.starts.close()  # only after the last commit: a failed one leaves the intents
+            return True
 
         try:
-            rt.owner.call(shut_down)
+            while not rt.owner.call(shut_down):  # a run that began meanwhile ends first, as pause() would
+                self._stop_run()
         finally:
             self._closed = True
             rt.owner.close(lambda: NetClosedError(f"the net on {self.db_path} is closed"))
@@ -514,7 +526,7 @@ class Net:
         return rt.control.wait(timeout)
 
     async def async_wait_until_blocked(self, timeout: float | None = None) -> NetStatus:
-        if self._in_own_run():
+        if self._in_node_code():
             return self.wait_until_blocked(timeout)  # raises: node code would wait for itself
         return await asyncio.to_thread(self.wait_until_blocked, timeout)
 
@@ -523,6 +535,13 @@ class Net:
         must be checked here, before it is handed to another thread, which cannot tell."""
         rt = self._rt
         return not self._closed and rt.looping and rt.owner.is_mine
+
+    def _in_node_code(self) -> bool:
+        """Whether the caller is node code this net runs: in its loop's thread, or in one of its thread
+        pool's workers (an async node there runs in the worker's own event loop). The async twins
+        check it before they hand the call to another thread (`asyncio.to_thread`), which cannot tell
+        and would wait for the run that waits for this very epoch."""
+        return self._in_own_run() or in_worker_thread(self)
 
     def poll(self) -> NetStatus:
         """The net's state (running, pausing, paused, blocked, stopped) and per-node epoch counts."""
@@ -540,10 +559,13 @@ class Net:
         self.close()
 
     async def async_pause(self) -> None:
+        if self._in_node_code():
+            self.pause()  # returns at once: the run pauses once the running epochs, this one included, end
+            return
         await asyncio.to_thread(self.pause)
 
     async def async_stop(self) -> None:
-        if self._in_own_run():
+        if self._in_node_code():
             self.stop()  # pauses, then raises ContextUsageError: as stop() from sync node code
         await asyncio.to_thread(self.stop)
 

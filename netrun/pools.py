@@ -53,8 +53,8 @@ from .context import NodeFailureContext, Packet
 from .epoch import EpochEnds, call_failure_func, run_sync
 from .errors import EpochTimeout, NodeExecutionFailed, WorkerLost
 from .jobs import CLAIM_QUEUED, FINISH_HELD, START_HELD, FINISH_JOB, INSERT_CLAIMED, INSERT_JOB, Claim, NewJob, job_params
-from .worker import (BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, late_result, process_main, read_marks,
-                     read_outcome, read_start_failed, thread_main)
+from .worker import (BATCH, LATE_LOG, START_FAILED, STOP, WorkerSpec, _portable_error, late_result, process_main,
+                     read_marks, read_outcome, read_start_failed, thread_main)
 from .wakeups import WAKE_REMOTE as _WAKE_REMOTE, listen_for_results, read_result_notice
 from .clock import Clock, iso
 from .config import NetConfig, NodeConfig
@@ -963,7 +963,9 @@ class PoolManager:
         journal = self.host.journal
         if journal.abandoned is not None:
             return
-        parked = [(n[1], n[2], n[3], n[4]) for n in results if self.held.get(n[2].epoch_id) == (n[1], n[2].attempt)]
+        parked = [(n[1], n[2], _stored_payload(n[3]), n[4]) for n in results
+                  if self.held.get(n[2].epoch_id) == (n[1], n[2].attempt)]
+        parked = [p for p in parked if p[2] is not None]
         if not parked:
             return
 
@@ -1026,6 +1028,18 @@ class _Channels:
                 pass
             reader.close()
         self._readers = {}
+
+
+def _stored_payload(payload: bytes | dict) -> bytes | None:
+    """A result's payload as `epoch_results` stores it: a thread worker's result stays a dict in this
+    process (`run_claimed(raw=True)`), with its error as raised; it is pickled as a process worker's is,
+    the error made portable. None when it cannot be (the epoch then follows the crash semantics)."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    try:
+        return pickle.dumps({**payload, "error": _portable_error(payload.get("error"), payload.get("traceback"))})
+    except Exception:  # noqa: BLE001 - not parked: a resume takes the epoch back as a lost worker's
+        return None
 
 
 def _unbatched(notices: list) -> list[tuple]:

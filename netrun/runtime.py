@@ -42,7 +42,7 @@ from .context import NodeNet
 from .deadletters import DeadLetterQueue
 from .epoch import EpochEnds, EpochRun, run_sync, write_logs
 from .tracebacks import error_text
-from .errors import ConfigError, ContextUsageError, NodeExecutionFailed, StorageError
+from .errors import ConfigError, ContextUsageError, NetClosedError, NodeExecutionFailed, StorageError
 from .graphio import get_node, node_depths, node_shape
 from .history import HistoryLog
 from .host import NetHandle, NodeFunctions
@@ -134,6 +134,8 @@ class Runtime:
         self.paused = False
         self.started = False
         self.looping = False  # the owner loop is running (in the owning thread)
+        self.closing = False  # close() began: no run may begin (checked as the owner)
+        self.loop_number = 0  # counts the owner loops begun (pause() from another thread waits for one)
         self._since_advance = 0  # main-thread epochs run since the sim last advanced
         self.attempt_base: dict[str, int] = {}  # epoch -> attempts recorded before a resume
         self.job_seq = next_seq(conn)
@@ -153,7 +155,8 @@ class Runtime:
                                           commit=self.commit), self.ends)
         self.control = Controller(self.owner, self.pools, waiting=self.waiting, ready_count=self.ready_count,
                                   running_count=self.running_count, outcomes=self.outcomes,
-                                  paused=lambda: self.paused, request_pause=self.request_pause, pause=self.pause)
+                                  paused=lambda: self.paused, request_pause=self.request_pause, pause=self.pause,
+                                  current_loop=lambda: self.loop_number if self.looping else None)
         # stops and injections other processes ask for
         self.requests = RequestDesk(self.journal, self.values, self.sim, self.graph_nodes, self.inbox,
                                     request_pause=self.request_pause, commit=self.commit)
@@ -338,12 +341,22 @@ class Runtime:
 
     def withdraw(self) -> None:
         """On pause: dispatched epochs that have not started go back to waiting, first in line."""
+        withdrawn: Counter[str] = Counter()
         while self.ready:
             item = self.ready.pop()
             self.ready_count[item.node_name] -= 1
             self._undispatch(item.epoch_id, item.node_name)
+            withdrawn[item.node_name] += 1
         for epoch_id, node in self.pools.withdraw_queued():
             self._undispatch(epoch_id, node)
+            withdrawn[node] += 1
+        # A rate-limited node's epochs were each given the next start slot when dispatched; the slots
+        # of those withdrawn (the latest ones: the others started in slot order) are free again, else
+        # the next run would wait for starts that never happened (k / rate seconds)
+        for node, count in withdrawn.items():
+            rate = self.configs[node].rate_limit_per_second
+            if rate and node in self.next_start:
+                self.next_start[node] -= count / rate
 
     def _undispatch(self, epoch_id: str, node: str) -> None:
         self.inflight[node] -= 1
@@ -551,6 +564,9 @@ class Runtime:
                                     "workers, while it runs that code: node code cannot start or step the net that "
                                     "runs it (call net.pause() instead)")
         with self.owner.holding():
+            if self.closing:
+                raise NetClosedError(f"the net on {self.net.db_path} is closing: close() was called, so no run "
+                                     "begins")
             if self._broken is not None:
                 raise self._broken
             if self.looping:
@@ -558,6 +574,7 @@ class Runtime:
                                         "it again (call net.pause() instead)")
             if unpause:
                 self.unpause()
+            self.loop_number += 1
             self.looping = True
             try:
                 return await self._loop(asynchronous=asynchronous, round_=round_, start_epochs=start_epochs,
