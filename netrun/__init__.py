@@ -32,6 +32,8 @@ import cycle, type-only imports included):
     migrate, db, ownership, readonly, history, capture, checkpoint   the SQLite store
     config -> params, errors, clock, graphio, faults, version   leaves used by all of the above
     jsontext       compact JSON text by json's C encoder, made once (history rows, values)
+    reentry        which calls made in the owning thread would interrupt netrun's own code (a
+                   signal handler's): refused; where netrun calls user code or waits, they may
     definition -> {expressions, factories, port_types}   the TOML definition layer
 
     cli            the `netrun` command, over net and:

@@ -23,6 +23,7 @@ from .graphio import get_node
 from .inbox import Inbox
 from .journal import Journal
 from .owner import Owner
+from .reentry import reentrant_point
 from .tracebacks import error_text
 from .values import FUNC, Stored, _write_atomic, decode
 
@@ -104,6 +105,7 @@ class DeadLetterQueue:
         if self._callback is not None:
             journal.after_commit(lambda: self._notify(entry))
 
+    @reentrant_point
     def _notify(self, entry: DeadLetter) -> None:
         """Call the dead-letter callback; an error is written to the node log, never lost or fatal."""
         try:

@@ -38,6 +38,7 @@ from .context import AsyncNodeExecutionContext, NodeExecutionContext, NodeFailur
 from .deferred import DeferredActions, apply_queue
 from .errors import ContextUsageError, EpochCancelled, EpochTimeout, NodeExecutionFailed, UnfinishedEpochError
 from .jobs import Claim
+from .reentry import reentrant_point
 from .tracebacks import error_text, error_type, format_traceback, skip_first_frame
 from .host import NodeFunctions
 from .journal import Journal
@@ -208,6 +209,7 @@ class AttemptLoop:
 
         return check
 
+    @reentrant_point
     async def _call_exec(self, ctx: NodeExecutionContext, began: float) -> tuple[BaseException | None, bool]:
         host, cfg = self.host, self.config
         error: BaseException | None = None
@@ -271,6 +273,7 @@ class AttemptLoop:
         await call_failure_func(func, ctx, cfg, host.journal, error, asynchronous=asynchronous)
 
 
+@reentrant_point
 async def call_failure_func(func: Callable[..., Any], ctx: NodeFailureContext, cfg: NodeConfig, journal: Any,
                             error: BaseException, *, asynchronous: bool) -> None:
     """Call a node's `exec_failed_node_func(ctx)`; what it prints goes to the node's log, and an error it

@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .errors import ContextUsageError
+from .reentry import interrupted_step, reentrant_point
+
 _RETRY = 0.02  # seconds a caller waits for an answer before trying to serve itself
 
 
@@ -96,6 +99,14 @@ class Owner:
         if self._closed is not None:
             raise self._closed()
         if self.is_mine:
+            interrupted = interrupted_step(1)
+            if interrupted is not None:
+                method, where = interrupted
+                raise ContextUsageError(
+                    f"net.{method}() was called in the thread that runs the net while netrun's own code ran there "
+                    f"(in {where}): from a signal handler, say. It would change the run's state half-way through a "
+                    f"step, so it is refused. From a signal handler call net.pause() (it only sets a flag), then the "
+                    f"other methods once the run returns; or call them from another thread")
             return fn()
         request = _Request(fn)
         self._requests.put(request)
@@ -138,6 +149,7 @@ class Owner:
             served += 1
         return served
 
+    @reentrant_point  # (a signal handler's call while the owner waits finds the run state at rest)
     def wait(self, timeout: float | None) -> list[Any]:
         """From the owner: wait up to `timeout` seconds for arrivals; return them all (may be empty)."""
         items = []

@@ -54,6 +54,7 @@ from .journal import Journal
 from .control import Controller
 from .owner import Owner
 from .pools import PoolHost, PoolManager, apply_result
+from .reentry import reentrant_point
 from .request_desk import RequestDesk
 from .restore import Restorer
 from .retention_policy import RetentionPolicy
@@ -252,6 +253,7 @@ class Runtime:
         if first is not None:
             raise first
 
+    @reentrant_point
     def _call_lifecycle(self, node: str, role: str, func: Callable[..., Any]) -> None:
         cfg = self.configs[node]
         with capturing(cfg.capture_stdout, cfg.echo_stdout) as capture:
@@ -545,6 +547,7 @@ class Runtime:
         before its thread starts), so that a pause() meant for a running loop is never lost."""
         self.paused = False
 
+    @reentrant_point  # (its event loop runs async node code: between two task steps netrun is at rest)
     def _run_sync(self, **options: Any) -> int:
         """A net with async exec functions runs in an event loop of its own, so its async epochs overlap."""
         if self.has_async_nodes:
@@ -730,6 +733,7 @@ class Runtime:
         return await asyncio.get_running_loop().run_in_executor(None, self.owner.wait, bounded)
 
     # -- failures and pausing -------------------------------------------------------------------------
+    @reentrant_point
     def node_failed(self, failure: NodeExecutionFailed) -> None:
         """Apply the net's error policy to a failed epoch.
 

@@ -34,6 +34,7 @@ import cloudpickle
 from .errors import NotFoundError, StoredValueUnreadable, UnpicklableValue, ValueFunctionFailed
 from . import jsontext
 from .journal import Journal
+from .reentry import reentrant_point
 from .tracebacks import storable_text
 
 RECENT_LIMIT = 4096  # values kept in memory for consumption without a read-back
@@ -217,6 +218,7 @@ class ValueStore:
     def has(self, packet_id: str) -> bool:
         return self._load(packet_id) is not None
 
+    @reentrant_point  # (a value function)
     def materialize(self, packet_id: str, kind: str, data: str | bytes, *_preview: Any) -> Any:
         """Turn a stored (kind, data) pair into the value (calling a value function).
 
@@ -296,6 +298,7 @@ async def _awaiting(packet_id: str, awaitable: Any) -> Any:
         raise _failed(packet_id, exc) from exc
 
 
+@reentrant_point
 def resolve_sync(value: Any) -> Any:
     """The value of an async value function, from sync code (its own loop, or a helper thread)."""
     if not inspect.isawaitable(value):
