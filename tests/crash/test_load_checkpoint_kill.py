@@ -11,8 +11,7 @@ import sys
 import textwrap
 
 import netrun
-from netrun.graphs import chain
-from tests.integration import resume_nodes as rn
+from tests.integration.helpers import net_with_history_and_checkpoint, run_more
 
 # The copy is in place; the kill lands as `Net.resume` starts on it (the rest of the load).
 CHILD = textwrap.dedent("""
@@ -26,17 +25,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_a_copy_left_by_a_killed_load_writes_its_own_history_file(tmp_path):
-    history = tmp_path / "history.jsonl"
-    net = netrun.Net(chain("Src", "A", "Sink"), db=tmp_path / "run.db", history_file=str(history))
-    net.set_node_exec("A", rn.identity)
-    net.set_node_exec("Sink", rn.swallow)
-    for i in range(5):
-        net.inject_packet("A", "in", i)
-    net.run_step()
-    net.pause()
-    net.save_checkpoint(tmp_path / "ckpt")
-    net.start()
-    net.close()
+    history = net_with_history_and_checkpoint(tmp_path)
     original = history.read_text()
     copy = tmp_path / "copy.db"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -44,12 +33,7 @@ def test_a_copy_left_by_a_killed_load_writes_its_own_history_file(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert copy.exists()
-    loaded = netrun.Net.resume(str(copy))
-    loaded.set_node_exec("A", rn.identity)
-    loaded.set_node_exec("Sink", rn.swallow)
-    loaded.inject_packet("A", "in", 99)
-    loaded.start()
-    loaded.close()
+    run_more(netrun.Net.resume(str(copy)))
     assert history.read_text() == original
     seqs = [json.loads(line)["seq"] for line in (tmp_path / "copy.db.history.jsonl").read_text().splitlines()]
     assert seqs == list(range(1, len(seqs) + 1))

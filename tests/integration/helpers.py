@@ -162,3 +162,36 @@ def pool_net_to_kill(tmp_path: Path, got: list, func: Callable, *, deferred: boo
     ids = {value: net.inject_packet("Work", "in", value) for value in values}
     net.start(threaded=True)
     return net, ids
+
+
+def net_with_history_and_checkpoint(tmp_path: Path) -> Path:
+    """Src -> A -> Sink on tmp_path/run.db with a history file: 5 values, one step, a checkpoint in
+    tmp_path/ckpt taken while paused, then run to the end and closed. Returns the history file."""
+    import netrun
+    from netrun.graphs import chain
+
+    from . import resume_nodes as rn
+
+    history = tmp_path / "history.jsonl"
+    net = netrun.Net(chain("Src", "A", "Sink"), db=tmp_path / "run.db", history_file=str(history))
+    net.set_node_exec("A", rn.identity)
+    net.set_node_exec("Sink", rn.swallow)
+    for i in range(5):
+        net.inject_packet("A", "in", i)
+    net.run_step()
+    net.pause()  # a checkpoint is taken while the net is paused
+    net.save_checkpoint(tmp_path / "ckpt")
+    net.start()
+    net.close()
+    return history
+
+
+def run_more(net: Any) -> None:
+    """One more value through a net made by `net_with_history_and_checkpoint` (resumed), then close it."""
+    from . import resume_nodes as rn
+
+    net.set_node_exec("A", rn.identity)
+    net.set_node_exec("Sink", rn.swallow)
+    net.inject_packet("A", "in", 99)
+    net.start()
+    net.close()

@@ -21,7 +21,7 @@ import pytest
 import netrun
 from netrun.graphs import chain
 from tests.integration import resume_nodes as rn
-from tests.integration.helpers import rows, stored_value
+from tests.integration.helpers import net_with_history_and_checkpoint, rows, run_more, stored_value
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = 60
@@ -348,17 +348,7 @@ def test_checkpoint_into_the_folder_of_the_live_database_is_refused(tmp_path):
 
 
 def test_a_loaded_checkpoint_writes_its_own_history_file(tmp_path):
-    history = tmp_path / "history.jsonl"
-    net = netrun.Net(chain("Src", "A", "Sink"), db=tmp_path / "run.db", history_file=str(history))
-    net.set_node_exec("A", rn.identity)
-    net.set_node_exec("Sink", rn.swallow)
-    for i in range(5):
-        net.inject_packet("A", "in", i)
-    net.run_step()
-    net.pause()  # a checkpoint is taken while the net is paused
-    net.save_checkpoint(tmp_path / "ckpt")
-    net.start()
-    net.close()
+    history = net_with_history_and_checkpoint(tmp_path)
     original = history.read_text()
     loaded = netrun.Net.load_checkpoint(tmp_path / "ckpt", db=str(tmp_path / "copy.db"))
     loaded.set_node_exec("A", rn.identity)
@@ -448,34 +438,11 @@ def test_a_checkpoint_into_a_file_or_a_symbolic_link_is_refused(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def _net_with_history_and_checkpoint(tmp_path):
-    history = tmp_path / "history.jsonl"
-    net = netrun.Net(chain("Src", "A", "Sink"), db=tmp_path / "run.db", history_file=str(history))
-    net.set_node_exec("A", rn.identity)
-    net.set_node_exec("Sink", rn.swallow)
-    for i in range(5):
-        net.inject_packet("A", "in", i)
-    net.run_step()
-    net.pause()
-    net.save_checkpoint(tmp_path / "ckpt")
-    net.start()
-    net.close()
-    return history
-
-
-def _run_more(net):
-    net.set_node_exec("A", rn.identity)
-    net.set_node_exec("Sink", rn.swallow)
-    net.inject_packet("A", "in", 99)
-    net.start()
-    net.close()
-
-
 def test_a_loaded_checkpoint_resumed_later_still_writes_its_own_history_file(tmp_path):
-    history = _net_with_history_and_checkpoint(tmp_path)
+    history = net_with_history_and_checkpoint(tmp_path)
     original = history.read_text()
     netrun.Net.load_checkpoint(tmp_path / "ckpt", db=str(tmp_path / "copy.db")).close()
-    _run_more(netrun.Net.resume(str(tmp_path / "copy.db")))  # a later session of the loaded net
+    run_more(netrun.Net.resume(str(tmp_path / "copy.db")))  # a later session of the loaded net
     assert history.read_text() == original
     lines = (tmp_path / "copy.db.history.jsonl").read_text().splitlines()
     assert len(lines) == rows(tmp_path / "copy.db", "SELECT count(*) AS n FROM history")[0]["n"]
@@ -484,11 +451,11 @@ def test_a_loaded_checkpoint_resumed_later_still_writes_its_own_history_file(tmp
 def test_a_load_that_failed_after_the_copy_leaves_a_net_with_its_own_history_file(tmp_path):
     """The copy is made, then resuming it fails (here a bad option; a kill lands there too): the copy
     left behind, resumed, must not append to the original run's history file."""
-    history = _net_with_history_and_checkpoint(tmp_path)
+    history = net_with_history_and_checkpoint(tmp_path)
     original = history.read_text()
     with pytest.raises(netrun.ConfigError):
         netrun.Net.load_checkpoint(tmp_path / "ckpt", db=str(tmp_path / "copy.db"), on_error="bogus")
-    _run_more(netrun.Net.resume(str(tmp_path / "copy.db")))
+    run_more(netrun.Net.resume(str(tmp_path / "copy.db")))
     assert history.read_text() == original
     seqs = [json.loads(line)["seq"] for line in (tmp_path / "copy.db.history.jsonl").read_text().splitlines()]
     assert seqs == list(range(1, len(seqs) + 1))
