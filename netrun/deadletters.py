@@ -81,9 +81,7 @@ class DeadLetterQueue:
             self._callback = mode
         elif mode == "callback":
             self._callback = config.dead_letter_callback
-        self._path = config.dead_letter_path if mode == "file" else None
-        if self._path:
-            os.makedirs(self._path, exist_ok=True)
+        self._path = config.dead_letter_path if mode == "file" else None  # made by config.make_folders
         self._seq = journal.conn.execute("SELECT coalesce(max(seq), 0) FROM dead_letters").fetchone()[0]
 
     def record(self, *, packet_id: str, node_name: str, port_name: str | None, epoch_id: str, reason: str,

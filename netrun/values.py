@@ -123,15 +123,13 @@ class ValueStore:
         self.journal = journal
         self.keep_consumed = keep_consumed
         self.keep_limit = keep_limit
-        self.keep_path = keep_path
+        self.keep_path = keep_path  # made by config.make_folders before the net opens
         self._consumed_seq = 0
         # Values stored by this process and not yet consumed, newest last (bounded): a packet is
         # usually consumed soon after it was made, and its value is then never read back.
         self._recent: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         row = journal.conn.execute("SELECT max(consumed_seq) FROM packet_values").fetchone()
         self._consumed_seq = row[0] or 0
-        if keep_path:
-            os.makedirs(keep_path, exist_ok=True)
         self._max_bytes = journal.conn.limit(apsw.SQLITE_LIMIT_LENGTH, -1)  # the most one value may take
 
     def serialize(self, value: Any, *, where: str) -> Stored:
